@@ -1,0 +1,336 @@
+"""PURE: combine validation metrics across loaders, and accumulate them per loader.
+
+Two pieces, both free of torch so that they can be tested (and reasoned about) as arithmetic:
+
+- :class:`MetricAccumulator` collects, for each validation loader, the sample-weighted sum of
+  every metric over the batches of a validation pass, and turns them into per-loader means.
+  Its sums travel as one flat list of floats so that the trainer can ``all_reduce`` them
+  across ranks in a single collective.
+- :func:`aggregate_validation` combines the per-loader means into the cross-loader values that
+  the trainer logs as ``val/<metric>`` (it logs the per-loader means as
+  ``val/dl_<name>/<metric>`` itself). The rule is chosen by ``validation.aggregation``.
+
+The aggregation rule is passed as the value of the ``ValAggregation`` enum (defined in
+``trainer/config.py``) or as the enum member itself; this module compares values only, so it
+does not need to import the config.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from enum import Enum
+
+__all__ = [
+    "AGGREGATIONS",
+    "CUSTOM",
+    "MACRO_AVG_EQUAL_LOADERS",
+    "MICRO_AVG_WEIGHTED_BY_SAMPLES",
+    "PRIMARY_METRIC_PER_LOADER",
+    "MetricAccumulator",
+    "aggregate_validation",
+]
+
+MICRO_AVG_WEIGHTED_BY_SAMPLES = "micro_avg_weighted_by_samples"
+MACRO_AVG_EQUAL_LOADERS = "macro_avg_equal_loaders"
+PRIMARY_METRIC_PER_LOADER = "primary_metric_per_loader"
+CUSTOM = "custom"
+
+PerLoaderMetrics = Mapping[str, Mapping[str, float]]
+CustomAggregation = Callable[[dict[str, dict[str, float]]], Mapping[str, float]]
+
+
+def aggregate_validation(
+    per_loader: PerLoaderMetrics,
+    samples_per_loader: Mapping[str, int],
+    aggregation: str | Enum,
+    *,
+    primary_metric: str = "loss",
+    custom_fn: CustomAggregation | None = None,
+) -> dict[str, float]:
+    """Combine per-loader validation means into cross-loader metrics.
+
+    Rules (``aggregation`` value):
+
+    - ``micro_avg_weighted_by_samples``: for each metric, the mean over all validation samples
+      of the loaders that report it: ``sum(mean_l * n_l) / sum(n_l)``.
+    - ``macro_avg_equal_loaders``: for each metric, the plain mean of the per-loader means of
+      the loaders that report it (every loader counts the same, whatever its size).
+    - ``primary_metric_per_loader``: only ``primary_metric`` is combined (plain mean over the
+      loaders that report it); every other metric is kept per loader only, so the result has
+      the single key ``primary_metric``. Use it when loaders measure different things and only
+      the primary metric is comparable across them.
+    - ``custom``: ``custom_fn(per_loader)`` (a copy of ``per_loader`` as plain dicts) returns
+      the cross-loader metrics.
+
+    Args:
+        per_loader: loader name -> metric name -> that loader's mean over its samples.
+        samples_per_loader: loader name -> number of samples behind its means. Every loader in
+            ``per_loader`` needs an entry (only the micro average reads the counts).
+        aggregation: one of the values above, or a str-valued enum member with such a value.
+        primary_metric: metric combined by ``primary_metric_per_loader``.
+        custom_fn: the function used by ``custom``.
+
+    Returns:
+        Metric name -> value, without the ``val/`` prefix. Empty when ``per_loader`` is empty.
+
+    Raises:
+        ValueError: unknown ``aggregation``; a loader without a positive sample count for the
+            micro average; no loader reporting ``primary_metric``; ``custom`` without
+            ``custom_fn``.
+        TypeError: ``custom_fn`` returned something other than a mapping of str to numbers.
+
+    Example:
+        >>> aggregate_validation({"a": {"loss": 1.0}, "b": {"loss": 4.0}}, {"a": 3, "b": 1},
+        ...                      "micro_avg_weighted_by_samples")
+        {'loss': 1.75}
+    """
+    rule = _rule_for(aggregation)
+    if not per_loader:
+        return {}
+    return rule(per_loader, samples_per_loader, primary_metric, custom_fn)
+
+
+def _rule_for(aggregation: str | Enum) -> _Rule:
+    value = aggregation.value if isinstance(aggregation, Enum) else aggregation
+    rule = _RULES.get(str(value).lower())
+    if rule is None:
+        raise ValueError(
+            f"validation.aggregation must be one of {sorted(_RULES)}; got {aggregation!r}"
+        )
+    return rule
+
+
+def _metric_names(per_loader: PerLoaderMetrics) -> list[str]:
+    """Every metric name reported by at least one loader, in first-seen order."""
+    names: dict[str, None] = {}
+    for metrics in per_loader.values():
+        names.update(dict.fromkeys(metrics))
+    return list(names)
+
+
+def _micro(
+    per_loader: PerLoaderMetrics,
+    samples_per_loader: Mapping[str, int],
+    primary_metric: str,
+    custom_fn: CustomAggregation | None,
+) -> dict[str, float]:
+    counts = {name: _sample_count(name, samples_per_loader) for name in per_loader}
+    result: dict[str, float] = {}
+    for key in _metric_names(per_loader):
+        reporting = [name for name, metrics in per_loader.items() if key in metrics]
+        weighted_sum = math.fsum(per_loader[name][key] * counts[name] for name in reporting)
+        result[key] = weighted_sum / sum(counts[name] for name in reporting)
+    return result
+
+
+def _sample_count(loader_name: str, samples_per_loader: Mapping[str, int]) -> int:
+    count = samples_per_loader.get(loader_name)
+    if count is None or count <= 0:
+        raise ValueError(
+            f"micro_avg_weighted_by_samples needs a positive sample count for validation "
+            f"loader {loader_name!r}; got {count!r} (counts given: {dict(samples_per_loader)})"
+        )
+    return count
+
+
+def _macro(
+    per_loader: PerLoaderMetrics,
+    samples_per_loader: Mapping[str, int],
+    primary_metric: str,
+    custom_fn: CustomAggregation | None,
+) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for key in _metric_names(per_loader):
+        values = [metrics[key] for metrics in per_loader.values() if key in metrics]
+        result[key] = math.fsum(values) / len(values)
+    return result
+
+
+def _primary(
+    per_loader: PerLoaderMetrics,
+    samples_per_loader: Mapping[str, int],
+    primary_metric: str,
+    custom_fn: CustomAggregation | None,
+) -> dict[str, float]:
+    values = [
+        metrics[primary_metric] for metrics in per_loader.values() if primary_metric in metrics
+    ]
+    if not values:
+        raise ValueError(
+            f"primary_metric_per_loader: no validation loader reports the primary metric "
+            f"{primary_metric!r} (reported: {_metric_names(per_loader)}); set "
+            f"validation.primary_metric to one of them or return it from the validation step"
+        )
+    return {primary_metric: math.fsum(values) / len(values)}
+
+
+def _custom(
+    per_loader: PerLoaderMetrics,
+    samples_per_loader: Mapping[str, int],
+    primary_metric: str,
+    custom_fn: CustomAggregation | None,
+) -> dict[str, float]:
+    if custom_fn is None:
+        raise ValueError(
+            "validation.aggregation is 'custom' but no aggregation function was given; set "
+            "validation.aggregation_fn to a callable (or its dotted path) taking "
+            "{loader: {metric: value}} and returning {metric: value}"
+        )
+    result = custom_fn({name: dict(metrics) for name, metrics in per_loader.items()})
+    return _checked_custom_result(result, custom_fn)
+
+
+def _checked_custom_result(result: object, custom_fn: Callable[..., object]) -> dict[str, float]:
+    fn_name = getattr(custom_fn, "__qualname__", repr(custom_fn))
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            f"validation.aggregation_fn {fn_name} must return a mapping of metric name to "
+            f"number; got {type(result).__name__}"
+        )
+    checked: dict[str, float] = {}
+    for key, value in result.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"validation.aggregation_fn {fn_name} returned a non-string key {key!r} "
+                f"({type(key).__name__}); metric names must be str"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"validation.aggregation_fn {fn_name} returned {key!r}: {value!r} "
+                f"({type(value).__name__}); values must be real numbers (use .item() on a "
+                f"0-d tensor)"
+            )
+        checked[key] = float(value)
+    return checked
+
+
+_Rule = Callable[
+    [PerLoaderMetrics, Mapping[str, int], str, "CustomAggregation | None"], dict[str, float]
+]
+
+_RULES: dict[str, _Rule] = {
+    MICRO_AVG_WEIGHTED_BY_SAMPLES: _micro,
+    MACRO_AVG_EQUAL_LOADERS: _macro,
+    PRIMARY_METRIC_PER_LOADER: _primary,
+    CUSTOM: _custom,
+}
+
+AGGREGATIONS: tuple[str, ...] = tuple(_RULES)
+
+
+class MetricAccumulator:
+    """Sample-weighted running sums of metrics, per validation loader.
+
+    Each :meth:`add` contributes ``value * num_samples`` to the loader's sum of that metric and
+    ``num_samples`` to its weight; a mean is ``sum / weight``. A metric reported by only some
+    batches is averaged over the samples of those batches.
+
+    Cross-rank reduction: :meth:`to_state` gives the sums as a flat list of floats in the order
+    of :meth:`layout` (loaders sorted by name, then metrics sorted by name). The trainer sums
+    that list over ranks (one ``all_reduce(SUM)`` of a float64 tensor) and writes it back with
+    :meth:`from_state`. All ranks must have the same layout, which holds when they run the same
+    schedule and their validation steps return the same keys; comparing :meth:`layout` across
+    ranks once checks it.
+
+    Example:
+        >>> acc = MetricAccumulator()
+        >>> acc.add("a", {"loss": 1.0}, num_samples=2)
+        >>> acc.add("a", {"loss": 4.0}, num_samples=1)
+        >>> acc.means(), acc.samples()
+        ({'a': {'loss': 2.0}}, {'a': 3})
+    """
+
+    def __init__(self) -> None:
+        self._samples: dict[str, int] = {}
+        # loader -> metric -> [weighted sum, weight]
+        self._sums: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, loader_name: str, metrics: Mapping[str, float], num_samples: int) -> None:
+        """Add one batch's metrics (batch means) for ``loader_name``.
+
+        Args:
+            loader_name: the validation loader's configured name.
+            metrics: metric name -> mean over the batch (a Python number).
+            num_samples: samples in the batch; its weight in the means.
+
+        Raises:
+            ValueError: ``num_samples`` is not a positive integer.
+        """
+        if num_samples <= 0:
+            raise ValueError(
+                f"num_samples for validation loader {loader_name!r} must be a positive "
+                f"integer; got {num_samples!r}"
+            )
+        self._samples[loader_name] = self._samples.get(loader_name, 0) + num_samples
+        sums = self._sums.setdefault(loader_name, {})
+        for key, value in metrics.items():
+            entry = sums.get(key)
+            if entry is None:
+                sums[key] = [float(value) * num_samples, float(num_samples)]
+            else:
+                entry[0] += float(value) * num_samples
+                entry[1] += num_samples
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """Loader name -> metric name -> sample-weighted mean."""
+        return {
+            loader: {key: total / weight for key, (total, weight) in sums.items()}
+            for loader, sums in self._sums.items()
+        }
+
+    def samples(self) -> dict[str, int]:
+        """Loader name -> number of samples added."""
+        return dict(self._samples)
+
+    def reset(self) -> None:
+        """Forget everything (start of a new validation pass)."""
+        self._samples.clear()
+        self._sums.clear()
+
+    def layout(self) -> tuple[tuple[str, str | None], ...]:
+        """The order of :meth:`to_state`: ``(loader, None)`` for the sample count, then
+        ``(loader, metric)`` pairs (each contributing a sum and a weight)."""
+        return tuple(self._layout_entries())
+
+    def _layout_entries(self) -> Iterator[tuple[str, str | None]]:
+        for loader in sorted(self._samples):
+            yield loader, None
+            for key in sorted(self._sums[loader]):
+                yield loader, key
+
+    def to_state(self) -> list[float]:
+        """The accumulated sums as a flat list in :meth:`layout` order (a sample count is one
+        float; a metric is two: its weighted sum, then its weight)."""
+        state: list[float] = []
+        for loader, key in self._layout_entries():
+            if key is None:
+                state.append(float(self._samples[loader]))
+            else:
+                state.extend(self._sums[loader][key])
+        return state
+
+    def from_state(self, state: Sequence[float]) -> None:
+        """Overwrite the sums with ``state`` (e.g. the sum of every rank's :meth:`to_state`).
+
+        Args:
+            state: floats in this accumulator's :meth:`layout` order.
+
+        Raises:
+            ValueError: ``state`` does not have the length of this accumulator's layout (the
+                ranks accumulated different loaders or metrics).
+        """
+        expected = sum(1 if key is None else 2 for _, key in self._layout_entries())
+        if len(state) != expected:
+            raise ValueError(
+                f"metric state has {len(state)} values but this accumulator's layout needs "
+                f"{expected} ({self.layout()}); every rank must validate the same loaders and "
+                f"return the same metric keys"
+            )
+        values = iter(state)
+        for loader, key in self._layout_entries():
+            if key is None:
+                self._samples[loader] = round(next(values))
+            else:
+                self._sums[loader][key] = [next(values), next(values)]
