@@ -1,0 +1,146 @@
+"""``metrics.jsonl``: the always-on, append-only record of a run (the source for ``mtf plot``).
+
+Format: one flat JSON object per line, ``{"step": <global_step>, "<metric key>": value, ...}``.
+Text is stored as ``{"step": s, "text/<key>": "..."}``; images and figures are written as PNG
+files under ``<run_dir>/media/`` and referenced as ``{"step": s, "image/<key>": "media/..."}``
+(``figure/<key>`` for figures). Hyperparameters go to ``<run_dir>/hparams.json``.
+
+NOTE [metrics file durability]: the file is opened line-buffered in append mode, so every line is
+handed to the OS as soon as it is logged; a SIGKILL loses at most the line being written. A
+resumed run appends to the same file, so steps between the last checkpoint and the kill appear
+twice; readers keep the last value per (key, step). A line cut short by a kill is closed with a
+newline when the file is reopened, and readers skip it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .base import BaseLogger, encode_png, safe_file_stem, to_hwc_uint8
+
+__all__ = [
+    "HPARAMS_FILENAME",
+    "MEDIA_DIRNAME",
+    "METRICS_FILENAME",
+    "STEP_KEY",
+    "JsonlLogger",
+]
+
+METRICS_FILENAME = "metrics.jsonl"
+HPARAMS_FILENAME = "hparams.json"
+MEDIA_DIRNAME = "media"
+STEP_KEY = "step"
+
+_log = logging.getLogger(__name__)
+
+
+class JsonlLogger(BaseLogger):
+    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl``.
+
+    Args:
+        run_dir: The run directory; created if missing.
+
+    Example:
+        >>> logger = JsonlLogger(run_dir)                      # doctest: +SKIP
+        >>> logger.log_scalars({"train/loss": 0.43}, step=120)  # doctest: +SKIP
+        >>> logger.close()                                      # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS_FILENAME
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = _open_for_append(self.path)
+
+    def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
+        """Append ``{"step": step, **metrics}`` as one line.
+
+        Raises:
+            ValueError: ``metrics`` uses the reserved key ``"step"``.
+            TypeError: A value is not a number (or a one-element tensor/array).
+        """
+        if STEP_KEY in metrics:
+            raise ValueError(
+                f"metric key '{STEP_KEY}' is reserved for the global step in {self.path.name}; "
+                f"rename the metric (e.g. 'train/{STEP_KEY}')"
+            )
+        record: dict[str, Any] = {STEP_KEY: int(step)}
+        record.update({key: _to_json_number(key, value) for key, value in metrics.items()})
+        self._write(record)
+
+    def log_text(self, key: str, text: str, step: int) -> None:
+        """Append ``{"step": step, "text/<key>": text}``."""
+        self._write({STEP_KEY: int(step), f"text/{key}": str(text)})
+
+    def log_image(self, key: str, image: Any, step: int) -> None:
+        """Save ``image`` as ``media/<key>_step_<step>.png`` and append a reference to it."""
+        relative = self._media_path(key, step)
+        (self.run_dir / relative).write_bytes(encode_png(to_hwc_uint8(image)))
+        self._write({STEP_KEY: int(step), f"image/{key}": relative.as_posix()})
+
+    def log_figure(self, key: str, figure: Any, step: int) -> None:
+        """Save a matplotlib ``figure`` as a PNG under ``media/`` and append a reference to it."""
+        relative = self._media_path(key, step)
+        figure.savefig(self.run_dir / relative, format="png")
+        self._write({STEP_KEY: int(step), f"figure/{key}": relative.as_posix()})
+
+    def log_hyperparams(self, params: Mapping[str, object]) -> None:
+        """Write ``params`` to ``<run_dir>/hparams.json`` (values JSON cannot hold become str)."""
+        text = json.dumps(dict(params), indent=2, sort_keys=True, default=str)
+        (self.run_dir / HPARAMS_FILENAME).write_text(text + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        """Flush and close the file; calling it again does nothing."""
+        if not self._file.closed:
+            self._file.close()
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def _media_path(self, key: str, step: int) -> Path:
+        (self.run_dir / MEDIA_DIRNAME).mkdir(exist_ok=True)
+        return Path(MEDIA_DIRNAME) / f"{safe_file_stem(key)}_step_{int(step)}.png"
+
+
+def _open_for_append(path: Path) -> TextIO:
+    """Open line-buffered for appending; isolate a last line a kill cut short."""
+    needs_newline = _ends_without_newline(path)
+    handle = path.open("a", encoding="utf-8", buffering=1)
+    if needs_newline:
+        _log.warning(
+            "%s ends with an incomplete line (the previous run was probably killed while "
+            "writing it); it is kept as is and readers skip it",
+            path,
+        )
+        handle.write("\n")
+    return handle
+
+
+def _ends_without_newline(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
+
+
+def _to_json_number(key: str, value: Any) -> int | float | bool:
+    """Python numbers pass through; 0-d tensors / numpy scalars become float.
+
+    Non-finite floats are written as JSON's common extensions ``NaN`` / ``Infinity``, which
+    Python's ``json`` and pandas read back.
+    """
+    if isinstance(value, (bool, int, float)):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"metric '{key}' must be a number or a one-element tensor/array, got "
+            f"{type(value).__name__}; log text with log_text and images with log_image"
+        ) from err
+    return number
