@@ -1,0 +1,463 @@
+"""Checkpoint files of one run: when to save, atomic writes, latest pointer, rotation, best.
+
+Layout of a run directory ``<checkpoint.root_dir>/<experiment_name>/``::
+
+    epoch_0_step_100.ckpt     periodic checkpoints (checkpoint.filename_template), newest
+    epoch_1_step_200.ckpt     checkpoint.max_checkpoints kept
+    latest.ckpt -> epoch_1_step_200.ckpt    relative symlink to the last file written
+    best.ckpt                 hard link to (or copy of) the file with the best monitored metric
+
+# NOTE [save order]: one save is: write the new file atomically (temp file in the run
+# directory, fsync, rename, fsync the directory), then repoint ``latest.ckpt`` atomically
+# (a temporary symlink renamed over it), then delete the oldest periodic files beyond
+# ``max_checkpoints`` (never the file ``latest.ckpt`` names), then link ``best.ckpt``. A crash
+# at any point leaves every earlier checkpoint intact and ``latest.ckpt`` naming a complete
+# file; temporary files of an interrupted write are removed when the next manager starts.
+
+Why a symlink: ``torch.load("latest.ckpt")`` and ``ls -l`` work as users expect, and
+``os.replace`` swaps it atomically. When its target is missing (deleted by hand),
+:meth:`CheckpointManager.latest_path` returns None and :meth:`load_latest_valid` falls back to
+the newest valid periodic checkpoint. ``best.ckpt`` is a hard link, so rotation deleting the
+periodic file does not delete the best one.
+
+Example:
+    >>> manager = CheckpointManager(config.checkpoint, run_dir)          # doctest: +SKIP
+    >>> if manager.should_save(step=step, epoch_end=False, epoch=epoch):  # doctest: +SKIP
+    ...     manager.save(payload, epoch=epoch, step=step, metrics=metrics)
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from model_training_framework.errors import CheckpointError
+from model_training_framework.io_utils import (
+    atomic_symlink,
+    atomic_write,
+    fsync_directory,
+    remove_stale_temp_files,
+    temp_path_for,
+)
+from model_training_framework.trainer.checkpoint_io import (
+    BEST_NAME,
+    FORMAT_VERSION,
+    LATEST_NAME,
+    FilenamePattern,
+    check_payload_types,
+    describe_checkpoint,
+    make_file_content,
+    read_checkpoint,
+    snapshot_to_cpu,
+    write_checkpoint,
+)
+from model_training_framework.trainer.code_version import get_code_version
+
+__all__ = [
+    "BEST_NAME",
+    "FORMAT_VERSION",
+    "LATEST_NAME",
+    "CheckpointManager",
+    "describe_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+# manager state_dict keys
+_BEST_VALUE = "best_value"
+_MONITOR_METRIC = "monitor_metric"
+_MONITOR_MODE = "monitor_mode"
+
+_HARD_LINK_UNSUPPORTED = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+class _CheckpointSettings(Protocol):
+    """The CheckpointConfig fields the manager reads (see docs/design-config-fields.md)."""
+
+    save_every_n_steps: int | None
+    save_every_n_epochs: int | None
+    save_every_n_minutes: float | None
+    max_checkpoints: int
+    filename_template: str
+    monitor_metric: str | None
+    monitor_mode: Any  # "min" | "max" (or an Enum whose value is one of these)
+    async_save: bool
+
+
+class CheckpointManager:
+    """Owns the checkpoint files of one run directory (see the module docstring).
+
+    Args:
+        config: The ``checkpoint`` section (``CheckpointConfig``).
+        run_dir: ``<root_dir>/<experiment_name>``; created on the first save.
+        is_rank_zero: Only rank 0 writes; on other ranks :meth:`save` is a no-op.
+        code_version: Recorded in every file; default: :func:`get_code_version` on first save.
+        clock: Seconds from a monotonic clock, for ``save_every_n_minutes`` (injectable).
+
+    Raises:
+        ValueError: ``config.filename_template`` is not a usable template.
+    """
+
+    def __init__(
+        self,
+        config: _CheckpointSettings,
+        run_dir: str | Path,
+        *,
+        is_rank_zero: bool = True,
+        code_version: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self.run_dir = Path(run_dir)
+        self._is_rank_zero = is_rank_zero
+        self._pattern = FilenamePattern(config.filename_template)
+        self._code_version = dict(code_version) if code_version is not None else None
+        self._clock = clock
+        self._last_save_s = clock()
+        self._best_value: float | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_target: Path | None = None
+        self._thread_error: BaseException | None = None
+        if is_rank_zero:
+            remove_stale_temp_files(self.run_dir)
+
+    # ------------------------------------------------------------------ triggers
+    def should_save(
+        self, *, step: int, epoch_end: bool, epoch: int, now_s: float | None = None
+    ) -> bool:
+        """Tell whether a periodic checkpoint is due.
+
+        Call it at every optimizer-step boundary with ``epoch_end=False`` and once after each
+        epoch with ``epoch_end=True``. Under DDP, broadcast rank 0's answer: wall clocks differ.
+
+        Args:
+            step: Optimizer steps taken so far (global step).
+            epoch_end: True for the call after an epoch finished.
+            epoch: 0-based index of the current epoch (the one that just ended if
+                ``epoch_end``).
+            now_s: Current time of the manager's clock; default: ``clock()``.
+
+        Returns:
+            True when ``save_every_n_steps`` divides ``step`` (step boundaries only),
+            ``save_every_n_epochs`` divides ``epoch + 1`` (epoch ends only), or
+            ``save_every_n_minutes`` have passed since the last save (or since this manager
+            started or resumed).
+        """
+        cfg = self._config
+        if epoch_end:
+            if cfg.save_every_n_epochs and (epoch + 1) % cfg.save_every_n_epochs == 0:
+                return True
+        elif cfg.save_every_n_steps and step > 0 and step % cfg.save_every_n_steps == 0:
+            return True
+        if cfg.save_every_n_minutes:
+            now = self._clock() if now_s is None else now_s
+            return now - self._last_save_s >= cfg.save_every_n_minutes * 60.0
+        return False
+
+    # ------------------------------------------------------------------ saving
+    def save(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        epoch: int,
+        step: int,
+        metrics: Mapping[str, float] | None = None,
+        now_s: float | None = None,
+    ) -> Path | None:
+        """Write a checkpoint (see NOTE [save order]); asynchronously if ``config.async_save``.
+
+        With ``async_save`` the payload is copied to CPU memory before this returns, so the
+        caller may keep changing its tensors; the write runs in one background thread. A
+        save first waits for the previous one, and an error of a background write is raised
+        by the next :meth:`save` or :meth:`wait`.
+
+        Args:
+            payload: Component states (tensors and plain Python values only).
+            epoch: Epoch recorded in the file name and metadata.
+            step: Global step recorded in the file name and metadata.
+            metrics: Latest metrics; ``config.monitor_metric`` among them updates ``best.ckpt``.
+            now_s: Time of this save on the manager's clock (restarts the minutes trigger).
+
+        Returns:
+            Path of the new file, or None on ranks other than 0.
+
+        Raises:
+            CheckpointError: The payload holds a type checkpoints do not store, or the previous
+                background save failed, or (synchronous) the write failed.
+            ValueError: The payload uses a reserved metadata key.
+        """
+        self._last_save_s = self._clock() if now_s is None else now_s
+        if not self._is_rank_zero:
+            return None
+        self.wait()
+        check_payload_types(payload)
+        metrics = dict(metrics or {})
+        is_best = self._update_best(metrics)
+        content = make_file_content(
+            payload,
+            epoch=epoch,
+            global_step=step,
+            metrics=metrics,
+            code_version=self._get_code_version(),
+            manager_state=self.state_dict(),
+        )
+        path = self.run_dir / self._pattern.format(epoch=epoch, step=step)
+        if self._config.async_save:
+            self._start_background_write(snapshot_to_cpu(content), path, is_best)
+        else:
+            self._write_and_publish(content, path, is_best)
+        return path
+
+    def wait(self) -> None:
+        """Block until the in-flight asynchronous save is done.
+
+        Raises:
+            CheckpointError: The background write failed (chained to the original error).
+        """
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        error, self._thread_error = self._thread_error, None
+        if error is not None:
+            raise CheckpointError(
+                f"asynchronous save of {self._thread_target} failed: {error!r}; earlier "
+                f"checkpoints in {self.run_dir} are intact"
+            ) from error
+
+    # ------------------------------------------------------------------ finding files
+    def latest_path(self) -> Path | None:
+        """Return the file ``latest.ckpt`` names, or None when there is none or it is missing.
+
+        A ``latest.ckpt`` that is a regular file (a run directory copied with
+        ``cp -L``) is returned itself.
+        """
+        pointer = self.run_dir / LATEST_NAME
+        if pointer.is_symlink():
+            target = self.run_dir / os.readlink(pointer)
+            return target if target.is_file() else None
+        return pointer if pointer.is_file() else None
+
+    def best_path(self) -> Path | None:
+        """Return ``<run_dir>/best.ckpt`` if it exists, else None."""
+        best = self.run_dir / BEST_NAME
+        return best if best.is_file() else None
+
+    def checkpoint_paths(self) -> list[Path]:
+        """Return the periodic checkpoints that exist, oldest (lowest step) first."""
+        if not self.run_dir.is_dir():
+            return []
+        keyed = []
+        for candidate in self.run_dir.iterdir():
+            key = self._pattern.sort_key(candidate)
+            if key is not None and candidate.is_file() and not candidate.is_symlink():
+                keyed.append((key, candidate))
+        return [path for _, path in sorted(keyed)]
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self, path: str | Path, *, map_location: Any = "cpu", weights_only: bool = True
+    ) -> dict[str, Any]:
+        """Load one checkpoint file (waits for an in-flight save first).
+
+        Args:
+            path: The file.
+            map_location: Passed to ``torch.load``.
+            weights_only: See :func:`read_checkpoint`.
+
+        Returns:
+            Metadata keys plus the payload; ``content["checkpoint_manager"]`` is this
+            manager's state to pass to :meth:`load_state_dict`.
+
+        Raises:
+            CheckpointError: Missing, truncated, corrupt, foreign or other format version.
+        """
+        self.wait()
+        return read_checkpoint(path, map_location=map_location, weights_only=weights_only)
+
+    def load_latest_valid(self, *, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]] | None:
+        """Load the checkpoint to auto-resume from.
+
+        Tries the file ``latest.ckpt`` names, then the periodic checkpoints newest first, and
+        returns the first that loads; every file skipped is named, with the reason, in one
+        warning.
+
+        Args:
+            map_location: Passed to ``torch.load``.
+
+        Returns:
+            ``(path, content)``, or None when the run directory holds no checkpoint at all.
+
+        Raises:
+            CheckpointError: Checkpoints exist but none loads (listing each and why): starting
+                fresh would silently discard the run, so the user decides.
+        """
+        self.wait()
+        skipped: list[str] = []
+        for path in self._resume_candidates(skipped):
+            try:
+                content = read_checkpoint(path, map_location=map_location)
+            except CheckpointError as err:
+                skipped.append(f"{path.name}: {err}")
+                continue
+            if skipped:
+                logger.warning(
+                    "auto-resume: skipped %d checkpoint(s) and resumed from %s instead:\n  %s",
+                    len(skipped),
+                    path,
+                    "\n  ".join(skipped),
+                )
+            return path, content
+        if skipped:
+            raise CheckpointError(
+                f"no valid checkpoint to resume from in {self.run_dir}:\n  "
+                + "\n  ".join(skipped)
+                + f"\nresume from another file with resume_from_checkpoint=PATH, or delete "
+                f"{self.run_dir} to start fresh"
+            )
+        return None
+
+    # ------------------------------------------------------------------ own state
+    def state_dict(self) -> dict[str, Any]:
+        """Return the manager's state: best monitored value and what it monitored."""
+        return {
+            _BEST_VALUE: self._best_value,
+            _MONITOR_METRIC: self._config.monitor_metric,
+            _MONITOR_MODE: self._monitor_mode(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; restarts the ``save_every_n_minutes`` timer.
+
+        The timer restarts (rather than resuming the saved time) because the file just resumed
+        from is as fresh as a new save would be. A best value recorded for a different metric
+        or mode is dropped, with a warning.
+
+        Raises:
+            CheckpointError: A key is missing (corrupt or foreign checkpoint).
+        """
+        missing = [k for k in (_BEST_VALUE, _MONITOR_METRIC, _MONITOR_MODE) if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"checkpoint manager state lacks key(s) {missing} (has {sorted(state)}); the "
+                "checkpoint is corrupt or was not written by this framework"
+            )
+        self._last_save_s = self._clock()
+        same_monitor = (state[_MONITOR_METRIC], state[_MONITOR_MODE]) == (
+            self._config.monitor_metric,
+            self._monitor_mode(),
+        )
+        if not same_monitor and state[_BEST_VALUE] is not None:
+            logger.warning(
+                "checkpoint tracked best %s (%s) but the config monitors %s (%s); best.ckpt "
+                "tracking starts over",
+                state[_MONITOR_METRIC],
+                state[_MONITOR_MODE],
+                self._config.monitor_metric,
+                self._monitor_mode(),
+            )
+        self._best_value = state[_BEST_VALUE] if same_monitor else None
+
+    # ------------------------------------------------------------------ internals
+    def _resume_candidates(self, skipped: list[str]) -> list[Path]:
+        """latest.ckpt's target first, then periodic files newest first; notes a dangling link."""
+        candidates = []
+        pointer = self.run_dir / LATEST_NAME
+        latest = self.latest_path()
+        if latest is not None:
+            candidates.append(latest)
+        elif pointer.is_symlink():
+            skipped.append(f"{LATEST_NAME}: points to {os.readlink(pointer)}, which does not exist")
+        candidates.extend(p for p in reversed(self.checkpoint_paths()) if p not in candidates)
+        return candidates
+
+    def _get_code_version(self) -> dict[str, Any]:
+        if self._code_version is None:
+            self._code_version = get_code_version()
+        return self._code_version
+
+    def _monitor_mode(self) -> str:
+        mode = self._config.monitor_mode
+        return str(getattr(mode, "value", mode)).lower()
+
+    def _update_best(self, metrics: Mapping[str, float]) -> bool:
+        name = self._config.monitor_metric
+        if name is None or name not in metrics:
+            return False
+        value = float(metrics[name])
+        if math.isnan(value):
+            return False
+        best = self._best_value
+        improved = (
+            best is None
+            or (self._monitor_mode() == "min" and value < best)
+            or (self._monitor_mode() == "max" and value > best)
+        )
+        if improved:
+            self._best_value = value
+        return improved
+
+    def _start_background_write(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
+        def run() -> None:
+            try:
+                self._write_and_publish(content, path, is_best)
+            except BaseException as err:  # handed to the caller by wait(), never dropped
+                self._thread_error = err
+
+        self._thread_target = path
+        self._thread = threading.Thread(target=run, name=f"checkpoint-save-{path.name}")
+        self._thread.start()
+
+    def _write_and_publish(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
+        """See NOTE [save order]."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_checkpoint(path, content)
+        atomic_symlink(self.run_dir / LATEST_NAME, path.name)
+        self._rotate(keep=path)
+        if is_best:
+            self._link_best(path)
+        logger.info("saved checkpoint %s%s", path, " (new best)" if is_best else "")
+
+    def _rotate(self, keep: Path) -> None:
+        protected = {keep.name}
+        latest = self.latest_path()
+        if latest is not None:
+            protected.add(latest.name)
+        paths = self.checkpoint_paths()
+        num_excess = len(paths) - self._config.max_checkpoints
+        removed = []
+        for path in paths:
+            if len(removed) >= num_excess:
+                break
+            if path.name not in protected:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        if removed:
+            fsync_directory(self.run_dir)
+            logger.debug("rotation removed %s", ", ".join(removed))
+
+    def _link_best(self, path: Path) -> None:
+        best = self.run_dir / BEST_NAME
+        temp = temp_path_for(best)
+        try:
+            os.link(path, temp)
+        except OSError as err:
+            if err.errno not in _HARD_LINK_UNSUPPORTED:
+                raise
+            # Filesystems without hard links: copy instead (costs a second write).
+            with path.open("rb") as source:
+                atomic_write(best, lambda handle: shutil.copyfileobj(source, handle))
+            return
+        try:
+            os.replace(temp, best)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        fsync_directory(self.run_dir)

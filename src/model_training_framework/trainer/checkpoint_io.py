@@ -1,0 +1,432 @@
+"""Checkpoint file format: what a file holds, how it is written, read, checked and described.
+
+A checkpoint file is ``torch.save`` of one dict: the metadata keys below plus the trainer's
+payload (one entry per component ``state_dict()``). Payloads hold only tensors and plain Python
+values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code runs on load).
+
+# NOTE [checkpoint integrity]: ``torch.load`` does not verify the CRC32 sums that
+# ``torch.save`` stores in its zip container, so a bit flip inside tensor data loads silently.
+# :func:`read_checkpoint` therefore checks every zip member's CRC first (cheap next to the
+# unpickling) and reports truncated, corrupt and foreign files as :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import pickle
+import re
+import string
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model_training_framework.errors import CheckpointError
+from model_training_framework.io_utils import atomic_write
+
+__all__ = [
+    "BEST_NAME",
+    "CODE_VERSION_KEY",
+    "CREATED_AT_KEY",
+    "EPOCH_KEY",
+    "FORMAT_VERSION",
+    "FORMAT_VERSION_KEY",
+    "FRAMEWORK_VERSION_KEY",
+    "GLOBAL_STEP_KEY",
+    "LATEST_NAME",
+    "MANAGER_KEY",
+    "METADATA_KEYS",
+    "METRICS_KEY",
+    "FilenamePattern",
+    "check_payload_types",
+    "describe_checkpoint",
+    "make_file_content",
+    "read_checkpoint",
+    "snapshot_to_cpu",
+    "write_checkpoint",
+]
+
+FORMAT_VERSION = 1
+
+FORMAT_VERSION_KEY = "format_version"
+FRAMEWORK_VERSION_KEY = "framework_version"
+CREATED_AT_KEY = "created_at"
+EPOCH_KEY = "epoch"
+GLOBAL_STEP_KEY = "global_step"
+METRICS_KEY = "metrics"
+CODE_VERSION_KEY = "code_version"
+MANAGER_KEY = "checkpoint_manager"
+LATEST_NAME = "latest.ckpt"
+BEST_NAME = "best.ckpt"
+_TEMPLATE_FIELDS = ("epoch", "step")
+METADATA_KEYS = (
+    FORMAT_VERSION_KEY,
+    FRAMEWORK_VERSION_KEY,
+    CREATED_AT_KEY,
+    EPOCH_KEY,
+    GLOBAL_STEP_KEY,
+    METRICS_KEY,
+    CODE_VERSION_KEY,
+    MANAGER_KEY,
+)
+
+# Exact types (not isinstance): a str-Enum member is a str but does not load with weights_only.
+_PLAIN_LEAF_TYPES = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    torch.dtype,
+    torch.device,
+    torch.Size,
+)
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_MAPPING_TYPES = (dict, collections.OrderedDict)
+_SEQUENCE_TYPES = (list, tuple, set)
+_LONG_LIST_ITEMS = 16  # describe_checkpoint summarises longer lists
+
+# What torch.load raises for damaged files varies with the damage (zip reader, unpickler, ...).
+_LOAD_ERRORS = (
+    RuntimeError,
+    OSError,
+    EOFError,
+    KeyError,
+    ValueError,
+    IndexError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+
+
+class FilenamePattern:
+    """Formats ``filename_template`` and recognises (and parses) the names it produces.
+
+    Args:
+        template: ``checkpoint.filename_template``.
+
+    Raises:
+        ValueError: The template lacks ``{step}``, uses another field, or is not a plain name.
+    """
+
+    def __init__(self, template: str) -> None:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        unknown = sorted(set(fields) - set(_TEMPLATE_FIELDS))
+        if unknown or "step" not in fields:
+            raise ValueError(
+                f"checkpoint.filename_template {template!r} must contain {{step}} and may "
+                f"contain only {{epoch}} and {{step}} (found {fields}); "
+                "e.g. 'epoch_{epoch}_step_{step}.ckpt'"
+            )
+        if "/" in template or os.sep in template or template.startswith("."):
+            raise ValueError(
+                f"checkpoint.filename_template {template!r} must be a plain file name "
+                "(no directory separators, not starting with '.')"
+            )
+        self.template = template
+        self._regex = re.compile(self._to_regex(template))
+
+    @staticmethod
+    def _to_regex(template: str) -> str:
+        parts, seen = [], set()
+        for literal, field, _, _ in string.Formatter().parse(template):
+            parts.append(re.escape(literal))
+            if field is not None:
+                parts.append(r"-?\d+" if field in seen else rf"(?P<{field}>-?\d+)")
+                seen.add(field)
+        return "^" + "".join(parts) + "$"
+
+    def format(self, *, epoch: int, step: int) -> str:
+        name = self.template.format(epoch=epoch, step=step)
+        if name in (LATEST_NAME, BEST_NAME):
+            raise ValueError(f"checkpoint.filename_template produced the reserved name {name!r}")
+        return name
+
+    def sort_key(self, path: Path) -> tuple[int, int, str] | None:
+        """(step, epoch, name) for a periodic checkpoint name, None for any other file."""
+        match = self._regex.match(path.name)
+        if match is None or path.name in (LATEST_NAME, BEST_NAME):
+            return None
+        groups = match.groupdict()
+        return int(groups["step"]), int(groups.get("epoch") or 0), path.name
+
+
+def make_file_content(
+    payload: Mapping[str, Any],
+    *,
+    epoch: int,
+    global_step: int,
+    metrics: Mapping[str, float],
+    code_version: Mapping[str, Any],
+    manager_state: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the dict to write: metadata keys first, then the payload's entries.
+
+    Args:
+        payload: Component states built by the trainer; must not use a metadata key.
+        epoch: Epoch recorded in the file (as the trainer counts it).
+        global_step: Optimizer steps taken so far.
+        metrics: Latest metric values (floats).
+        code_version: Output of ``get_code_version()``.
+        manager_state: ``CheckpointManager.state_dict()`` after this save's best-metric update.
+
+    Returns:
+        The file content.
+
+    Raises:
+        ValueError: ``payload`` uses a reserved metadata key.
+    """
+    clashes = sorted(set(payload) & set(METADATA_KEYS))
+    if clashes:
+        raise ValueError(
+            f"checkpoint payload uses reserved key(s) {clashes}; the checkpoint manager writes "
+            f"those itself ({list(METADATA_KEYS)}): rename them in the payload"
+        )
+    return {
+        FORMAT_VERSION_KEY: FORMAT_VERSION,
+        FRAMEWORK_VERSION_KEY: _framework_version(),
+        CREATED_AT_KEY: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        EPOCH_KEY: int(epoch),
+        GLOBAL_STEP_KEY: int(global_step),
+        METRICS_KEY: {str(k): float(v) for k, v in metrics.items()},
+        CODE_VERSION_KEY: dict(code_version),
+        MANAGER_KEY: dict(manager_state),
+        **payload,
+    }
+
+
+def check_payload_types(payload: Mapping[str, Any]) -> None:
+    """Check that ``payload`` holds only values that load with ``weights_only=True``.
+
+    Allowed: tensors, ``None``, bool, int, float, complex, str, bytes, ``torch.dtype``,
+    ``torch.device``, ``torch.Size``, and dict/OrderedDict/list/tuple/set of these.
+
+    Args:
+        payload: The checkpoint payload.
+
+    Raises:
+        CheckpointError: Names the first offending entry by its key path and type.
+    """
+    stack: list[tuple[str, Any]] = [("payload", payload)]
+    while stack:
+        where, value = stack.pop()
+        kind = type(value)
+        if kind in _TENSOR_TYPES or kind in _PLAIN_LEAF_TYPES:
+            continue
+        if kind in _MAPPING_TYPES:
+            for key, item in value.items():
+                if type(key) not in _PLAIN_LEAF_TYPES:
+                    raise _type_error(f"{where} key {key!r}", key)
+                stack.append((f"{where}[{key!r}]", item))
+        elif kind in _SEQUENCE_TYPES:
+            stack.extend((f"{where}[{idx}]", item) for idx, item in enumerate(value))
+        else:
+            raise _type_error(where, value)
+
+
+def snapshot_to_cpu(value: Any, _memo: dict[int, Any] | None = None) -> Any:
+    """Deep-copy ``value`` with every tensor copied to CPU memory, detached from autograd.
+
+    The copy is independent of the original, so training may keep changing parameters and
+    optimizer state while a background thread writes the copy. Identical tensor objects stay
+    identical in the copy (tied weights are saved once).
+
+    Args:
+        value: A payload made of the types :func:`check_payload_types` accepts.
+
+    Returns:
+        The copy.
+    """
+    memo = {} if _memo is None else _memo
+    if isinstance(value, torch.Tensor):
+        if id(value) not in memo:
+            tensor = value.detach()
+            copied = tensor.clone() if tensor.device.type == "cpu" else tensor.to("cpu")
+            memo[id(value)] = copied
+        return memo[id(value)]
+    kind = type(value)
+    if kind in _MAPPING_TYPES:
+        return kind((key, snapshot_to_cpu(item, memo)) for key, item in value.items())
+    if kind in _SEQUENCE_TYPES:
+        return kind(snapshot_to_cpu(item, memo) for item in value)
+    return value  # plain leaves are immutable
+
+
+def write_checkpoint(path: str | Path, content: Mapping[str, Any]) -> None:
+    """Write ``content`` to ``path`` with ``torch.save``, atomically (see NOTE [atomic write]).
+
+    Args:
+        path: Target file; its directory must exist.
+        content: The file content (see :func:`make_file_content`).
+
+    Raises:
+        OSError: The write failed; an existing file at ``path`` is untouched.
+    """
+    atomic_write(path, lambda handle: torch.save(dict(content), handle))
+
+
+def read_checkpoint(
+    path: str | Path, *, map_location: Any = "cpu", weights_only: bool = True
+) -> dict[str, Any]:
+    """Read and check one checkpoint file.
+
+    Args:
+        path: The file.
+        map_location: Passed to ``torch.load`` (default: everything on CPU).
+        weights_only: Load with torch's restricted unpickler (default). Set False only for a
+            trusted file that holds other Python objects.
+
+    Returns:
+        The file content: metadata keys plus the payload.
+
+    Raises:
+        CheckpointError: The file is missing, truncated, corrupt, not a checkpoint of this
+            framework, or of another format version. The message names the file and lists
+            the other checkpoints in its directory to resume from instead.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file} does not exist{_alternatives_hint(file)}")
+    _verify_zip(file)
+    try:
+        content = torch.load(file, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if weights_only and "weights only" in str(err).lower():
+            raise CheckpointError(
+                f"checkpoint {file} holds Python objects other than tensors and plain values, "
+                "so it does not load with weights_only=True; if you trust this file, load it "
+                f"with weights_only=False (torch says: {str(err).splitlines()[0]})"
+            ) from err
+        raise _damaged(file, err) from err
+    except _LOAD_ERRORS as err:
+        raise _damaged(file, err) from err
+    _check_format(file, content)
+    return content
+
+
+def describe_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Summarise a checkpoint for ``mtf inspect``.
+
+    Args:
+        path: The checkpoint file.
+
+    Returns:
+        ``path``, ``file_size_bytes``, the metadata (format and framework version, creation
+        time, epoch, global step, metrics, code version), ``trainer`` (the trainer state with
+        each tensor replaced by a short description: schedule cursor, loader positions, ...)
+        and ``sections``: ``{top-level key: {"num_tensors", "num_bytes"}}`` for every
+        payload entry.
+
+    Raises:
+        CheckpointError: As :func:`read_checkpoint`.
+    """
+    file = Path(path)
+    content = read_checkpoint(file)
+    payload_keys = [k for k in content if k not in METADATA_KEYS]
+    return {
+        "path": str(file),
+        "file_size_bytes": file.stat().st_size,
+        **{key: content[key] for key in METADATA_KEYS if key != MANAGER_KEY},
+        "trainer": _summarise(content.get("trainer")),
+        "sections": {key: _count_tensors(content[key]) for key in payload_keys},
+    }
+
+
+def _verify_zip(file: Path) -> None:
+    """See NOTE [checkpoint integrity]."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad_member = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(file, err) from err
+    if bad_member is not None:
+        raise _damaged(file, f"checksum mismatch in member {bad_member!r}")
+
+
+def _check_format(file: Path, content: Any) -> None:
+    if not isinstance(content, dict) or FORMAT_VERSION_KEY not in content:
+        found = sorted(map(str, content))[:10] if isinstance(content, dict) else type(content)
+        raise CheckpointError(
+            f"{file} is not a model_training_framework checkpoint (no '{FORMAT_VERSION_KEY}' "
+            f"key; found {found}); to take only weights from it, use a warm-start loader "
+            "(set_warm_start_loader / WarmStartConfig)"
+        )
+    found_version = content[FORMAT_VERSION_KEY]
+    if found_version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {file} has format version {found_version!r} (written by "
+            f"model_training_framework {content.get(FRAMEWORK_VERSION_KEY, 'unknown')}); this "
+            f"version ({_framework_version()}) reads format version {FORMAT_VERSION} only; "
+            "resume it with the framework version that wrote it, or start from a checkpoint "
+            "of this version"
+        )
+
+
+def _damaged(file: Path, reason: object) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {file} is truncated or corrupt ({reason}); delete it or resume from "
+        f"an older checkpoint{_alternatives_hint(file)}"
+    )
+
+
+def _alternatives_hint(file: Path) -> str:
+    folder = file.parent
+    if not folder.is_dir():
+        return ""
+    others = sorted(
+        p.name
+        for p in folder.glob("*.ckpt")
+        if p.name != file.name and p.is_file() and not p.is_symlink()
+    )
+    return f": {', '.join(others)} (in {folder})" if others else f" (none other in {folder})"
+
+
+def _type_error(where: str, value: Any) -> CheckpointError:
+    kind = type(value)
+    return CheckpointError(
+        f"{where} is a {kind.__module__}.{kind.__qualname__}, which checkpoints do not store "
+        "(they must load with torch.load(weights_only=True)); make the state_dict() that "
+        "produced it return tensors, None, bool, int, float, str or bytes, or lists, tuples "
+        "and dicts of these (e.g. float(x) for a NumPy scalar, torch.from_numpy(a) for an "
+        "array, member.value for an Enum)"
+    )
+
+
+def _summarise(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return f"tensor(shape={list(value.shape)}, dtype={value.dtype})"
+    if isinstance(value, Mapping):
+        return {key: _summarise(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) > _LONG_LIST_ITEMS:
+            return f"<{type(value).__name__} of {len(value)} items>"
+        return [_summarise(item) for item in value]
+    return value
+
+
+def _count_tensors(value: Any) -> dict[str, int]:
+    num_tensors = num_bytes = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            num_tensors += 1
+            num_bytes += item.numel() * item.element_size()
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+    return {"num_tensors": num_tensors, "num_bytes": num_bytes}
+
+
+def _framework_version() -> str:
+    # Imported late: the package's __init__ may import the trainer before defining __version__.
+    from model_training_framework import __version__
+
+    return __version__
