@@ -1,0 +1,142 @@
+"""Input checks that run before any training step or file write (SPEC section 10).
+
+Each error says what was wrong, what we got, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .loaders import loader_length
+
+__all__ = [
+    "check_loaders",
+    "check_optimizers",
+    "check_step_function",
+    "checked_loss",
+]
+
+STEP_SIGNATURE = "(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
+
+
+def _type_name(obj: object) -> str:
+    return type(obj).__name__
+
+
+def check_optimizers(optimizers: Any) -> list[torch.optim.Optimizer]:
+    """``optimizers`` must be a non-empty list of optimizers.
+
+    Raises:
+        TypeError: a bare optimizer, or a list holding something else.
+    """
+    if isinstance(optimizers, torch.optim.Optimizer):
+        raise TypeError(
+            f"Expected list, got {_type_name(optimizers)} for optimizers; pass "
+            "optimizers=[optimizer] (a list, even for a single optimizer)"
+        )
+    if not isinstance(optimizers, (list, tuple)) or not optimizers:
+        raise TypeError(
+            f"Expected a non-empty list of optimizers, got {_type_name(optimizers)}; pass "
+            "optimizers=[optimizer]"
+        )
+    for idx, opt in enumerate(optimizers):
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizers[{idx}] is a {_type_name(opt)}, not a torch.optim.Optimizer")
+    return list(optimizers)
+
+
+def check_step_function(fn: Any, what: str) -> Callable[..., Any]:
+    """A step function must accept the five arguments the trainer passes.
+
+    Raises:
+        TypeError: not callable, or the old ``(batch)`` signature.
+    """
+    if not callable(fn):
+        raise TypeError(f"{what} must be a function {STEP_SIGNATURE}; got {_type_name(fn)}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn  # builtins without a signature: trust the caller
+    try:
+        signature.bind(None, None, 0, 0, "")
+    except TypeError as err:
+        raise TypeError(
+            f"{what} has signature {signature} but is called as {what}{STEP_SIGNATURE}; update "
+            "it to the multi-loader signature (def training_step(trainer, batch, batch_idx, "
+            "dataloader_idx, dataloader_name): ...)"
+        ) from err
+    return fn
+
+
+def check_loaders(loaders: Any, argument: str, *, allow_none: bool = False) -> list[Any]:
+    """``loaders`` must be a non-empty list of DataLoaders (or iterables with ``__iter__``).
+
+    Raises:
+        TypeError: a bare DataLoader or not a list.
+        ValueError: an empty list or an empty loader.
+    """
+    if loaders is None and allow_none:
+        return []
+    if isinstance(loaders, DataLoader):
+        raise TypeError(
+            f"Expected list, got DataLoader for {argument}; wrap your loader in a list: "
+            f"{argument}=[loader]"
+        )
+    if not isinstance(loaders, (list, tuple)):
+        raise TypeError(f"Expected list, got {_type_name(loaders)} for {argument}")
+    if not loaders:
+        raise ValueError(f"{argument} is an empty list; give at least one DataLoader")
+    for idx, loader in enumerate(loaders):
+        if not isinstance(loader, DataLoader):
+            raise TypeError(
+                f"{argument}[{idx}] is a {_type_name(loader)}; the trainer needs "
+                "torch.utils.data.DataLoader objects (torchdata's StatefulDataLoader works too)"
+            )
+        if loader_length(loader) == 0:
+            raise ValueError(
+                f"{argument}[{idx}] is empty (0 batches): check its dataset and batch_size "
+                "(drop_last=True with fewer samples than batch_size gives 0 batches)"
+            )
+    return list(loaders)
+
+
+def check_count(values: Sequence[Any] | None, expected: int, field: str, unit: str) -> None:
+    """A per-loader list must have one entry per loader.
+
+    Raises:
+        ValueError: the length differs.
+    """
+    if values is not None and len(values) != expected:
+        raise ValueError(
+            f"{field} has {len(values)} entries but fit() got {expected} train loaders; "
+            f"give one {unit} per loader"
+        )
+
+
+def checked_loss(outputs: Any) -> torch.Tensor:
+    """The ``"loss"`` of a training step's output dict.
+
+    Raises:
+        TypeError: not a dict, no ``"loss"``, or a loss that is not a tensor requiring grad.
+    """
+    if not isinstance(outputs, dict):
+        raise TypeError(
+            f"training_step must return a dict with a 'loss' tensor; it returned {_type_name(outputs)}"
+        )
+    loss = outputs.get("loss")
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            "training_step must return {'loss': tensor, ...}; got "
+            f"{'no loss key' if loss is None else _type_name(loss)} (keys: {sorted(outputs)})"
+        )
+    if not loss.requires_grad:
+        raise TypeError(
+            "the 'loss' returned by training_step does not require grad: compute it from the "
+            "model's output without .item(), .detach() or torch.no_grad()"
+        )
+    return loss

@@ -1,0 +1,112 @@
+"""Metric keys and the running means of training-step outputs between two log steps.
+
+Step outputs are kept as they come (0-d tensors stay on their device) and reduced only at a log
+step, so the hot path never forces a device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = ["TrainMetrics", "lr_key", "numeric_items", "train_key"]
+
+
+def train_key(name: str | None, key: str) -> str:
+    """``train/dl_<name>/<key>`` for a loader, ``train/<key>`` overall."""
+    return f"train/{key}" if name is None else f"train/dl_{name}/{key}"
+
+
+def lr_key(optimizer_idx: int) -> str:
+    """Learning-rate key of optimizer ``optimizer_idx``."""
+    return f"train/lr/opt_{optimizer_idx}"
+
+
+def numeric_items(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The metric entries of a step's output dict: numbers and 0-d tensors (others ignored)."""
+    items = []
+    for key, value in outputs.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() == 1:
+                items.append((key, value.detach()))
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            items.append((key, float(value)))
+    return items
+
+
+def _mean(values: Sequence[Any]) -> float:
+    if all(isinstance(v, float) for v in values):
+        return math.fsum(values) / len(values)
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu() for v in values])
+    return float(stacked.mean())
+
+
+class TrainMetrics:
+    """Running means of step metrics per loader and overall since the last ``pop_means``.
+
+    Args:
+        names: loader names, by loader index.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+        self._values: list[dict[str, list[Any]]] = [{} for _ in names]
+        self._samples = 0
+
+    def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
+        """Record one micro-step's metric items for loader ``loader_idx``."""
+        per_loader = self._values[loader_idx]
+        for key, value in items:
+            bucket = per_loader.get(key)
+            if bucket is None:
+                per_loader[key] = [value]
+            else:
+                bucket.append(value)
+        self._samples += num_samples
+
+    def pop_samples(self) -> int:
+        """Samples seen since the last call."""
+        samples, self._samples = self._samples, 0
+        return samples
+
+    def pop_means(self, reduce: Callable[[list[float]], list[float]] | None = None) -> dict[str, float]:
+        """Means since the last call (``reduce`` sums [sum, count] pairs across ranks)."""
+        sums: dict[str, list[float]] = {}
+        for name, per_loader in zip(self._names, self._values, strict=True):
+            for key, values in per_loader.items():
+                total = _mean(values) * len(values)
+                for metric in (train_key(name, key), train_key(None, key)):
+                    acc = sums.setdefault(metric, [0.0, 0.0])
+                    acc[0] += total
+                    acc[1] += len(values)
+            per_loader.clear()
+        keys = sorted(sums)
+        flat = [x for k in keys for x in sums[k]]
+        if reduce is not None:
+            flat = reduce(flat)
+        return {k: flat[2 * i] / flat[2 * i + 1] for i, k in enumerate(keys) if flat[2 * i + 1]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pending values as plain floats (so a resumed run logs the same means)."""
+        return {
+            "values": [{k: [float(v) for v in vs] for k, vs in d.items()} for d in self._values],
+            "samples": self._samples,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            values, samples = state["values"], state["samples"]
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint metrics state lacks {err}") from err
+        if len(values) != len(self._names):
+            raise CheckpointError(
+                f"checkpoint has metrics for {len(values)} loaders, this run has {len(self._names)}"
+            )
+        self._values = [{k: list(vs) for k, vs in d.items()} for d in values]
+        self._samples = int(samples)

@@ -1,0 +1,95 @@
+"""Mixed precision behind one interface: ``NoPrecision`` or ``Autocast`` (+ GradScaler).
+
+The trainer chooses once (``build_precision``) and then always calls the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+__all__ = ["Autocast", "NoPrecision", "Precision", "build_precision"]
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Precision:
+    """Full precision: a null autocast context and a plain backward."""
+
+    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
+        """Context in which the training/validation step runs."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss``."""
+        loss.backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make gradients of ``optimizer`` true-scale before clipping (no-op without a scaler)."""
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Step ``optimizer`` (the scaler may skip a step with inf/NaN gradients)."""
+        optimizer.step()
+
+    def update(self) -> None:
+        """Called once after each optimizer step (scaler bookkeeping)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Scaler state (empty without a scaler)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the scaler state."""
+
+
+NoPrecision = Precision
+
+
+class Autocast(Precision):
+    """``torch.autocast`` on the model's device type, with a GradScaler for float16 on CUDA."""
+
+    def __init__(self, dtype_name: str, device: torch.device) -> None:
+        self.device_type = device.type
+        self.dtype = _DTYPES[dtype_name]
+        use_scaler = self.dtype is torch.float16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+
+    @contextlib.contextmanager
+    def forward_context(self) -> Iterator[None]:  # type: ignore[override]
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            yield
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+
+    def update(self) -> None:
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def build_precision(use_amp: bool, amp_dtype: str, device: torch.device) -> Precision:
+    """``Autocast`` when ``use_amp`` else full precision."""
+    return Autocast(amp_dtype, device) if use_amp else Precision()

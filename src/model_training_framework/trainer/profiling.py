@@ -1,0 +1,122 @@
+"""Per-loader timing of data loading, forward, backward and optimizer work.
+
+Timings are host wall-clock (``time.perf_counter``) without device synchronisation, so on a GPU
+they show where the host waits; ``performance.sync_cuda_for_profiling`` adds synchronisations
+for exact GPU timings. Means are reported per loader over the steps since the last report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["NullProfiler", "StepProfiler", "build_profiler"]
+
+_TRAIN_PARTS = ("time_data_ms", "time_forward_ms", "time_backward_ms", "time_optimizer_ms")
+_VAL_PARTS = ("time_data_ms", "time_forward_ms")
+
+
+class NullProfiler:
+    """Profiling switched off: every method is a no-op."""
+
+    def record_train(self, loader_idx: int, data_s: float, forward_s: float, backward_s: float) -> None:
+        """Record one training micro-step."""
+
+    def record_optimizer(self, loader_idx: int, seconds: float) -> None:
+        """Record one optimizer step attributed to ``loader_idx``."""
+
+    def record_val(self, loader_idx: int, data_s: float, forward_s: float) -> None:
+        """Record one validation batch."""
+
+    def sync(self) -> None:
+        """Synchronise the device when exact GPU timings are requested."""
+
+    def pop_train_means(self) -> dict[str, float]:
+        """Mean training timings since the last call."""
+        return {}
+
+    def pop_val_means(self) -> dict[str, float]:
+        """Mean validation timings of the last validation pass."""
+        return {}
+
+    def summary(self) -> str:
+        """A table of where the time went over the whole fit."""
+        return ""
+
+
+class StepProfiler(NullProfiler):
+    """Accumulates per-loader timings; reports means since the last report."""
+
+    def __init__(self, names: Sequence[str], val_names: Sequence[str], *, sync_cuda: bool) -> None:
+        self._names = list(names)
+        self._val_names = list(val_names)
+        self._sync_cuda = sync_cuda and torch.cuda.is_available()
+        n = len(names)
+        self._train = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
+        self._train_counts = [[0] * len(_TRAIN_PARTS) for _ in range(n)]
+        self._totals = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
+        self._total_steps = [0] * n
+        self._val = [[0.0, 0.0] for _ in val_names]
+        self._val_counts = [0] * len(val_names)
+
+    def record_train(self, loader_idx: int, data_s: float, forward_s: float, backward_s: float) -> None:
+        sums, counts = self._train[loader_idx], self._train_counts[loader_idx]
+        sums[0] += data_s
+        sums[1] += forward_s
+        sums[2] += backward_s
+        counts[0] += 1
+        counts[1] += 1
+        counts[2] += 1
+        self._total_steps[loader_idx] += 1
+
+    def record_optimizer(self, loader_idx: int, seconds: float) -> None:
+        self._train[loader_idx][3] += seconds
+        self._train_counts[loader_idx][3] += 1
+
+    def record_val(self, loader_idx: int, data_s: float, forward_s: float) -> None:
+        self._val[loader_idx][0] += data_s
+        self._val[loader_idx][1] += forward_s
+        self._val_counts[loader_idx] += 1
+
+    def sync(self) -> None:
+        if self._sync_cuda:
+            torch.cuda.synchronize()
+
+    def pop_train_means(self) -> dict[str, float]:
+        means: dict[str, float] = {}
+        for idx, name in enumerate(self._names):
+            sums, counts, totals = self._train[idx], self._train_counts[idx], self._totals[idx]
+            for part, key in enumerate(_TRAIN_PARTS):
+                if counts[part]:
+                    means[f"profile/train/dl_{name}/{key}"] = 1000.0 * sums[part] / counts[part]
+                totals[part] += sums[part]
+                sums[part], counts[part] = 0.0, 0
+        return means
+
+    def pop_val_means(self) -> dict[str, float]:
+        means: dict[str, float] = {}
+        for idx, name in enumerate(self._val_names):
+            count = self._val_counts[idx]
+            if count:
+                for part, key in enumerate(_VAL_PARTS):
+                    means[f"profile/val/dl_{name}/{key}"] = 1000.0 * self._val[idx][part] / count
+            self._val[idx] = [0.0, 0.0]
+            self._val_counts[idx] = 0
+        return means
+
+    def summary(self) -> str:
+        self.pop_train_means()  # fold pending sums into the totals
+        header = f"{'loader':<16}{'steps':>8}" + "".join(f"{k[5:-3]:>12}" for k in _TRAIN_PARTS)
+        lines = ["time per loader (total seconds):", header]
+        for idx, name in enumerate(self._names):
+            cells = "".join(f"{t:>12.2f}" for t in self._totals[idx])
+            lines.append(f"{name:<16}{self._total_steps[idx]:>8}{cells}")
+        return "\n".join(lines)
+
+
+def build_profiler(
+    enabled: bool, names: Sequence[str], val_names: Sequence[str], *, sync_cuda: bool
+) -> NullProfiler:
+    """``StepProfiler`` when profiling is on, else ``NullProfiler``."""
+    return StepProfiler(names, val_names, sync_cuda=sync_cuda) if enabled else NullProfiler()

@@ -1,0 +1,144 @@
+"""Optimizer steps: routing, clipping, scheduler intervals and gradient hygiene.
+
+NOTE [gradient routing]: micro-batches accumulate gradients in one window of
+``gradient_accumulation_steps`` micro-batches. When the window closes, only the optimizer mapped
+to the loader whose batch closed the window steps (``per_loader_optimizer_id``). Afterwards the
+gradients of *every* parameter (model and all optimizers) are cleared, so gradients that other
+loaders' micro-batches left for other optimizers never leak into a later window. With one
+optimizer (the default) this is ordinary gradient accumulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from .precision import Precision
+
+__all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
+
+_INTERVALS = ("step", "epoch")
+
+
+@dataclass
+class ScheduledLR:
+    """A learning-rate scheduler, the optimizer it follows, and when it steps."""
+
+    scheduler: Any
+    optimizer_idx: int
+    interval: str = "step"
+
+
+def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> list[ScheduledLR]:
+    """Validate the ``schedulers`` argument (items aligned with optimizers by index).
+
+    Raises:
+        TypeError: not a list, or an item is neither a scheduler nor a dict.
+        ValueError: more schedulers than optimizers, or an unknown interval.
+    """
+    if schedulers is None:
+        return []
+    if not isinstance(schedulers, (list, tuple)):
+        raise TypeError(
+            f"Expected list, got {type(schedulers).__name__} for schedulers; pass "
+            "schedulers=[scheduler] (aligned with optimizers by index)"
+        )
+    if len(schedulers) > num_optimizers:
+        raise ValueError(
+            f"got {len(schedulers)} schedulers for {num_optimizers} optimizers; scheduler i "
+            "follows optimizer i, so give at most one per optimizer"
+        )
+    parsed = []
+    for idx, item in enumerate(schedulers):
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"scheduler", "interval"}
+            if "scheduler" not in item or unknown:
+                raise ValueError(
+                    f"schedulers[{idx}] must be {{'scheduler': s, 'interval': 'step'|'epoch'}}; "
+                    f"got keys {sorted(item)}"
+                )
+            sched, interval = item["scheduler"], item.get("interval", "step")
+        else:
+            sched, interval = item, "step"
+        if interval not in _INTERVALS:
+            raise ValueError(f"schedulers[{idx}] interval must be 'step' or 'epoch', got {interval!r}")
+        if not callable(getattr(sched, "step", None)):
+            raise TypeError(f"schedulers[{idx}] has no step() method: got {type(sched).__name__}")
+        parsed.append(ScheduledLR(sched, idx, interval))
+    return parsed
+
+
+class OptimizerStepper:
+    """Steps one optimizer at the close of an accumulation window (see NOTE [gradient routing])."""
+
+    def __init__(
+        self,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[ScheduledLR],
+        precision: Precision,
+        model: torch.nn.Module,
+        clip_grad_norm: float | None,
+    ) -> None:
+        self.optimizers = list(optimizers)
+        self.schedulers = list(schedulers)
+        self._precision = precision
+        self._model = model
+        self._clip = clip_grad_norm
+        self._params = [
+            [p for group in opt.param_groups for p in group["params"]] for opt in self.optimizers
+        ]
+        self._step_scheds = [[s for s in schedulers if s.interval == "step" and s.optimizer_idx == i] for i in range(len(self.optimizers))]
+        self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
+
+    def step(self, optimizer_idx: int, *, has_gradients: bool) -> None:
+        """Clip and step optimizer ``optimizer_idx`` (when it got gradients), then clear all grads."""
+        if has_gradients:
+            optimizer = self.optimizers[optimizer_idx]
+            if self._clip is not None:
+                self._precision.unscale(optimizer)
+                torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
+            self._precision.step(optimizer)
+            self._precision.update()
+            for sched in self._step_scheds[optimizer_idx]:
+                sched.scheduler.step()
+        self.zero_grad()
+
+    def zero_grad(self) -> None:
+        """Clear the gradients of the model and of every optimizer's parameters."""
+        self._model.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def end_epoch(self) -> None:
+        """Step the schedulers whose interval is ``"epoch"``."""
+        for sched in self._epoch_scheds:
+            sched.scheduler.step()
+
+    def learning_rates(self) -> list[float]:
+        """Current learning rate of each optimizer (its first parameter group)."""
+        return [float(opt.param_groups[0]["lr"]) for opt in self.optimizers]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "schedulers": [s.scheduler.state_dict() for s in self.schedulers],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            optimizers, schedulers = state["optimizers"], state["schedulers"]
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint lacks {err} state") from err
+        if len(optimizers) != len(self.optimizers) or len(schedulers) != len(self.schedulers):
+            raise CheckpointError(
+                f"checkpoint holds {len(optimizers)} optimizers and {len(schedulers)} schedulers; "
+                f"this run has {len(self.optimizers)} and {len(self.schedulers)}"
+            )
+        for opt, opt_state in zip(self.optimizers, optimizers, strict=True):
+            opt.load_state_dict(opt_state)
+        for sched, sched_state in zip(self.schedulers, schedulers, strict=True):
+            sched.scheduler.load_state_dict(sched_state)

@@ -1,0 +1,708 @@
+"""GenericTrainer: wires the components together and runs ``fit``.
+
+The loop reads like the spec: pick a slot from the loader schedule, run one micro-step, and at
+each optimizer-step boundary log, validate, checkpoint and check for a stop request.
+NOTE [exact resume]: checkpoints are written only at optimizer-step boundaries (no partial
+gradients in flight), and every piece of state goes through ``state_dict()``/``load_state_dict()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import CheckpointManager
+from .checks import check_count, check_loaders, check_optimizers, check_step_function, checked_loss
+from .code_version import current_code_version
+from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
+from .distributed import DistributedContext
+from .early_stopping import EarlyStopping
+from .fingerprint import DataFingerprint
+from .hooks import HookDispatcher, TrainerHooks
+from .loaders import LoaderStream, build_streams, loader_length
+from .loggers import NullLogger, build_logger
+from .metrics import TrainMetrics, lr_key, numeric_items
+from .precision import build_precision
+from .preemption import PreemptionHandler, StopRequest
+from .profiling import NullProfiler, build_profiler
+from .progress import ProgressDisplay, build_progress_display
+from .results import FitResult, FitStatus, WarmStartResult
+from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .run import Run, build_schedule, import_dotted
+from .stepping import OptimizerStepper, parse_schedulers
+from .validation import count_samples, run_validation
+
+__all__ = ["GenericTrainer"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_STATUS = {StopRequest.PREEMPT: FitStatus.PREEMPTED, StopRequest.INTERRUPT: FitStatus.INTERRUPTED}
+
+
+class GenericTrainer:
+    """Multi-dataloader trainer with exact resume, preemption handling and DDP.
+
+    Args:
+        config: the trainer configuration; ``train_loader_config`` is required.
+        model: the ``torch.nn.Module`` to train (moved to the configured device).
+        optimizers: a list of optimizers (``[optimizer]`` for one).
+        schedulers: optional list aligned with ``optimizers``: a scheduler (stepped after its
+            optimizer steps) or ``{"scheduler": s, "interval": "step" | "epoch"}``.
+
+    Example:
+        >>> trainer = GenericTrainer(config, model, [torch.optim.Adam(model.parameters())])
+        >>> trainer.set_training_step(training_step)
+        >>> result = trainer.fit(train_loaders=[loader_a, loader_b], max_epochs=3)
+    """
+
+    def __init__(
+        self,
+        config: GenericTrainerConfig,
+        model: torch.nn.Module,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[Any] | None = None,
+    ) -> None:
+        self.config = _checked_config(config)
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.optimizers = check_optimizers(optimizers)
+        self._dist = DistributedContext.from_environment()
+        self.device = self._dist.device_for(config.device)
+        self._module = model.to(self.device)
+        self._forward_model: torch.nn.Module = self._module
+        perf = config.performance
+        self._precision = build_precision(perf.use_amp, perf.amp_dtype, self.device)
+        self._stepper = OptimizerStepper(
+            self.optimizers,
+            parse_schedulers(schedulers, len(self.optimizers)),
+            self._precision,
+            self._module,
+            perf.clip_grad_norm,
+        )
+        self._hooks = HookDispatcher.from_config(config.hooks)
+        self._training_step: Callable[..., Any] | None = None
+        self._validation_step: Callable[..., Any] | None = None
+        self._warm_start_fn: Callable[..., WarmStartResult] | None = None
+        self._logger: Any = NullLogger()
+        self._profiler: NullProfiler = NullProfiler()
+        self._progress: ProgressDisplay | None = None
+        self._run: Run | None = None
+        self._last_metrics: dict[str, float] = {}
+        self.global_step = 0
+        self.current_epoch = 0
+        self.skipped_nonfinite = 0
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model to call in step functions (DDP-wrapped/compiled during ``fit``)."""
+        return self._forward_model
+
+    @property
+    def unwrapped_model(self) -> torch.nn.Module:
+        """The user's module, without DDP or compile wrappers."""
+        return self._module
+
+    @property
+    def run_dir(self) -> Path:
+        """``<checkpoint.root_dir>/<experiment_name>``: everything this run writes."""
+        return Path(self.config.checkpoint.root_dir) / self.config.experiment_name
+
+    @property
+    def is_rank_zero(self) -> bool:
+        return self._dist.is_rank_zero
+
+    def set_training_step(self, fn: Callable[..., dict[str, Any]]) -> None:
+        """Set ``fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name) -> {"loss": ...}``."""
+        self._training_step = check_step_function(fn, "training_step")
+
+    def set_validation_step(self, fn: Callable[..., dict[str, Any]]) -> None:
+        """Set ``fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name) -> metrics``."""
+        self._validation_step = check_step_function(fn, "validation_step")
+
+    def add_hook(self, hook: TrainerHooks) -> None:
+        """Register a ``TrainerHooks`` instance (called after hooks from the config)."""
+        self._hooks.add(hook)
+
+    def set_warm_start_loader(self, fn: Callable[[Any, str | None], WarmStartResult]) -> None:
+        """Load weights only when a run starts fresh: ``fn(trainer, checkpoint_path)``."""
+        if not callable(fn):
+            raise TypeError(f"warm-start loader must be callable, got {type(fn).__name__}")
+        self._warm_start_fn = fn
+
+    def update_loader_weights(self, weights: Sequence[float]) -> None:
+        """Change WEIGHTED sampling weights from the next step on (saved in checkpoints).
+
+        Call it on every rank at the same step (e.g. from a hook) so ranks stay in agreement.
+        """
+        if self._run is not None:
+            self._run.schedule.update_weights(list(weights))
+        self.config.train_loader_config.dataloader_weights = list(weights)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        """Log extra scalars at the current global step (rank 0 only)."""
+        self._logger.log_scalars(metrics, self.global_step)
+        self._last_metrics.update(metrics)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        train_loaders: Sequence[Any],
+        val_loaders: Sequence[Any] | None = None,
+        max_epochs: int = 1,
+        max_steps: int | None = None,
+        resume_from_checkpoint: str | Path | None = None,
+    ) -> FitResult:
+        """Train until ``max_epochs`` epochs or ``max_steps`` optimizer steps are done.
+
+        Returns:
+            A ``FitResult``; ``status`` is ``"preempted"`` or ``"interrupted"`` when a signal
+            stopped the run after a checkpoint.
+
+        Raises:
+            TypeError, ValueError: bad input, before any training step or file write.
+        """
+        run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
+        self._dist.setup(self.device)
+        try:
+            self._check_loader_lengths_agree(run)
+            self._wrap_model()
+            self._open(run)
+            with self._preemption:
+                self._restore_or_start(run, resume_from_checkpoint)
+                self._hooks.call("on_train_start", self)
+                status = self._train(run)
+                result = self._finish(run, status)
+            self._hooks.call("on_train_end", self, result)
+            return result
+        except BaseException as exc:
+            self._hooks.call("on_exception", self, exc)
+            raise
+        finally:
+            self._close()
+
+    # ------------------------------------------------------------------ preparation
+    def _prepare(self, train_loaders, val_loaders, max_epochs, max_steps) -> Run:
+        cfg = self.config
+        _checked_config(cfg)
+        cfg.validate_for_fit()
+        if self._training_step is None:
+            raise ValueError(
+                "no training step: call trainer.set_training_step(fn) before fit(); fn is "
+                "called as fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
+            )
+        train = check_loaders(train_loaders, "train_loaders")
+        val = check_loaders(val_loaders, "val_loaders", allow_none=True)
+        if val and self._validation_step is None:
+            raise ValueError("val_loaders were given but no validation step: call set_validation_step(fn)")
+        if max_epochs < 1 or (max_steps is not None and max_steps < 1):
+            raise ValueError(f"max_epochs and max_steps must be >= 1; got {max_epochs}, {max_steps}")
+        num = len(train)
+        cfg.train_loader_config.validate_against_loaders(num, "train_loader_config")
+        if val:
+            cfg.val_loader_config.validate_against_loaders(len(val), "val_loader_config")
+        check_count(cfg.per_loader_optimizer_id, num, "per_loader_optimizer_id", "optimizer index")
+        check_count(cfg.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
+        opt_ids = list(cfg.per_loader_optimizer_id or [0] * num)
+        bad = [i for i in opt_ids if not 0 <= i < len(self.optimizers)]
+        if bad:
+            raise ValueError(
+                f"per_loader_optimizer_id names optimizer {bad[0]} but the trainer has "
+                f"{len(self.optimizers)} optimizers (valid ids 0..{len(self.optimizers) - 1})"
+            )
+        lengths = [loader_length(loader) for loader in train]
+        schedule = build_schedule(cfg.train_loader_config, lengths)  # raises on bad combinations
+        gas = cfg.performance.gradient_accumulation_steps
+        weights = cfg.loss_weights_per_loader or [1.0] * num
+        names = cfg.train_loader_config.resolved_names(num)
+        val_names = cfg.val_loader_config.resolved_names(len(val)) if val else []
+        return Run(
+            train_loaders=train,
+            val_loaders=val,
+            names=names,
+            val_names=val_names,
+            schedule=schedule,
+            optimizer_ids=opt_ids,
+            loss_scales=[w / gas for w in weights],
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            grad_accum=gas,
+        )
+
+    def _check_loader_lengths_agree(self, run: Run) -> None:
+        lengths = [loader_length(loader) for loader in run.train_loaders]
+        all_lengths = self._dist.gather_objects(lengths)
+        for idx, name in enumerate(run.names):
+            per_rank = [rank_lengths[idx] for rank_lengths in all_lengths]
+            if len(set(per_rank)) > 1:
+                raise ValueError(
+                    f"train loader '{name}' has different lengths on different ranks "
+                    f"({per_rank}); every rank must follow the same schedule: use a "
+                    "DistributedSampler (drop_last or padding) so each rank gets equal batches"
+                )
+
+    def _wrap_model(self) -> None:
+        model = self._module
+        if self._dist.is_distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.config.performance.compile_model:
+            model = torch.compile(model)
+        self._forward_model = model
+
+    def _open(self, run: Run) -> None:
+        cfg = self.config
+        rank_zero = self._dist.is_rank_zero
+        base_seed = self._dist.broadcast_object(
+            cfg.seed if cfg.seed is not None else int(torch.randint(2**62, (1,)).item())
+        )
+        run.base_seed = base_seed
+        run.streams = build_streams(
+            run.train_loaders,
+            run.names,
+            base_seed,
+            require_resumable=cfg.fault_tolerance.require_resumable_iterables,
+        )
+        run.metrics = TrainMetrics(run.names)
+        run.fingerprint = DataFingerprint()
+        run.early_stopping = EarlyStopping(
+            cfg.early_stopping_patience,
+            cfg.early_stopping_metric,
+            cfg.early_stopping_mode,
+            cfg.early_stopping_min_delta,
+        )
+        run.checkpoints = CheckpointManager(cfg.checkpoint, self.run_dir, is_rank_zero=rank_zero)
+        self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
+        self._profiler = build_profiler(
+            cfg.profile_training,
+            run.names,
+            run.val_names,
+            sync_cuda=cfg.performance.sync_cuda_for_profiling,
+        )
+        self._logger = build_logger(cfg.logging, self.run_dir, is_rank_zero=rank_zero, hparams=_plain_config(cfg))
+        self._progress = build_progress_display(cfg.logging, is_rank_zero=rank_zero)
+        self._run = run
+
+    # ------------------------------------------------------------------ resume
+    def _restore_or_start(self, run: Run, resume_from: str | Path | None) -> None:
+        found = self._find_checkpoint(run, resume_from)
+        if found is not None:
+            path, payload = found
+            self._load_payload(run, payload)
+            run.checkpoint_path = path
+            logger.info("resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step)
+            return
+        if self.config.seed is not None:
+            seed_everything(self.config.seed)
+        self._warm_start()
+        run.schedule.start_epoch(0)
+        run.epoch_fresh = True
+
+    def _find_checkpoint(self, run: Run, resume_from: str | Path | None):
+        manager = run.checkpoints
+        if resume_from is None and not self.config.preemption.resume_from_latest_symlink:
+            return None
+        if resume_from is None or str(resume_from) == "latest":
+            # Rank 0 chooses, so every rank loads the same file.
+            chosen = manager.load_latest_valid() if self._dist.is_rank_zero else None
+            path = self._dist.broadcast_object(None if chosen is None else str(chosen[0]))
+            if path is None:
+                if resume_from is not None:
+                    raise CheckpointError(
+                        f"resume_from_checkpoint='latest' but {self.run_dir} has no checkpoint; "
+                        "drop the argument to start fresh"
+                    )
+                return None
+            return (chosen if chosen is not None else (Path(path), manager.load(path)))
+        return Path(resume_from), manager.load(resume_from)
+
+    def _load_payload(self, run: Run, payload: dict[str, Any]) -> None:
+        try:
+            state = payload["trainer"]
+            if state["world_size"] != self._dist.world_size:
+                raise CheckpointError(
+                    f"checkpoint was written by {state['world_size']} processes, this run has "
+                    f"{self._dist.world_size}; resume with the same world size"
+                )
+            if state["loader_names"] != run.names:
+                raise CheckpointError(
+                    f"checkpoint was trained on loaders {state['loader_names']}, this run has "
+                    f"{run.names}; resume with the same train loaders"
+                )
+            try:
+                self._module.load_state_dict(payload["model"])
+            except RuntimeError as err:
+                raise CheckpointError(
+                    f"checkpoint does not fit this model (different shape or keys): {err}"
+                ) from err
+            self._stepper.load_state_dict(payload)
+            self._precision.load_state_dict(payload["scaler"])
+            run.schedule.load_state_dict(state["schedule"])
+            for stream, stream_state in zip(run.streams, state["streams"], strict=True):
+                stream.load_state_dict(stream_state)
+            run.base_seed = state["base_seed"]
+            for stream in run.streams:
+                stream._base_seed = run.base_seed
+            run.metrics.load_state_dict(state["metrics"])
+            run.fingerprint.load_state_dict(state["fingerprint"][self._dist.rank])
+            run.early_stopping.load_state_dict(state["early_stopping"])
+            run.checkpoints.load_state_dict(payload["checkpoint_manager"])
+            self._hooks.load_state_dict(payload["hooks"])
+            self.global_step, self.current_epoch = state["global_step"], state["epoch"]
+            self.skipped_nonfinite = state["skipped_nonfinite"]
+            run.epoch_fresh = state["epoch_fresh"]
+            self._hooks.call("on_checkpoint_load", self, payload)
+            restore_rng_state(payload["rng"][self._dist.rank])
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint lacks {err}: written by another format?") from err
+
+    def _warm_start(self) -> None:
+        fn, path, strict = self._warm_start_fn, None, None
+        warm = self.config.warm_start
+        if fn is None and warm is not None:
+            fn, path, strict = import_dotted(warm.loader_class, "warm_start.loader_class"), warm.checkpoint_path, warm.strict
+            if isinstance(fn, type):
+                fn = fn()
+        if fn is None:
+            return
+        result = fn(self, path)
+        if not isinstance(result, WarmStartResult):
+            raise TypeError(f"warm-start loader must return WarmStartResult, got {type(result).__name__}")
+        self._module.load_state_dict(result.model_state_dict, strict=result.strict if strict is None else strict and result.strict)
+        logger.info("warm start: loaded weights (no optimizer or loop state)")
+
+    # ------------------------------------------------------------------ the loop
+    def _train(self, run: Run) -> FitStatus:
+        self._module.train()
+        self._stepper.zero_grad()
+        while self.current_epoch < run.max_epochs and not run.steps_done(self.global_step):
+            if run.epoch_fresh:
+                self._hooks.call("on_epoch_start", self, self.current_epoch)
+                run.epoch_fresh = False
+            self._start_progress(run)
+            status = self._run_epoch(run)
+            if status is not None:
+                return status
+        return FitStatus.COMPLETED
+
+    def _run_epoch(self, run: Run) -> FitStatus | None:
+        schedule = run.schedule
+        while not run.steps_done(self.global_step):
+            slot = schedule.next_slot()
+            if slot is None:
+                return self._end_epoch(run)
+            if self._micro_step(run, slot):
+                status = self._after_optimizer_step(run, run.last_loader)
+                if status is not None:
+                    return status
+        return None
+
+    def _micro_step(self, run: Run, slot: Any) -> bool:
+        """One batch forward/backward; True when it closes an accumulation window."""
+        t0 = time.perf_counter()
+        idx = slot.loader_idx
+        stream: LoaderStream = run.streams[idx]
+        while True:
+            try:
+                batch = stream.fetch(slot.pass_idx, slot.batch_idx)
+                break
+            except StopIteration:
+                slot = run.schedule.mark_exhausted(idx)
+                if slot is None:
+                    return False  # the next next_slot() call ends the epoch
+                idx, stream = slot.loader_idx, run.streams[slot.loader_idx]
+        if self.device.type != "cpu":
+            batch = self._move_to_device(batch)
+        indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
+        run.fingerprint.update(idx, slot.pass_idx, slot.batch_idx, indices)
+        name = run.names[idx]
+        self._hooks.call("on_train_batch_start", self, batch, slot.batch_idx, idx, name)
+        run.window_size += 1
+        closes = run.window_size == run.grad_accum
+        t1 = time.perf_counter()
+        sync_context = nullcontext() if closes or not self._dist.is_distributed else self._forward_model.no_sync()
+        with sync_context:
+            with self._precision.forward_context():
+                outputs = self._training_step(self, batch, slot.batch_idx, idx, name)
+            loss = checked_loss(outputs)
+            t2 = time.perf_counter()
+            if self._is_finite(loss):
+                self._precision.backward(loss * run.loss_scales[idx])
+                run.window_has_grads = True
+        self._profiler.sync()
+        t3 = time.perf_counter()
+        num_samples = len(indices) if indices is not None else count_samples(batch, stream.batch_size_hint())
+        run.metrics.add(idx, numeric_items(outputs), num_samples)
+        self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
+        self._hooks.call("on_train_batch_end", self, batch, slot.batch_idx, idx, name, outputs)
+        run.last_loader = idx
+        return closes
+
+    def _is_finite(self, loss: torch.Tensor) -> bool:
+        if bool(torch.isfinite(loss.detach())):
+            return True
+        if self.config.on_nonfinite_loss == "raise":
+            raise FloatingPointError(
+                f"training loss is {float(loss)} at global step {self.global_step}; set "
+                "on_nonfinite_loss='skip' to skip such steps, or lower the learning rate / "
+                "enable gradient clipping (performance.clip_grad_norm)"
+            )
+        self.skipped_nonfinite += 1
+        return False
+
+    def _optimizer_step(self, run: Run, loader_idx: int) -> None:
+        opt_idx = run.optimizer_ids[loader_idx]
+        t0 = time.perf_counter()
+        if self._dist.is_distributed and run.window_size < run.grad_accum:
+            self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
+        self._hooks.call("on_before_optimizer_step", self, opt_idx)
+        self._stepper.step(opt_idx, has_gradients=run.window_has_grads)
+        self._hooks.call("on_after_optimizer_step", self, opt_idx)
+        self._profiler.sync()
+        self._profiler.record_optimizer(loader_idx, time.perf_counter() - t0)
+        run.window_size, run.window_has_grads = 0, False
+        self.global_step += 1
+
+    def _after_optimizer_step(self, run: Run, loader_idx: int) -> FitStatus | None:
+        self._optimizer_step(run, loader_idx)
+        step = self.global_step
+        metrics: dict[str, float] = {}
+        if step % self.config.log_loss_every_n_steps == 0:
+            metrics.update(self._train_metrics(run))
+        if step % self.config.logging.log_scalars_every_n_steps == 0:
+            metrics.update(self._profiler.pop_train_means())
+        validation = self.config.validation
+        if validation.frequency == ValidationFrequency.EVERY_N_STEPS and step % validation.every_n_steps == 0:
+            metrics.update(self._validate(run))
+        self._log(metrics)
+        if self._progress is not None:
+            self._progress.update(run.schedule_position(), self._last_metrics)
+        return self._boundary_decisions(run, metrics, epoch_end=False)
+
+    def _end_epoch(self, run: Run) -> FitStatus | None:
+        if run.window_size:
+            status = self._after_optimizer_step(run, run.last_loader)
+            if status is not None:
+                return status
+        self._stepper.end_epoch()
+        completed = self.current_epoch + 1
+        metrics = self._loader_shares(run)
+        if (
+            self.config.validation.frequency == ValidationFrequency.PER_EPOCH
+            and completed % self.config.validate_every_n_epochs == 0
+        ):
+            metrics.update(self._validate(run))
+        self._log(metrics)
+        self._logger.log_text("data_fingerprint", run.fingerprint.hexdigest, self.global_step)
+        self._hooks.call("on_epoch_end", self, self.current_epoch, dict(self._last_metrics))
+        self.current_epoch = completed
+        run.epoch_fresh = True
+        if completed < run.max_epochs:
+            run.schedule.start_epoch(completed)
+        return self._boundary_decisions(run, metrics, epoch_end=True)
+
+    def _boundary_decisions(self, run: Run, metrics: dict[str, float], *, epoch_end: bool) -> FitStatus | None:
+        """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
+        early_stop = run.early_stopping.update(metrics) if metrics else False
+        request = self._preemption.agreed_request()
+        should_save = run.checkpoints.should_save(
+            step=self.global_step, epoch_end=epoch_end, epoch=self.current_epoch, now_s=time.time()
+        )
+        if should_save or request != StopRequest.NONE or early_stop:
+            self._save_checkpoint(run, metrics, preempted=request == StopRequest.PREEMPT)
+        if request != StopRequest.NONE:
+            return _STOP_STATUS[request]
+        if early_stop:
+            logger.info("early stopping: %s did not improve for %d evaluations", run.early_stopping.metric, run.early_stopping.patience)
+            return FitStatus.EARLY_STOPPED
+        return None
+
+    # ------------------------------------------------------------------ metrics, validation
+    def _train_metrics(self, run: Run) -> dict[str, float]:
+        metrics = run.metrics.pop_means(self._dist.reduce_sum)
+        now = time.perf_counter()
+        samples = sum(self._dist.reduce_sum([float(run.metrics.pop_samples())]))
+        metrics["train/samples_per_sec"] = samples / max(now - run.last_log_time, 1e-9)
+        run.last_log_time = now
+        for idx, lr in enumerate(self._stepper.learning_rates()):
+            metrics[lr_key(idx)] = lr
+        if self.skipped_nonfinite or self.config.on_nonfinite_loss == "skip":
+            metrics["train/skipped_nonfinite"] = float(self.skipped_nonfinite)
+        return metrics
+
+    def _validate(self, run: Run) -> dict[str, float]:
+        if not run.val_loaders:
+            return {}
+        self._hooks.call("on_validation_start", self)
+        cfg = self.config
+        schedule = build_schedule(cfg.val_loader_config, [loader_length(v) for v in run.val_loaders])
+        metrics = run_validation(
+            self,
+            run.val_loaders,
+            run.val_names,
+            schedule,
+            self._validation_step,
+            aggregation=cfg.validation.aggregation,
+            primary_metric=cfg.validation.primary_metric,
+            custom_fn=cfg.validation.resolve_aggregation_fn(),
+            reduce_sum=self._dist.reduce_sum,
+        )
+        metrics.update(self._profiler.pop_val_means())
+        self._hooks.call("on_validation_end", self, metrics)
+        return metrics
+
+    def _loader_shares(self, run: Run) -> dict[str, float]:
+        counts = run.schedule.counts()
+        total = sum(counts)
+        strategy = self.config.train_loader_config.sampling_strategy
+        if not total or strategy != SamplingStrategy.WEIGHTED:
+            return {}
+        weights = self.config.train_loader_config.dataloader_weights or []
+        weight_sum = sum(weights)
+        shares = {}
+        for name, count, weight in zip(run.names, counts, weights, strict=True):
+            shares[f"train/loader_share/dl_{name}"] = count / total
+            shares[f"train/loader_share_target/dl_{name}"] = weight / weight_sum
+        return shares
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if metrics:
+            self._logger.log_scalars(metrics, self.global_step)
+            self._last_metrics.update(metrics)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, run: Run, metrics: dict[str, float], *, preempted: bool) -> None:
+        payload = self._build_payload(run)
+        self._hooks.call("on_checkpoint_save", self, payload)
+        started = time.monotonic()
+        path = run.checkpoints.save(
+            payload, epoch=self.current_epoch, step=self.global_step, metrics=self._last_metrics
+        )
+        if path is not None:
+            run.checkpoint_path = path
+            run.last_saved_step = self.global_step
+        if preempted:
+            run.checkpoints.wait()
+            elapsed = time.monotonic() - started
+            if self._preemption.checkpoint_deadline_exceeded(elapsed):
+                logger.warning("preemption checkpoint took %.1f s, over preemption.max_checkpoint_sec", elapsed)
+            if self._dist.is_rank_zero:
+                self._preemption.requeue_if_under_slurm()
+        self._dist.barrier()
+
+    def _build_payload(self, run: Run) -> dict[str, Any]:
+        stepper_state = self._stepper.state_dict()
+        rank_state = {"rng": capture_rng_state(), "fingerprint": run.fingerprint.state_dict()}
+        per_rank = self._dist.gather_objects(rank_state)
+        return {
+            "model": self._module.state_dict(),
+            "optimizers": stepper_state["optimizers"],
+            "schedulers": stepper_state["schedulers"],
+            "scaler": self._precision.state_dict(),
+            "trainer": {
+                "epoch": self.current_epoch,
+                "global_step": self.global_step,
+                "epoch_fresh": run.epoch_fresh,
+                "base_seed": run.base_seed,
+                "schedule": run.schedule.state_dict(),
+                "streams": [stream.state_dict() for stream in run.streams],
+                "loader_names": list(run.names),
+                "metrics": run.metrics.state_dict(),
+                "fingerprint": [state["fingerprint"] for state in per_rank],
+                "early_stopping": run.early_stopping.state_dict(),
+                "skipped_nonfinite": self.skipped_nonfinite,
+                "world_size": self._dist.world_size,
+            },
+            "rng": [state["rng"] for state in per_rank],
+            "hooks": self._hooks.state_dict(),
+            "checkpoint_manager": run.checkpoints.state_dict(),
+            "config": _plain_config(self.config),
+            "code_version": current_code_version(),
+        }
+
+    # ------------------------------------------------------------------ finishing
+    def _finish(self, run: Run, status: FitStatus) -> FitResult:
+        if status == FitStatus.COMPLETED and run.last_saved_step != self.global_step:
+            self._save_checkpoint(run, {}, preempted=False)
+        run.checkpoints.wait()
+        summary = self._profiler.summary()
+        if summary and self._dist.is_rank_zero:
+            logger.info("%s", summary)
+        return FitResult(
+            status=status,
+            global_step=self.global_step,
+            epoch=self.current_epoch,
+            metrics=dict(self._last_metrics),
+            checkpoint_path=run.checkpoint_path,
+            data_fingerprint=run.fingerprint.hexdigest,
+        )
+
+    def _close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+        if self._run is not None:
+            for stream in self._run.streams:
+                stream.close()
+            if self._run.checkpoints is not None:
+                self._run.checkpoints.wait()
+        self._logger.close()
+        self._logger = NullLogger()
+        self._run = None
+        self._forward_model = self._module
+        self._dist.teardown()
+
+    def _start_progress(self, run: Run) -> None:
+        if self._progress is not None:
+            self._progress.start(run.schedule.epoch_length(), self.current_epoch, initial_step=run.schedule_position())
+
+    # ------------------------------------------------------------------ devices
+    def _move_to_device(self, batch: Any) -> Any:
+        """Move tensors (also inside tuples, lists, dicts and dataclasses) to the device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=batch.is_pinned())
+        if isinstance(batch, dict):
+            return type(batch)((k, self._move_to_device(v)) for k, v in batch.items())
+        if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+            return type(batch)(*(self._move_to_device(v) for v in batch))
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._move_to_device(v) for v in batch)
+        if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+            changes = {f.name: self._move_to_device(getattr(batch, f.name)) for f in dataclasses.fields(batch) if f.init}
+            return dataclasses.replace(batch, **changes)
+        return batch
+
+    def _all_reduce_gradients(self) -> None:
+        grads = [p.grad for p in self._module.parameters() if p.grad is not None]
+        for grad in grads:
+            torch.distributed.all_reduce(grad)
+            grad.div_(self._dist.world_size)
+
+
+def _checked_config(config: Any) -> GenericTrainerConfig:
+    if not isinstance(config, GenericTrainerConfig):
+        raise TypeError(f"config must be a GenericTrainerConfig, got {type(config).__name__}")
+    if config.train_loader_config is None:
+        raise ConfigError(
+            "MultiDataLoaderConfig not provided: GenericTrainerConfig.train_loader_config is "
+            "required, even for one loader: GenericTrainerConfig(train_loader_config="
+            "MultiDataLoaderConfig(sampling_strategy=SamplingStrategy.SEQUENTIAL, "
+            "dataloader_names=['main']))"
+        )
+    return config
+
+
+def _plain_config(config: GenericTrainerConfig) -> dict[str, Any]:
+    try:
+        return config.to_dict()
+    except ConfigError as err:  # e.g. a lambda as validation.aggregation_fn
+        logger.warning("config is not fully serialisable (%s); storing its repr", err)
+        return {"repr": repr(config)}
+

@@ -1,0 +1,95 @@
+"""The validation pass: each validation batch once (by default), metrics per loader, aggregated.
+
+Runs under ``torch.no_grad()`` and ``model.eval()``; the model returns to train mode afterwards.
+Per-loader means are sample-weighted and reduced across ranks before aggregation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .aggregation import MetricAccumulator, aggregate_validation
+from .metrics import numeric_items
+
+__all__ = ["count_samples", "run_validation"]
+
+
+def count_samples(batch: Any, fallback: int | None) -> int:
+    """Leading dimension of the first tensor found in ``batch`` (else ``fallback`` or 1)."""
+    stack = [batch]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, torch.Tensor):
+            return int(item.shape[0]) if item.dim() else 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return fallback or 1
+
+
+def run_validation(
+    trainer: Any,
+    loaders: Sequence[Any],
+    names: Sequence[str],
+    schedule: Any,
+    step_fn: Callable[..., Any],
+    *,
+    aggregation: Any,
+    primary_metric: str,
+    custom_fn: Callable[..., Any] | None,
+    reduce_sum: Callable[[list[float]], list[float]],
+) -> dict[str, float]:
+    """Run one validation pass and return ``val/dl_<name>/<k>`` and ``val/<k>`` metrics."""
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    accumulator = MetricAccumulator()
+    iterators: dict[int, tuple[int, Any]] = {}
+    profiler, hooks, precision = trainer._profiler, trainer._hooks, trainer._precision
+    schedule.start_epoch(0)
+    try:
+        with torch.no_grad():
+            while (slot := schedule.next_slot()) is not None:
+                idx = slot.loader_idx
+                t0 = time.perf_counter()
+                current = iterators.get(idx)
+                if current is None or current[0] != slot.pass_idx:
+                    current = (slot.pass_idx, iter(loaders[idx]))
+                    iterators[idx] = current
+                try:
+                    batch = next(current[1])
+                except StopIteration:
+                    if schedule.mark_exhausted(idx) is None:
+                        break
+                    continue
+                batch = trainer._move_to_device(batch)
+                t1 = time.perf_counter()
+                with precision.forward_context():
+                    outputs = step_fn(trainer, batch, slot.batch_idx, idx, names[idx]) or {}
+                profiler.sync()
+                t2 = time.perf_counter()
+                profiler.record_val(idx, t1 - t0, t2 - t1)
+                metrics = {k: float(v) for k, v in numeric_items(outputs)}
+                accumulator.add(names[idx], metrics, count_samples(batch, loaders[idx].batch_size))
+                hooks.call(
+                    "on_validation_batch_end", trainer, batch, slot.batch_idx, idx, names[idx], outputs
+                )
+    finally:
+        model.train(was_training)
+    accumulator.from_state(reduce_sum(accumulator.to_state()))
+    per_loader = accumulator.means()
+    results = {
+        f"val/dl_{name}/{key}": value
+        for name, loader_metrics in per_loader.items()
+        for key, value in loader_metrics.items()
+    }
+    overall = aggregate_validation(
+        per_loader, accumulator.samples(), aggregation, primary_metric=primary_metric, custom_fn=custom_fn
+    )
+    results.update({f"val/{key}": value for key, value in overall.items()})
+    return results
