@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
 from .base import BaseLogger, encode_png, safe_file_stem, to_hwc_uint8
 
 __all__ = [
@@ -136,6 +138,8 @@ def _to_json_number(key: str, value: Any) -> int | float | bool:
     """
     if isinstance(value, (bool, int, float)):
         return value
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
     try:
         number = float(value)
     except (TypeError, ValueError, RuntimeError) as err:

@@ -8,13 +8,16 @@ Offline mode: ``logging.wandb_mode: offline`` or ``WANDB_MODE=offline`` in the e
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .base import BaseLogger, import_optional, to_hwc_uint8
 
-__all__ = ["WandbLogger"]
+__all__ = ["WANDB_MODE_ENV", "WandbLogger"]
+
+WANDB_MODE_ENV = "WANDB_MODE"
 
 
 class WandbLogger(BaseLogger):
@@ -25,7 +28,8 @@ class WandbLogger(BaseLogger):
             W&B run name.
         project: W&B project (``None``: W&B's default, e.g. ``WANDB_PROJECT``).
         entity: W&B user or team (``None``: W&B's default).
-        mode: ``"online"``, ``"offline"``, ``"disabled"`` or ``None`` (``WANDB_MODE`` or online).
+        mode: ``"online"``, ``"offline"``, ``"disabled"`` or ``None`` (the ``WANDB_MODE``
+            environment variable at construction time, else W&B's default, online).
 
     Raises:
         ImportError: wandb is not installed (the message names the extra to install).
@@ -53,6 +57,9 @@ class WandbLogger(BaseLogger):
             "dir": str(run_dir),
             "name": run_dir.name,
         }
+        # Read WANDB_MODE now rather than leaving it to wandb, which caches its environment
+        # settings process-wide on first use and would miss a change made after that.
+        mode = mode if mode is not None else os.environ.get(WANDB_MODE_ENV)
         if mode is not None:
             init_kwargs["mode"] = mode
         self._run = self._wandb.init(**init_kwargs)

@@ -1,0 +1,72 @@
+"""Tests for the console logger's line."""
+
+from __future__ import annotations
+
+import io
+
+from model_training_framework.trainer.loggers import ConsoleLogger
+from model_training_framework.trainer.loggers.console import format_metrics_line
+
+METRICS = {
+    "epoch": 1,
+    "train/samples_per_sec": 812.4,
+    "train/dl_b/loss": 0.5,
+    "train/dl_a/loss": 0.41,
+    "train/dl_a/acc": 0.9,
+    "train/loss": 0.43121,
+    "train/lr/opt_0": 0.001,
+    "profile/train/dl_a/time_data_ms": 1.25,
+    "val/acc": 0.8,
+    "val/loss": 0.6,
+}
+
+
+def test_line_shows_epoch_step_losses_lr_and_throughput_in_stable_order():
+    assert format_metrics_line(METRICS, step=120) == (
+        "epoch 1 step 120 | train/loss 0.4312 | train/dl_a/loss 0.41 | train/dl_b/loss 0.5"
+        " | val/loss 0.6 | val/acc 0.8 | lr 0.001 | 812 samples/s"
+    )
+
+
+def test_line_order_does_not_depend_on_insertion_order():
+    reversed_metrics = dict(reversed(list(METRICS.items())))
+    assert format_metrics_line(reversed_metrics, 5) == format_metrics_line(METRICS, 5)
+
+
+def test_several_optimizers_show_each_learning_rate():
+    line = format_metrics_line({"train/lr/opt_1": 0.2, "train/lr/opt_0": 0.1}, step=3)
+    assert line == "step 3 | train/lr/opt_0 0.1 | train/lr/opt_1 0.2"
+
+
+def test_profiling_and_per_loader_non_loss_metrics_stay_off_the_line():
+    line = format_metrics_line(METRICS, step=1)
+    assert "profile/" not in line
+    assert "train/dl_a/acc" not in line
+
+
+def test_logger_writes_one_line_per_call_to_its_stream():
+    stream = io.StringIO()
+    logger = ConsoleLogger(stream)
+    logger.log_scalars(METRICS, step=120)
+    logger.log_scalars({"train/loss": 0.4}, step=130)
+    assert stream.getvalue().splitlines() == [
+        format_metrics_line(METRICS, 120),
+        "step 130 | train/loss 0.4",
+    ]
+
+
+def test_profiling_only_metrics_write_nothing():
+    stream = io.StringIO()
+    ConsoleLogger(stream).log_scalars({"profile/train/dl_a/time_data_ms": 1.0}, step=10)
+    assert stream.getvalue() == ""
+
+
+def test_text_is_written_with_step_and_key():
+    stream = io.StringIO()
+    ConsoleLogger(stream).log_text("note", "warmup done", step=50)
+    assert stream.getvalue() == "step 50 | note: warmup done\n"
+
+
+def test_default_stream_is_stderr(capsys):
+    ConsoleLogger().log_scalars({"train/loss": 1.0}, step=2)
+    assert capsys.readouterr().err == "step 2 | train/loss 1\n"
