@@ -1,0 +1,491 @@
+"""Machinery shared by every config model: error messages, dict/YAML conversion, dotted paths.
+
+* :class:`ConfigModel` is the base of every config section. It turns pydantic's
+  ``ValidationError`` into :class:`~model_training_framework.errors.ConfigError` whose lines read
+  ``<field path>: <what was wrong> (got <value>)``, on construction *and* on assignment, and
+  suggests close matches for unknown keys. Cross-field checks live in ``_cross_field_issues()``;
+  they run at construction and in ``validate_for_fit()``, never on a single assignment.
+* :class:`SerializableConfig` adds ``from_dict``/``from_yaml``/``to_dict``/``to_yaml`` for the
+  top-level configs (renamed keys are migrated by :mod:`.legacy` first).
+* :func:`import_object` / :func:`dotted_path_of` convert between objects and ``"pkg.mod.name"``.
+
+Example:
+    >>> from model_training_framework.trainer import GenericTrainerConfig
+    >>> cfg = GenericTrainerConfig.from_dict({"seed": 3})
+    >>> GenericTrainerConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import importlib
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from typing_extensions import Self
+
+from model_training_framework.config.legacy import (
+    LegacyRule,
+    migrate_legacy_keys,
+    renamed_key_hint,
+)
+from model_training_framework.errors import ConfigError
+
+__all__ = [
+    "ConfigModel",
+    "FieldIssues",
+    "SerializableConfig",
+    "dotted_path_of",
+    "format_validation_error",
+    "import_object",
+    "is_dotted_path",
+    "to_plain",
+    "validation_issues",
+]
+
+_DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_MAX_SHOWN_INPUT = 80
+
+
+# ----------------------------------------------------------------------------- dotted paths
+
+
+def is_dotted_path(value: str) -> bool:
+    """Return True when ``value`` looks like ``"package.module.name"`` (at least one dot)."""
+    return bool(_DOTTED_PATH.match(value))
+
+
+def import_object(path: str) -> Any:
+    """Import the object named by a dotted path such as ``"pkg.mod.Class.method"``.
+
+    The longest importable module prefix is imported, the rest is looked up with ``getattr``.
+
+    Args:
+        path: dotted path of a module-level object (function, class, attribute).
+
+    Returns:
+        The object.
+
+    Raises:
+        ImportError: when no prefix of ``path`` is an importable module or an attribute is
+            missing; the message names the path.
+    """
+    if not is_dotted_path(path):
+        raise ImportError(f"{path!r} is not a dotted path like 'package.module.name'")
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and not module_name.startswith(err.name):
+                raise  # the module exists but one of *its* imports is missing
+            continue
+        for attr in parts[split:]:
+            if not hasattr(obj, attr):
+                raise ImportError(f"cannot import {path!r}: {obj!r} has no attribute {attr!r}")
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"cannot import {path!r}: no importable module among its prefixes")
+
+
+def dotted_path_of(obj: Any) -> str:
+    """Return the dotted path ``"module.qualname"`` under which ``obj`` can be imported again.
+
+    Args:
+        obj: a module-level function or class (or a method of one).
+
+    Returns:
+        The dotted path.
+
+    Raises:
+        ValueError: for lambdas, local (nested) functions, partials and other objects that
+            cannot be found again by importing their path.
+    """
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname:
+        raise ValueError(
+            f"{obj!r} has no importable name; use a module-level function or class "
+            "(or give its dotted path as a string)"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        kind = "a lambda" if "<lambda>" in qualname else "a local function"
+        raise ValueError(
+            f"{module}.{qualname} is {kind} and cannot be saved to a config file; "
+            "define it at module level (or give its dotted path as a string)"
+        )
+    path = f"{module}.{qualname}"
+    try:
+        found = import_object(path)
+    except ImportError as err:
+        raise ValueError(f"{path} cannot be imported again: {err}") from err
+    if found is not obj:
+        raise ValueError(f"{path} does not import back to {obj!r}; use a module-level object")
+    return path
+
+
+# ----------------------------------------------------------------------------- plain data
+
+
+def to_plain(value: Any, path: str = "") -> Any:
+    """Convert a ``model_dump()`` result into YAML-safe plain Python types.
+
+    Enums become their values, tuples become lists, paths become strings and callables become
+    their dotted path.
+
+    Args:
+        value: the value to convert.
+        path: field path used in error messages.
+
+    Returns:
+        The converted value (dicts, lists, str, int, float, bool and None only).
+
+    Raises:
+        ConfigError: when a value has no plain representation (the message names its path).
+    """
+    if isinstance(value, enum.Enum):
+        return to_plain(value.value, path)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Path):
+        return str(value)
+    if callable(value):
+        try:
+            return dotted_path_of(value)
+        except ValueError as err:
+            raise ConfigError(f"{path}: {err}") from err
+    raise ConfigError(
+        f"{path}: a {type(value).__name__} cannot be written to a config file; "
+        "use plain values (numbers, strings, lists, mappings)"
+    )
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+class FieldIssues(ConfigError):
+    """A ``ConfigError`` that carries its problems as ``(field path, message)`` pairs.
+
+    ``str(err)`` is one line ``<field path>: <message>`` per problem. Keeping the pairs lets an
+    enclosing config prefix the paths when a nested section fails inside its validation.
+    """
+
+    def __init__(self, issues: Sequence[tuple[str, str]]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(_issue_line(path, message) for path, message in self.issues))
+
+
+def _issue_line(path: str, message: str) -> str:
+    return f"{path}: {message}" if path else message
+
+
+def _join(prefix: str, part: str | int) -> str:
+    if isinstance(part, int):
+        return f"{prefix}[{part}]"
+    if not prefix:
+        return part
+    if not part:
+        return prefix
+    return f"{prefix}{part}" if part.startswith("[") else f"{prefix}.{part}"
+
+
+def _path_of(prefix: str, loc: Sequence[str | int]) -> str:
+    path = prefix
+    for part in loc:
+        path = _join(path, part)
+    return path
+
+
+def _model_class_of(annotation: Any) -> type[BaseModel] | None:
+    """Return the pydantic model class inside ``annotation`` (unwrapping Optional/Union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_class_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_class_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    cls: type[BaseModel] | None = root
+    for part in loc:
+        if cls is None or not isinstance(part, str) or part not in cls.model_fields:
+            return None
+        cls = _model_class_of(cls.model_fields[part].annotation)
+    return cls
+
+
+def _unknown_key_message(root: type[BaseModel], loc: Sequence[str | int]) -> str:
+    key = str(loc[-1])
+    owner = _model_class_at(root, loc[:-1])
+    valid = sorted(owner.model_fields) if owner is not None else []
+    rules: Sequence[LegacyRule] = getattr(root, "_legacy_rules", ())
+    hint = renamed_key_hint(loc, rules)
+    if hint is not None:
+        return f"unknown key; {hint}"
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    if close:
+        return "unknown key; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    return "unknown key; valid keys here: " + ", ".join(valid)
+
+
+def _shown_input(value: Any) -> str:
+    if isinstance(value, (BaseModel, Mapping)):
+        return ""
+    text = repr(value)
+    if len(text) > _MAX_SHOWN_INPUT:
+        text = text[: _MAX_SHOWN_INPUT - 3] + "..."
+    return f" (got {text})"
+
+
+def _issues_of(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
+    loc = tuple(err["loc"])
+    path = _path_of(prefix, loc)
+    if err["type"] == "extra_forbidden":
+        return [(path, _unknown_key_message(root, loc))]
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, FieldIssues):  # a nested section or a cross-field rule
+        return [(_join(path, sub), message) for sub, message in cause.issues]
+    if isinstance(cause, Exception):  # our field validators raise ValueError(message)
+        return [(path or root.__name__, str(cause))]
+    return [(path or root.__name__, f"{err['msg']}{_shown_input(err.get('input'))}")]
+
+
+def validation_issues(
+    error: ValidationError, root: type[BaseModel], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """Turn a pydantic ``ValidationError`` into ``(field path, message)`` pairs.
+
+    Args:
+        error: the error raised while validating ``root``.
+        root: the model class that was validated (used to suggest keys).
+        prefix: field path of ``root`` inside an enclosing config (``""`` at top level).
+
+    Returns:
+        One pair per problem, e.g. ``("performance.gradient_accumulation_steps",
+        "Input should be greater than or equal to 1 (got 0)")``.
+    """
+    issues: list[tuple[str, str]] = []
+    for err in error.errors():
+        issues.extend(_issues_of(err, root, prefix))
+    return issues
+
+
+def format_validation_error(error: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    """Return :func:`validation_issues` as lines ``<field path>: <message>``."""
+    return "\n".join(_issue_line(p, m) for p, m in validation_issues(error, root, prefix))
+
+
+# ----------------------------------------------------------------------------- base models
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: validated on construction and on assignment.
+
+    Subclasses list cross-field problems in :meth:`_cross_field_issues`; they are checked when
+    the model is built and by :meth:`validate_for_fit`, never on a single assignment, so that
+    dependent fields can be set one after the other.
+    """
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    # Where this section sits inside an enclosing config, for error messages; "" at top level.
+    _field_path: str = PrivateAttr(default="")
+
+    def __init__(self, /, **data: Any) -> None:
+        # pydantic also calls this __init__ for nested sections: FieldIssues keeps the paths
+        # structured so that the enclosing config can prefix them.
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise FieldIssues(validation_issues(err, type(self))) from err
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as err:
+            raise FieldIssues(validation_issues(err, type(self), self._field_path)) from err
+        if name in type(self).model_fields:
+            child = getattr(self, name)
+            if isinstance(child, ConfigModel):
+                child._set_field_path(_join(self._field_path, name))
+
+    def __eq__(self, other: object) -> bool:
+        # Field values only: the private field path must not make equal configs differ.
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in type(self).model_fields)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Record child field paths and run the cross-field checks (construction only)."""
+        self._set_field_path(self._field_path)
+        issues = self._cross_field_issues()
+        if issues:
+            raise FieldIssues(issues)
+
+    def _set_field_path(self, path: str) -> None:
+        self._field_path = path
+        for name in type(self).model_fields:
+            child = getattr(self, name)
+            if isinstance(child, ConfigModel):
+                child._set_field_path(_join(path, name))
+
+    def _cross_field_issues(self) -> list[tuple[str, str]]:
+        """Return ``(field, message)`` pairs for rules that involve several fields."""
+        return []
+
+    def validate_for_fit(self) -> None:
+        """Re-run every per-field and cross-field check on the current values.
+
+        Use it after a series of assignments (or in-place edits of lists) to confirm that the
+        whole config is consistent.
+
+        Raises:
+            ConfigError: listing every problem with its field path.
+        """
+        try:
+            type(self).model_validate(self.model_dump())
+        except ValidationError as err:
+            raise FieldIssues(validation_issues(err, type(self), self._field_path)) from err
+
+
+class SerializableConfig(ConfigModel):
+    """A top-level config that converts to and from plain dicts and YAML files."""
+
+    _legacy_rules: ClassVar[tuple[LegacyRule, ...]] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build a config from a plain mapping (e.g. parsed YAML).
+
+        Renamed keys are migrated first (with a ``DeprecationWarning``).
+
+        Args:
+            data: nested mapping of field names to values; enums may be given as strings.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: for unknown keys (with close matches), invalid values or conflicting
+                old/new keys; each line names the field path.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        migrated = migrate_legacy_keys(data, cls._legacy_rules)
+        try:
+            return cls.model_validate(migrated)
+        except ValidationError as err:
+            raise FieldIssues(validation_issues(err, cls)) from err
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Self:
+        """Read a config from a YAML file (plain YAML only; no Python tags).
+
+        Args:
+            path: the YAML file. An empty file gives the defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            FileNotFoundError: when ``path`` does not exist.
+            ConfigError: for YAML syntax errors or invalid contents; the message names the file.
+        """
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no Python tags
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {data!r}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}:\n{err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain Python types (enums as their string values).
+
+        Returns:
+            A nested dict that ``yaml.safe_dump`` can write and ``from_dict`` reads back equal.
+
+        Raises:
+            ConfigError: when a value cannot be represented (e.g. a lambda as aggregation_fn).
+        """
+        return to_plain(self.model_dump(), self._field_path)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Write the config as plain YAML (a ``yaml.SafeDumper``: no Python tags); return the text.
+
+        Args:
+            path: file to write (parent directories are created); None only returns the text.
+
+        Returns:
+            The YAML text.
+
+        Raises:
+            ConfigError: when a value cannot be represented in YAML.
+        """
+        text = yaml.dump(self.to_dict(), Dumper=_SafeDumper, sort_keys=False, allow_unicode=True)
+        if path is not None:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return text
+
+
+# NOTE [YAML numbers]: PyYAML follows YAML 1.1, where `1e-3` is a string and `1:30` is the
+# sexagesimal int 90. ML configs expect YAML 1.2 numbers, so our loader reads `1e-3` as a float
+# and `1:30` as a string. Our dumper quotes every string that *either* rule set would read as a
+# number, so the files we write read back the same with our loader and with yaml.safe_load.
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+_INT_NO_SEXAGESIMAL = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_NUMBER_START = list("-+0123456789.")
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 numbers (see NOTE [YAML numbers])."""
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag not in _NUMBER_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(_NUMBER_TAGS[0], _INT_NO_SEXAGESIMAL, _NUMBER_START)
+_SafeLoader.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)
+
+
+class _SafeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that also quotes strings our loader would read as numbers."""
+
+
+_SafeDumper.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)
