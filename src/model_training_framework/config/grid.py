@@ -38,6 +38,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "DISTRIBUTIONS",
+    "GRID_SECTIONS",
     "ChoiceDistribution",
     "ConfigView",
     "Distribution",
@@ -765,10 +766,10 @@ class ParameterGrid:
         Raises:
             ConfigError: Unknown sections (with the valid ones listed) or invalid entries.
         """
-        unknown = sorted(set(data) - _GRID_SECTIONS)
+        unknown = sorted(set(data) - GRID_SECTIONS)
         if unknown:
             raise ConfigError(
-                f"grid sections {unknown} are unknown; valid sections: {sorted(_GRID_SECTIONS)}"
+                f"grid sections {unknown} are unknown; valid sections: {sorted(GRID_SECTIONS)}"
             )
         grid = cls(data.get("name", ""), data.get("description", "") or "")
         for key, values in (data.get("parameters") or {}).items():
@@ -789,7 +790,7 @@ class ParameterGrid:
         return f"ParameterGrid(name={self.name!r}, keys={self.swept_keys() + self.computed_keys()})"
 
 
-_GRID_SECTIONS = frozenset(
+GRID_SECTIONS = frozenset(
     {
         "name",
         "description",
