@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 import signal
@@ -40,10 +41,7 @@ from model_training_framework.config.loading import (
     is_dotted_path,
 )
 from model_training_framework.errors import ConfigError
-from model_training_framework.trainer._enums_tmp import (
-    EpochLengthPolicy,
-    SamplingStrategy,
-)  # TEMP: schedule.py
+from model_training_framework.trainer.schedule import EpochLengthPolicy, SamplingStrategy
 
 __all__ = [
     "CheckpointConfig",
@@ -105,8 +103,6 @@ def _enum_coercer(enum_cls: type[enum.Enum]) -> Callable[[Any], Any]:
 
 
 def _close_matches(key: str, choices: list[str]) -> str:
-    import difflib
-
     found = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
     return f"; did you mean '{found[0]}'?" if found else ""
 
