@@ -21,7 +21,6 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import CheckpointManager
 from .checks import check_count, check_loaders, check_optimizers, check_step_function, checked_loss
-from .code_version import current_code_version
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
 from .distributed import DistributedContext
 from .early_stopping import EarlyStopping
@@ -514,8 +513,10 @@ class GenericTrainer:
         early_stop = run.early_stopping.update(metrics) if metrics else False
         request = self._preemption.agreed_request()
         should_save = run.checkpoints.should_save(
-            step=self.global_step, epoch_end=epoch_end, epoch=self.current_epoch, now_s=time.time()
+            step=self.global_step, epoch_end=epoch_end, epoch=self.current_epoch - epoch_end
         )
+        if self.config.checkpoint.save_every_n_minutes:  # wall clocks differ across ranks
+            should_save = bool(self._dist.reduce_max(int(should_save)))
         if should_save or request != StopRequest.NONE or early_stop:
             self._save_checkpoint(run, metrics, preempted=request == StopRequest.PREEMPT)
         if request != StopRequest.NONE:
@@ -623,9 +624,7 @@ class GenericTrainer:
             },
             "rng": [state["rng"] for state in per_rank],
             "hooks": self._hooks.state_dict(),
-            "checkpoint_manager": run.checkpoints.state_dict(),
             "config": _plain_config(self.config),
-            "code_version": current_code_version(),
         }
 
     # ------------------------------------------------------------------ finishing
