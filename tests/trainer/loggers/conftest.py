@@ -9,35 +9,13 @@ from typing import Any
 
 import pytest
 
-try:
-    from model_training_framework.trainer.config import LoggingConfig
-except ImportError:  # TODO(loggers): drop once trainer/config.py imports on its own.
-    LoggingConfig = None  # type: ignore[assignment,misc]
-
-_DEFAULTS = {
-    "logger_type": "console",
-    "composite_loggers": None,
-    "log_scalars_every_n_steps": 10,
-    "tensorboard_dir": None,
-    "wandb_project": None,
-    "wandb_entity": None,
-    "wandb_mode": None,
-    "progress_bar": True,
-}
+from model_training_framework.trainer.config import LoggingConfig
 
 
 @pytest.fixture
-def make_logging_config() -> Callable[..., Any]:
-    """Build a logging config section with the given overrides."""
-
-    def make(**overrides: Any) -> Any:
-        if LoggingConfig is not None:
-            return LoggingConfig(**overrides)
-        from types import SimpleNamespace
-
-        return SimpleNamespace(**{**_DEFAULTS, **overrides})
-
-    return make
+def make_logging_config() -> Callable[..., LoggingConfig]:
+    """Build a real ``LoggingConfig`` with the given overrides."""
+    return LoggingConfig
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""Progress display: live bar on a TTY, plain periodic lines otherwise, nothing when disabled."""
+
+from __future__ import annotations
+
+import io
+
+from model_training_framework.trainer.config import LoggingConfig
+from model_training_framework.trainer.progress import (
+    ProgressDisplay,
+    build_progress_display,
+    format_progress_postfix,
+)
+
+METRICS = {
+    "train/loss": 0.4312,
+    "train/dl_b/loss": 0.45,
+    "train/dl_a/loss": 0.41,
+    "train/dl_a/acc": 0.9,
+    "train/samples_per_sec": 812.4,
+    "profile/train/dl_a/time_data_ms": 1.0,
+}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_postfix_shows_loss_per_loader_losses_and_throughput():
+    assert format_progress_postfix(METRICS) == "loss=0.4312, a=0.41, b=0.45, 812 samples/s"
+
+
+def test_plain_lines_are_throttled_and_carry_percent_and_eta():
+    stream, clock = io.StringIO(), _Clock()
+    progress = ProgressDisplay(stream=stream, min_interval_s=30.0, clock=clock)
+    assert not progress.is_live
+    progress.start(total_steps=100, epoch=2)
+    clock.now_s += 10.0
+    progress.update(10, METRICS)  # first update: shown at once
+    clock.now_s += 10.0
+    progress.update(20, METRICS)  # 10 s after the last line: held back
+    clock.now_s += 30.0
+    progress.update(50, METRICS)  # 40 s after the last line: shown
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "epoch 2 step 10/100 (10%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:01:30",
+        "epoch 2 step 50/100 (50%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:00:50",
+    ]
+
+
+def test_plain_close_shows_the_last_state_reached():
+    stream, clock = io.StringIO(), _Clock()
+    progress = ProgressDisplay(stream=stream, clock=clock)
+    progress.start(total_steps=None, epoch=0, initial_step=40)
+    progress.update(41, {"train/loss": 1.0})
+    progress.update(42, {"train/loss": 0.5})
+    progress.close()
+    progress.close()
+    assert stream.getvalue().splitlines() == [
+        "epoch 0 step 41 | loss=1",
+        "epoch 0 step 42 | loss=0.5",
+    ]
+
+
+def test_starting_the_next_epoch_flushes_the_previous_one():
+    stream, clock = io.StringIO(), _Clock()
+    progress = ProgressDisplay(stream=stream, clock=clock)
+    progress.start(total_steps=4, epoch=0)
+    progress.update(1)
+    progress.update(4)
+    progress.start(total_steps=4, epoch=1)
+    assert stream.getvalue().splitlines()[-1] == "epoch 0 step 4/4 (100%) | ETA 0:00:00"
+
+
+def test_live_bar_on_a_terminal_shows_epoch_position_and_postfix():
+    stream = _Terminal()
+    progress = ProgressDisplay(stream=stream)
+    assert progress.is_live
+    progress.start(total_steps=200, epoch=3, initial_step=50)
+    progress.update(120, METRICS)
+    progress.close()
+    final = stream.getvalue().split("\r")[-1]
+    assert final.startswith("epoch 3:  60%")
+    assert "120/200" in final
+    assert "loss=0.4312, a=0.41, b=0.45, 812 samples/s" in final
+
+
+def test_disabled_display_writes_nothing():
+    stream = _Terminal()
+    progress = ProgressDisplay(enabled=False, stream=stream)
+    progress.start(total_steps=10, epoch=0)
+    progress.update(5, METRICS)
+    progress.close()
+    assert stream.getvalue() == ""
+
+
+def test_build_shows_progress_only_on_rank_zero_with_progress_bar_on():
+    for progress_bar, is_rank_zero, expect_output in [
+        (True, True, True),
+        (True, False, False),
+        (False, True, False),
+    ]:
+        stream = io.StringIO()
+        config = LoggingConfig(progress_bar=progress_bar)
+        progress = build_progress_display(config, is_rank_zero=is_rank_zero, stream=stream)
+        progress.start(total_steps=2, epoch=0)
+        progress.update(1)
+        progress.close()
+        assert bool(stream.getvalue()) == expect_output, (progress_bar, is_rank_zero)
