@@ -52,7 +52,8 @@ __all__ = [
     "values_match",
 ]
 
-_MISSING = object()
+_MISSING = object()  # "no such key" in views and conditions
+_NO_DEFAULT = object()  # get_path without a default raises KeyError
 ViewPredicate = Callable[["ConfigView"], bool]
 
 
@@ -66,7 +67,7 @@ def _split_key(key: object) -> list[str]:
     return key.split(".")
 
 
-def get_path(config: Mapping[str, Any], key: str, default: Any = _MISSING) -> Any:
+def get_path(config: Mapping[str, Any], key: str, default: Any = _NO_DEFAULT) -> Any:
     """Return the value at dotted ``key`` in nested ``config``.
 
     Args:
@@ -80,7 +81,7 @@ def get_path(config: Mapping[str, Any], key: str, default: Any = _MISSING) -> An
     node: Any = config
     for part in _split_key(key):
         if not isinstance(node, Mapping) or part not in node:
-            if default is _MISSING:
+            if default is _NO_DEFAULT:
                 raise KeyError(key)
             return default
         node = node[part]
@@ -253,13 +254,19 @@ class NormalDistribution(Distribution):
 
 @dataclass(frozen=True)
 class ChoiceDistribution(Distribution):
-    """Draws from ``choices`` with replacement, optionally with relative ``weights`` (> 0)."""
+    """Draws distinct values from ``choices``, optionally with relative ``weights`` (> 0).
+
+    Draws are without replacement (each draw is weighted among the choices not drawn yet), so
+    no two experiments repeat a value; ``n_samples`` may not exceed the number of choices.
+    """
 
     choices: tuple[Any, ...]
     weights: tuple[float, ...] | None = None
     name = "choice"
 
     def __post_init__(self) -> None:
+        if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Sequence):
+            raise ConfigError(f"choice distribution needs a list of choices, got {self.choices!r}")
         object.__setattr__(self, "choices", tuple(self.choices))
         if not self.choices:
             raise ConfigError("choice distribution needs a non-empty list of choices")
@@ -274,7 +281,18 @@ class ChoiceDistribution(Distribution):
         object.__setattr__(self, "weights", weights)
 
     def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        picked = rng.choices(self.choices, weights=self.weights, k=num_samples)
+        if num_samples > len(self.choices):
+            raise ConfigError(
+                f"choice distribution cannot draw {num_samples} distinct values from "
+                f"{len(self.choices)} choices; lower n_samples or sweep them with add_parameter"
+            )
+        remaining = list(range(len(self.choices)))
+        weights = list(self.weights) if self.weights is not None else [1.0] * len(remaining)
+        picked = []
+        for _ in range(num_samples):
+            position = rng.choices(range(len(remaining)), weights=weights)[0]
+            picked.append(self.choices[remaining.pop(position)])
+            weights.pop(position)
         return [copy.deepcopy(value) for value in picked]
 
     def params(self) -> dict[str, Any]:
