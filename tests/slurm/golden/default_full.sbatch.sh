@@ -1,0 +1,35 @@
+#!/bin/bash
+# model_training_framework default sbatch template (experiment: exp1).
+# Double-brace placeholders are filled by the launcher; values are quoted for you. Directive lines whose value is empty
+# (account, partition, qos, constraint, gpus) are dropped.
+#SBATCH --job-name=exp1
+#SBATCH --output=/runs/exp1/logs/slurm-%j.out
+#SBATCH --error=/runs/exp1/logs/slurm-%j.err
+#SBATCH --open-mode=append
+#SBATCH --account=proj-42
+#SBATCH --partition=gpu
+#SBATCH --qos=high
+#SBATCH --constraint=a100&ib
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=4
+#SBATCH --gpus-per-node=4
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=4G
+#SBATCH --time=01:00:00
+# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit; the
+# training process is exec'd below, so it is the one that receives it, checkpoints and requeues.
+#SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --exclusive
+#SBATCH --mail-type=END
+
+set -euo pipefail
+export MTF_EXPERIMENT_NAME=exp1
+export MTF_EXPERIMENT_DIR=/runs/exp1
+export MTF_CODE_VERSION_FILE=/runs/exp1/code_version.json
+export PYTHONPATH=/runs/.mtf_code/abc/code${PYTHONPATH:+:$PYTHONPATH}
+# Run from the code snapshot taken at submission, never from the live working tree.
+cd /runs/.mtf_code/abc/code
+echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
+# COMMAND is "PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given another.
+exec /usr/bin/python3 /code/train.py --config /runs/exp1/config.yaml
