@@ -30,6 +30,34 @@ def test_lines_reach_the_file_before_close(tmp_path, read_jsonl):
     logger.close()
 
 
+def test_calls_for_the_same_step_share_one_line_already_on_disk(tmp_path, read_jsonl):
+    logger = JsonlLogger(tmp_path)
+    logger.log_scalars({"train/loss": 0.5, "val/loss": 9.0}, step=10)
+    logger.log_scalars({"val/loss": 0.75}, step=10)
+    logger.log_text("note", "epoch done", step=10)
+    assert read_jsonl(tmp_path / METRICS_FILENAME) == [
+        {"step": 10, "train/loss": 0.5, "val/loss": 0.75, "text/note": "epoch done"}
+    ]
+    logger.log_scalars({"train/loss": 0.25}, step=20)
+    logger.log_scalars({"train/loss": 0.125}, step=30)
+    logger.close()
+    assert [record["step"] for record in read_jsonl(tmp_path / METRICS_FILENAME)] == [10, 20, 30]
+
+
+def test_merging_never_touches_lines_of_an_earlier_run(tmp_path, read_jsonl):
+    first = JsonlLogger(tmp_path)
+    first.log_scalars({"train/loss": 1.0}, step=5)
+    first.close()
+    resumed = JsonlLogger(tmp_path)
+    resumed.log_scalars({"train/loss": 0.9}, step=5)
+    resumed.log_scalars({"val/loss": 0.8}, step=5)
+    resumed.close()
+    assert read_jsonl(tmp_path / METRICS_FILENAME) == [
+        {"step": 5, "train/loss": 1.0},
+        {"step": 5, "train/loss": 0.9, "val/loss": 0.8},
+    ]
+
+
 def test_tensor_and_numpy_scalars_are_written_as_numbers(tmp_path, read_jsonl):
     logger = JsonlLogger(tmp_path)
     logger.log_scalars(

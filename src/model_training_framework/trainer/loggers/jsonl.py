@@ -1,13 +1,14 @@
 """``metrics.jsonl``: the always-on, append-only record of a run (the source for ``mtf plot``).
 
-Format: one flat JSON object per line, ``{"step": <global_step>, "<metric key>": value, ...}``.
-Text is stored as ``{"step": s, "text/<key>": "..."}``; images and figures are written as PNG
+Format: one flat JSON object per logged step, ``{"step": <global_step>, "<metric key>": value,
+...}``. Consecutive calls for the same step (training metrics, then validation, then a text)
+extend that step's line rather than adding another. Text is stored as ``{"step": s, "text/<key>": "..."}``; images and figures are written as PNG
 files under ``<run_dir>/media/`` and referenced as ``{"step": s, "image/<key>": "media/..."}``
 (``figure/<key>`` for figures). Hyperparameters go to ``<run_dir>/hparams.json``.
 
-NOTE [metrics file durability]: the file is opened line-buffered in append mode, so every line is
-handed to the OS as soon as it is logged; a SIGKILL loses at most the line being written. A
-resumed run appends to the same file, so steps between the last checkpoint and the kill appear
+NOTE [metrics file durability]: the file is opened unbuffered in append mode and every call is
+written at once: a SIGKILL loses at most the line being written. Extending the current step's line
+truncates the file to that line's start and writes the merged line. A resumed run appends to the same file, so steps between the last checkpoint and the kill appear
 twice; readers keep the last value per (key, step). A line cut short by a kill is closed with a
 newline when the file is reopened, and readers skip it.
 """
@@ -18,7 +19,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import torch
 
@@ -41,7 +42,7 @@ _log = logging.getLogger(__name__)
 
 
 class JsonlLogger(BaseLogger):
-    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl``.
+    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl`` (see module notes).
 
     Args:
         run_dir: The run directory; created if missing.
@@ -56,7 +57,10 @@ class JsonlLogger(BaseLogger):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILENAME
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = _open_for_append(self.path)
+        self._file: BinaryIO = _open_for_append(self.path)
+        self._last_step: int | None = None
+        self._last_record: dict[str, Any] = {}
+        self._last_offset = 0
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Append ``{"step": step, **metrics}`` as one line.
@@ -101,24 +105,32 @@ class JsonlLogger(BaseLogger):
             self._file.close()
 
     def _write(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        step = record[STEP_KEY]
+        if step == self._last_step:
+            merged = {**self._last_record, **record}
+            self._file.truncate(self._last_offset)
+        else:
+            merged = dict(record)
+            self._last_offset = self._file.tell()
+        self._file.write((json.dumps(merged, separators=(",", ":")) + "\n").encode("utf-8"))
+        self._last_step, self._last_record = step, merged
 
     def _media_path(self, key: str, step: int) -> Path:
         (self.run_dir / MEDIA_DIRNAME).mkdir(exist_ok=True)
         return Path(MEDIA_DIRNAME) / f"{safe_file_stem(key)}_step_{int(step)}.png"
 
 
-def _open_for_append(path: Path) -> TextIO:
-    """Open line-buffered for appending; isolate a last line a kill cut short."""
+def _open_for_append(path: Path) -> BinaryIO:
+    """Open unbuffered for appending; isolate a last line a kill cut short."""
     needs_newline = _ends_without_newline(path)
-    handle = path.open("a", encoding="utf-8", buffering=1)
+    handle = path.open("ab", buffering=0)
     if needs_newline:
         _log.warning(
             "%s ends with an incomplete line (the previous run was probably killed while "
             "writing it); it is kept as is and readers skip it",
             path,
         )
-        handle.write("\n")
+        handle.write(b"\n")
     return handle
 
 
