@@ -16,11 +16,17 @@ from model_training_framework.trainer.config import (
     ValidationFrequency,
     WarmStartConfig,
 )
+from model_training_framework.trainer.hooks import TrainerHooks
+from model_training_framework.trainer.results import FitResult, FitStatus, WarmStartResult
+from model_training_framework.trainer.trainer import GenericTrainer
 
 __all__ = [
     "CheckpointConfig",
     "EpochLengthPolicy",
     "FaultToleranceConfig",
+    "FitResult",
+    "FitStatus",
+    "GenericTrainer",
     "GenericTrainerConfig",
     "HooksConfig",
     "LoggingConfig",
@@ -28,8 +34,10 @@ __all__ = [
     "PerformanceConfig",
     "PreemptionConfig",
     "SamplingStrategy",
+    "TrainerHooks",
     "ValAggregation",
     "ValidationConfig",
     "ValidationFrequency",
     "WarmStartConfig",
+    "WarmStartResult",
 ]

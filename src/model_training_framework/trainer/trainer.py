@@ -464,11 +464,11 @@ class GenericTrainer:
             self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
         self._hooks.call("on_before_optimizer_step", self, opt_idx)
         self._stepper.step(opt_idx, has_gradients=run.window_has_grads)
+        run.window_size, run.window_has_grads = 0, False
+        self.global_step += 1
         self._hooks.call("on_after_optimizer_step", self, opt_idx)
         self._profiler.sync()
         self._profiler.record_optimizer(loader_idx, time.perf_counter() - t0)
-        run.window_size, run.window_has_grads = 0, False
-        self.global_step += 1
 
     def _after_optimizer_step(self, run: Run, loader_idx: int) -> FitStatus | None:
         self._optimizer_step(run, loader_idx)
