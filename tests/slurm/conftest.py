@@ -55,14 +55,22 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     state_dir = Path(tempfile.mkdtemp(prefix="mtf-slurm-"))
     env = {**os.environ, "SLURM_TMP": str(state_dir)}
     started = subprocess.run(
-        ["bash", str(HERE / "start_slurm.sh")], env=env, capture_output=True, text=True, timeout=_START_TIMEOUT_S
+        ["bash", str(HERE / "start_slurm.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=_START_TIMEOUT_S,
     )
     try:
         if started.returncode != 0:
-            pytest.fail(f"start_slurm.sh failed ({started.returncode}):\n{started.stdout}\n{started.stderr}")
+            pytest.fail(
+                f"start_slurm.sh failed ({started.returncode}):\n{started.stdout}\n{started.stderr}"
+            )
         yield SlurmCluster({**env, "SLURM_CONF": str(state_dir / "slurm.conf")}, state_dir)
     finally:
-        subprocess.run(["bash", str(HERE / "stop_slurm.sh")], env=env, capture_output=True, timeout=60)
+        subprocess.run(
+            ["bash", str(HERE / "stop_slurm.sh")], env=env, capture_output=True, timeout=60
+        )
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -79,7 +87,15 @@ def git_project(tmp_path: Path) -> Path:
     return project
 
 
-HOSTILE_NAMES = ["my dir", "it's", 'say "hi"', "a;rm -rf x", "$(touch pwned)", "back\\slash", "tab\there"]
+HOSTILE_NAMES = [
+    "my dir",
+    "it's",
+    'say "hi"',
+    "a;rm -rf x",
+    "$(touch pwned)",
+    "back\\slash",
+    "tab\there",
+]
 
 
 @pytest.fixture(params=HOSTILE_NAMES)

@@ -22,7 +22,9 @@ class ScriptedSlurm:
 
     def squeue(self) -> str:
         self.calls.append("squeue")
-        return self.squeue_outputs.pop(0) if len(self.squeue_outputs) > 1 else self.squeue_outputs[0]
+        return (
+            self.squeue_outputs.pop(0) if len(self.squeue_outputs) > 1 else self.squeue_outputs[0]
+        )
 
     def scontrol_show_job(self, job_id: str) -> str:
         self.calls.append(f"scontrol {job_id}")
@@ -83,9 +85,13 @@ def test_finished_jobs_fall_back_to_sacct_then_jobcomp_then_unknown():
 
 
 def test_sacct_rows_are_used_when_accounting_is_enabled():
-    slurm = ScriptedSlurm([""], sacct_rows="50|j|CANCELLED by 1000|0:15\n50.batch|batch|CANCELLED|0:15\n")
+    slurm = ScriptedSlurm(
+        [""], sacct_rows="50|j|CANCELLED by 1000|0:15\n50.batch|batch|CANCELLED|0:15\n"
+    )
     states = _monitor(slurm, FakeClock()).get_job_states(["50"])
-    assert states["50"].state is JobState.CANCELLED and states["50"].raw_state == "CANCELLED by 1000"
+    assert (
+        states["50"].state is JobState.CANCELLED and states["50"].raw_state == "CANCELLED by 1000"
+    )
     assert "jobcomp" not in slurm.calls
 
 

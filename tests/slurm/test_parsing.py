@@ -55,12 +55,17 @@ def test_terminal_states_are_the_finished_ones():
     assert not JobState.REQUEUE_HOLD.is_terminal and JobState.UNKNOWN not in TERMINAL_STATES
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("0:0", (0, 0)), ("1:15", (1, 15)), ("", (None, None)), ("x", (None, None))])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0:0", (0, 0)), ("1:15", (1, 15)), ("", (None, None)), ("x", (None, None))],
+)
 def test_exit_codes(raw, expected):
     assert parse_exit_code(raw) == expected
 
 
-@pytest.mark.parametrize(("out", "job_id"), [("123\n", "123"), ("77;cluster\n", "77"), ("warning\n42\n", "42")])
+@pytest.mark.parametrize(
+    ("out", "job_id"), [("123\n", "123"), ("77;cluster\n", "77"), ("warning\n42\n", "42")]
+)
 def test_sbatch_parsable_output(out, job_id):
     assert parse_sbatch_job_id(out) == job_id
 
@@ -72,7 +77,12 @@ def test_sbatch_output_without_id_is_an_error():
 
 @pytest.mark.parametrize(
     ("job_id", "parts"),
-    [("123", ("123", None)), ("123_4", ("123", "4")), ("123_[5-9%2]", ("123", "[5-9%2]")), ("9.batch", ("9", None))],
+    [
+        ("123", ("123", None)),
+        ("123_4", ("123", "4")),
+        ("123_[5-9%2]", ("123", "[5-9%2]")),
+        ("9.batch", ("9", None)),
+    ],
 )
 def test_job_ids(job_id, parts):
     assert parse_job_id(job_id) == parts
@@ -83,7 +93,9 @@ def test_malformed_job_id_is_an_error():
         parse_job_id("abc")
 
 
-@pytest.mark.parametrize(("spec", "tasks"), [("[5-9%2]", [5, 6, 7, 8, 9]), ("[0,3-4]", [0, 3, 4]), ("0-6:3", [0, 3, 6])])
+@pytest.mark.parametrize(
+    ("spec", "tasks"), [("[5-9%2]", [5, 6, 7, 8, 9]), ("[0,3-4]", [0, 3, 4]), ("0-6:3", [0, 3, 6])]
+)
 def test_array_specs_expand(spec, tasks):
     assert expand_array_task_spec(spec) == tasks
 

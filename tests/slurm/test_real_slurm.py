@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from model_training_framework.slurm import SLURMJobMonitor, SLURMLauncher, SlurmCommands, read_code_version
+from model_training_framework.slurm import (
+    SLURMJobMonitor,
+    SLURMLauncher,
+    SlurmCommands,
+    read_code_version,
+)
 from model_training_framework.slurm.parsing import JobState
 
 pytestmark = pytest.mark.slurm
@@ -30,14 +35,20 @@ def _wait_for_file(path: Path, timeout_s: float) -> str:
 def test_batch_of_two_runs_as_one_array_and_completes(slurm_cluster, git_project, tmp_path):
     commands = SlurmCommands(env=slurm_cluster.env)
     experiments_dir = tmp_path / "exp dir 'quoted'"
-    launcher = SLURMLauncher(project_root=git_project, experiments_dir=experiments_dir, commands=commands)
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=experiments_dir, commands=commands
+    )
 
-    result = launcher.submit_experiment_batch(_experiments(["lr_a", "lr_b"]), git_project / "train.py", max_concurrent=1)
+    result = launcher.submit_experiment_batch(
+        _experiments(["lr_a", "lr_b"]), git_project / "train.py", max_concurrent=1
+    )
 
     assert result.success_count == 2 and not result.failed
     assert len(result.array_job_ids) == 1
     assert result.job_ids == [f"{result.array_job_ids[0]}_0", f"{result.array_job_ids[0]}_1"]
-    states = SLURMJobMonitor(commands).wait_for_jobs(result.array_job_ids, timeout_s=120, poll_interval_s=0.5)
+    states = SLURMJobMonitor(commands).wait_for_jobs(
+        result.array_job_ids, timeout_s=120, poll_interval_s=0.5
+    )
     assert {info.state for info in states.values()} == {JobState.COMPLETED}
     assert sorted(states) == sorted(result.job_ids)
     for item in result.results:
@@ -51,13 +62,19 @@ def test_batch_of_two_runs_as_one_array_and_completes(slurm_cluster, git_project
 def test_usr1_to_batch_shell_checkpoints_requeues_and_reruns(slurm_cluster, git_project, tmp_path):
     env = {**slurm_cluster.env, "TINY_JOB_WAIT_FOR_SIGNAL": "1"}
     commands = SlurmCommands(env=env)
-    launcher = SLURMLauncher(project_root=git_project, experiments_dir=tmp_path / "experiments", commands=commands)
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=tmp_path / "experiments", commands=commands
+    )
 
-    item = launcher.submit_single_experiment(_experiments(["preempt_me"])[0], git_project / "train.py")
+    item = launcher.submit_single_experiment(
+        _experiments(["preempt_me"])[0], git_project / "train.py"
+    )
     assert _wait_for_file(item.experiment_dir / "ready", timeout_s=60) == item.job_id
     commands.scancel([item.job_id], signal="USR1", batch_only=True)
 
-    states = SLURMJobMonitor(commands).wait_for_jobs([item.job_id], timeout_s=120, poll_interval_s=0.5)
+    states = SLURMJobMonitor(commands).wait_for_jobs(
+        [item.job_id], timeout_s=120, poll_interval_s=0.5
+    )
     info = states[item.job_id]
     assert info.state is JobState.COMPLETED and info.exit_code == 0
     assert info.restart_count == 1
@@ -69,8 +86,13 @@ def test_usr1_to_batch_shell_checkpoints_requeues_and_reruns(slurm_cluster, git_
 
 def test_sbatch_refusal_is_reported_with_its_stderr(slurm_cluster, git_project, tmp_path):
     commands = SlurmCommands(env=slurm_cluster.env)
-    launcher = SLURMLauncher(project_root=git_project, experiments_dir=tmp_path / "experiments", commands=commands)
-    experiment = {"experiment_name": "too_big", "slurm": {**TINY_RESOURCES, "partition": "no_such_partition"}}
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=tmp_path / "experiments", commands=commands
+    )
+    experiment = {
+        "experiment_name": "too_big",
+        "slurm": {**TINY_RESOURCES, "partition": "no_such_partition"},
+    }
 
     result = launcher.submit_experiment_batch([experiment], git_project / "train.py")
 

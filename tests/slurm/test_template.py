@@ -53,7 +53,9 @@ def _context(**overrides: object) -> dict[str, object]:
         "QOS": "",
         "SIGNAL_GRACE_S": 120,
         "EXTRA_DIRECTIVES": Directives([]),
-        "COMMAND": ShellCommand(["/usr/bin/python3", "/code/train.py", "--config", "/runs/exp1/config.yaml"]),
+        "COMMAND": ShellCommand(
+            ["/usr/bin/python3", "/code/train.py", "--config", "/runs/exp1/config.yaml"]
+        ),
     }
     context.update(overrides)
     return context
@@ -64,11 +66,15 @@ def _check_golden(name: str, text: str) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(text, encoding="utf-8")
     assert path.exists(), f"missing golden file {path}; create it with UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} changed; accept with UPDATE_GOLDEN=1 if intended"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} changed; accept with UPDATE_GOLDEN=1 if intended"
+    )
 
 
 def _bash_syntax_ok(script: str) -> None:
-    result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True, check=False)
+    result = subprocess.run(
+        ["bash", "-n"], input=script, text=True, capture_output=True, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -106,7 +112,10 @@ def test_empty_optional_directives_are_dropped():
 
 def test_shell_variables_and_substitutions_pass_through():
     text = 'echo $HOME ${SLURM_JOB_ID:-none} $(hostname) "$X" {{NAME}}\n'
-    assert SBATCHTemplateEngine(text).render({"NAME": "v"}) == 'echo $HOME ${SLURM_JOB_ID:-none} $(hostname) "$X" v\n'
+    assert (
+        SBATCHTemplateEngine(text).render({"NAME": "v"})
+        == 'echo $HOME ${SLURM_JOB_ID:-none} $(hostname) "$X" v\n'
+    )
 
 
 def test_unknown_placeholder_error_lists_known_names():

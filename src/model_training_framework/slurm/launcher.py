@@ -311,9 +311,13 @@ class SLURMLauncher:
             "EXPERIMENT_DIR": str(paths.experiment_dir),
             "EXPERIMENT_NAME": spec.name,
         }
-        if not job_script and any("{SCRIPT_PATH}" in word for word in self.command):
+        uses_script = "SCRIPT_PATH" in self.engine.placeholders or (
+            "COMMAND" in self.engine.placeholders
+            and any("{SCRIPT_PATH}" in word for word in self.command)
+        )
+        if not job_script and uses_script:
             raise ValueError(
-                "script_path is None but the command uses {SCRIPT_PATH}; pass the training script path"
+                "script_path is None but the template or command uses SCRIPT_PATH; pass the training script path"
             )
         slurm = spec.slurm
         context: dict[str, object] = {
