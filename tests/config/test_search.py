@@ -1,0 +1,193 @@
+"""ParameterGridSearch: experiments, names, grid-file round trips, summary and manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+
+import pytest
+import yaml
+
+from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.config.grid import ParameterGrid
+from model_training_framework.config.naming import NamingStrategy
+from model_training_framework.config.search import (
+    ParameterGridSearch,
+    describe_experiments,
+)
+from model_training_framework.errors import ConfigError
+
+BASE = {
+    "experiment_name": "base",
+    "model": {"hidden": 16, "act": "relu"},
+    "optimizer": {"lr": 0.001},
+}
+
+
+def _lr_grid(name="lr") -> ParameterGrid:
+    return (
+        ParameterGrid(name)
+        .add_parameter("optimizer.lr", [0.001, 0.01])
+        .add_parameter("model.hidden", [32, 64])
+    )
+
+
+def test_generate_experiments_returns_named_validated_configs():
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid())
+    experiments = search.generate_experiments()
+    assert search.get_total_experiments() == len(experiments) == 4
+    assert all(isinstance(e, ExperimentConfig) for e in experiments)
+    by_name = {e.experiment_name: e for e in experiments}
+    chosen = by_name["base_hid-64_lr-0.01"]
+    assert chosen.optimizer.lr == 0.01 and chosen.model == {"hidden": 64, "act": "relu"}
+
+
+def test_base_config_may_be_an_experiment_config():
+    base = ExperimentConfig.from_dict({"experiment_name": "exp", "training": {"max_epochs": 3}})
+    grid = ParameterGrid("g").add_parameter("performance.gradient_accumulation_steps", [1, 4])
+    experiments = ParameterGridSearch(base).add_grid(grid).generate_experiments()
+    assert [e.performance.gradient_accumulation_steps for e in experiments] == [1, 4]
+    assert all(e.training.max_epochs == 3 for e in experiments)
+    assert base.experiment_name == "exp"  # the base is not changed
+
+
+def test_total_is_the_sum_over_grids_and_conditionals_see_the_base():
+    conditional = ParameterGrid("cond").add_parameter("seed", [1, 2])
+    conditional.add_conditional_parameter(
+        "custom_params.slope", [0.1, 0.2], when={"model.act": "relu"}
+    )
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid()).add_grid(conditional)
+    assert search.get_total_experiments() == 4 + 4 == len(search.generate_experiments())
+
+
+def test_the_same_values_from_two_grids_are_a_clash_not_an_overwrite():
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid("a")).add_grid(_lr_grid("b"))
+    with pytest.raises(ConfigError, match="both named"):
+        search.generate_experiments()
+
+
+def test_grid_names_must_be_unique_in_a_search():
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid("a"))
+    with pytest.raises(ConfigError, match="already"):
+        search.add_grid(_lr_grid("a"))
+
+
+def test_invalid_swept_value_names_the_experiment():
+    grid = ParameterGrid("g").add_parameter("training.max_epochs", [1, -5])
+    with pytest.raises(ConfigError, match=r"max_epochs.*(\n|.)*"):
+        ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+    with pytest.raises(ConfigError, match="base_ep--5"):
+        ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+
+
+def test_unknown_swept_key_is_an_error():
+    grid = ParameterGrid("g").add_parameter("optimizer.learning_rat", [0.1])
+    with pytest.raises(ConfigError):
+        ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+
+
+def test_names_are_stable_across_searches_and_extended_value_lists():
+    first = dict(describe_experiments(ParameterGridSearch(BASE).add_grid(_lr_grid())))
+    bigger = ParameterGrid("lr").add_parameter("optimizer.lr", [0.001, 0.01, 0.1])
+    bigger.add_parameter("model.hidden", [32, 64])
+    second = dict(describe_experiments(ParameterGridSearch(BASE).add_grid(bigger)))
+    assert set(first) < set(second)
+    assert all(second[name] == values for name, values in first.items())
+
+
+def test_every_name_is_safe_and_equals_the_run_directory_name():
+    grid = ParameterGrid("g").add_parameter("custom_params.tag", ["a/b", "a b", "ä", "True", True])
+    experiments = ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+    names = [e.experiment_name for e in experiments]
+    assert len(set(names)) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,120}", n) for n in names)
+
+
+def test_computed_values_are_in_configs_but_not_in_names():
+    grid = ParameterGrid("g").add_parameter("data.batch_size", [32, 64])
+    grid.add_computed_parameter("optimizer.lr", lambda v: 0.001 * v["data.batch_size"] / 32)
+    experiments = ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+    assert [e.experiment_name for e in experiments] == ["base_bs-32", "base_bs-64"]
+    assert [e.optimizer.lr for e in experiments] == [0.001, 0.002]
+
+
+@pytest.mark.parametrize("strategy", ["hash_based", NamingStrategy.TIMESTAMP_BASED])
+def test_other_naming_strategies(strategy):
+    clock = lambda: datetime(2030, 1, 1, 0, 0, 0)  # noqa: E731
+    search = ParameterGridSearch(BASE, clock=clock).add_grid(_lr_grid())
+    names = [e.experiment_name for e in search.set_naming_strategy(strategy).generate_experiments()]
+    assert len(set(names)) == 4
+    assert names == [n for n, _ in describe_experiments(search)]  # one timestamp per search
+
+
+def test_grid_config_round_trip_yaml_and_json(tmp_path):
+    grid = (
+        _lr_grid()
+        .add_linked_parameters(
+            {"training.max_epochs": [1, 2], "optimizer.weight_decay": [0.0, 0.1]}
+        )
+        .add_parameter_distribution(
+            "custom_params.dropout", "loguniform", 2, seed=5, low=1e-3, high=1e-1
+        )
+        .add_conditional_parameter("custom_params.warm", [True], when={"optimizer.lr": 0.01})
+        .exclude_combinations([{"optimizer.lr": 0.001, "model.hidden": 64}])
+    )
+    search = ParameterGridSearch(BASE).add_grid(grid).set_naming_strategy("hash_based")
+    for filename in ("grid.yaml", "grid.json"):
+        path = search.save_grid_config(tmp_path / filename)
+        loaded = ParameterGridSearch.load_grid_config(path)
+        assert loaded.naming_strategy is NamingStrategy.HASH_BASED
+        assert sorted(describe_experiments(loaded)) == sorted(describe_experiments(search))
+        assert loaded.base_config == search.base_config
+
+
+def test_saving_a_grid_with_callables_names_them_and_writes_nothing(tmp_path):
+    grid = _lr_grid().add_constraint(lambda v: True)
+    search = ParameterGridSearch(BASE).add_grid(grid)
+    with pytest.raises(ConfigError, match="constraint #0"):
+        search.save_grid_config(tmp_path / "grid.yaml")
+    assert not (tmp_path / "grid.yaml").exists()
+
+
+def test_saved_grid_file_is_plain_yaml(tmp_path):
+    path = ParameterGridSearch(BASE).add_grid(_lr_grid()).save_grid_config(tmp_path / "g.yaml")
+    assert "!!python" not in path.read_text()
+    assert yaml.safe_load(path.read_text())["grids"][0]["name"] == "lr"
+
+
+def test_summary_lists_counts_and_every_experiment(tmp_path):
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid())
+    path = search.save_summary(tmp_path / "summary.json")
+    summary = json.loads(path.read_text())
+    assert summary["total_experiments"] == 4
+    assert summary["grids"][0]["num_experiments"] == 4
+    assert summary["grids"][0]["swept_keys"] == ["optimizer.lr", "model.hidden"]
+    assert {e["name"] for e in summary["experiments"]} == {
+        n for n, _ in describe_experiments(search)
+    }
+
+
+def test_manifest_maps_each_name_to_its_full_validated_config(tmp_path):
+    search = ParameterGridSearch(BASE).add_grid(_lr_grid())
+    path = search.write_manifest(tmp_path / "sweep")
+    assert path == tmp_path / "sweep" / "manifest.yaml"
+    manifest = yaml.safe_load(path.read_text())
+    assert manifest["num_experiments"] == 4
+    for name, entry in manifest["experiments"].items():
+        config = ExperimentConfig.from_dict(entry["config"])
+        assert config.experiment_name == name
+        assert config.optimizer.lr == entry["parameters"]["optimizer.lr"]
+        assert entry["config"]["checkpoint"]["root_dir"]  # defaults filled in: the full config
+
+
+def test_manifest_is_not_written_when_an_experiment_is_invalid(tmp_path):
+    grid = ParameterGrid("g").add_parameter("training.max_epochs", [1, 0])
+    with pytest.raises(ConfigError):
+        ParameterGridSearch(BASE).add_grid(grid).write_manifest(tmp_path)
+    assert not (tmp_path / "manifest.yaml").exists()
+
+
+def test_base_config_must_be_a_mapping_or_experiment_config():
+    with pytest.raises(ConfigError, match="ExperimentConfig or a mapping"):
+        ParameterGridSearch(["not", "a", "config"])  # type: ignore[arg-type]
