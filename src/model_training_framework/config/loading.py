@@ -43,6 +43,7 @@ __all__ = [
     "FieldIssues",
     "SerializableConfig",
     "dotted_path_of",
+    "field_issues_from",
     "format_validation_error",
     "import_object",
     "is_dotted_path",
@@ -180,10 +181,21 @@ class FieldIssues(ConfigError):
 
     ``str(err)`` is one line ``<field path>: <message>`` per problem. Keeping the pairs lets an
     enclosing config prefix the paths when a nested section fails inside its validation.
+
+    Args:
+        issues: ``(field path, message)`` pairs.
+        unknown_keys: for issues about unknown keys, their path -> location relative to the
+            model that raised, so an enclosing config can redo the suggestion with the full
+            path (renamed-key hints depend on it).
     """
 
-    def __init__(self, issues: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        issues: Sequence[tuple[str, str]],
+        unknown_keys: Mapping[str, tuple[str | int, ...]] | None = None,
+    ) -> None:
         self.issues = list(issues)
+        self.unknown_keys = dict(unknown_keys or {})
         super().__init__("\n".join(_issue_line(path, message) for path, message in self.issues))
 
 
@@ -251,17 +263,32 @@ def _shown_input(value: Any) -> str:
     return f" (got {text})"
 
 
-def _issues_of(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
+_Issue = tuple[str, str, tuple[str | int, ...] | None]  # path, message, unknown-key location
+
+
+def _issues_of(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[_Issue]:
     loc = tuple(err["loc"])
     path = _path_of(prefix, loc)
     if err["type"] == "extra_forbidden":
-        return [(path, _unknown_key_message(root, loc))]
+        return [(path, _unknown_key_message(root, loc), loc)]
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, FieldIssues):  # a nested section or a cross-field rule
-        return [(_join(path, sub), message) for sub, message in cause.issues]
+        issues: list[_Issue] = []
+        for sub, message in cause.issues:
+            sub_loc = cause.unknown_keys.get(sub)
+            if sub_loc is None:
+                issues.append((_join(path, sub), message, None))
+            else:
+                full_loc = (*loc, *sub_loc)
+                issues.append((_join(path, sub), _unknown_key_message(root, full_loc), full_loc))
+        return issues
     if isinstance(cause, Exception):  # our field validators raise ValueError(message)
-        return [(path or root.__name__, str(cause))]
-    return [(path or root.__name__, f"{err['msg']}{_shown_input(err.get('input'))}")]
+        return [(path or root.__name__, str(cause), None)]
+    return [(path or root.__name__, f"{err['msg']}{_shown_input(err.get('input'))}", None)]
+
+
+def _all_issues(error: ValidationError, root: type[BaseModel], prefix: str) -> list[_Issue]:
+    return [issue for err in error.errors() for issue in _issues_of(err, root, prefix)]
 
 
 def validation_issues(
@@ -278,10 +305,25 @@ def validation_issues(
         One pair per problem, e.g. ``("performance.gradient_accumulation_steps",
         "Input should be greater than or equal to 1 (got 0)")``.
     """
-    issues: list[tuple[str, str]] = []
-    for err in error.errors():
-        issues.extend(_issues_of(err, root, prefix))
-    return issues
+    return [(path, message) for path, message, _ in _all_issues(error, root, prefix)]
+
+
+def field_issues_from(
+    error: ValidationError, root: type[BaseModel], prefix: str = ""
+) -> FieldIssues:
+    """Build the :class:`FieldIssues` exception that replaces a pydantic ``ValidationError``.
+
+    Args:
+        error: the error raised while validating ``root``.
+        root: the model class that was validated.
+        prefix: field path of ``root`` inside an enclosing config.
+
+    Returns:
+        The exception (to be raised ``from error``).
+    """
+    issues = _all_issues(error, root, prefix)
+    unknown = {path: loc for path, _, loc in issues if loc is not None}
+    return FieldIssues([(path, message) for path, message, _ in issues], unknown)
 
 
 def format_validation_error(error: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
@@ -311,13 +353,13 @@ class ConfigModel(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise FieldIssues(validation_issues(err, type(self))) from err
+            raise field_issues_from(err, type(self)) from err
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
             super().__setattr__(name, value)
         except ValidationError as err:
-            raise FieldIssues(validation_issues(err, type(self), self._field_path)) from err
+            raise field_issues_from(err, type(self), self._field_path) from err
         if name in type(self).model_fields:
             child = getattr(self, name)
             if isinstance(child, ConfigModel):
@@ -361,7 +403,7 @@ class ConfigModel(BaseModel):
         try:
             type(self).model_validate(self.model_dump())
         except ValidationError as err:
-            raise FieldIssues(validation_issues(err, type(self), self._field_path)) from err
+            raise field_issues_from(err, type(self), self._field_path) from err
 
 
 class SerializableConfig(ConfigModel):
@@ -391,7 +433,7 @@ class SerializableConfig(ConfigModel):
         try:
             return cls.model_validate(migrated)
         except ValidationError as err:
-            raise FieldIssues(validation_issues(err, cls)) from err
+            raise field_issues_from(err, cls) from err
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:

@@ -1,0 +1,167 @@
+"""Renamed config keys: migrated with a DeprecationWarning naming the new key."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from model_training_framework.config import ExperimentConfig
+from model_training_framework.config.legacy import TRAINER_RULES, migrate_legacy_keys
+from model_training_framework.errors import ConfigError
+from model_training_framework.trainer import GenericTrainerConfig, SamplingStrategy
+
+BOTH = [GenericTrainerConfig, ExperimentConfig]
+
+
+@pytest.mark.parametrize("cls", BOTH)
+def test_multi_becomes_train_loader_config(cls):
+    data = {"multi": {"sampling_strategy": "weighted", "dataloader_weights": [1, 3]}}
+    with pytest.warns(DeprecationWarning, match="train_loader_config"):
+        cfg = cls.from_dict(data)
+    assert cfg.train_loader_config.sampling_strategy is SamplingStrategy.WEIGHTED
+    assert cfg.train_loader_config.dataloader_weights == [1.0, 3.0]
+    assert cfg.val_loader_config.sampling_strategy is SamplingStrategy.SEQUENTIAL
+
+
+@pytest.mark.parametrize("cls", BOTH)
+@pytest.mark.parametrize(
+    ("value", "use_amp", "amp_dtype"),
+    [
+        ("16-mixed", True, "float16"),
+        ("bf16-mixed", True, "bfloat16"),
+        ("BF16-Mixed", True, "bfloat16"),
+        (16, True, "float16"),
+        ("32", False, "bfloat16"),
+        ("32-true", False, "bfloat16"),
+        (None, False, "bfloat16"),
+    ],
+)
+def test_mixed_precision_becomes_use_amp_and_amp_dtype(cls, value, use_amp, amp_dtype):
+    with pytest.warns(DeprecationWarning, match=r"performance\.use_amp"):
+        cfg = cls.from_dict({"performance": {"mixed_precision": value}})
+    assert (cfg.performance.use_amp, cfg.performance.amp_dtype) == (use_amp, amp_dtype)
+
+
+def test_unknown_mixed_precision_value_lists_accepted_ones():
+    with pytest.raises(
+        ConfigError, match=r"performance\.mixed_precision: unknown precision 'fp8'.*16-mixed"
+    ):
+        GenericTrainerConfig.from_dict({"performance": {"mixed_precision": "fp8"}})
+
+
+def test_mixed_precision_conflicting_with_use_amp_is_an_error():
+    data = {"performance": {"mixed_precision": "16-mixed", "use_amp": False}}
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ConfigError, match=r"performance\.use_amp: conflicts"),
+    ):
+        GenericTrainerConfig.from_dict(data)
+
+
+def test_mixed_precision_agreeing_with_new_keys_is_accepted():
+    data = {"performance": {"mixed_precision": "16-mixed", "use_amp": True, "amp_dtype": "float16"}}
+    with pytest.warns(DeprecationWarning):
+        cfg = GenericTrainerConfig.from_dict(data)
+    assert cfg.performance.use_amp is True
+
+
+@pytest.mark.parametrize("cls", BOTH)
+def test_checkpoint_dir_becomes_root_dir(cls):
+    with pytest.warns(DeprecationWarning, match=r"checkpoint\.root_dir"):
+        cfg = cls.from_dict({"checkpoint": {"checkpoint_dir": "/scratch/runs"}})
+    assert cfg.checkpoint.root_dir == "/scratch/runs"
+
+
+def test_data_num_workers_becomes_performance_dataloader_num_workers():
+    with pytest.warns(DeprecationWarning, match=r"performance\.dataloader_num_workers"):
+        exp = ExperimentConfig.from_dict({"data": {"num_workers": 4, "root": "/d"}})
+    assert exp.performance.dataloader_num_workers == 4
+    assert exp.data == {"root": "/d"}
+
+
+def test_training_epochs_becomes_max_epochs():
+    with pytest.warns(DeprecationWarning, match=r"training\.max_epochs"):
+        exp = ExperimentConfig.from_dict({"training": {"epochs": 7}})
+    assert exp.training.max_epochs == 7
+
+
+def test_optimizer_learning_rate_becomes_lr():
+    with pytest.warns(DeprecationWarning, match=r"optimizer\.lr"):
+        exp = ExperimentConfig.from_dict({"optimizer": {"learning_rate": 0.05}})
+    assert exp.optimizer.lr == 0.05
+
+
+def test_legacy_keys_work_from_yaml(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        "multi:\n  dataloader_names: [a]\n"
+        "performance:\n  mixed_precision: bf16-mixed\n"
+        "data:\n  num_workers: 2\n"
+        "training:\n  epochs: 5\n"
+        "optimizer:\n  learning_rate: 1e-3\n"
+        "checkpoint:\n  checkpoint_dir: out\n"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = ExperimentConfig.from_yaml(path)
+    messages = " ".join(str(w.message) for w in caught if w.category is DeprecationWarning)
+    for new_key in (
+        "train_loader_config",
+        "performance.use_amp",
+        "performance.dataloader_num_workers",
+        "training.max_epochs",
+        "optimizer.lr",
+        "checkpoint.root_dir",
+    ):
+        assert new_key in messages
+    assert exp.train_loader_config.dataloader_names == ["a"]
+    assert exp.performance.use_amp and exp.performance.amp_dtype == "bfloat16"
+    assert (exp.performance.dataloader_num_workers, exp.training.max_epochs) == (2, 5)
+    assert (exp.optimizer.lr, exp.checkpoint.root_dir) == (1e-3, "out")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"multi": {"burst_size": 2}, "train_loader_config": {"burst_size": 3}},
+        {"checkpoint": {"checkpoint_dir": "a", "root_dir": "b"}},
+        {"data": {"num_workers": 2}, "performance": {"dataloader_num_workers": 3}},
+        {"training": {"epochs": 2, "max_epochs": 3}},
+        {"optimizer": {"learning_rate": 0.1, "lr": 0.2}},
+    ],
+)
+def test_old_and_new_key_with_different_values_is_an_error(data):
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ConfigError, match="conflicts with the deprecated key"),
+    ):
+        ExperimentConfig.from_dict(data)
+
+
+def test_old_and_new_key_with_equal_values_is_accepted():
+    with pytest.warns(DeprecationWarning):
+        exp = ExperimentConfig.from_dict({"training": {"epochs": 3, "max_epochs": 3}})
+    assert exp.training.max_epochs == 3
+
+
+def test_experiment_only_keys_are_unknown_for_the_trainer_config():
+    with pytest.raises(ConfigError, match=r"^data: unknown key"):
+        GenericTrainerConfig.from_dict({"data": {"num_workers": 2}})
+
+
+def test_constructor_points_to_from_dict_for_old_keys():
+    with pytest.raises(
+        ConfigError, match=r"^multi: unknown key; 'multi' was renamed to 'train_loader_config'"
+    ):
+        GenericTrainerConfig(multi={})
+    with pytest.raises(
+        ConfigError, match=r"performance\.mixed_precision.*renamed to 'performance\.use_amp"
+    ):
+        GenericTrainerConfig(performance={"mixed_precision": "16-mixed"})
+
+
+def test_migrate_legacy_keys_is_silent_without_old_keys():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert migrate_legacy_keys({"seed": 1}, TRAINER_RULES) == {"seed": 1}
