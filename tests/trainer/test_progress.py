@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from model_training_framework.trainer.config import LoggingConfig
+from model_training_framework.trainer.loggers import ConsoleLogger
 from model_training_framework.trainer.progress import (
     ProgressDisplay,
     build_progress_display,
@@ -115,3 +116,17 @@ def test_build_shows_progress_only_on_rank_zero_with_progress_bar_on():
         progress.update(1)
         progress.close()
         assert bool(stream.getvalue()) == expect_output, (progress_bar, is_rank_zero)
+
+
+def test_console_lines_print_above_the_live_bar_without_breaking_it():
+    stream = _Terminal()
+    progress = ProgressDisplay(stream=stream)
+    progress.start(total_steps=200, epoch=1)
+    progress.update(10, {"train/loss": 0.5})
+    ConsoleLogger(stream).log_scalars({"epoch": 1, "train/loss": 0.5}, step=10)
+    progress.update(20, {"train/loss": 0.4})
+    progress.close()
+    output = stream.getvalue()
+    # The bar is cleared, the line written whole, and the bar drawn again after it.
+    assert "\repoch 1 step 10 | train/loss 0.5\n\repoch 1:" in output
+    assert output.endswith("loss=0.4]\n")
