@@ -12,7 +12,7 @@ import yaml
 
 from model_training_framework.config.experiment import ExperimentConfig
 from model_training_framework.errors import LauncherError
-from model_training_framework.slurm import SLURMLauncher, SlurmCommands, read_code_version
+from model_training_framework.slurm import SlurmCommands, SLURMLauncher, read_code_version
 from model_training_framework.slurm.template import sbatch_directives
 
 SPEC_PLACEHOLDERS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from model_training_framework.slurm import (
+    SlurmCommands,
     SLURMJobMonitor,
     SLURMLauncher,
-    SlurmCommands,
     read_code_version,
 )
 from model_training_framework.slurm.parsing import JobState

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from model_training_framework.slurm import template as template_module
 from model_training_framework.slurm import parsing as parsing_module
+from model_training_framework.slurm import template as template_module
 from model_training_framework.slurm.template import (
     Directives,
     SBATCHTemplateEngine,

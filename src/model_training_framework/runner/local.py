@@ -116,7 +116,9 @@ class LocalLauncher:
         Raises:
             ValueError: invalid experiments or ``max_concurrent``.
         """
-        limit = _check_max_concurrent(max_concurrent or self.max_concurrent)
+        limit = _check_max_concurrent(
+            self.max_concurrent if max_concurrent is None else max_concurrent
+        )
         specs = to_experiment_specs(experiments)
         paths = [ExperimentPaths.under(self.experiments_dir, spec.name) for spec in specs]
         commands = [
