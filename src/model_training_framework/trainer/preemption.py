@@ -1,0 +1,238 @@
+"""Stop requests from signals: a flag set by the handler, agreed across ranks, and the requeue.
+
+NOTE [preemption]: signal handlers only record what was asked (``StopRequest``); nothing is
+saved from inside a handler. The trainer calls :meth:`PreemptionHandler.agreed_request` at
+every optimizer-step boundary on every rank; it reduces the local requests with MAX, so when
+only one rank got the signal all ranks still stop at the same step (no rank waits in a
+collective that the others skipped). Rank 0 then writes the checkpoint, calls
+:meth:`PreemptionHandler.requeue_if_under_slurm` (preemption only) and ``fit`` returns.
+
+Signals:
+
+- ``preemption.signal`` (default SIGUSR1, what ``sbatch --signal=B:USR1@<grace>`` sends before
+  the time limit) and SIGTERM (what Slurm sends on preemption or ``scancel``): PREEMPT.
+- SIGINT (Ctrl-C): INTERRUPT. A second SIGINT while a stop is pending raises
+  ``KeyboardInterrupt`` at once, so a user can force-quit a run that is slow to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from enum import IntEnum
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from model_training_framework.errors import LauncherError
+
+if TYPE_CHECKING:
+    from model_training_framework.trainer.config import PreemptionConfig
+
+__all__ = ["PreemptionHandler", "StopRequest", "resolve_signal"]
+
+logger = logging.getLogger(__name__)
+
+_REQUEUE_TIMEOUT_S = 30.0
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class StopRequest(IntEnum):
+    """Why training should stop; when ranks disagree the larger value wins."""
+
+    NONE = 0
+    INTERRUPT = 1
+    PREEMPT = 2
+
+
+def resolve_signal(name: str) -> signal.Signals:
+    """The signal named ``name`` (``"SIGUSR1"``, ``"USR1"`` or ``"sigusr1"``).
+
+    Raises:
+        ValueError: no such signal on this platform.
+    """
+    key = name.strip().upper()
+    if not key.startswith("SIG"):
+        key = f"SIG{key}"
+    try:
+        return signal.Signals[key]
+    except KeyError:
+        known = sorted(s.name for s in signal.Signals if not s.name.startswith("SIG_"))
+        raise ValueError(
+            f"preemption.signal must name a signal; got {name!r}; known here: {', '.join(known)}"
+        ) from None
+
+
+_UNUSABLE_SIGNALS = {
+    signal.SIGINT: "it is reserved for Ctrl-C (stop with status interrupted)",
+    signal.SIGKILL: "it cannot be caught",
+    signal.SIGSTOP: "it cannot be caught",
+}
+
+
+def _preemption_signal(name: str) -> signal.Signals:
+    sig = resolve_signal(name)
+    reason = _UNUSABLE_SIGNALS.get(sig)
+    if reason is not None:
+        raise ValueError(
+            f"preemption.signal cannot be {sig.name}: {reason}; use SIGUSR1 (the default), "
+            f"SIGUSR2 or another catchable signal"
+        )
+    return sig
+
+
+class PreemptionHandler:
+    """Turns signals into a :class:`StopRequest` that all ranks agree on.
+
+    Args:
+        config: the ``preemption`` section (``signal``, ``max_checkpoint_sec``,
+            ``requeue_job``).
+        reduce_max: maps this rank's request (an int) to the maximum over all ranks; the
+            trainer passes an ``all_reduce(MAX)``; the default (identity) fits one process.
+
+    Raises:
+        ValueError: ``config.signal`` names no signal, or SIGINT/SIGKILL/SIGSTOP.
+
+    Example:
+        >>> handler = PreemptionHandler(config.preemption)      # doctest: +SKIP
+        >>> with handler:                                        # doctest: +SKIP
+        ...     while handler.agreed_request() is StopRequest.NONE:
+        ...         train_one_step()
+    """
+
+    def __init__(
+        self, config: PreemptionConfig, *, reduce_max: Callable[[int], int] = lambda x: x
+    ) -> None:
+        self._preempt_signals = tuple(
+            dict.fromkeys([_preemption_signal(config.signal), signal.SIGTERM])
+        )
+        self._max_checkpoint_sec = config.max_checkpoint_sec
+        self._should_requeue = config.requeue_job
+        self._reduce_max = reduce_max
+        self._request = StopRequest.NONE
+        self._agreed = StopRequest.NONE
+        self._previous: dict[signal.Signals, SignalHandler] = {}
+
+    # -- installation ------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Install the handlers, remembering the previous ones.
+
+        Does nothing (with a warning) outside the main thread, where Python cannot install
+        signal handlers; installing twice is a no-op. SIGINT is left alone when it was ignored
+        (as for background jobs started by a non-interactive shell).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning(
+                "preemption signal handlers not installed: fit() runs outside the main thread, "
+                "so %s and SIGINT will not trigger a checkpoint",
+                "/".join(s.name for s in self._preempt_signals),
+            )
+            return
+        if self._previous:
+            return
+        for sig in self._preempt_signals:
+            self._previous[sig] = signal.signal(sig, self._on_preempt_signal)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt_signal)
+
+    def uninstall(self) -> None:
+        """Restore the handlers that were in place before :meth:`install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def __enter__(self) -> PreemptionHandler:
+        self.install()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.uninstall()
+
+    # Handlers run in the main thread between bytecodes; they only record the request.
+    def _on_preempt_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._request = StopRequest.PREEMPT
+
+    def _on_interrupt_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._request is not StopRequest.NONE:
+            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt: force-quit
+        self._request = StopRequest.INTERRUPT
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    @property
+    def local_request(self) -> StopRequest:
+        """What signals received by this process asked for."""
+        return self._request
+
+    def agreed_request(self) -> StopRequest:
+        """The request agreed by all ranks (the maximum of their local requests).
+
+        Every rank must call this at the same optimizer-step boundaries, since it runs a
+        collective under DDP. The agreed request becomes this rank's local request too.
+
+        Returns:
+            NONE (keep training), INTERRUPT or PREEMPT.
+        """
+        agreed = StopRequest(self._reduce_max(int(self._request)))
+        if agreed > self._agreed:
+            logger.warning(
+                "stop requested (%s%s); stopping at this optimizer step",
+                agreed.name,
+                "" if agreed == self._request else ", signalled on another rank",
+            )
+            self._agreed = agreed
+        self._request = max(self._request, agreed)
+        return agreed
+
+    def clear(self) -> None:
+        """Forget any request (start of a new ``fit``)."""
+        self._request = StopRequest.NONE
+        self._agreed = StopRequest.NONE
+
+    def checkpoint_deadline_exceeded(self, elapsed_s: float) -> bool:
+        """Whether a preemption checkpoint that took ``elapsed_s`` seconds overran
+        ``preemption.max_checkpoint_sec`` (the trainer then warns)."""
+        return elapsed_s > self._max_checkpoint_sec
+
+    def requeue_if_under_slurm(self) -> bool:
+        """Ask Slurm to requeue this job (``scontrol requeue $SLURM_JOB_ID``).
+
+        Only when ``preemption.requeue_job`` is true and ``SLURM_JOB_ID`` is set; the trainer
+        calls it once, on rank 0, after the preemption checkpoint is written. A failure is
+        logged as an error (with scontrol's stderr) and not raised: the checkpoint exists and
+        ``fit`` must still return "preempted".
+
+        Returns:
+            Whether the requeue was requested successfully.
+        """
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if not self._should_requeue or not job_id:
+            logger.info(
+                "not requeueing: %s",
+                "preemption.requeue_job is false" if job_id else "not running under Slurm",
+            )
+            return False
+        # Lazy import: the Slurm command layer is only needed when running under Slurm.
+        from model_training_framework.slurm.commands import SlurmCommands
+
+        try:
+            SlurmCommands(timeout_s=_REQUEUE_TIMEOUT_S).scontrol_requeue(job_id)
+        except LauncherError as err:
+            logger.error(
+                "requeue of Slurm job %s failed (the checkpoint is written; resubmit the job to "
+                "resume): %s",
+                job_id,
+                err,
+            )
+            return False
+        logger.info("requested requeue of Slurm job %s", job_id)
+        return True
