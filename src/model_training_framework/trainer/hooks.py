@@ -345,10 +345,9 @@ def load_hooks(config: HooksConfig) -> list[TrainerHooks]:
 
     Raises:
         ConfigError: a module or attribute cannot be found, the object is not a
-            ``TrainerHooks`` subclass, the kwargs do not fit its constructor, or a
-            ``hook_configs`` key is not listed in ``hook_classes``.
+            ``TrainerHooks`` subclass, or the kwargs do not fit its constructor. (The config
+            itself checks that paths are dotted and that ``hook_configs`` keys are listed.)
     """
-    _check_configs_match_classes(config.hook_classes, config.hook_configs)
     hooks = []
     for index, path in enumerate(config.hook_classes):
         field = f"hooks.hook_classes[{index}]"
@@ -357,15 +356,6 @@ def load_hooks(config: HooksConfig) -> list[TrainerHooks]:
         _check_kwargs_fit(cls, kwargs, path)
         hooks.append(cls(**kwargs))
     return hooks
-
-
-def _check_configs_match_classes(classes: Sequence[str], configs: Mapping[str, object]) -> None:
-    unknown = [path for path in configs if path not in classes]
-    if unknown:
-        raise ConfigError(
-            f"hooks.hook_configs has kwargs for {unknown}, which is not in hooks.hook_classes "
-            f"({list(classes)}); use the same dotted path in both"
-        )
 
 
 def _hook_class(path: str, field: str) -> type[TrainerHooks]:
@@ -381,10 +371,6 @@ def _hook_class(path: str, field: str) -> type[TrainerHooks]:
 def _import_dotted(path: str, field: str) -> object:
     """Import ``pkg.module.Attr`` (also ``pkg.module.Outer.Inner``)."""
     parts = path.split(".")
-    if len(parts) < 2 or not all(parts):
-        raise ConfigError(
-            f"{field}: {path!r} is not a dotted path; write it as 'package.module.ClassName'"
-        )
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         try:
