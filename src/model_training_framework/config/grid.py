@@ -527,9 +527,9 @@ class ParameterGrid:
             **params: The distribution's parameters.
 
         Raises:
-            ConfigError: Unknown distribution, bad parameters, ``n_samples < 1``, or a choice
-                distribution drew the same value twice (the same experiment would run twice;
-                lower ``n_samples`` or sweep the choices with ``add_parameter``).
+            ConfigError: Unknown distribution, bad parameters, ``n_samples < 1``, more choice
+                samples than choices, or a draw that repeats a value (the same experiment would
+                run twice).
         """
         built = _build_distribution(distribution, params)
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FILENAME = "manifest.yaml"
 _DEFAULT_BASE_NAME = "experiment"
+_NAME_KEY = "experiment_name"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ParameterGridSearch:
     @property
     def base_name(self) -> str:
         """The base config's ``experiment_name`` (``"experiment"`` when unset)."""
-        return str(self._base_config.get("experiment_name") or _DEFAULT_BASE_NAME)
+        return str(self._base_config.get(_NAME_KEY) or _DEFAULT_BASE_NAME)
 
     def add_grid(self, grid: ParameterGrid) -> ParameterGridSearch:
         """Add a grid; returns the search for chaining.
@@ -142,8 +143,15 @@ class ParameterGridSearch:
             One entry per experiment, grids in the order added.
 
         Raises:
-            ConfigError: Two experiments get the same name, or a grid fails to expand.
+            ConfigError: Two experiments get the same name, a grid sweeps ``experiment_name``
+                (the sweep sets it), or a grid fails to expand.
         """
+        for grid in self.grids:
+            if _NAME_KEY in grid.swept_keys() + grid.computed_keys():
+                raise ConfigError(
+                    f"grid {grid.name!r} sweeps {_NAME_KEY!r}, which the sweep sets to each "
+                    "experiment's generated name; set the base name in the base config instead"
+                )
         expanded = [
             (grid, parameters)
             for grid in self.grids
@@ -159,7 +167,7 @@ class ParameterGridSearch:
         planned = []
         for name, (grid, parameters) in zip(names, expanded, strict=True):
             config = merge_parameters(self._base_config, parameters)
-            config["experiment_name"] = name
+            config[_NAME_KEY] = name
             planned.append(PlannedExperiment(name, grid.name, parameters, config))
         return planned
 
