@@ -699,7 +699,9 @@ class LoaderSchedule:
         self._pass_idx = [0] * num_loaders
         self._batch_pos = [0] * num_loaders
         self._dropped = [False] * num_loaders
-        self._reset_epoch_counters(self._order.plan(self._policy_quotas))
+        quotas = self._order.plan(self._policy_quotas)
+        self._reset_epoch_counters(quotas)
+        self._order.begin_epoch(quotas)
 
     def _check_steps(self, steps_per_epoch: int | None) -> int | None:
         if self.policy is not EpochLengthPolicy.FIXED_NUM_STEPS:
