@@ -320,9 +320,8 @@ def _check_is_hook_instance(hook: object) -> None:
 
 def _overrides(hook: TrainerHooks, method_name: str) -> bool:
     """Whether ``hook`` replaces the no-op base method (in its class or on the instance)."""
-    return getattr(type(hook), method_name) is not getattr(
-        TrainerHooks, method_name
-    ) or method_name in vars(hook)
+    base_method = getattr(TrainerHooks, method_name)
+    return getattr(type(hook), method_name) is not base_method or method_name in vars(hook)
 
 
 def _state_key(hook: TrainerHooks, registered: Sequence[TrainerHooks]) -> str:
