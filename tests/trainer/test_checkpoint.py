@@ -477,6 +477,33 @@ def test_async_save_writes_the_values_at_call_time(run_dir):
     assert manager.latest_path() == path
 
 
+def test_consecutive_async_saves_each_keep_their_own_values(run_dir):
+    manager = make_manager(run_dir, async_save=True, max_checkpoints=5)
+    state = payload(1.0, size=1000)
+
+    first = manager.save(state, epoch=0, step=1)
+    state["model"]["weight"].fill_(2.0)
+    second = manager.save(state, epoch=0, step=2)
+    state["model"]["weight"].fill_(3.0)
+    manager.wait()
+
+    assert (weight_in(first), weight_in(second)) == (1.0, 2.0)
+
+
+def test_snapshot_keeps_tied_tensors_tied_and_follows_shape_changes():
+    snapshot = checkpoint_io.CpuSnapshot()
+    shared = torch.ones(3)
+    snapshot.take({"a": shared, "b": shared})
+
+    copy = snapshot.take({"a": shared, "b": shared, "c": [torch.zeros(5)]})
+    grown = snapshot.take({"a": torch.ones(4), "b": shared, "c": [torch.zeros(5)]})
+
+    assert copy["a"] is copy["b"]
+    assert copy["a"] is not shared
+    assert grown["a"].shape == (4,)
+    assert torch.equal(grown["b"], torch.ones(3))
+
+
 class GatedTorchSave:
     """Wraps torch.save: records write order and blocks the first write until released."""
 

@@ -51,12 +51,12 @@ from model_training_framework.trainer.checkpoint_io import (
     BEST_NAME,
     FORMAT_VERSION,
     LATEST_NAME,
+    CpuSnapshot,
     FilenamePattern,
     check_payload_types,
     describe_checkpoint,
     make_file_content,
     read_checkpoint,
-    snapshot_to_cpu,
     write_checkpoint,
 )
 from model_training_framework.trainer.code_version import get_code_version
@@ -126,6 +126,7 @@ class CheckpointManager:
         self._thread: threading.Thread | None = None
         self._thread_target: Path | None = None
         self._thread_error: BaseException | None = None
+        self._snapshot = CpuSnapshot()  # see NOTE [snapshot buffers]
         if is_rank_zero:
             remove_stale_temp_files(self.run_dir)
 
@@ -211,7 +212,7 @@ class CheckpointManager:
         )
         path = self.run_dir / self._pattern.format(epoch=epoch, step=step)
         if self._config.async_save:
-            self._start_background_write(snapshot_to_cpu(content), path, is_best)
+            self._start_background_write(self._snapshot.take(content), path, is_best)
         else:
             self._write_and_publish(content, path, is_best)
         return path
