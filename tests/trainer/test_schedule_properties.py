@@ -59,8 +59,13 @@ def schedules(draw, *, allow_unknown: bool = True):
     return make, true_lengths, kwargs
 
 
-def run(make, epochs: int, true_lengths, stop_after: int | None = None) -> list[Slot]:
-    """Slots of ``epochs`` epochs; after ``stop_after`` slots, save (through JSON) and restore."""
+def run(
+    make, epochs: int, true_lengths, stop_after: int | None = None, reweight=None
+) -> list[Slot]:
+    """Slots of ``epochs`` epochs; after ``stop_after`` slots, save (through JSON) and restore.
+
+    ``reweight=(k, weights)`` calls ``update_weights(weights)`` after ``k`` slots (WEIGHTED).
+    """
     schedule, slots = make(), []
     for epoch in range(epochs):
         schedule.start_epoch(epoch)
@@ -71,6 +76,8 @@ def run(make, epochs: int, true_lengths, stop_after: int | None = None) -> list[
                 slot = schedule.mark_exhausted(slot.loader_idx)
                 continue
             slots.append(slot)
+            if reweight is not None and len(slots) == reweight[0]:
+                schedule.update_weights(reweight[1])
             if len(slots) == stop_after:
                 state = json.loads(json.dumps(schedule.state_dict()))
                 schedule = make()
@@ -90,6 +97,23 @@ def test_restore_at_a_random_position_continues_with_the_identical_suffix(case, 
     expected = run(make, 3, true_lengths)
     stop_after = data.draw(st.integers(0, max(0, len(expected))))
     assert run(make, 3, true_lengths, stop_after) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=schedules(), data=st.data())
+def test_restore_after_a_weight_update_continues_with_the_identical_suffix(case, data):
+    make, true_lengths, _ = case
+    schedule = make()
+    if schedule.strategy is not WEIGHTED:
+        return
+    total = len(run(make, 3, true_lengths))
+    weights = data.draw(
+        st.lists(weights_st, min_size=len(schedule.lengths), max_size=len(schedule.lengths))
+    )
+    reweight = (data.draw(st.integers(1, max(1, total))), weights)
+    expected = run(make, 3, true_lengths, reweight=reweight)
+    stop_after = data.draw(st.integers(0, len(expected)))
+    assert run(make, 3, true_lengths, stop_after, reweight) == expected
 
 
 @settings(max_examples=100, deadline=None)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from model_training_framework.errors import SchedulingError
 
@@ -319,7 +319,7 @@ class _Order:
     out cheaply do so, the others keep emitting its slots and the schedule skips them.
     """
 
-    has_exact_quotas: ClassVar[bool] = True
+    has_exact_quotas: bool = True  # False: quotas() is a plan, the epoch ends after T slots
 
     def __init__(self, settings: _Settings) -> None:
         self._settings = settings
@@ -759,7 +759,11 @@ class LoaderSchedule:
     # -- hot path ---------------------------------------------------------------------------
 
     def next_slot(self) -> Slot | None:
-        """Return the next batch's slot, or None when the epoch is finished.
+        """Decide which loader gives the next batch.
+
+        Returns:
+            The next :class:`Slot`, or None when the epoch is finished (and on every call
+            after that until :meth:`start_epoch`).
 
         Raises:
             SchedulingError: start_epoch() was not called.
@@ -898,7 +902,11 @@ class LoaderSchedule:
         return self._epoch
 
     def epoch_length(self) -> int | None:
-        """T: virtual slots of this epoch before drops (None would mean unbounded)."""
+        """Epoch length T (SPEC section 3 table): virtual slots before any drop.
+
+        Returns:
+            T; always an int here, since unknown lengths require FIXED_NUM_STEPS.
+        """
         return sum(self._policy_quotas)
 
     def quotas(self) -> list[int]:
@@ -937,7 +945,13 @@ class LoaderSchedule:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able cursor: O(number of loaders) ints, floats and bools."""
+        """Save the cursor.
+
+        Returns:
+            A JSON-able dict of O(number of loaders) ints, floats and bools: the configuration
+            fingerprint, epoch, position, per-loader quotas, counts, passes and batch
+            positions, and the order's state (turn, burst, weights, WEIGHTED clock).
+        """
         return {
             VERSION: STATE_VERSION,
             **self._fingerprint(),
@@ -956,6 +970,9 @@ class LoaderSchedule:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a cursor saved by :meth:`state_dict`; the sequence continues exactly.
+
+        Args:
+            state: what :meth:`state_dict` returned (also after a JSON round trip).
 
         Raises:
             SchedulingError: a missing key, another version, or a schedule configured
