@@ -12,24 +12,16 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
-
-import torch
-from torch.utils.data import DataLoader, TensorDataset
-
-from ..trainer import (
-    CheckpointConfig,
-    GenericTrainer,
-    GenericTrainerConfig,
-    MultiDataLoaderConfig,
-    SamplingStrategy,
-)
+from typing import Any
 
 __all__ = ["add_parser", "run_demo"]
 
 EXPERIMENT = "demo"
 
 
-def _digits() -> tuple[torch.Tensor, torch.Tensor, str]:
+def _digits() -> tuple[Any, Any, str]:
+    import torch
+
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -37,18 +29,30 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor, str]:
         labels = torch.randint(0, 10, (1797,), generator=generator)
         centers = torch.randn(10, 64, generator=generator)
         features = centers[labels] + 0.8 * torch.randn(1797, 64, generator=generator)
-        return features, labels, "synthetic clusters (install model-training-framework[data] for real digits)"
+        return (
+            features,
+            labels,
+            "synthetic clusters (install model-training-framework[data] for real digits)",
+        )
     digits = load_digits()
     features = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     return features, torch.tensor(digits.target), "scikit-learn digits (1797 images, 8x8)"
 
 
-def _loaders(batch_size: int) -> tuple[list[DataLoader], list[DataLoader], str]:
+def _loaders(batch_size: int) -> tuple[list[Any], list[Any], str]:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
     features, labels, source = _digits()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     features, labels = features[order], labels[order]
     split = int(0.8 * len(labels))
-    train_x, train_y, val_x, val_y = features[:split], labels[:split], features[split:], labels[split:]
+    train_x, train_y, val_x, val_y = (
+        features[:split],
+        labels[:split],
+        features[split:],
+        labels[split:],
+    )
     noisy_x = train_x + 0.3 * torch.randn(train_x.shape, generator=torch.Generator().manual_seed(1))
     train = [
         DataLoader(TensorDataset(train_x, train_y), batch_size=batch_size, shuffle=True),
@@ -59,6 +63,8 @@ def _loaders(batch_size: int) -> tuple[list[DataLoader], list[DataLoader], str]:
 
 
 def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    import torch
+
     x, y = batch
     logits = trainer.model(x)
     loss = torch.nn.functional.cross_entropy(logits, y)
@@ -68,6 +74,17 @@ def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
 
 def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     """Train (or resume) the demo run under ``run_root/demo``; returns a process exit code."""
+    import torch
+
+    from ..runner.exit_codes import exit_code_for
+    from ..trainer.config import (
+        CheckpointConfig,
+        GenericTrainerConfig,
+        MultiDataLoaderConfig,
+        SamplingStrategy,
+    )
+    from ..trainer.trainer import GenericTrainer
+
     run_dir = run_root / EXPERIMENT
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -107,7 +124,7 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     log.info("checkpoint: %s", result.checkpoint_path)
     log.info("metrics:    %s", run_dir / "metrics.jsonl")
     log.info("plot it:    mtf plot %s", run_dir)
-    return 0 if result.status.value in ("completed", "early_stopped") else 3
+    return exit_code_for(result.status)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -117,7 +134,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a small model on two loaders (CPU, < 1 min); rerun to resume",
         description=__doc__,
     )
-    parser.add_argument("--run-root", type=Path, default=Path("runs"), help="parent of the run directory (default: ./runs)")
+    parser.add_argument(
+        "--run-root",
+        type=Path,
+        default=Path("runs"),
+        help="parent of the run directory (default: ./runs)",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs to train (default: 5)")
     parser.add_argument("--fresh", action="store_true", help="delete the previous demo run first")
     parser.set_defaults(handler=lambda args: run_demo(args.run_root, args.epochs, args.fresh))

@@ -1,7 +1,13 @@
 """``mtf``: the command line. One module per command registers its parser here.
 
-Errors users can fix are printed as one line (no traceback) with a non-zero exit code;
-``MTF_DEBUG=1`` shows the traceback.
+Each command module has ``add_parser(subparsers)``, which adds the subcommand with its help and
+sets ``handler(args) -> exit code``. Command modules import torch and the trainer inside their
+handlers, so ``mtf --help`` stays fast.
+
+Exit codes (:mod:`model_training_framework.runner.exit_codes`): 0 success, 1 some experiments
+of a sweep failed, 2 bad input (a one-line ``mtf: error: ...`` message, no traceback;
+``MTF_DEBUG=1`` shows the traceback), 3 preempted (the run checkpointed; rerun to continue),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,14 +20,30 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import MTFError
-from . import demo
+from ..runner.exit_codes import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_PREEMPTED,
+    one_line_message,
+)
+from . import demo, inspect, plot, resume, status, sweep, train
 
-__all__ = ["EXIT_ERROR", "EXIT_PREEMPTED", "main"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_PREEMPTED",
+    "build_parser",
+    "main",
+]
 
-EXIT_ERROR = 2
-EXIT_PREEMPTED = 3  # the run checkpointed after a preemption signal and should be requeued
+COMMANDS = [train, sweep, status, resume, plot, inspect, demo]
 
-COMMANDS = [demo]
+_EPILOG = """\
+exit codes: 0 success; 1 some sweep experiments failed; 2 bad input; 3 preempted (checkpointed,
+rerun to continue); 130 interrupted. Set MTF_DEBUG=1 to see tracebacks.
+Run 'mtf COMMAND --help' for the options of a command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtf",
         description="Fault-tolerant multi-dataloader training, sweeps and SLURM launching.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -50,12 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("mtf: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (MTFError, ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
         if os.environ.get("MTF_DEBUG"):
             raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"mtf: error: {message}", file=sys.stderr)
+        print(f"mtf: error: {one_line_message(err)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -1,0 +1,106 @@
+"""``mtf resume NAME``: continue an experiment from its latest checkpoint, on this machine.
+
+NAME is an experiment name or a run directory. The experiment's config is looked up in this
+order: ``NAME`` itself when it is a run directory (its ``experiment.yaml``), a sweep
+experiment ``<experiments dir>/**/NAME/config.yaml``, then the run directory
+``<runs dir>/NAME/experiment.yaml`` written by ``mtf train``. Training continues from the run's
+latest checkpoint (``--checkpoint`` picks another); it fails when there is no checkpoint. To
+resume a Slurm sweep on the cluster, submit it again (``mtf sweep --slurm``): each job resumes
+from its own latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_parser", "find_experiment_config", "run_resume"]
+
+logger = logging.getLogger(__name__)
+
+
+def find_experiment_config(name: str, experiments_dir: Path, runs_dir: Path) -> Path:
+    """Locate the config of experiment ``name`` (see the module docstring for the order).
+
+    Raises:
+        FileNotFoundError: nothing found (the message lists where it looked).
+        ValueError: several sweep experiments share the name (the message lists them).
+    """
+    from ..runner.experiment import EXPERIMENT_RECORD
+
+    as_path = Path(name)
+    if (as_path / EXPERIMENT_RECORD).is_file():
+        return as_path / EXPERIMENT_RECORD
+    candidates = (
+        sorted(p for p in experiments_dir.rglob(f"{name}/config.yaml") if p.parent.name == name)
+        if experiments_dir.is_dir()
+        else []
+    )
+    if len(candidates) > 1:
+        listed = ", ".join(str(p.parent) for p in candidates)
+        raise ValueError(
+            f"several experiments are named {name!r}: {listed}; pass the sweep's folder with "
+            "--experiments-dir"
+        )
+    if candidates:
+        return candidates[0]
+    record = runs_dir / name / EXPERIMENT_RECORD
+    if record.is_file():
+        return record
+    raise FileNotFoundError(
+        f"no experiment {name!r}: looked for {experiments_dir}/**/{name}/config.yaml and {record}; "
+        "pass --experiments-dir or --runs-dir, or the run directory itself"
+    )
+
+
+def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str | None) -> int:
+    """Resume experiment ``name``; returns the exit code."""
+    from ..config.experiment import ExperimentConfig
+    from ..runner.exit_codes import exit_code_for
+    from ..runner.experiment import add_import_paths, run_experiment
+
+    config_path = find_experiment_config(name, experiments_dir, runs_dir)
+    add_import_paths(config_path)
+    config = ExperimentConfig.from_yaml(config_path)
+    logger.info("resuming %s (config %s)", config.experiment_name, config_path)
+    result = run_experiment(config, resume=checkpoint or "latest")
+    logger.info(
+        "%s: %s after %d epoch(s), %d step(s)",
+        config.experiment_name,
+        result.status.value,
+        result.epoch,
+        result.global_step,
+    )
+    return exit_code_for(result.status)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``mtf resume``."""
+    parser = subparsers.add_parser(
+        "resume",
+        help="continue an experiment from its latest checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", metavar="NAME", help="experiment name or run directory")
+    parser.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=Path("experiments"),
+        help="where sweeps put experiment directories (default: ./experiments)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="checkpoint.root_dir of 'mtf train' runs (default: ./runs)",
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="resume from this checkpoint file instead of the latest"
+    )
+    parser.set_defaults(
+        handler=lambda args: run_resume(
+            args.name, args.experiments_dir, args.runs_dir, args.checkpoint
+        )
+    )

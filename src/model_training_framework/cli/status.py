@@ -1,0 +1,168 @@
+"""``mtf status [DIR]``: where the experiments of a sweep (or the runs under a folder) stand.
+
+DIR (default ``experiments``) is searched for experiment directories (holding ``config.yaml``,
+written by ``mtf sweep``) and run directories (holding ``status.json``, written by every run).
+For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ...,
+or ``pending`` when it has not started), epoch, step, the latest ``val/loss`` or ``train/loss``
+and, for Slurm submissions, the job id and its state when ``squeue`` is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+__all__ = ["ExperimentStatus", "add_parser", "collect_status", "run_status"]
+
+_CONFIG = "config.yaml"
+_MAX_DEPTH = 4
+_LOSS_KEYS = ("val/loss", "train/loss")
+
+
+@dataclass
+class ExperimentStatus:
+    """One row of ``mtf status``."""
+
+    name: str
+    status: str
+    epoch: int | None
+    global_step: int | None
+    loss_key: str | None
+    loss: float | None
+    run_dir: str
+    job_id: str | None = None
+    job_state: str | None = None
+
+
+def _find(root: Path, filename: str) -> list[Path]:
+    found = []
+    for depth in range(_MAX_DEPTH + 1):
+        pattern = "/".join(["*"] * depth + [filename])
+        found += [p.parent for p in root.glob(pattern) if not _hidden(p.relative_to(root))]
+    return sorted(set(found))
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _run_dir_of(experiment_dir: Path) -> tuple[str, Path]:
+    data = yaml.safe_load((experiment_dir / _CONFIG).read_text(encoding="utf-8")) or {}
+    name = str(data.get("experiment_name") or experiment_dir.name)
+    root = (data.get("checkpoint") or {}).get("root_dir") or "runs"
+    return name, Path(root) / name
+
+
+def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentStatus:
+    from ..runner.experiment import read_status
+
+    record = read_status(run_dir) or {"status": "pending"}
+    metrics = record.get("metrics") or {}
+    loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
+    row = ExperimentStatus(
+        name=name,
+        status=record["status"],
+        epoch=record.get("epoch"),
+        global_step=record.get("global_step"),
+        loss_key=loss_key,
+        loss=None if loss_key is None else metrics[loss_key],
+        run_dir=str(run_dir),
+    )
+    submission = None if experiment_dir is None else experiment_dir / "submission.json"
+    if submission is not None and submission.is_file():
+        row.job_id = json.loads(submission.read_text(encoding="utf-8"))["job_id"]
+    return row
+
+
+def collect_status(directory: Path) -> list[ExperimentStatus]:
+    """Status of every experiment and run found under ``directory``.
+
+    Raises:
+        FileNotFoundError: ``directory`` does not exist.
+    """
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"{directory} is not a directory; pass a sweep's experiments directory (mtf sweep "
+            "prints it) or a runs directory"
+        )
+    rows: dict[str, ExperimentStatus] = {}
+    for experiment_dir in _find(directory, _CONFIG):
+        name, run_dir = _run_dir_of(experiment_dir)
+        rows[str(run_dir.resolve())] = _row(name, run_dir, experiment_dir)
+    for run_dir in _find(directory, "status.json"):
+        rows.setdefault(str(run_dir.resolve()), _row(run_dir.name, run_dir, None))
+    return sorted(rows.values(), key=lambda row: row.name)
+
+
+def _add_job_states(rows: list[ExperimentStatus]) -> None:
+    job_ids = [row.job_id for row in rows if row.job_id]
+    if not job_ids or shutil.which("squeue") is None:
+        return
+    from ..slurm.monitor import SLURMJobMonitor
+
+    states = SLURMJobMonitor().get_job_states(job_ids)
+    for row in rows:
+        info = states.get(row.job_id) if row.job_id else None
+        if info is not None:
+            row.job_state = info.state.value
+
+
+def _format(row: ExperimentStatus) -> list[str]:
+    loss = "" if row.loss is None else f"{row.loss_key}={row.loss:.4g}"
+    job = (
+        ""
+        if row.job_id is None
+        else f"job {row.job_id}" + (f" {row.job_state}" if row.job_state else "")
+    )
+    epoch = "" if row.epoch is None else str(row.epoch)
+    step = "" if row.global_step is None else str(row.global_step)
+    return [row.name, row.status, epoch, step, loss, job]
+
+
+def _print_table(rows: list[ExperimentStatus]) -> None:
+    table = [["experiment", "status", "epoch", "step", "loss", "job"]] + [_format(r) for r in rows]
+    widths = [max(len(line[col]) for line in table) for col in range(len(table[0]))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+def run_status(directory: Path, as_json: bool) -> int:
+    """Print the status table (or JSON); returns the exit code."""
+    rows = collect_status(directory)
+    if not rows:
+        raise FileNotFoundError(
+            f"no experiments or runs under {directory}; run 'mtf sweep' or 'mtf train' first"
+        )
+    _add_job_states(rows)
+    if as_json:
+        print(json.dumps([asdict(row) for row in rows], indent=2))
+    else:
+        _print_table(rows)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``mtf status``."""
+    parser = subparsers.add_parser(
+        "status",
+        help="show the status of a sweep's experiments or of the runs under a folder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=Path("experiments"),
+        metavar="SWEEP_DIR",
+        help="experiments directory of a sweep, or a runs directory (default: ./experiments)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=lambda args: run_status(args.directory, args.json))

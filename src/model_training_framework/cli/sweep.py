@@ -1,0 +1,180 @@
+"""``mtf sweep GRID.yaml``: expand a grid file into experiments and run them.
+
+Modes (exactly one):
+
+* ``--dry-run``: write every experiment directory (``config.yaml``, the rendered sbatch script
+  ``job.sbatch.sh``, ``code_version.json``) and the job-array script, list the experiments with
+  their swept values, and print the first job script. Needs no Slurm.
+* ``--local [--parallel N]``: run the experiments as local processes, N at a time.
+* ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array.
+
+Every experiment runs ``python -m model_training_framework.runner.experiment --config
+<experiment dir>/config.yaml`` from the project root (under Slurm: from a snapshot of it), so
+the dotted paths in the config must be importable from there. Experiment directories go to
+``<project root>/experiments/<grid file name>/`` (``--experiments-dir``); a relative
+``checkpoint.root_dir`` is made absolute against the project root, so each run directory is
+``<root_dir>/<experiment name>`` wherever the job runs, and a requeued or rerun experiment
+resumes from its own latest checkpoint. ``mtf status <experiments dir>`` shows progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RUNNER_COMMAND", "SUBMISSION_RECORD", "add_parser", "run_sweep"]
+
+logger = logging.getLogger(__name__)
+
+RUNNER_COMMAND = (
+    "{PYTHON}",
+    "-m",
+    "model_training_framework.runner.experiment",
+    "--config",
+    "{CONFIG_PATH}",
+)
+SUBMISSION_RECORD = "submission.json"  # job id of a Slurm submission, read by `mtf status`
+
+
+def _experiments(grid_path: Path, project_root: Path) -> tuple[Any, list[Any]]:
+    from ..config.search import load_grid_search
+
+    search = load_grid_search(grid_path)
+    experiments = search.generate_experiments()
+    for experiment in experiments:
+        root = Path(experiment.checkpoint.root_dir)
+        if not root.is_absolute():
+            experiment.checkpoint.root_dir = str((project_root / root).resolve())
+    return search, experiments
+
+
+def _format_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in values.items()) or "(base config)"
+
+
+def _print_plan(search: Any, result: Any) -> None:
+    from ..config.search import describe_experiments
+
+    described = dict(describe_experiments(search))
+    width = max(len(item.experiment_name) for item in result.results)
+    print(f"{len(result.results)} experiment(s):")
+    for item in result.results:
+        print(
+            f"  {item.experiment_name:<{width}}  {_format_values(described[item.experiment_name])}"
+        )
+
+
+def _dry_run(launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None) -> int:
+    result = launcher.submit_experiment_batch(experiments, None, max_concurrent, dry_run=True)
+    _print_plan(search, result)
+    print("job scripts (not submitted):")
+    for item in result.results:
+        print(f"  {item.script_path}")
+    first = result.results[0].script_path
+    print(f"\n--- {first} ---")
+    print(first.read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _run_local(launcher: Any, search: Any, experiments: list[Any], parallel: int) -> int:
+    from ..runner.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED
+
+    result = launcher.submit_experiment_batch(experiments, None, parallel)
+    _print_plan(search, result)
+    outcome = {0: "completed", EXIT_PREEMPTED: "preempted"}
+    for item in result.results:
+        state = outcome.get(item.exit_code, f"failed (exit {item.exit_code})")
+        print(f"  {item.experiment_name}: {state}; logs in {item.experiment_dir / 'logs'}")
+    codes = {item.exit_code for item in result.results}
+    if codes - {0, EXIT_PREEMPTED}:
+        return EXIT_FAILED
+    return EXIT_PREEMPTED if EXIT_PREEMPTED in codes else EXIT_OK
+
+
+def _run_slurm(
+    launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None
+) -> int:
+    from ..runner.exit_codes import EXIT_FAILED, EXIT_OK
+
+    result = launcher.submit_experiment_batch(experiments, None, max_concurrent)
+    _print_plan(search, result)
+    for item in result.results:
+        if item.job_id is not None:
+            record = {"job_id": item.job_id, "script": str(item.script_path)}
+            (item.experiment_dir / SUBMISSION_RECORD).write_text(json.dumps(record) + "\n")
+            print(f"  {item.experiment_name}: job {item.job_id}")
+        else:
+            print(f"  {item.experiment_name}: NOT submitted: {item.error}")
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Run ``mtf sweep`` with parsed arguments; returns the exit code."""
+    from ..runner.local import LocalLauncher
+    from ..slurm.launcher import SLURMLauncher
+
+    if not args.grid.is_file():
+        raise FileNotFoundError(f"grid file {args.grid} does not exist")
+    if args.parallel < 1:
+        raise ValueError(f"--parallel must be >= 1, got {args.parallel}")
+    project_root = args.project_root.resolve()
+    sweep_dir = (args.experiments_dir or project_root / "experiments" / args.grid.stem).resolve()
+    search, experiments = _experiments(args.grid, project_root)
+    search.write_manifest(sweep_dir)
+    if args.local:
+        launcher = LocalLauncher(project_root, sweep_dir, command=RUNNER_COMMAND)
+        return _run_local(launcher, search, experiments, args.parallel)
+    launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
+    if args.dry_run:
+        return _dry_run(launcher, search, experiments, args.max_concurrent)
+    return _run_slurm(launcher, search, experiments, args.max_concurrent)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``mtf sweep``."""
+    parser = subparsers.add_parser(
+        "sweep",
+        help="expand a grid file and run its experiments (--dry-run, --local or --slurm)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "grid", type=Path, metavar="GRID.yaml", help="grid file (see docs/slurm.md)"
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="write scripts, submit nothing")
+    mode.add_argument("--local", action="store_true", help="run as local processes")
+    mode.add_argument("--slurm", action="store_true", help="submit one Slurm job array")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="--local: processes at once (default 1)",
+    )
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--slurm: array tasks running at once (%%N); default: no limit",
+    )
+    parser.add_argument(
+        "--project-root",
+        type=Path,
+        default=Path("."),
+        help="directory the jobs run in (snapshotted for Slurm); default: current directory",
+    )
+    parser.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=None,
+        help="parent of the experiment directories; default: <project root>/experiments/<grid name>",
+    )
+    parser.add_argument(
+        "--template", type=Path, default=None, help="sbatch template; default: the built-in one"
+    )
+    parser.set_defaults(handler=run_sweep)

@@ -1,0 +1,108 @@
+"""``mtf train CONFIG.yaml``: train one experiment described by a config file.
+
+The config names your code by dotted import paths (``model.factory``, ``model.training_step``,
+``model.validation_step``, ``data.train[i].factory``, ...); see
+:mod:`model_training_framework.runner.experiment` and docs/quickstart.md. The working directory
+and the config file's folder are put on the Python path, so a module next to the YAML file is
+importable by its name; ``${VAR}`` and ``${VAR:-default}`` in values are taken from the
+environment. Rerunning the same command resumes from the run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = ["add_parser", "apply_overrides", "run_train"]
+
+logger = logging.getLogger(__name__)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set ``dotted.key=value`` pairs in a nested config dict (values parsed as YAML).
+
+    Args:
+        data: the config as loaded from the file (changed in place and returned).
+        overrides: items like ``"optimizer.lr=0.01"`` or ``"training.max_epochs=2"``.
+
+    Returns:
+        ``data``.
+
+    Raises:
+        ConfigError: an item without ``=`` or a key that walks into a non-mapping.
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE such as optimizer.lr=0.01, got {item!r}")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} holds {child!r}, not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text)
+    return data
+
+
+def run_train(config_path: Path, overrides: list[str], resume: str | None) -> int:
+    """Load the experiment, apply overrides, train; returns the exit code."""
+    from ..config.experiment import ExperimentConfig
+    from ..config.manager import read_config_file, substitute_env_vars
+    from ..runner.exit_codes import exit_code_for
+    from ..runner.experiment import add_import_paths, run_experiment
+
+    if not config_path.is_file():
+        raise FileNotFoundError(f"config file {config_path} does not exist")
+    add_import_paths(config_path)
+    raw = substitute_env_vars(read_config_file(config_path), where=str(config_path))
+    data = apply_overrides(raw, overrides)
+    try:
+        config = ExperimentConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{config_path}: {err}") from err
+    result = run_experiment(config, resume=resume)
+    run_dir = Path(config.checkpoint.root_dir) / config.experiment_name
+    logger.info(
+        "%s: %s after %d epoch(s), %d step(s); run directory %s",
+        config.experiment_name,
+        result.status.value,
+        result.epoch,
+        result.global_step,
+        run_dir,
+    )
+    return exit_code_for(result.status)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``mtf train``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train one experiment from a YAML config (rerun to resume)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", type=Path, metavar="CONFIG.yaml", help="experiment config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable; YAML values)",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="latest|CKPT",
+        help="resume from this checkpoint ('latest': fail if there is none); default: resume "
+        "automatically when the run directory has a checkpoint",
+    )
+    parser.set_defaults(handler=lambda args: run_train(args.config, args.overrides, args.resume))
