@@ -106,6 +106,18 @@ def test_snapshot_record_file_wins_over_git(tmp_path, monkeypatch, suffix):
     assert get_code_version(tmp_path) == {**record, "source": "file"}
 
 
+def test_record_written_by_the_slurm_snapshot_is_read(tmp_path, monkeypatch):
+    from model_training_framework.slurm.snapshot import CodeVersion, write_code_version
+
+    version = CodeVersion(str(tmp_path), str(tmp_path), "cafe01", "main", True, "p.patch", "now")
+    monkeypatch.setenv(CODE_VERSION_FILE_ENV, str(write_code_version(tmp_path, version)))
+
+    recorded = get_code_version()
+
+    assert (recorded["commit"], recorded["dirty"], recorded["source"]) == ("cafe01", True, "file")
+    assert recorded["patch_path"] == "p.patch"
+
+
 def test_missing_record_file_is_a_config_error_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(CODE_VERSION_FILE_ENV, str(tmp_path / "nope.yaml"))
 

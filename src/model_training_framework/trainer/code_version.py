@@ -37,6 +37,7 @@ COMMIT = "commit"
 DIRTY = "dirty"
 SOURCE = "source"
 
+_IS_DIRTY = "is_dirty"  # key of the record slurm/snapshot.py writes
 _SOURCE_FILE = "file"
 _SOURCE_GIT = "git"
 _DEFAULT_TIMEOUT_S = 5.0
@@ -87,10 +88,12 @@ def _read_record(path: Path) -> dict[str, Any]:
         record = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"code-version record {path} is not valid JSON/YAML: {err}") from err
+    if isinstance(record, dict) and DIRTY not in record and _IS_DIRTY in record:
+        record = {**record, DIRTY: record[_IS_DIRTY]}
     if not isinstance(record, dict) or COMMIT not in record or DIRTY not in record:
         raise ConfigError(
-            f"code-version record {path} must be a mapping with keys '{COMMIT}' and '{DIRTY}', "
-            f"got {record!r}"
+            f"code-version record {path} must be a mapping with keys '{COMMIT}' and '{DIRTY}' "
+            f"(or '{_IS_DIRTY}'), got {record!r}"
         )
     return {**record, SOURCE: _SOURCE_FILE}
 
