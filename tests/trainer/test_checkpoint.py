@@ -568,6 +568,24 @@ def test_background_write_error_is_raised_by_wait_and_earlier_files_survive(run_
     assert not [p for p in run_dir.iterdir() if is_temp_file(p)]
 
 
+def test_failed_synchronous_save_is_a_checkpoint_error_and_keeps_the_best_value(
+    run_dir, monkeypatch
+):
+    manager = make_manager(run_dir, monitor_metric="val/loss")
+    manager.save(payload(1), epoch=0, step=1, metrics={"val/loss": 1.0})
+
+    def failing_save(obj, handle):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", failing_save)
+    with pytest.raises(CheckpointError, match="No space left") as info:
+        manager.save(payload(2), epoch=0, step=2, metrics={"val/loss": 0.5})
+
+    assert isinstance(info.value.__cause__, OSError)
+    assert manager.state_dict()["best_value"] == 1.0
+    assert manager.load(manager.best_path())["global_step"] == 1
+
+
 def test_background_write_error_is_raised_by_the_next_save(run_dir, monkeypatch):
     manager = make_manager(run_dir, async_save=True)
     real_save = torch.save

@@ -127,6 +127,7 @@ class CheckpointManager:
         self._thread_target: Path | None = None
         self._thread_error: BaseException | None = None
         self._snapshot = CpuSnapshot()  # see NOTE [snapshot buffers]
+        self._best_before_save: float | None = None
         if is_rank_zero:
             remove_stale_temp_files(self.run_dir)
 
@@ -201,6 +202,7 @@ class CheckpointManager:
         self.wait()
         check_payload_types(payload)
         metrics = dict(metrics or {})
+        self._best_before_save = self._best_value  # restored if this save fails
         is_best = self._update_best(metrics)
         content = make_file_content(
             payload,
@@ -213,8 +215,14 @@ class CheckpointManager:
         path = self.run_dir / self._pattern.format(epoch=epoch, step=step)
         if self._config.async_save:
             self._start_background_write(self._snapshot.take(content), path, is_best)
-        else:
+            return path
+        try:
             self._write_and_publish(content, path, is_best)
+        except BaseException as err:
+            self._best_value = self._best_before_save
+            if isinstance(err, OSError):
+                raise self._save_failed(path, err) from err
+            raise
         return path
 
     def wait(self) -> None:
@@ -228,10 +236,8 @@ class CheckpointManager:
             thread.join()
         error, self._thread_error = self._thread_error, None
         if error is not None:
-            raise CheckpointError(
-                f"asynchronous save of {self._thread_target} failed: {error!r}; earlier "
-                f"checkpoints in {self.run_dir} are intact"
-            ) from error
+            self._best_value = self._best_before_save
+            raise self._save_failed(self._thread_target, error) from error
 
     # ------------------------------------------------------------------ finding files
     def latest_path(self) -> Path | None:
@@ -405,6 +411,13 @@ class CheckpointManager:
             self._best_value = value
         return improved
 
+    def _save_failed(self, path: Path | None, error: BaseException) -> CheckpointError:
+        kind = "asynchronous save" if self._config.async_save else "save"
+        return CheckpointError(
+            f"{kind} of {path} failed: {error!r}; earlier checkpoints in {self.run_dir} are "
+            "intact (check free disk space and permissions)"
+        )
+
     def _start_background_write(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
         def run() -> None:
             try:
@@ -418,7 +431,9 @@ class CheckpointManager:
 
     def _write_and_publish(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
         """See NOTE [save order]."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.run_dir.is_dir():
+            self.run_dir.mkdir(parents=True)
+            fsync_directory(self.run_dir.parent)  # the new directory entry survives a crash too
         write_checkpoint(path, content)
         atomic_symlink(self.run_dir / LATEST_NAME, path.name)
         self._rotate(keep=path)
