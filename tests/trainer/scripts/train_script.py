@@ -1,0 +1,96 @@
+"""A real training run for kill-and-resume tests: rerun it until it prints COMPLETED.
+
+Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W]
+On completion it writes ROOT/NAME/final.pt (model, optimizer state, data fingerprint).
+Exit code 3 means preempted (checkpoint written); rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.trainer import (
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+    SamplingStrategy,
+)
+
+
+def dataset(n: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    return TensorDataset(x, x.sum(1, keepdim=True), torch.arange(n))
+
+
+class Net(torch.nn.Module):
+    def __init__(self, ballast_mb: int) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 1))
+        # Large checkpoints make a kill during a checkpoint write likely.
+        self.register_buffer("ballast", torch.zeros(ballast_mb * 262144))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("name")
+    parser.add_argument("--slow-ms", type=float, default=0.0)
+    parser.add_argument("--ballast-mb", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = Net(args.ballast_mb)
+    config = GenericTrainerConfig(
+        experiment_name=args.name,
+        seed=7,
+        train_loader_config=MultiDataLoaderConfig(
+            sampling_strategy=SamplingStrategy.WEIGHTED,
+            dataloader_names=["a", "b"],
+            dataloader_weights=[2.0, 1.0],
+        ),
+        checkpoint={"root_dir": args.root, "save_every_n_steps": 3, "max_checkpoints": 2},
+        performance={"gradient_accumulation_steps": 2},
+        logging={"progress_bar": False},
+        log_loss_every_n_steps=5,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.7)
+    trainer = GenericTrainer(config, model, [opt], [sched])
+
+    def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        if args.slow_ms:
+            time.sleep(args.slow_ms / 1000)
+        x, y, _ = batch
+        return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+
+    trainer.set_training_step(step)
+    loaders = [
+        DataLoader(dataset(40, 1), batch_size=4, shuffle=True, num_workers=args.workers),
+        DataLoader(dataset(28, 2), batch_size=4, shuffle=True, num_workers=args.workers),
+    ]
+    result = trainer.fit(loaders, max_epochs=3)
+    print("STATUS", result.status.value, result.global_step, flush=True)
+    if result.status.value != "completed":
+        return 3
+    state = {
+        "model": {k: v for k, v in model.state_dict().items() if k != "ballast"},
+        "optimizer": opt.state_dict(),
+        "fingerprint": result.data_fingerprint,
+        "global_step": result.global_step,
+    }
+    torch.save(state, Path(args.root) / args.name / "final.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

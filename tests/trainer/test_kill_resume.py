@@ -1,0 +1,101 @@
+"""Golden kill-and-resume test: a real training process is SIGKILLed (or sent SIGUSR1) at
+random moments, rerun until done, and must end bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .resume_utils import assert_states_equal
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_script.py"
+pytestmark = pytest.mark.slow
+
+
+def _run(
+    root: Path,
+    name: str,
+    *extra: str,
+    kill_after_s: float | None = None,
+    signum=signal.SIGKILL,
+    after_training_starts: bool = False,
+):
+    """Run the script; optionally send ``signum`` ``kill_after_s`` seconds after start (or after
+    its first logged step, when ``after_training_starts``: a signal handler exists only then)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(SCRIPT), str(root), name, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    head = []
+    if after_training_starts:
+        for line in proc.stdout:
+            head.append(line)
+            if line.startswith("step ") or line.startswith("STATUS"):
+                break
+    if kill_after_s is not None:
+        try:
+            proc.wait(timeout=kill_after_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, "".join(head) + out
+
+
+def _final(root: Path, name: str) -> dict:
+    return torch.load(root / name / "final.pt", weights_only=False)
+
+
+def _assert_same_final(root: Path, reference: str, resumed: str) -> None:
+    ref, got = _final(root, reference), _final(root, resumed)
+    assert got["global_step"] == ref["global_step"]
+    assert got["fingerprint"] == ref["fingerprint"], "resumed run saw different data"
+    assert_states_equal(ref["model"], got["model"], "model")
+    assert_states_equal(ref["optimizer"], got["optimizer"], "optimizer")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_at_random_moments_resumes_bit_identically(tmp_path, workers):
+    extra = ["--slow-ms", "15", "--ballast-mb", "24", "--workers", str(workers)]
+    code, out = _run(tmp_path, "reference", *extra)
+    assert code == 0, out
+    rng = random.Random(1234 + workers)
+    kills = 0
+    for _attempt in range(40):
+        code, out = _run(tmp_path, "killed", *extra, kill_after_s=rng.uniform(1.5, 4.0))
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, out
+        kills += 1
+    else:
+        pytest.fail("run never completed")
+    assert kills >= 2, "the run finished before it could be killed; slow it down"
+    leftovers = [p.name for p in (tmp_path / "killed").iterdir() if ".tmp" in p.name]
+    _assert_same_final(tmp_path, "reference", "killed")
+    assert not leftovers or all(".tmp" in n for n in leftovers)
+
+
+def test_sigusr1_preempts_with_a_checkpoint_and_resumes_bit_identically(tmp_path):
+    extra = ["--slow-ms", "10"]
+    assert _run(tmp_path, "reference", *extra)[0] == 0
+    preemptions = 0
+    for _attempt in range(20):
+        code, out = _run(
+            tmp_path, "preempted", *extra, kill_after_s=0.7, signum=signal.SIGUSR1, after_training_starts=True
+        )
+        if "STATUS preempted" not in out:
+            break  # finished before the signal came (a late signal may then end the process)
+        assert code == 3, out
+        preemptions += 1
+    assert preemptions >= 1
+    assert _run(tmp_path, "preempted", *extra)[0] == 0  # resuming a finished run changes nothing
+    _assert_same_final(tmp_path, "reference", "preempted")
+
+
