@@ -1,0 +1,128 @@
+"""``mtf sweep`` (dry run, local), ``mtf status`` and ``mtf resume`` on a tiny project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from model_training_framework.cli.main import EXIT_ERROR, main
+
+
+def _grid(project, **extra):
+    project.write_config("base.yaml", training={"max_steps": 3})
+    grid = {
+        "name": "g",
+        "base_config": "base.yaml",
+        "parameters": {"optimizer.lr": [0.01, 0.02]},
+        **extra,
+    }
+    path = project.root / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid), encoding="utf-8")
+    return path
+
+
+def test_dry_run_writes_every_experiment_and_shows_the_job_script(project, capsys):
+    grid = _grid(project)
+
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    sweep_dir = project.root / "experiments" / "grid"
+    names = sorted(p.name for p in sweep_dir.iterdir() if (p / "config.yaml").exists())
+    assert names == ["tiny_lr-0.01", "tiny_lr-0.02"]
+    for name in names:
+        assert name in out
+        script = (sweep_dir / name / "job.sbatch.sh").read_text()
+        assert "-m model_training_framework.runner.experiment --config" in script
+        assert "#SBATCH --signal=B:USR1@" in script
+        config = yaml.safe_load((sweep_dir / name / "config.yaml").read_text())
+        assert config["checkpoint"]["root_dir"] == str(project.root / "runs")  # made absolute
+    assert "#!/bin/bash" in out  # the first script is printed
+    assert (sweep_dir / "manifest.yaml").is_file()
+    assert not (project.root / "runs").exists()  # nothing trained
+
+
+def test_local_sweep_runs_every_experiment_and_status_reports_them(project, capsys):
+    grid = _grid(project)
+
+    assert main(["sweep", str(grid), "--local", "--parallel", "2"]) == 0
+    capsys.readouterr()
+
+    assert main(["status", str(project.root / "experiments" / "grid"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"], r["global_step"]) for r in rows] == [
+        ("tiny_lr-0.01", "completed", 3),
+        ("tiny_lr-0.02", "completed", 3),
+    ]
+
+
+def test_status_shows_pending_experiments_and_a_table(project, capsys):
+    grid = _grid(project)
+    main(["sweep", str(grid), "--dry-run"])
+    capsys.readouterr()
+
+    assert main(["status", "experiments/grid"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["experiment", "status", "epoch", "step", "loss", "job"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["tiny_lr-0.01", "pending"],
+        ["tiny_lr-0.02", "pending"],
+    ]
+
+
+def test_status_of_an_empty_folder_is_an_error(project, capsys):
+    (project.root / "empty").mkdir()
+    assert main(["status", "empty"]) == EXIT_ERROR
+    assert "no experiments or runs under empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is installed here")
+def test_slurm_sweep_without_slurm_is_a_one_line_error(project, capsys):
+    grid = _grid(project)
+
+    assert main(["sweep", str(grid), "--slurm"]) != 0
+
+    err = capsys.readouterr().err.strip()
+    assert "sbatch" in err and "\n" not in err
+
+
+def test_sweep_needs_exactly_one_mode(project, capsys):
+    grid = _grid(project)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(grid), "--local", "--slurm"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_resume_finds_a_train_run_by_name_and_continues_it(project, capsys):
+    config = project.write_config(training={"max_steps": 3})
+    assert main(["train", str(config)]) == 0
+    record = project.run_dir() / "experiment.yaml"
+    data = yaml.safe_load(record.read_text())
+    data["training"]["max_steps"] = 5
+    record.write_text(yaml.safe_dump(data))
+
+    assert main(["resume", "tiny"]) == 0
+
+    status = json.loads((project.run_dir() / "status.json").read_text())
+    assert (status["status"], status["global_step"]) == ("completed", 5)
+
+
+def test_resume_without_a_checkpoint_fails_clearly(project, capsys):
+    grid = _grid(project)
+    main(["sweep", str(grid), "--dry-run"])
+    capsys.readouterr()
+
+    assert main(["resume", "tiny_lr-0.01"]) == EXIT_ERROR
+
+    assert "has no checkpoint" in capsys.readouterr().err
+
+
+def test_resume_of_an_unknown_name_lists_where_it_looked(project, capsys):
+    assert main(["resume", "ghost"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "no experiment 'ghost'" in err and "runs/ghost/experiment.yaml" in err
