@@ -47,6 +47,7 @@ from model_training_framework.io_utils import (
     remove_stale_temp_files,
     temp_path_for,
 )
+from model_training_framework.trainer.checkpoint_inspect import describe_checkpoint
 from model_training_framework.trainer.checkpoint_io import (
     BEST_NAME,
     FORMAT_VERSION,
@@ -54,7 +55,6 @@ from model_training_framework.trainer.checkpoint_io import (
     CpuSnapshot,
     FilenamePattern,
     check_payload_types,
-    describe_checkpoint,
     make_file_content,
     read_checkpoint,
     write_checkpoint,

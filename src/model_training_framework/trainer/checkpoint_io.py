@@ -44,7 +44,6 @@ __all__ = [
     "CpuSnapshot",
     "FilenamePattern",
     "check_payload_types",
-    "describe_checkpoint",
     "make_file_content",
     "read_checkpoint",
     "write_checkpoint",
@@ -90,7 +89,6 @@ _PLAIN_LEAF_TYPES = (
 _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 _MAPPING_TYPES = (dict, collections.OrderedDict)
 _SEQUENCE_TYPES = (list, tuple, set)
-_LONG_LIST_ITEMS = 16  # describe_checkpoint summarises longer lists
 
 # What torch.load raises for damaged files varies with the damage (zip reader, unpickler, ...).
 _LOAD_ERRORS = (
@@ -350,34 +348,6 @@ def read_checkpoint(
     return content
 
 
-def describe_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Summarise a checkpoint for ``mtf inspect``.
-
-    Args:
-        path: The checkpoint file.
-
-    Returns:
-        ``path``, ``file_size_bytes``, the metadata (format and framework version, creation
-        time, epoch, global step, metrics, code version), ``trainer`` (the trainer state with
-        each tensor replaced by a short description: schedule cursor, loader positions, ...)
-        and ``sections``: ``{top-level key: {"num_tensors", "num_bytes"}}`` for every
-        payload entry.
-
-    Raises:
-        CheckpointError: As :func:`read_checkpoint`.
-    """
-    file = Path(path)
-    content = read_checkpoint(file)
-    payload_keys = [k for k in content if k not in METADATA_KEYS]
-    return {
-        "path": str(file),
-        "file_size_bytes": file.stat().st_size,
-        **{key: content[key] for key in METADATA_KEYS if key != MANAGER_KEY},
-        "trainer": _summarise(content.get("trainer")),
-        "sections": {key: _count_tensors(content[key]) for key in payload_keys},
-    }
-
-
 def _verify_zip(file: Path) -> None:
     """See NOTE [checkpoint integrity]."""
     try:
@@ -436,33 +406,6 @@ def _type_error(where: str, value: Any) -> CheckpointError:
         "and dicts of these (e.g. float(x) for a NumPy scalar, torch.from_numpy(a) for an "
         "array, member.value for an Enum)"
     )
-
-
-def _summarise(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return f"tensor(shape={list(value.shape)}, dtype={value.dtype})"
-    if isinstance(value, Mapping):
-        return {key: _summarise(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        if len(value) > _LONG_LIST_ITEMS:
-            return f"<{type(value).__name__} of {len(value)} items>"
-        return [_summarise(item) for item in value]
-    return value
-
-
-def _count_tensors(value: Any) -> dict[str, int]:
-    num_tensors = num_bytes = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, torch.Tensor):
-            num_tensors += 1
-            num_bytes += item.numel() * item.element_size()
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set)):
-            stack.extend(item)
-    return {"num_tensors": num_tensors, "num_bytes": num_bytes}
 
 
 def _framework_version() -> str:
