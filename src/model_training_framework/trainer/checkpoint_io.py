@@ -1,4 +1,4 @@
-"""Checkpoint file format: what a file holds, how it is written, read, checked and described.
+"""Checkpoint file format: what a file holds, how it is named, written, read and checked.
 
 A checkpoint file is ``torch.save`` of one dict: the metadata keys below plus the trainer's
 payload (one entry per component ``state_dict()``). Payloads hold only tensors and plain Python
