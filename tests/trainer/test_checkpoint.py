@@ -504,6 +504,28 @@ def test_snapshot_keeps_tied_tensors_tied_and_follows_shape_changes():
     assert torch.equal(grown["b"], torch.ones(3))
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        torch.randn(4, 5).to(torch.bfloat16),
+        torch.randn(6, 4).t(),  # non-contiguous view
+        torch.arange(10)[::3],
+        torch.zeros(0, 3),
+        torch.tensor(7),
+    ],
+    ids=["bf16", "transposed", "strided", "empty", "scalar"],
+)
+def test_snapshot_copies_equal_the_source_for_any_dtype_and_layout(source):
+    snapshot = checkpoint_io.CpuSnapshot()
+    snapshot.take({"t": torch.full_like(source, 3)})
+
+    copy = snapshot.take({"t": source})["t"]
+
+    assert copy.dtype == source.dtype
+    assert torch.equal(copy, source)
+    assert copy.data_ptr() != source.data_ptr() or source.numel() == 0
+
+
 class GatedTorchSave:
     """Wraps torch.save: records write order and blocks the first write until released."""
 

@@ -13,6 +13,7 @@ values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code 
 from __future__ import annotations
 
 import collections
+import ctypes
 import datetime as dt
 import os
 import pickle
@@ -291,7 +292,17 @@ class CpuSnapshot:
         if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
             is_pinned = tensor.device.type == "cuda"
             buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=is_pinned)
-        buffer.copy_(tensor)
+        if tensor.device.type == "cpu" and tensor.is_contiguous() and tensor.numel() > 0:
+            # NOTE [single-threaded snapshot copy]: Tensor.copy_ splits large copies over
+            # torch's intra-op threads; on an oversubscribed host (dataloader workers, several
+            # ranks per node) every copy then waits for a descheduled thread, which made a 200 MB
+            # snapshot take ~30x longer in bench/async_checkpoint.py. A plain memmove is
+            # bandwidth-bound on one core anyway, and ctypes releases the GIL while it runs.
+            ctypes.memmove(
+                buffer.data_ptr(), tensor.data_ptr(), tensor.numel() * tensor.element_size()
+            )
+        else:
+            buffer.copy_(tensor)
         self._buffers[key_path] = buffer
         return buffer
 
