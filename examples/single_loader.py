@@ -11,6 +11,7 @@ once (delete ``runs/single_loader`` or pass ``--fresh`` to start over)::
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--run-root", default="runs", help="checkpoint.root_dir")
     parser.add_argument("--fresh", action="store_true", help="delete the previous run first")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress and checkpoints
     if args.fresh:
         shutil.rmtree(Path(args.run_root) / "single_loader", ignore_errors=True)
 
@@ -84,9 +86,12 @@ def main() -> None:
         val_loaders=[DataLoader(make_data(128, seed=2), batch_size=64)],
         max_epochs=args.epochs,
     )
+    # metrics holds what this call logged: empty when a rerun found the run already finished
+    val_loss = result.metrics.get("val/loss")
     print(
         f"{result.status.value}: {result.epoch} epochs, {result.global_step} steps, "
-        f"val/loss {result.metrics['val/loss']:.4f}, checkpoint {result.checkpoint_path}"
+        f"val/loss {'n/a' if val_loss is None else f'{val_loss:.4f}'}, "
+        f"checkpoint {result.checkpoint_path}"
     )
 
 

@@ -13,6 +13,7 @@ and validation averages the two tasks' losses with equal weight (MACRO_AVG_EQUAL
 from __future__ import annotations
 
 import argparse
+import logging
 from collections import Counter
 
 import torch
@@ -70,7 +71,9 @@ class CountBatches(TrainerHooks):
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
 
-    def on_train_batch_end(self, trainer, batch, batch_idx, dataloader_idx, dataloader_name, outputs):
+    def on_train_batch_end(
+        self, trainer, batch, batch_idx, dataloader_idx, dataloader_name, outputs
+    ):
         self.counts[dataloader_name] += 1
 
 
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--run-root", default="runs", help="checkpoint.root_dir")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress and checkpoints
 
     config = GenericTrainerConfig(
         experiment_name="weighted_multitask",
