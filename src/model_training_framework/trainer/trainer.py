@@ -22,7 +22,7 @@ from ..errors import CheckpointError, ConfigError
 from .checkpoint import CheckpointManager
 from .checks import check_count, check_loaders, check_optimizers, check_step_function, checked_loss
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
-from .distributed import DistributedContext
+from .distributed import DistributedContext, loaders_without_distributed_sampler
 from .early_stopping import EarlyStopping
 from .fingerprint import DataFingerprint
 from .hooks import HookDispatcher, TrainerHooks
@@ -172,8 +172,9 @@ class GenericTrainer:
         run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
         self._dist.setup(self.device)
         try:
+            self._warn_unsharded_loaders(run)
             self._check_loader_lengths_agree(run)
-            self._wrap_model()
+            self._wrap_model(run)
             self._open(run)
             with self._preemption:
                 self._restore_or_start(run, resume_from_checkpoint)
@@ -248,11 +249,26 @@ class GenericTrainer:
                     "DistributedSampler (drop_last or padding) so each rank gets equal batches"
                 )
 
-    def _wrap_model(self) -> None:
+    def _warn_unsharded_loaders(self, run: Run) -> None:
+        if not (self._dist.is_distributed and self._dist.is_rank_zero):
+            return
+        for kind, loaders, names in (("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)):
+            for name in loaders_without_distributed_sampler(loaders or [], names):
+                logger.warning(
+                    "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
+                    "samples; pass sampler=DistributedSampler(dataset) to shard it by rank",
+                    kind,
+                    name,
+                    self._dist.world_size,
+                )
+
+    def _wrap_model(self, run: Run) -> None:
         model = self._module
         if self._dist.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            # Several loaders usually means per-loader heads: parameters unused by a batch.
+            unused = len(run.train_loaders) > 1
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
         if self.config.performance.compile_model:
             model = torch.compile(model)
         self._forward_model = model
@@ -310,9 +326,15 @@ class GenericTrainer:
         if resume_from is None and not self.config.preemption.resume_from_latest_symlink:
             return None
         if resume_from is None or str(resume_from) == "latest":
-            # Rank 0 chooses, so every rank loads the same file.
-            chosen = manager.load_latest_valid() if self._dist.is_rank_zero else None
-            path = self._dist.broadcast_object(None if chosen is None else str(chosen[0]))
+            # Rank 0 chooses, so every rank loads the same file (its error stops every rank).
+            chosen = None
+
+            def choose() -> str | None:
+                nonlocal chosen
+                chosen = manager.load_latest_valid()
+                return None if chosen is None else str(chosen[0])
+
+            path = self._dist.rank_zero_call(choose)
             if path is None:
                 if resume_from is not None:
                     raise CheckpointError(
@@ -345,12 +367,14 @@ class GenericTrainer:
             self._stepper.load_state_dict(payload)
             self._precision.load_state_dict(payload["scaler"])
             run.schedule.load_state_dict(state["schedule"])
-            for stream, stream_state in zip(run.streams, state["streams"], strict=True):
+            rank = self._dist.rank
+            streams_state = state["streams_per_rank"][rank] if "streams_per_rank" in state else state["streams"]
+            for stream, stream_state in zip(run.streams, streams_state, strict=True):
                 stream.load_state_dict(stream_state)
             run.base_seed = state["base_seed"]
             for stream in run.streams:
                 stream._base_seed = run.base_seed
-            run.metrics.load_state_dict(state["metrics"])
+            run.metrics.load_state_dict(state["metrics_per_rank"][rank] if "metrics_per_rank" in state else state["metrics"])
             run.fingerprint.load_state_dict(state["fingerprint"][self._dist.rank])
             run.early_stopping.load_state_dict(state["early_stopping"])
             run.checkpoints.load_state_dict(payload["checkpoint_manager"])
@@ -446,7 +470,10 @@ class GenericTrainer:
         return closes
 
     def _is_finite(self, loss: torch.Tensor) -> bool:
-        if bool(torch.isfinite(loss.detach())):
+        finite = bool(torch.isfinite(loss.detach()))
+        if self._dist.is_distributed and self.config.on_nonfinite_loss == "skip":
+            finite = not self._dist.reduce_max(int(not finite))  # all ranks skip, or none
+        if finite:
             return True
         if self.config.on_nonfinite_loss == "raise":
             raise FloatingPointError(
@@ -532,6 +559,7 @@ class GenericTrainer:
         now = time.perf_counter()
         samples = sum(self._dist.reduce_sum([float(run.metrics.pop_samples())]))
         metrics["train/samples_per_sec"] = samples / max(now - run.last_log_time, 1e-9)
+        metrics["epoch"] = float(self.current_epoch)
         run.last_log_time = now
         for idx, lr in enumerate(self._stepper.learning_rates()):
             metrics[lr_key(idx)] = lr
@@ -601,7 +629,12 @@ class GenericTrainer:
 
     def _build_payload(self, run: Run) -> dict[str, Any]:
         stepper_state = self._stepper.state_dict()
-        rank_state = {"rng": capture_rng_state(), "fingerprint": run.fingerprint.state_dict()}
+        rank_state = {
+            "rng": capture_rng_state(),
+            "fingerprint": run.fingerprint.state_dict(),
+            "streams": [stream.state_dict() for stream in run.streams],
+            "metrics": run.metrics.state_dict(),
+        }
         per_rank = self._dist.gather_objects(rank_state)
         return {
             "model": self._module.state_dict(),
@@ -614,9 +647,11 @@ class GenericTrainer:
                 "epoch_fresh": run.epoch_fresh,
                 "base_seed": run.base_seed,
                 "schedule": run.schedule.state_dict(),
-                "streams": [stream.state_dict() for stream in run.streams],
+                "streams": per_rank[0]["streams"],
+                "streams_per_rank": [state["streams"] for state in per_rank],
                 "loader_names": list(run.names),
-                "metrics": run.metrics.state_dict(),
+                "metrics": per_rank[0]["metrics"],
+                "metrics_per_rank": [state["metrics"] for state in per_rank],
                 "fingerprint": [state["fingerprint"] for state in per_rank],
                 "early_stopping": run.early_stopping.state_dict(),
                 "skipped_nonfinite": self.skipped_nonfinite,
@@ -679,10 +714,7 @@ class GenericTrainer:
         return batch
 
     def _all_reduce_gradients(self) -> None:
-        grads = [p.grad for p in self._module.parameters() if p.grad is not None]
-        for grad in grads:
-            torch.distributed.all_reduce(grad)
-            grad.div_(self._dist.world_size)
+        self._dist.all_reduce_mean_([p.grad for p in self._module.parameters() if p.grad is not None])
 
 
 def _checked_config(config: Any) -> GenericTrainerConfig:

@@ -32,6 +32,21 @@ def count_samples(batch: Any, fallback: int | None) -> int:
     return fallback or 1
 
 
+def _fetch(loaders, iterators, schedule, slot):
+    """The batch for ``slot``; a loader that runs dry hands over to the slot the schedule gives."""
+    while slot is not None:
+        idx = slot.loader_idx
+        current = iterators.get(idx)
+        if current is None or current[0] != slot.pass_idx:
+            current = (slot.pass_idx, iter(loaders[idx]))
+            iterators[idx] = current
+        try:
+            return slot, next(current[1])
+        except StopIteration:
+            slot = schedule.mark_exhausted(idx)
+    return None
+
+
 def run_validation(
     trainer: Any,
     loaders: Sequence[Any],
@@ -55,18 +70,12 @@ def run_validation(
     try:
         with torch.no_grad():
             while (slot := schedule.next_slot()) is not None:
-                idx = slot.loader_idx
                 t0 = time.perf_counter()
-                current = iterators.get(idx)
-                if current is None or current[0] != slot.pass_idx:
-                    current = (slot.pass_idx, iter(loaders[idx]))
-                    iterators[idx] = current
-                try:
-                    batch = next(current[1])
-                except StopIteration:
-                    if schedule.mark_exhausted(idx) is None:
-                        break
+                fetched = _fetch(loaders, iterators, schedule, slot)
+                if fetched is None:
                     continue
+                slot, batch = fetched
+                idx = slot.loader_idx
                 batch = trainer._move_to_device(batch)
                 t1 = time.perf_counter()
                 with precision.forward_context():
