@@ -1,4 +1,4 @@
-"""Typed experiment configs, YAML loading and (later) sweeps.
+"""Typed experiment configs, YAML loading, parameter sweeps and experiment names.
 
 Names are imported lazily on first access (PEP 562), so that ``trainer/config.py`` can use
 ``config.loading`` without an import cycle through ``config.experiment``.
@@ -16,18 +16,63 @@ if TYPE_CHECKING:
         SlurmConfig,
         TrainingConfig,
     )
+    from model_training_framework.config.grid import (
+        ChoiceDistribution,
+        ConfigView,
+        Distribution,
+        LogUniformDistribution,
+        NormalDistribution,
+        ParameterGrid,
+        UniformDistribution,
+    )
     from model_training_framework.config.loading import ConfigModel, SerializableConfig
-
-    # --- sweep names (added by the sweep helper): TYPE_CHECKING imports go here ---
+    from model_training_framework.config.manager import (
+        ConfigurationManager,
+        read_config_file,
+        substitute_env_vars,
+        write_config_file,
+    )
+    from model_training_framework.config.naming import (
+        MAX_NAME_LENGTH,
+        NamingStrategy,
+        make_experiment_name,
+        name_experiments,
+    )
+    from model_training_framework.config.search import (
+        MANIFEST_FILENAME,
+        ParameterGridSearch,
+        PlannedExperiment,
+        describe_experiments,
+        load_grid_search,
+    )
 
 __all__ = [
+    "MANIFEST_FILENAME",
+    "MAX_NAME_LENGTH",
+    "ChoiceDistribution",
     "ConfigModel",
+    "ConfigView",
+    "ConfigurationManager",
+    "Distribution",
     "ExperimentConfig",
+    "LogUniformDistribution",
+    "NamingStrategy",
+    "NormalDistribution",
     "OptimizerConfig",
+    "ParameterGrid",
+    "ParameterGridSearch",
+    "PlannedExperiment",
     "SerializableConfig",
     "SlurmConfig",
     "TrainingConfig",
-    # --- sweep names: ParameterGrid, ParameterGridSearch, NamingStrategy, ConfigurationManager ---
+    "UniformDistribution",
+    "describe_experiments",
+    "load_grid_search",
+    "make_experiment_name",
+    "name_experiments",
+    "read_config_file",
+    "substitute_env_vars",
+    "write_config_file",
 ]
 
 # public name -> module that defines it
@@ -38,7 +83,27 @@ _LAZY_NAMES: dict[str, str] = {
     "OptimizerConfig": "model_training_framework.config.experiment",
     "SlurmConfig": "model_training_framework.config.experiment",
     "TrainingConfig": "model_training_framework.config.experiment",
-    # --- sweep names (added by the sweep helper): "ParameterGrid": "...config.grid", ... ---
+    # sweeps and experiment names
+    "ParameterGrid": "model_training_framework.config.grid",
+    "ConfigView": "model_training_framework.config.grid",
+    "Distribution": "model_training_framework.config.grid",
+    "UniformDistribution": "model_training_framework.config.grid",
+    "LogUniformDistribution": "model_training_framework.config.grid",
+    "NormalDistribution": "model_training_framework.config.grid",
+    "ChoiceDistribution": "model_training_framework.config.grid",
+    "NamingStrategy": "model_training_framework.config.naming",
+    "make_experiment_name": "model_training_framework.config.naming",
+    "name_experiments": "model_training_framework.config.naming",
+    "MAX_NAME_LENGTH": "model_training_framework.config.naming",
+    "ParameterGridSearch": "model_training_framework.config.search",
+    "PlannedExperiment": "model_training_framework.config.search",
+    "load_grid_search": "model_training_framework.config.search",
+    "describe_experiments": "model_training_framework.config.search",
+    "MANIFEST_FILENAME": "model_training_framework.config.search",
+    "ConfigurationManager": "model_training_framework.config.manager",
+    "substitute_env_vars": "model_training_framework.config.manager",
+    "read_config_file": "model_training_framework.config.manager",
+    "write_config_file": "model_training_framework.config.manager",
 }
 
 
