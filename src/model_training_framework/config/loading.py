@@ -39,6 +39,8 @@ from model_training_framework.config.legacy import (
 from model_training_framework.errors import ConfigError
 
 __all__ = [
+    "ConfigDumper",
+    "ConfigLoader",
     "ConfigModel",
     "FieldIssues",
     "SerializableConfig",
@@ -452,7 +454,7 @@ class SerializableConfig(ConfigModel):
         path = Path(path)
         text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: no Python tags
+            data = yaml.load(text, Loader=ConfigLoader)  # a SafeLoader subclass: no Python tags
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML: {err}") from err
         if data is None:
@@ -487,7 +489,7 @@ class SerializableConfig(ConfigModel):
         Raises:
             ConfigError: when a value cannot be represented in YAML.
         """
-        text = yaml.dump(self.to_dict(), Dumper=_SafeDumper, sort_keys=False, allow_unicode=True)
+        text = yaml.dump(self.to_dict(), Dumper=ConfigDumper, sort_keys=False, allow_unicode=True)
         if path is not None:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -514,20 +516,30 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _NUMBER_START = list("-+0123456789.")
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with YAML 1.2 numbers (see NOTE [YAML numbers])."""
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 numbers (see NOTE [YAML numbers]): no Python tags.
+
+    Example:
+        >>> yaml.load("{lr: 1e-3, time: 1:30}", Loader=ConfigLoader)
+        {'lr': 0.001, 'time': '1:30'}
+    """
 
 
-_SafeLoader.yaml_implicit_resolvers = {
+ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regex) for tag, regex in resolvers if tag not in _NUMBER_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_SafeLoader.add_implicit_resolver(_NUMBER_TAGS[0], _INT_NO_SEXAGESIMAL, _NUMBER_START)
-_SafeLoader.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)
+ConfigLoader.add_implicit_resolver(_NUMBER_TAGS[0], _INT_NO_SEXAGESIMAL, _NUMBER_START)
+ConfigLoader.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)
 
 
-class _SafeDumper(yaml.SafeDumper):
-    """``yaml.SafeDumper`` that also quotes strings our loader would read as numbers."""
+class ConfigDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that also quotes strings :class:`ConfigLoader` would read as numbers.
+
+    Example:
+        >>> yaml.dump({"act": "1e-3"}, Dumper=ConfigDumper).strip()
+        "act: '1e-3'"
+    """
 
 
-_SafeDumper.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)
+ConfigDumper.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT_12, _NUMBER_START)

@@ -27,7 +27,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..io_utils import atomic_write_text
-from .loading import _SafeLoader as _ConfigYamlLoader  # TODO: public name in loading.py
+from .loading import ConfigLoader
 
 if TYPE_CHECKING:
     from .experiment import ExperimentConfig
@@ -76,7 +76,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise ConfigError(f"config file {file_path} does not exist") from err
     try:
-        data = json.loads(text) if kind == "json" else yaml.load(text, Loader=_ConfigYamlLoader)
+        data = json.loads(text) if kind == "json" else yaml.load(text, Loader=ConfigLoader)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{file_path}: invalid {kind.upper()}: {err}") from err
     if data is None and kind == "yaml":
