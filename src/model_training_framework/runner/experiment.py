@@ -488,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = ExperimentConfig.from_yaml(args.config)
         result = run_experiment(config, resume=args.resume)
-    except (MTFError, ValueError, TypeError, OSError, ImportError) as err:
+    except (MTFError, ValueError, TypeError, OSError, ImportError, ArithmeticError) as err:
         if os.environ.get("MTF_DEBUG"):
             raise
         sys.stderr.write(f"error: {one_line_message(err)}\n")
