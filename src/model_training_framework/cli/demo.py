@@ -89,6 +89,7 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     train, val, source = _loaders(batch_size=32)
+    torch.set_num_threads(1)  # a tiny MLP runs fastest on one thread
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(128, 10)
@@ -102,8 +103,13 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
             dataloader_names=["clean", "noisy"],
             dataloader_weights=[2.0, 1.0],
         ),
-        checkpoint=CheckpointConfig(root_dir=str(run_root), save_every_n_steps=25),
-        log_loss_every_n_steps=10,
+        val_loader_config=MultiDataLoaderConfig(
+            sampling_strategy=SamplingStrategy.SEQUENTIAL,
+            dataloader_names=["holdout"],
+            cycle_short_loaders=False,
+        ),
+        checkpoint=CheckpointConfig(root_dir=str(run_root), save_every_n_steps=50),
+        log_loss_every_n_steps=30,
     )
     trainer = GenericTrainer(config, model, [torch.optim.AdamW(model.parameters(), lr=3e-3)])
     trainer.set_training_step(_step)
@@ -140,6 +146,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("runs"),
         help="parent of the run directory (default: ./runs)",
     )
-    parser.add_argument("--epochs", type=int, default=5, help="epochs to train (default: 5)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs to train (default: 3)")
     parser.add_argument("--fresh", action="store_true", help="delete the previous demo run first")
     parser.set_defaults(handler=lambda args: run_demo(args.run_root, args.epochs, args.fresh))

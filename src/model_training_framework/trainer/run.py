@@ -35,6 +35,7 @@ class Run:
     checkpoints: Any = None
     checkpoint_path: Any = None
     last_saved_step: int = -1
+    start_step: int = 0  # global step this fit started (or resumed) at
     epoch_fresh: bool = True
     window_size: int = 0
     window_has_grads: bool = False

@@ -75,6 +75,7 @@ class GenericTrainer:
         self.optimizers = check_optimizers(optimizers)
         self._dist = DistributedContext.from_environment()
         self.device = self._dist.device_for(config.device)
+        self._dist.setup(self.device)  # now, so users can build DistributedSamplers before fit
         self._module = model.to(self.device)
         self._forward_model: torch.nn.Module = self._module
         perf = config.performance
@@ -313,6 +314,7 @@ class GenericTrainer:
             path, payload = found
             self._load_payload(run, payload)
             run.checkpoint_path = path
+            run.start_step = run.last_saved_step = self.global_step
             logger.info("resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step)
             return
         if self.config.seed is not None:
@@ -381,6 +383,7 @@ class GenericTrainer:
             self._hooks.load_state_dict(payload["hooks"])
             self.global_step, self.current_epoch = state["global_step"], state["epoch"]
             self.skipped_nonfinite = state["skipped_nonfinite"]
+            self._last_metrics = dict(state["last_metrics"])
             run.epoch_fresh = state["epoch_fresh"]
             self._hooks.call("on_checkpoint_load", self, payload)
             restore_rng_state(payload["rng"][self._dist.rank])
@@ -656,6 +659,7 @@ class GenericTrainer:
                 "early_stopping": run.early_stopping.state_dict(),
                 "skipped_nonfinite": self.skipped_nonfinite,
                 "world_size": self._dist.world_size,
+                "last_metrics": dict(self._last_metrics),
             },
             "rng": [state["rng"] for state in per_rank],
             "hooks": self._hooks.state_dict(),
@@ -667,7 +671,7 @@ class GenericTrainer:
         if status == FitStatus.COMPLETED and run.last_saved_step != self.global_step:
             self._save_checkpoint(run, {}, preempted=False)
         run.checkpoints.wait()
-        summary = self._profiler.summary()
+        summary = self._profiler.summary() if self.global_step > run.start_step else ""
         if summary and self._dist.is_rank_zero:
             logger.info("%s", summary)
         return FitResult(
