@@ -1,0 +1,113 @@
+"""A tiny real training job for the end-to-end Slurm tests (what the launchers run).
+
+Usage: ``python train_job.py --config EXPERIMENT_DIR/config.yaml`` (the launchers' default
+COMMAND). It reads the experiment's ``ExperimentConfig``, trains a small MLP on two synthetic
+loaders with ``GenericTrainer`` (run directory ``<checkpoint.root_dir>/<experiment_name>``) and
+auto-resumes from that run's latest checkpoint when one exists.
+
+``custom_params`` it reads:
+
+- ``step_sleep_s`` (default 0): seconds to sleep in every training step, so that a test can
+  signal the job mid-training. It changes no numbers.
+- ``num_samples`` (default 32): samples per loader (batch size 4).
+- ``report_every_n_steps`` (default 0: never): print a progress line when a training step
+  starts after a multiple of this many optimizer steps.
+
+Output lines a test can wait for (stdout, flushed):
+
+- ``[train_job] training started: global_step=K restart=R`` once, in the first training step
+  of this process (K > 0 after a resume).
+- ``[train_job] at global_step=K restart=R`` (see ``report_every_n_steps``).
+- ``[train_job] status=S global_step=K`` when ``fit`` returns.
+
+Exit status: 0 completed (``<run dir>/final.pt`` holds the model state dict, the optimizer state,
+the data fingerprint and the global step), 3 preempted (checkpoint written; rerun resumes),
+1 any other status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.trainer import GenericTrainer
+
+EXIT_PREEMPTED = 3
+STARTED_MARK = "[train_job] training started"
+BATCH_SIZE = 4
+
+
+def _dataset(num_samples: int, seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_samples, 8, generator=generator)
+    return TensorDataset(x, x.sum(1, keepdim=True))
+
+
+def _model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(16, 1)
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="the experiment's config.yaml")
+    args = parser.parse_args()
+    experiment = ExperimentConfig.from_yaml(args.config)
+    step_sleep_s = float(experiment.custom_params.get("step_sleep_s", 0.0))
+    num_samples = int(experiment.custom_params.get("num_samples", 32))
+    report_every_n_steps = int(experiment.custom_params.get("report_every_n_steps", 0))
+    restart = os.environ.get("SLURM_RESTART_COUNT", "0")
+
+    model = _model(experiment.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=experiment.optimizer.lr)
+    trainer = GenericTrainer(experiment.to_trainer_config(), model, [optimizer])
+    reported_steps: set[int] = set()
+
+    def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        step = trainer.global_step
+        if not reported_steps:
+            print(f"{STARTED_MARK}: global_step={step} restart={restart}", flush=True)
+        if report_every_n_steps and step % report_every_n_steps == 0 and step not in reported_steps:
+            print(f"[train_job] at global_step={step} restart={restart}", flush=True)
+        reported_steps.add(step)
+        time.sleep(step_sleep_s)
+        x, y = batch
+        return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+
+    trainer.set_training_step(training_step)
+    loaders = [
+        DataLoader(_dataset(num_samples, seed), batch_size=BATCH_SIZE, shuffle=True)
+        for seed in (1, 2)
+    ]
+    result = trainer.fit(
+        loaders,
+        max_epochs=experiment.training.max_epochs,
+        max_steps=experiment.training.max_steps,
+    )
+    print(f"[train_job] status={result.status.value} global_step={result.global_step}", flush=True)
+    if result.status.value == "preempted":
+        return EXIT_PREEMPTED
+    if result.status.value != "completed":
+        return 1
+    run_dir = Path(experiment.checkpoint.root_dir) / experiment.experiment_name
+    final = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "fingerprint": result.data_fingerprint,
+        "global_step": result.global_step,
+    }
+    torch.save(final, run_dir / "final.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
