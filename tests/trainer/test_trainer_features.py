@@ -508,3 +508,56 @@ def test_max_steps_stops_mid_epoch(tmp_path):
     result = _trainer(_config(tmp_path)).fit([_loader(40)], max_epochs=5, max_steps=7)
     assert result.global_step == 7 and result.epoch == 0 and result.status.value == "completed"
     assert math.isfinite(result.metrics["train/loss"])
+
+
+def test_torchdata_stateful_dataloader_is_accepted_as_is(tmp_path):
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+
+    class Plain(IterableDataset):
+        def __iter__(self):
+            for i in range(40):
+                yield torch.full((3,), float(i)), torch.zeros(1)
+
+    loader_cfg = {"epoch_length_policy": EpochLengthPolicy.FIXED_NUM_STEPS, "steps_per_epoch": 5}
+
+    def run(name, max_steps, seen):
+        def step(trainer, batch, *args):
+            seen.append(int(batch[0][0, 0]))
+            return mse_step(trainer, batch, *args)
+
+        torch.manual_seed(0)
+        loaders = [stateful.StatefulDataLoader(Plain(), batch_size=2), stateful.StatefulDataLoader(_data(10, 1), batch_size=2, shuffle=True)]
+        _trainer(_config(tmp_path, name=name, loader=loader_cfg), step=step).fit(loaders, max_epochs=3, max_steps=max_steps)
+
+    full, split = [], []
+    run("full", None, full)
+    run("split", 6, split)
+    run("split", None, split)
+    assert split == full and len(full) == 15
+
+
+def test_warm_start_from_config_dotted_path(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    source = torch.nn.Linear(3, 1)
+    module = types.ModuleType("warm_fixture_mod")
+
+    def load(trainer, path):
+        assert path == "weights.pt"
+        return WarmStartResult(source.state_dict(), strict=True)
+
+    module.load = load
+    monkeypatch.setitem(sys.modules, "warm_fixture_mod", module)
+    model = torch.nn.Linear(3, 1)
+    cfg = _config(tmp_path, warm_start={"loader_class": "warm_fixture_mod.load", "checkpoint_path": "weights.pt"})
+    seen = []
+
+    class Probe(TrainerHooks):
+        def on_train_start(self, trainer):
+            seen.append(torch.equal(trainer.unwrapped_model.weight, source.weight))
+
+    trainer = _trainer(cfg, model)
+    trainer.add_hook(Probe())
+    trainer.fit([_loader()])
+    assert seen == [True]
