@@ -16,6 +16,7 @@ PACKAGE = "model_training_framework"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 PURE_MODULES = [
     "trainer.schedule",
+    "trainer.schedule_orders",
     "trainer.aggregation",
     "config.grid",
     "config.naming",
