@@ -19,6 +19,8 @@ PURE_MODULES = [
     "trainer.schedule_orders",
     "trainer.aggregation",
     "config.grid",
+    "config.distributions",
+    "config.paths",
     "config.naming",
     "slurm.template",
     "slurm.parsing",

@@ -17,6 +17,9 @@ exclusions. Conditions, computed values, constraints and exclusions see the merg
 same generator, so ``get_parameter_count()`` always equals what ``generate_permutations()``
 yields.
 
+Distributions live in :mod:`.distributions` and dotted-path helpers and :class:`ConfigView` in
+:mod:`.paths` (both PURE); their names are re-exported here.
+
 Example:
     >>> grid = ParameterGrid("lr").add_parameter("optimizer.lr", [0.1, 0.01])
     >>> grid = grid.add_parameter("model.hidden", [32, 64])
@@ -28,13 +31,31 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from model_training_framework.config.distributions import (
+    DISTRIBUTIONS,
+    ChoiceDistribution,
+    Distribution,
+    LogUniformDistribution,
+    NormalDistribution,
+    UniformDistribution,
+    build_distribution,
+)
+from model_training_framework.config.paths import (
+    MISSING,
+    ConfigView,
+    ViewPredicate,
+    get_path,
+    merge_parameters,
+    set_path,
+    split_key,
+    values_match,
+)
+from model_training_framework.errors import ConfigError
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -51,285 +72,6 @@ __all__ = [
     "set_path",
     "values_match",
 ]
-
-_MISSING = object()  # "no such key" in views and conditions
-_NO_DEFAULT = object()  # get_path without a default raises KeyError
-ViewPredicate = Callable[["ConfigView"], bool]
-
-
-# ----------------------------------------------------------------------------- dotted paths
-def _split_key(key: object) -> list[str]:
-    if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-        raise ConfigError(
-            f"parameter key {key!r} is not a dotted config path; use names like 'optimizer.lr' "
-            "(non-empty parts separated by single dots)"
-        )
-    return key.split(".")
-
-
-def get_path(config: Mapping[str, Any], key: str, default: Any = _NO_DEFAULT) -> Any:
-    """Return the value at dotted ``key`` in nested ``config``.
-
-    Args:
-        config: Nested mapping.
-        key: Dotted path such as ``"optimizer.lr"``.
-        default: Returned when the path does not exist; without it a KeyError is raised.
-
-    Raises:
-        KeyError: The path does not exist and no default was given.
-    """
-    node: Any = config
-    for part in _split_key(key):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is _NO_DEFAULT:
-                raise KeyError(key)
-            return default
-        node = node[part]
-    return node
-
-
-def set_path(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` in nested ``config`` in place, creating missing sections.
-
-    Raises:
-        ConfigError: A section on the way holds a non-mapping value.
-    """
-    parts = _split_key(key)
-    node = config
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            where = ".".join(parts[: depth + 1])
-            raise ConfigError(
-                f"cannot set {key!r}: {where!r} holds {child!r}, not a section; "
-                f"sweep {where!r} itself or make it a mapping in the base config"
-            )
-        node = child
-    node[parts[-1]] = value
-
-
-def merge_parameters(base: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a deep copy of ``base`` with every dotted key of ``parameters`` set (deep-copied)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in parameters.items():
-        set_path(merged, key, copy.deepcopy(value))
-    return merged
-
-
-def _copy_along(node: Mapping[str, Any], parts: Sequence[str], value: Any) -> dict[str, Any]:
-    """Shallow-copy only the sections on ``parts`` (structural sharing; used for views)."""
-    copied = dict(node)
-    if len(parts) == 1:
-        copied[parts[0]] = value
-        return copied
-    child = copied.get(parts[0])
-    copied[parts[0]] = _copy_along(child if isinstance(child, Mapping) else {}, parts[1:], value)
-    return copied
-
-
-def values_match(expected: Any, actual: Any) -> bool:
-    """Equality for conditions and exclusions: numbers compare by value, bools only with bools."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(expected, bool) and isinstance(actual, bool) and expected == actual
-    return bool(expected == actual)
-
-
-class ConfigView(Mapping[str, Any]):
-    """Read-only merged view (base config + swept values) given to user callables.
-
-    ``view["optimizer.lr"]`` and ``view["optimizer"]["lr"]`` both work; ``view.get(key,
-    default)`` too. Treat the returned sections as read-only: they may be shared with the base.
-    """
-
-    def __init__(self, base: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
-        merged: Mapping[str, Any] = base
-        for key, value in parameters.items():
-            merged = _copy_along(merged, _split_key(key), value)
-        self._data = merged
-        self.parameters: dict[str, Any] = dict(parameters)
-
-    def __getitem__(self, key: str) -> Any:
-        return get_path(self._data, key)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and get_path(self._data, key, _MISSING) is not _MISSING
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a deep copy of the merged config."""
-        return copy.deepcopy(dict(self._data))
-
-    def __repr__(self) -> str:
-        return f"ConfigView(parameters={self.parameters!r})"
-
-
-# ----------------------------------------------------------------------------- distributions
-class Distribution:
-    """A seeded sampler of values; subclasses hold validated parameters and a name."""
-
-    name: str = ""
-
-    def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        """Draw ``num_samples`` values with ``rng``."""
-        raise NotImplementedError
-
-    def params(self) -> dict[str, Any]:
-        """Return the parameters as plain values (for saving the grid)."""
-        raise NotImplementedError
-
-
-def _finite(name: str, label: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} distribution: {label} must be a finite number, got {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class UniformDistribution(Distribution):
-    """Uniform floats in ``[low, high)``."""
-
-    low: float
-    high: float
-    name = "uniform"
-
-    def __post_init__(self) -> None:
-        low, high = _finite(self.name, "low", self.low), _finite(self.name, "high", self.high)
-        if not low < high:
-            raise ConfigError(f"uniform distribution needs low < high, got low={low}, high={high}")
-
-    def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        return [rng.uniform(self.low, self.high) for _ in range(num_samples)]
-
-    def params(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high}
-
-
-@dataclass(frozen=True)
-class LogUniformDistribution(Distribution):
-    """Floats whose logarithm is uniform in ``[log(low), log(high))``; ``0 < low < high``."""
-
-    low: float
-    high: float
-    name = "loguniform"
-
-    def __post_init__(self) -> None:
-        low, high = _finite(self.name, "low", self.low), _finite(self.name, "high", self.high)
-        if not 0 < low < high:
-            raise ConfigError(
-                f"loguniform distribution needs 0 < low < high, got low={low}, high={high}"
-            )
-
-    def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        log_low, log_high = math.log(self.low), math.log(self.high)
-        return [math.exp(rng.uniform(log_low, log_high)) for _ in range(num_samples)]
-
-    def params(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high}
-
-
-@dataclass(frozen=True)
-class NormalDistribution(Distribution):
-    """Gaussian floats with ``mean`` and standard deviation ``std`` (> 0)."""
-
-    mean: float
-    std: float
-    name = "normal"
-
-    def __post_init__(self) -> None:
-        _finite(self.name, "mean", self.mean)
-        if _finite(self.name, "std", self.std) <= 0:
-            raise ConfigError(f"normal distribution needs std > 0, got std={self.std}")
-
-    def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        return [rng.gauss(self.mean, self.std) for _ in range(num_samples)]
-
-    def params(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std}
-
-
-@dataclass(frozen=True)
-class ChoiceDistribution(Distribution):
-    """Draws distinct values from ``choices``, optionally with relative ``weights`` (> 0).
-
-    Draws are without replacement (each draw is weighted among the choices not drawn yet), so
-    no two experiments repeat a value; ``n_samples`` may not exceed the number of choices.
-    """
-
-    choices: tuple[Any, ...]
-    weights: tuple[float, ...] | None = None
-    name = "choice"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.choices, (str, bytes)) or not isinstance(self.choices, Sequence):
-            raise ConfigError(f"choice distribution needs a list of choices, got {self.choices!r}")
-        object.__setattr__(self, "choices", tuple(self.choices))
-        if not self.choices:
-            raise ConfigError("choice distribution needs a non-empty list of choices")
-        if self.weights is None:
-            return
-        weights = tuple(_finite(self.name, "each weight", w) for w in self.weights)
-        if len(weights) != len(self.choices) or any(w <= 0 for w in weights):
-            raise ConfigError(
-                f"choice distribution needs one positive weight per choice; got "
-                f"{len(self.choices)} choices and weights {list(self.weights)}"
-            )
-        object.__setattr__(self, "weights", weights)
-
-    def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        if num_samples > len(self.choices):
-            raise ConfigError(
-                f"choice distribution cannot draw {num_samples} distinct values from "
-                f"{len(self.choices)} choices; lower n_samples or sweep them with add_parameter"
-            )
-        remaining = list(range(len(self.choices)))
-        weights = list(self.weights) if self.weights is not None else [1.0] * len(remaining)
-        picked = []
-        for _ in range(num_samples):
-            position = rng.choices(range(len(remaining)), weights=weights)[0]
-            picked.append(self.choices[remaining.pop(position)])
-            weights.pop(position)
-        return [copy.deepcopy(value) for value in picked]
-
-    def params(self) -> dict[str, Any]:
-        weights = None if self.weights is None else list(self.weights)
-        return {"choices": list(self.choices), "weights": weights}
-
-
-DISTRIBUTIONS: dict[str, Callable[..., Distribution]] = {
-    "uniform": UniformDistribution,
-    "loguniform": LogUniformDistribution,
-    "normal": NormalDistribution,
-    "choice": ChoiceDistribution,
-}
-
-
-def _build_distribution(
-    distribution: Distribution | str, params: Mapping[str, Any]
-) -> Distribution:
-    if isinstance(distribution, Distribution):
-        if params:
-            raise ConfigError(
-                f"distribution {distribution!r} is already built; do not also pass {sorted(params)}"
-            )
-        return distribution
-    factory = DISTRIBUTIONS.get(str(distribution).lower())
-    if factory is None:
-        raise ConfigError(
-            f"distribution {distribution!r} is unknown; use one of {sorted(DISTRIBUTIONS)}"
-        )
-    try:
-        return factory(**params)
-    except TypeError as err:
-        raise ConfigError(
-            f"{distribution} distribution got parameters {sorted(params)}: {err}; "
-            "uniform/loguniform take low, high; normal takes mean, std; "
-            "choice takes choices and optional weights"
-        ) from err
 
 
 # ----------------------------------------------------------------------------- grid parts
@@ -357,14 +99,14 @@ class _Conditional:
             return bool(self.when_func(view))
         assert self.when is not None  # checked in add_conditional_parameter
         return all(
-            values_match(expected, view.get(key, _MISSING)) for key, expected in self.when.items()
+            values_match(expected, view.get(key, MISSING)) for key, expected in self.when.items()
         )
 
 
 def _matches_exclusion(rule: Mapping[str, Any] | ViewPredicate, view: ConfigView) -> bool:
     if callable(rule):
         return bool(rule(view))
-    return all(values_match(expected, view.get(key, _MISSING)) for key, expected in rule.items())
+    return all(values_match(expected, view.get(key, MISSING)) for key, expected in rule.items())
 
 
 def _as_value_list(key: str, values: object) -> list[Any]:
@@ -531,7 +273,7 @@ class ParameterGrid:
                 samples than choices, or a draw that repeats a value (the same experiment would
                 run twice).
         """
-        built = _build_distribution(distribution, params)
+        built = build_distribution(distribution, params)
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ConfigError(f"n_samples for {key!r} must be an int >= 1, got {n_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -579,7 +321,7 @@ class ParameterGrid:
         if when is not None and (not isinstance(when, Mapping) or not when):
             raise ConfigError(f"when for {key!r} must be a non-empty mapping, got {when!r}")
         for condition_key in when or {}:
-            _split_key(condition_key)
+            split_key(condition_key)
         value_list = _as_value_list(key, values)
         self._check_new_keys([key], allow_conditional=True)
         when_copy = None if when is None else copy.deepcopy(dict(when))
@@ -648,7 +390,7 @@ class ParameterGrid:
         self, keys: Sequence[str], ignore: _Axis | None = None, allow_conditional: bool = False
     ) -> None:
         for key in keys:
-            _split_key(key)
+            split_key(key)
         if len(set(keys)) != len(keys):
             raise ConfigError(f"keys {list(keys)} repeat within one call of grid {self.name!r}")
         for key in keys:
