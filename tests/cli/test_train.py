@@ -29,11 +29,6 @@ def test_train_runs_the_experiment_and_records_config_and_status(project):
     assert (project.run_dir() / "latest.ckpt").exists()
 
 
-@pytest.mark.xfail(
-    reason="trainer bug (reported): resuming from an end-of-epoch checkpoint with a larger "
-    "max_epochs counts one epoch too many and trains one epoch too few",
-    strict=False,
-)
 def test_rerun_with_more_epochs_continues_from_the_latest_checkpoint(project):
     config = project.write_config(training={"max_epochs": 1})
     assert main(["train", str(config)]) == 0

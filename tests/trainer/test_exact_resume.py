@@ -118,3 +118,21 @@ def test_resumed_fit_of_a_finished_run_does_nothing(tmp_path):
     again, recorder = make_trainer(spec2)
     result = again.fit(spec2.train_loaders, max_epochs=1)
     assert result.global_step == done.global_step and recorder.seen == []
+
+
+def test_continuing_a_finished_run_with_more_epochs_matches_one_long_run(tmp_path):
+    from .resume_utils import assert_states_equal, make_trainer
+
+    make = _two_loader_run(STRATEGIES["round_robin_sum"])
+    full_spec = make(tmp_path / "full", "run")
+    full, full_rec = make_trainer(full_spec)
+    full.fit(full_spec.train_loaders, max_epochs=3)
+    seen = []
+    for epochs in (1, 3):
+        spec = make(tmp_path / "split", "run")
+        trainer, recorder = make_trainer(spec)
+        result = trainer.fit(spec.train_loaders, max_epochs=epochs)
+        seen += recorder.seen
+    assert result.epoch == 3 and result.global_step == full.global_step
+    assert seen == full_rec.seen
+    assert_states_equal(full.unwrapped_model.state_dict(), trainer.unwrapped_model.state_dict())

@@ -534,8 +534,9 @@ class GenericTrainer:
         self._hooks.call("on_epoch_end", self, self.current_epoch, dict(self._last_metrics))
         self.current_epoch = completed
         run.epoch_fresh = True
-        if completed < run.max_epochs:
-            run.schedule.start_epoch(completed)
+        # Start the next epoch even after the last one, so a checkpoint written now resumes
+        # into a full epoch when the run is continued with a larger max_epochs.
+        run.schedule.start_epoch(completed)
         return self._boundary_decisions(run, metrics, epoch_end=True)
 
     def _boundary_decisions(self, run: Run, metrics: dict[str, float], *, epoch_end: bool) -> FitStatus | None:
