@@ -2,6 +2,12 @@
 
 Everything distributed goes through one ``DistributedContext``; in a single process its
 collectives are identities, so the trainer never branches on "am I distributed".
+
+NOTE [collectives on every rank]: every method that runs a collective must be called by every
+rank, in the same order, with the same layout of values. A step only rank 0 should do (choosing
+the checkpoint to resume from) goes through :meth:`DistributedContext.rank_zero_call`, which
+hands rank 0's answer, or its error, to every rank, so no rank is left waiting in a broadcast
+that rank 0 never reached.
 """
 
 from __future__ import annotations
@@ -10,16 +16,32 @@ import datetime
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DistributedSampler, IterableDataset
 
-__all__ = ["DistributedContext", "detect_launch"]
+__all__ = [
+    "DistributedContext",
+    "Launch",
+    "RankZeroError",
+    "detect_launch",
+    "has_distributed_sampler",
+    "loaders_without_distributed_sampler",
+]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+class RankZeroError(RuntimeError):
+    """Raised on the other ranks when a step that only rank 0 runs failed there."""
 
 
 @dataclass(frozen=True)
@@ -43,13 +65,23 @@ def _slurm_master_addr() -> str:
 def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
     """Rank, world size and local rank from torchrun or srun variables (else a single process).
 
-    Under ``srun`` (``SLURM_STEP_NUM_TASKS`` > 1) the rendezvous variables torchrun would set
-    (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) are filled in.
+    torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` win. Under ``srun`` (a job step with
+    ``SLURM_STEP_NUM_TASKS`` > 1, or ``SLURM_NTASKS`` > 1 inside a step) ``SLURM_PROCID``,
+    ``SLURM_LOCALID`` give the layout and, when ``env`` is ``os.environ``, the rendezvous
+    variables torchrun would set (``MASTER_ADDR`` = first node, ``MASTER_PORT`` = 20000 +
+    job id mod 20000, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) are filled in. The batch script
+    itself (no ``SLURM_STEP_ID``, or step ``batch``) is a single process.
+
+    Args:
+        env: the environment to read (default ``os.environ``).
+
+    Returns:
+        The rank layout; ``Launch()`` (rank 0 of 1) when nothing says otherwise.
     """
     env = os.environ if env is None else env
     if "WORLD_SIZE" in env and "RANK" in env:
         return Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")))
-    num_tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1)
+    num_tasks = _slurm_step_tasks(env)
     if num_tasks > 1 and "SLURM_PROCID" in env:
         launch = Launch(int(env["SLURM_PROCID"]), num_tasks, int(env.get("SLURM_LOCALID", "0")))
         if env is os.environ:
@@ -63,6 +95,44 @@ def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
             )
         return launch
     return Launch()
+
+
+def _slurm_step_tasks(env: Mapping[str, str]) -> int:
+    if env.get("SLURM_STEP_NUM_TASKS"):
+        return int(env["SLURM_STEP_NUM_TASKS"])
+    step = env.get("SLURM_STEP_ID", "")
+    if step and step != "batch" and env.get("SLURM_NTASKS"):
+        return int(env["SLURM_NTASKS"])
+    return 1
+
+
+def has_distributed_sampler(loader: Any) -> bool:
+    """Whether ``loader`` shards its data by rank (a ``DistributedSampler`` or a sampler that
+    knows ``num_replicas``, used directly or inside its batch sampler)."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates = [
+        getattr(loader, "sampler", None),
+        batch_sampler,
+        getattr(batch_sampler, "sampler", None),
+    ]
+    return any(
+        isinstance(c, DistributedSampler) or hasattr(c, "num_replicas")
+        for c in candidates
+        if c is not None
+    )
+
+
+def loaders_without_distributed_sampler(loaders: Iterable[Any], names: Iterable[str]) -> list[str]:
+    """Names of the map-style loaders that would give every rank the same samples.
+
+    Iterable datasets are left out: sharding them by rank is up to the dataset.
+    """
+    return [
+        name
+        for loader, name in zip(loaders, names, strict=True)
+        if not isinstance(getattr(loader, "dataset", None), IterableDataset)
+        and not has_distributed_sampler(loader)
+    ]
 
 
 @dataclass
@@ -81,22 +151,26 @@ class DistributedContext:
 
     @property
     def rank(self) -> int:
+        """This process's global rank (0 in a single process)."""
         return self.launch.rank
 
     @property
     def world_size(self) -> int:
+        """Number of processes (1 in a single process)."""
         return self.launch.world_size
 
     @property
     def is_distributed(self) -> bool:
+        """Whether more than one process takes part."""
         return self.launch.world_size > 1
 
     @property
     def is_rank_zero(self) -> bool:
+        """Whether this process writes checkpoints and logs."""
         return self.launch.rank == 0
 
     def device_for(self, requested: str) -> torch.device:
-        """Resolve ``"auto"``/``"cuda"`` to this rank's device."""
+        """Resolve ``"auto"``/``"cuda"`` to this rank's device (``cuda:<local_rank>``)."""
         if requested == "auto":
             requested = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(requested)
@@ -105,21 +179,25 @@ class DistributedContext:
         return device
 
     def setup(self, device: torch.device) -> None:
-        """Initialise the process group (NCCL on CUDA, Gloo otherwise) unless the user did."""
+        """Initialise the process group (NCCL on CUDA, Gloo otherwise) unless the user did.
+
+        Raises:
+            RuntimeError: the rendezvous failed (``MASTER_ADDR``/``MASTER_PORT`` unreachable).
+        """
         if not self.is_distributed or dist.is_initialized():
             return
         if device.type == "cuda":
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        dist.init_process_group(backend=backend, timeout=_PROCESS_GROUP_TIMEOUT)
         self.owns_process_group = True
         logger.info("process group up: rank %d of %d (%s)", self.rank, self.world_size, backend)
 
     def teardown(self) -> None:
-        """Destroy the process group if we created it."""
+        """Destroy the process group if :meth:`setup` created it (a user's group is kept)."""
         if self.owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
-            self.owns_process_group = False
+        self.owns_process_group = False
 
     # ------------------------------------------------------------------ collectives
     def reduce_max(self, value: int) -> int:
@@ -131,12 +209,39 @@ class DistributedContext:
         return int(tensor.item())
 
     def reduce_sum(self, values: Sequence[float]) -> list[float]:
-        """Element-wise sum of ``values`` over all ranks."""
-        if not self.is_distributed or not values:
+        """Element-wise sum of ``values`` over all ranks.
+
+        Raises:
+            ValueError: on every rank, when the ranks passed lists of different lengths (they
+                accumulated different loaders or metric keys); nothing is summed then.
+        """
+        if not self.is_distributed:
             return list(values)
+        self._check_same_length(len(values))
+        if not values:
+            return []
         tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device())
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
+
+    def all_reduce_mean_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Average ``tensors`` in place over all ranks (one flat all-reduce per dtype).
+
+        Every rank must pass tensors of the same shapes and dtypes in the same order.
+        """
+        if not self.is_distributed or not tensors:
+            return
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat)
+            flat.div_(self.world_size)
+            offset = 0
+            for tensor in group:
+                tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+                offset += tensor.numel()
 
     def gather_objects(self, obj: Any) -> list[Any]:
         """``obj`` from every rank, in rank order (a list of one in a single process)."""
@@ -154,10 +259,50 @@ class DistributedContext:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def rank_zero_call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 only and return its result on every rank.
+
+        If ``fn`` raises, rank 0 re-raises the error and the other ranks raise
+        :class:`RankZeroError` with its message, so no rank waits for an answer that never
+        comes. The result must be picklable (keep it small: it is broadcast).
+
+        Raises:
+            Exception: whatever ``fn`` raised (rank 0) or :class:`RankZeroError` (others).
+        """
+        if not self.is_distributed:
+            return fn()
+        outcome: tuple[str, Any] = ("ok", None)
+        error: Exception | None = None
+        if self.is_rank_zero:
+            try:
+                outcome = ("ok", fn())
+            except Exception as err:  # re-raised below, after the other ranks are told
+                error = err
+                outcome = ("error", f"{type(err).__name__}: {err}")
+        kind, value = self.broadcast_object(outcome)
+        if error is not None:
+            raise error
+        if kind == "error":
+            raise RankZeroError(f"rank 0 failed, so rank {self.rank} stops too: {value}")
+        return value
+
     def barrier(self) -> None:
         """Wait for every rank."""
         if self.is_distributed:
             dist.barrier()
+
+    def _check_same_length(self, length: int) -> None:
+        tensor = torch.tensor(
+            [length, -length], dtype=torch.int64, device=self._collective_device()
+        )
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        longest, shortest = int(tensor[0]), -int(tensor[1])
+        if longest != shortest:
+            raise ValueError(
+                f"metric reduction across ranks got lists of {shortest} to {longest} values "
+                f"(rank {self.rank} has {length}); every rank must run the same loaders and its "
+                "step functions must return the same metric keys on every rank"
+            )
 
     def _collective_device(self) -> torch.device:
         if dist.get_backend() == "nccl":

@@ -171,9 +171,17 @@ def _sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) ->
         sampler.set_epoch(pass_idx)
         return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
     # Any other sampler: run it with the global RNG forked and seeded for this pass.
+    _set_epoch(sampler, pass_idx)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+
+
+def _set_epoch(sampler: Any, pass_idx: int) -> None:
+    """Tell a (distributed) sampler which pass comes, as ``DistributedSampler.set_epoch`` wants."""
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(pass_idx)
 
 
 class LoaderStream:
@@ -272,6 +280,8 @@ class LoaderStream:
         if type(batch_sampler) is BatchSampler:
             indices = _sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
             return _PassBatches(indices, batch_sampler.batch_size, batch_sampler.drop_last, seed)
+        _set_epoch(batch_sampler, pass_idx)
+        _set_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             explicit = [list(b) for b in batch_sampler]

@@ -1,0 +1,205 @@
+"""A small two-loader training run for the DDP tests; launch it with torchrun (or alone).
+
+Usage:
+    python -m torch.distributed.run --standalone --nproc_per_node=2 ddp_worker.py OUT NAME [opts]
+    python ddp_worker.py OUT NAME --single [opts]      # the single-process equivalent
+
+Under DDP each rank reads its shard through a ``DistributedSampler`` with batch size B; with
+``--single`` one process reads the same data with batch size 2B (the same global batch).
+Every rank writes ``OUT/NAME/pid_rank<r>`` when it starts and ``OUT/NAME/final_rank<r>.pt``
+(status, step, model, optimizer states, metrics, data fingerprint) when ``fit`` returns.
+Exit code: 0 completed, 3 preempted. ``--check-collectives`` instead exercises the error
+paths of ``DistributedContext`` and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from model_training_framework.trainer import (
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+)
+
+STATUS_PREEMPTED = 3
+
+
+def dataset(n: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = x.sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+    return TensorDataset(x, y, torch.arange(n))
+
+
+class Net(torch.nn.Module):
+    """A shared trunk and one head per loader (no dropout: the runs are comparable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh())
+        self.heads = torch.nn.ModuleList([torch.nn.Linear(16, 1), torch.nn.Linear(16, 1)])
+
+    def forward(self, x: torch.Tensor, head: int) -> torch.Tensor:
+        return self.heads[head](self.trunk(x))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("name")
+    parser.add_argument("--single", action="store_true", help="one process, batch 2B, no sampler")
+    parser.add_argument("--strategy", default="round_robin")
+    parser.add_argument("--batch", type=int, default=4, help="per-rank batch size B")
+    parser.add_argument("--accum", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--slow-ms", type=float, default=0.0)
+    parser.add_argument("--save-every", type=int, default=None)
+    parser.add_argument("--no-sampler", action="store_true", help="plain loaders under DDP")
+    parser.add_argument("--unequal", action="store_true", help="rank 1's loader 'b' is shorter")
+    parser.add_argument("--check-collectives", action="store_true")
+    return parser.parse_args()
+
+
+def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list[DataLoader]]:
+    sizes = {"a": 40, "b": 24 if args.unequal and rank == 1 else 32, "val": 32}
+    data = {name: dataset(n, seed) for seed, (name, n) in enumerate(sizes.items())}
+
+    def make(name: str, shuffle: bool) -> DataLoader:
+        if args.single:
+            return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle)
+        if args.no_sampler:
+            return DataLoader(data[name], batch_size=args.batch, shuffle=shuffle)
+        sampler = DistributedSampler(data[name], shuffle=shuffle, seed=11)
+        return DataLoader(data[name], batch_size=args.batch, sampler=sampler)
+
+    return [make("a", args.shuffle), make("b", args.shuffle)], [make("val", False)]
+
+
+def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
+    weighted = args.strategy == "weighted"
+    config = GenericTrainerConfig(
+        experiment_name=args.name,
+        seed=7,
+        device="cpu",
+        train_loader_config=MultiDataLoaderConfig(
+            sampling_strategy=args.strategy,
+            dataloader_names=["a", "b"],
+            dataloader_weights=[2.0, 1.0] if weighted else None,
+        ),
+        per_loader_optimizer_id=[0, 1],
+        checkpoint={
+            "root_dir": args.out,
+            "save_every_n_steps": args.save_every,
+            "save_every_n_epochs": None,
+            "max_checkpoints": 2,
+        },
+        performance={
+            "gradient_accumulation_steps": args.accum,
+            "clip_grad_norm": 0.5,
+            "use_amp": args.amp,
+            "amp_dtype": "bfloat16",
+        },
+        logging={"progress_bar": False},
+        log_loss_every_n_steps=1,
+    )
+    trunk_and_a = [*model.trunk.parameters(), *model.heads[0].parameters()]
+    optimizers = [
+        torch.optim.SGD(trunk_and_a, lr=0.05, momentum=0.9),
+        torch.optim.SGD(model.heads[1].parameters(), lr=0.05),
+    ]
+    trainer = GenericTrainer(config, model, optimizers)
+
+    def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        if args.slow_ms:
+            time.sleep(args.slow_ms / 1000)
+        x, y, _ = batch
+        pred = trainer.model(x, dataloader_idx)
+        return {"loss": torch.nn.functional.mse_loss(pred.float(), y)}
+
+    def validation_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        x, y, _ = batch
+        pred = trainer.model(x, 0)
+        return {
+            "loss": torch.nn.functional.mse_loss(pred.float(), y),
+            "mae": (pred.float() - y).abs().mean(),
+        }
+
+    trainer.set_training_step(training_step)
+    trainer.set_validation_step(validation_step)
+    return trainer
+
+
+def check_collectives(rank: int) -> int:
+    """Error paths of DistributedContext: each must raise on every rank, none may hang."""
+    from model_training_framework.trainer.distributed import DistributedContext, RankZeroError
+
+    ctx = DistributedContext.from_environment()
+    ctx.setup(torch.device("cpu"))
+    try:
+        assert ctx.reduce_sum([1.0, float(rank)]) == [2.0, 1.0]
+        try:
+            ctx.reduce_sum([1.0] * (rank + 1))
+        except ValueError as err:
+            print(f"rank {rank} reduce_sum error: {err}", flush=True)
+        grads = [torch.full((2, 2), float(rank)), torch.full((3,), 2.0 * rank)]
+        ctx.all_reduce_mean_(grads)
+        assert torch.equal(grads[0], torch.full((2, 2), 0.5)) and torch.equal(
+            grads[1], torch.ones(3)
+        )
+
+        def fail() -> None:
+            raise FileNotFoundError("no such checkpoint")
+
+        try:
+            ctx.rank_zero_call(fail)
+        except (FileNotFoundError, RankZeroError) as err:
+            print(f"rank {rank} rank_zero_call error: {type(err).__name__}: {err}", flush=True)
+        assert ctx.rank_zero_call(lambda: "chosen") == "chosen"
+        print(f"rank {rank} collectives done", flush=True)
+    finally:
+        ctx.teardown()
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO, format=f"[rank{rank}] %(levelname)s %(name)s: %(message)s"
+    )
+    if args.check_collectives:
+        return check_collectives(rank)
+    run_dir = Path(args.out) / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"pid_rank{rank}").write_text(str(os.getpid()))
+    model = Net()
+    trainer = build_trainer(args, model)
+    train, val = loaders(args, rank)
+    result = trainer.fit(train, val, max_epochs=args.epochs)
+    print(f"[rank{rank}] STATUS {result.status.value} {result.global_step}", flush=True)
+    final = {
+        "status": result.status.value,
+        "global_step": result.global_step,
+        "model": model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in trainer.optimizers],
+        "metrics": result.metrics,
+        "fingerprint": result.data_fingerprint,
+    }
+    torch.save(final, run_dir / f"final_rank{rank}.pt")
+    return 0 if result.status.value == "completed" else STATUS_PREEMPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
