@@ -10,7 +10,8 @@ built and again in ``validate_for_fit()``, never on a single assignment, so this
     cfg.train_loader_config.dataloader_weights = [0.5, 0.3, 0.2]
 
 Enum fields accept the member, its value or its name as a string in any case (``"weighted"``,
-``"WEIGHTED"``); choice fields (``"min"``/``"max"``, ...) accept any case too.
+``"WEIGHTED"``); choice fields (``"min"``/``"max"``, ...) accept any case too. Field types and
+per-field validators live in :mod:`.config_fields`.
 
 Example:
     >>> cfg = GenericTrainerConfig(
@@ -24,10 +25,7 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import enum
-import re
-import signal
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,9 +36,22 @@ from model_training_framework.config.loading import (
     ConfigModel,
     SerializableConfig,
     import_object,
-    is_dotted_path,
 )
 from model_training_framework.errors import ConfigError
+from model_training_framework.trainer.config_fields import (
+    Choice,
+    DottedPath,
+    Name,
+    PositiveFiniteFloat,
+    PositiveInt,
+    check_aggregation_fn,
+    check_device,
+    check_experiment_name,
+    check_filename_template,
+    check_signal_name,
+    check_unique,
+    enum_field,
+)
 from model_training_framework.trainer.schedule import EpochLengthPolicy, SamplingStrategy
 
 __all__ = [
@@ -77,131 +88,13 @@ class ValAggregation(str, enum.Enum):
     CUSTOM = "custom"
 
 
-# ----------------------------------------------------------------------------- field helpers
-
-_NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
-
-
-def _enum_coercer(enum_cls: type[enum.Enum]) -> Callable[[Any], Any]:
-    """Return a before-validator mapping a value or name string (any case) to the member."""
-
-    def coerce(value: Any) -> Any:
-        if isinstance(value, enum_cls) or not isinstance(value, str):
-            return value
-        key = value.strip().lower()
-        for member in enum_cls:
-            if key in (str(member.value).lower(), member.name.lower()):
-                return member
-        choices = [str(m.value) for m in enum_cls]
-        close = _close_matches(key, choices)
-        raise ValueError(
-            f"{value!r} is not a valid {enum_cls.__name__}; expected one of "
-            f"{', '.join(choices)} (value or name, any case){close}"
-        )
-
-    return coerce
-
-
-def _close_matches(key: str, choices: list[str]) -> str:
-    found = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{found[0]}'?" if found else ""
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _check_unique(values: list[str] | None) -> list[str] | None:
-    if values is not None:
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise ValueError(f"names must be unique; repeated: {', '.join(duplicates)}")
-    return values
-
-
-def _check_dotted_path(value: str) -> str:
-    if not is_dotted_path(value):
-        raise ValueError(f"{value!r} is not a dotted import path; expected 'package.module.Name'")
-    return value
-
-
-def _check_signal_name(value: Any) -> str:
-    """Accept ``"SIGUSR1"``, ``"usr1"`` or a signal number; return the canonical name."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return signal.Signals(value).name
-        except ValueError as err:
-            raise ValueError(f"{value} is not a signal number on this system") from err
-    if not isinstance(value, str):
-        raise ValueError(f"expected a signal name such as 'SIGUSR1', got {value!r}")
-    name = value.strip().upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    if name not in signal.Signals.__members__:
-        known = sorted(signal.Signals.__members__)
-        raise ValueError(
-            f"{value!r} is not a signal on this system{_close_matches(name, known)} "
-            "(e.g. SIGUSR1, SIGUSR2, SIGTERM)"
-        )
-    return name
-
-
-def _check_experiment_name(value: str) -> str:
-    if set(value) <= {"."}:
-        raise ValueError(f"{value!r} cannot be used as a directory name; use letters or digits")
-    return value
-
-
-def _check_device(value: str) -> str:
-    if not re.fullmatch(r"auto|[a-z][a-z_]*(:\d+)?", value):
-        raise ValueError(
-            f"{value!r} is not a device; expected 'auto', 'cpu', 'cuda', 'cuda:<index>', 'mps', ..."
-        )
-    return value
-
-
-def _check_filename_template(value: str) -> str:
-    if "{step}" not in value:
-        raise ValueError(f"{value!r} must contain '{{step}}' so that file names are unique")
-    if "/" in value or "\\" in value:
-        raise ValueError(f"{value!r} must be a file name without directories")
-    try:
-        value.format(epoch=0, step=0)
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(
-            f"{value!r} may only use the placeholders {{epoch}} and {{step}} ({err!r})"
-        ) from err
-    return value
-
-
-def _check_aggregation_fn(value: Any) -> Any:
-    if value is None or callable(value):
-        return value
-    if isinstance(value, str):
-        return _check_dotted_path(value)
-    raise ValueError(
-        f"expected a callable or its dotted path 'package.module.function', got {value!r}"
-    )
-
-
-Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
-PositiveInt = Annotated[int, Field(ge=1)]
-PositiveFiniteFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-DottedPath = Annotated[str, AfterValidator(_check_dotted_path)]
-Choice = BeforeValidator(_lower)
-
-
-def _enum_field(enum_cls: type[enum.Enum]) -> BeforeValidator:
-    return BeforeValidator(_enum_coercer(enum_cls))
-
-
 # ----------------------------------------------------------------------------- sections
 
 
 class MultiDataLoaderConfig(ConfigModel):
     """How several dataloaders share one epoch (SPEC section 3)."""
 
-    sampling_strategy: Annotated[SamplingStrategy, _enum_field(SamplingStrategy)] = Field(
+    sampling_strategy: Annotated[SamplingStrategy, enum_field(SamplingStrategy)] = Field(
         default=SamplingStrategy.ROUND_ROBIN,
         description=(
             "Which loader gives the next batch: 'sequential' (all of loader 0, then loader 1, "
@@ -209,7 +102,7 @@ class MultiDataLoaderConfig(ConfigModel):
             "(proportions from dataloader_weights) or 'alternating' (follow alternating_pattern)."
         ),
     )
-    dataloader_names: Annotated[list[Name] | None, AfterValidator(_check_unique)] = Field(
+    dataloader_names: Annotated[list[Name] | None, AfterValidator(check_unique)] = Field(
         default=None,
         min_length=1,
         description=(
@@ -233,7 +126,7 @@ class MultiDataLoaderConfig(ConfigModel):
             "entry takes burst_size consecutive batches."
         ),
     )
-    epoch_length_policy: Annotated[EpochLengthPolicy, _enum_field(EpochLengthPolicy)] = Field(
+    epoch_length_policy: Annotated[EpochLengthPolicy, enum_field(EpochLengthPolicy)] = Field(
         default=EpochLengthPolicy.SUM_OF_LENGTHS,
         description=(
             "How long an epoch is: 'sum_of_lengths' (every batch once), 'max_of_lengths', "
@@ -393,7 +286,7 @@ class CheckpointConfig(ConfigModel):
             "pointer are not counted."
         ),
     )
-    filename_template: Annotated[str, AfterValidator(_check_filename_template)] = Field(
+    filename_template: Annotated[str, AfterValidator(check_filename_template)] = Field(
         default="epoch_{epoch}_step_{step}.ckpt",
         description="Checkpoint file name; may use {epoch} and {step} and must contain {step}.",
     )
@@ -414,7 +307,7 @@ class CheckpointConfig(ConfigModel):
 class PreemptionConfig(ConfigModel):
     """How a preemption signal is handled (SPEC section 4)."""
 
-    signal: Annotated[str, BeforeValidator(_check_signal_name)] = Field(
+    signal: Annotated[str, BeforeValidator(check_signal_name)] = Field(
         default="SIGUSR1",
         description=(
             "Signal that requests a checkpoint and a clean stop, e.g. 'SIGUSR1' (SLURM's "
@@ -533,7 +426,7 @@ class LoggingConfig(ConfigModel):
     @field_validator("composite_loggers")
     @classmethod
     def _unique_loggers(cls, value: list[str] | None) -> list[str] | None:
-        return _check_unique(value)
+        return check_unique(value)
 
     def _cross_field_issues(self) -> list[tuple[str, str]]:
         if self.logger_type == "composite" and self.composite_loggers is None:
@@ -550,7 +443,7 @@ class LoggingConfig(ConfigModel):
 class ValidationConfig(ConfigModel):
     """When validation runs and how loaders are aggregated (SPEC section 2.3)."""
 
-    frequency: Annotated[ValidationFrequency, _enum_field(ValidationFrequency)] = Field(
+    frequency: Annotated[ValidationFrequency, enum_field(ValidationFrequency)] = Field(
         default=ValidationFrequency.PER_EPOCH,
         description=(
             "'per_epoch' (every validate_every_n_epochs epochs) or 'every_n_steps' "
@@ -561,7 +454,7 @@ class ValidationConfig(ConfigModel):
         default=None,
         description="Validation interval in optimizer steps for 'every_n_steps' (>= 1).",
     )
-    aggregation: Annotated[ValAggregation, _enum_field(ValAggregation)] = Field(
+    aggregation: Annotated[ValAggregation, enum_field(ValAggregation)] = Field(
         default=ValAggregation.MICRO_AVG_WEIGHTED_BY_SAMPLES,
         description=(
             "How val/<metric> combines loaders: 'micro_avg_weighted_by_samples', "
@@ -569,7 +462,7 @@ class ValidationConfig(ConfigModel):
         ),
     )
     aggregation_fn: Annotated[
-        Callable[..., Any] | str | None, BeforeValidator(_check_aggregation_fn)
+        Callable[..., Any] | str | None, BeforeValidator(check_aggregation_fn)
     ] = Field(
         default=None,
         description=(
@@ -715,7 +608,7 @@ class GenericTrainerConfig(SerializableConfig):
 
     _legacy_rules: ClassVar[tuple[LegacyRule, ...]] = TRAINER_RULES
 
-    experiment_name: Annotated[Name, AfterValidator(_check_experiment_name)] = Field(
+    experiment_name: Annotated[Name, AfterValidator(check_experiment_name)] = Field(
         default="experiment",
         description=(
             "Names the run directory <checkpoint.root_dir>/<experiment_name>/; only letters, "
@@ -728,7 +621,7 @@ class GenericTrainerConfig(SerializableConfig):
             "None leaves RNGs alone; an int seeds Python, NumPy, torch and every loader's shuffle."
         ),
     )
-    device: Annotated[str, Choice, AfterValidator(_check_device)] = Field(
+    device: Annotated[str, Choice, AfterValidator(check_device)] = Field(
         default="auto",
         description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ...",
     )
