@@ -542,6 +542,8 @@ class GenericTrainer:
     def _boundary_decisions(self, run: Run, metrics: dict[str, float], *, epoch_end: bool) -> FitStatus | None:
         """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
         early_stop = run.early_stopping.update(metrics) if metrics else False
+        if self.config.early_stopping_patience is not None:  # same branch on every rank
+            early_stop = bool(self._dist.reduce_max(int(early_stop)))
         request = self._preemption.agreed_request()
         should_save = run.checkpoints.should_save(
             step=self.global_step, epoch_end=epoch_end, epoch=self.current_epoch - epoch_end
