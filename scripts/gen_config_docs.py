@@ -114,10 +114,15 @@ def render_model(model: type[BaseModel], title: str, prefix: str, fields: list[s
     lines = [f"## {title}", "", doc, ""] if doc else [f"## {title}", ""]
     scalar = [name for name in fields if _nested_model(model.model_fields[name].annotation) is None]
     nested = [name for name in fields if name not in scalar]
-    lines += section_table(model, prefix, scalar + nested) + [""]
+    lines += [*section_table(model, prefix, scalar + nested), ""]
     for name in nested:
         section = _nested_model(model.model_fields[name].annotation)
-        lines += render_model(section, f"`{prefix}{name}` ({section.__name__})", f"{prefix}{name}.", list(section.model_fields))
+        lines += render_model(
+            section,
+            f"`{prefix}{name}` ({section.__name__})",
+            f"{prefix}{name}.",
+            list(section.model_fields),
+        )
     return lines
 
 
@@ -126,8 +131,12 @@ def render() -> str:
     trainer_fields = list(GenericTrainerConfig.model_fields)
     experiment_only = [name for name in ExperimentConfig.model_fields if name not in trainer_fields]
     lines = [HEADER]
-    lines += render_model(ExperimentConfig, "Experiment sections (ExperimentConfig only)", "", experiment_only)
-    lines += render_model(GenericTrainerConfig, "Trainer (GenericTrainerConfig)", "", trainer_fields)
+    lines += render_model(
+        ExperimentConfig, "Experiment sections (ExperimentConfig only)", "", experiment_only
+    )
+    lines += render_model(
+        GenericTrainerConfig, "Trainer (GenericTrainerConfig)", "", trainer_fields
+    )
     return "\n".join(lines).rstrip() + "\n"
 
 

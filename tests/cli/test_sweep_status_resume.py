@@ -45,6 +45,7 @@ def test_dry_run_writes_every_experiment_and_shows_the_job_script(project, capsy
     assert not (project.root / "runs").exists()  # nothing trained
 
 
+@pytest.mark.slow  # two subprocesses importing torch
 def test_local_sweep_runs_every_experiment_and_status_reports_them(project, capsys):
     grid = _grid(project)
 

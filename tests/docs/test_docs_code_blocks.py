@@ -42,7 +42,9 @@ def test_extraction_skips_marked_blocks_and_keeps_the_rest():
 
 
 @pytest.mark.parametrize(
-    "document", [p for p in _documents() if runnable_blocks(p.read_text(encoding="utf-8"))], ids=lambda p: p.name
+    "document",
+    [p for p in _documents() if runnable_blocks(p.read_text(encoding="utf-8"))],
+    ids=lambda p: p.name,
 )
 def test_python_blocks_of_each_document_run(document, tmp_path):
     code = "\n".join(runnable_blocks(document.read_text(encoding="utf-8")))

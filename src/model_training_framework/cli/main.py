@@ -75,7 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (MTFError, ValueError, TypeError, OSError, ImportError, RuntimeError, ArithmeticError) as err:
+    except (
+        MTFError,
+        ValueError,
+        TypeError,
+        OSError,
+        ImportError,
+        RuntimeError,
+        ArithmeticError,
+    ) as err:
         if os.environ.get("MTF_DEBUG"):
             raise
         print(f"mtf: error: {one_line_message(err)}", file=sys.stderr)

@@ -1,0 +1,126 @@
+"""The experiment runner's building blocks: optimizers, schedulers, loaders, loader names."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from model_training_framework.config.experiment import ExperimentConfig, OptimizerConfig
+from model_training_framework.errors import ConfigError
+from model_training_framework.runner.experiment import (
+    build_loaders,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    main,
+)
+from model_training_framework.trainer import PerformanceConfig
+
+DATA_MODULE = """
+import torch
+from torch.utils.data import TensorDataset
+
+def data(num_samples=10, seed=0):
+    return TensorDataset(torch.arange(float(num_samples)).unsqueeze(1))
+
+def model(width=3):
+    return torch.nn.Linear(1, width)
+
+def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    return {"loss": trainer.model(batch[0]).sum()}
+"""
+
+
+@pytest.fixture
+def module(tmp_path, monkeypatch):
+    name = f"runner_data_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(DATA_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_optimizer_names_match_torch_optim_classes_in_any_case():
+    model = torch.nn.Linear(2, 1)
+    optimizer = build_optimizer(
+        OptimizerConfig(name="SGD", lr=0.5, kwargs={"momentum": 0.9}), model
+    )
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["lr"] == 0.5 and optimizer.param_groups[0]["momentum"] == 0.9
+    assert isinstance(
+        build_optimizer(OptimizerConfig(name="torch.optim.Adam"), model), torch.optim.Adam
+    )
+
+
+def test_optimizer_rejecting_an_argument_names_it():
+    with pytest.raises(ConfigError, match="rejected"):
+        build_optimizer(OptimizerConfig(name="sgd", kwargs={"bogus": 1}), torch.nn.Linear(2, 1))
+
+
+def test_scheduler_is_built_with_its_interval():
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+    built = build_scheduler({"name": "steplr", "step_size": 2, "interval": "epoch"}, optimizer)
+    assert isinstance(built["scheduler"], torch.optim.lr_scheduler.StepLR)
+    assert built["interval"] == "epoch"
+    assert build_scheduler(None, optimizer) is None
+
+
+def test_datasets_are_wrapped_with_entry_and_performance_settings(module):
+    section = {
+        "train": [
+            {
+                "name": "a",
+                "factory": f"{module}.data",
+                "batch_size": 4,
+                "num_samples": 10,
+                "drop_last": True,
+            }
+        ],
+        "val": [{"name": "v", "factory": f"{module}.data", "batch_size": 5}],
+    }
+    performance = PerformanceConfig(pin_memory=True)
+
+    names, loaders = build_loaders(section, "train", performance)
+    val_names, val_loaders = build_loaders(section, "val", performance)
+
+    assert names == ["a"] and val_names == ["v"]
+    (loader,) = loaders
+    assert isinstance(loader, DataLoader)
+    assert (loader.batch_size, loader.drop_last, loader.pin_memory, len(loader)) == (
+        4,
+        True,
+        True,
+        2,
+    )
+    assert isinstance(loader.sampler, torch.utils.data.RandomSampler)  # train shuffles by default
+    assert isinstance(val_loaders[0].sampler, torch.utils.data.SequentialSampler)
+
+
+def test_model_factory_gets_the_other_model_keys(module):
+    model = build_model({"factory": f"{module}.model", "width": 5, "training_step": "x.y"})
+    assert model.out_features == 5
+
+
+def test_loader_names_fill_the_loader_configs_and_mismatches_are_errors(
+    module, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    config = ExperimentConfig.from_dict(
+        {
+            "model": {"factory": f"{module}.model", "training_step": f"{module}.step"},
+            "data": {"train": [{"name": "only", "factory": f"{module}.data"}]},
+            "train_loader_config": {"dataloader_names": ["other"]},
+        }
+    )
+    path = tmp_path / "c.yaml"
+    config.to_yaml(path)
+
+    assert main(["--config", str(path)]) == 2
+    assert (
+        "dataloader_names is ['other'] but the data section names the loaders ['only']"
+        in capsys.readouterr().err
+    )
