@@ -135,24 +135,33 @@ def assert_resumes_exactly(
     """
     full_spec = make_run(tmp_path / "full", "run")
     full, full_rec = make_trainer(full_spec)
-    full_result = full.fit(full_spec.train_loaders, full_spec.val_loaders, max_epochs=full_spec.max_epochs)
+    full_result = full.fit(
+        full_spec.train_loaders, full_spec.val_loaders, max_epochs=full_spec.max_epochs
+    )
     assert full_result.global_step > stop_after, "stop_after must fall inside the run"
 
     first_spec = make_run(tmp_path / "split", "run")
     first, first_rec = make_trainer(first_spec)
     if stop_signal is None:
         first_result = first.fit(
-            first_spec.train_loaders, first_spec.val_loaders, max_epochs=first_spec.max_epochs, max_steps=stop_after
+            first_spec.train_loaders,
+            first_spec.val_loaders,
+            max_epochs=first_spec.max_epochs,
+            max_steps=stop_after,
         )
     else:
         first.add_hook(_StopAt(stop_after, stop_signal))
-        first_result = first.fit(first_spec.train_loaders, first_spec.val_loaders, max_epochs=first_spec.max_epochs)
+        first_result = first.fit(
+            first_spec.train_loaders, first_spec.val_loaders, max_epochs=first_spec.max_epochs
+        )
         assert first_result.status.value in ("preempted", "interrupted")
     assert first_result.global_step == stop_after
 
     second_spec = make_run(tmp_path / "split", "run")
     second, second_rec = make_trainer(second_spec)
-    second_result = second.fit(second_spec.train_loaders, second_spec.val_loaders, max_epochs=second_spec.max_epochs)
+    second_result = second.fit(
+        second_spec.train_loaders, second_spec.val_loaders, max_epochs=second_spec.max_epochs
+    )
 
     assert second_result.global_step == full_result.global_step
     assert first_rec.seen + second_rec.seen == full_rec.seen, "data order differs after resume"

@@ -88,7 +88,12 @@ def test_sigusr1_preempts_with_a_checkpoint_and_resumes_bit_identically(tmp_path
     preemptions = 0
     for _attempt in range(20):
         code, out = _run(
-            tmp_path, "preempted", *extra, kill_after_s=0.7, signum=signal.SIGUSR1, after_training_starts=True
+            tmp_path,
+            "preempted",
+            *extra,
+            kill_after_s=0.7,
+            signum=signal.SIGUSR1,
+            after_training_starts=True,
         )
         if "STATUS preempted" not in out:
             break  # finished before the signal came (a late signal may then end the process)
@@ -97,5 +102,3 @@ def test_sigusr1_preempts_with_a_checkpoint_and_resumes_bit_identically(tmp_path
     assert preemptions >= 1
     assert _run(tmp_path, "preempted", *extra)[0] == 0  # resuming a finished run changes nothing
     _assert_same_final(tmp_path, "reference", "preempted")
-
-

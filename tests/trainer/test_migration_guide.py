@@ -30,7 +30,9 @@ def compute_loss(model, batch):
 
 def _loader(n=12, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)), batch_size=4)
+    return DataLoader(
+        TensorDataset(torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)), batch_size=4
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +109,9 @@ def test_more_loaders_and_weighted_sampling_by_assignment():
     config.train_loader_config.sampling_strategy = SamplingStrategy.WEIGHTED
     config.train_loader_config.dataloader_weights = [0.5, 0.3, 0.2]
     model = MyModel()
-    trainer = GenericTrainer(config=config, model=model, optimizers=[torch.optim.Adam(model.parameters())])
+    trainer = GenericTrainer(
+        config=config, model=model, optimizers=[torch.optim.Adam(model.parameters())]
+    )
     counts = [0, 0, 0]
 
     def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):

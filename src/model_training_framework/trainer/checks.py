@@ -46,7 +46,9 @@ def check_optimizers(optimizers: Any) -> list[torch.optim.Optimizer]:
         )
     for idx, opt in enumerate(optimizers):
         if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(f"optimizers[{idx}] is a {_type_name(opt)}, not a torch.optim.Optimizer")
+            raise TypeError(
+                f"optimizers[{idx}] is a {_type_name(opt)}, not a torch.optim.Optimizer"
+            )
     return list(optimizers)
 
 

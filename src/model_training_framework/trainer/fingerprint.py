@@ -22,7 +22,9 @@ class DataFingerprint:
     def __init__(self) -> None:
         self._digest = bytes(16)
 
-    def update(self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None) -> None:
+    def update(
+        self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None
+    ) -> None:
         """Fold one batch in; ``indices`` are its dataset indices (None for iterable datasets)."""
         payload = array("q", (loader_idx, pass_idx, batch_idx))
         if indices is not None:

@@ -43,7 +43,9 @@ def numeric_items(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
 def _mean(values: Sequence[Any]) -> float:
     if all(isinstance(v, float) for v in values):
         return math.fsum(values) / len(values)
-    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu() for v in values])
+    stacked = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu() for v in values]
+    )
     return float(stacked.mean())
 
 
@@ -75,7 +77,9 @@ class TrainMetrics:
         samples, self._samples = self._samples, 0
         return samples
 
-    def pop_means(self, reduce: Callable[[list[float]], list[float]] | None = None) -> dict[str, float]:
+    def pop_means(
+        self, reduce: Callable[[list[float]], list[float]] | None = None
+    ) -> dict[str, float]:
         """Means since the last call (``reduce`` sums [sum, count] pairs across ranks)."""
         sums: dict[str, list[float]] = {}
         for name, per_loader in zip(self._names, self._values, strict=True):

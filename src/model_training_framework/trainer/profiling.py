@@ -20,7 +20,9 @@ _VAL_PARTS = ("time_data_ms", "time_forward_ms")
 class NullProfiler:
     """Profiling switched off: every method is a no-op."""
 
-    def record_train(self, loader_idx: int, data_s: float, forward_s: float, backward_s: float) -> None:
+    def record_train(
+        self, loader_idx: int, data_s: float, forward_s: float, backward_s: float
+    ) -> None:
         """Record one training micro-step."""
 
     def record_optimizer(self, loader_idx: int, seconds: float) -> None:
@@ -60,7 +62,9 @@ class StepProfiler(NullProfiler):
         self._val = [[0.0, 0.0] for _ in val_names]
         self._val_counts = [0] * len(val_names)
 
-    def record_train(self, loader_idx: int, data_s: float, forward_s: float, backward_s: float) -> None:
+    def record_train(
+        self, loader_idx: int, data_s: float, forward_s: float, backward_s: float
+    ) -> None:
         sums, counts = self._train[loader_idx], self._train_counts[loader_idx]
         sums[0] += data_s
         sums[1] += forward_s

@@ -65,7 +65,9 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
         else:
             sched, interval = item, "step"
         if interval not in _INTERVALS:
-            raise ValueError(f"schedulers[{idx}] interval must be 'step' or 'epoch', got {interval!r}")
+            raise ValueError(
+                f"schedulers[{idx}] interval must be 'step' or 'epoch', got {interval!r}"
+            )
         if not callable(getattr(sched, "step", None)):
             raise TypeError(f"schedulers[{idx}] has no step() method: got {type(sched).__name__}")
         parsed.append(ScheduledLR(sched, idx, interval))
@@ -91,7 +93,10 @@ class OptimizerStepper:
         self._params = [
             [p for group in opt.param_groups for p in group["params"]] for opt in self.optimizers
         ]
-        self._step_scheds = [[s for s in schedulers if s.interval == "step" and s.optimizer_idx == i] for i in range(len(self.optimizers))]
+        self._step_scheds = [
+            [s for s in schedulers if s.interval == "step" and s.optimizer_idx == i]
+            for i in range(len(self.optimizers))
+        ]
         self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
 
     def step(self, optimizer_idx: int, *, has_gradients: bool) -> None:

@@ -32,7 +32,9 @@ def dataset(n: int, seed: int) -> TensorDataset:
 class Net(torch.nn.Module):
     def __init__(self, ballast_mb: int) -> None:
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 1))
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 1)
+        )
         # Large checkpoints make a kill during a checkpoint write likely.
         self.register_buffer("ballast", torch.zeros(ballast_mb * 262144))
 
