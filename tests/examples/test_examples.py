@@ -84,6 +84,7 @@ def test_production_sweep_dry_run_writes_four_job_scripts(production):
 def test_production_sweep_runs_on_the_real_slurm_fixture(production, slurm_cluster):
     config = yaml.safe_load((production / "experiment.yaml").read_text())
     config["training"] = {"max_steps": 5}
+    config["slurm"].update(mem="400M", cpus_per_task=1)  # what the single test node offers
     (production / "experiment.yaml").write_text(yaml.safe_dump(config))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(production)]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "example"]):
