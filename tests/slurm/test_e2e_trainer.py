@@ -141,11 +141,13 @@ def test_preempted_array_task_requeues_resumes_and_matches_uninterrupted_run(
     starts = [(int(step), int(restart)) for step, restart in STARTED.findall(text)]
     stops = [(status, int(step)) for status, step in STOPPED.findall(text)]
     assert "restart 0 " in text and "restart 1 " in text  # launcher's line, log appended
-    # preempted mid-training at step k; the requeued run resumed from the checkpoint at k
-    assert len(stops) == 2 and stops[0][0] == "preempted", text
-    assert REPORT_EVERY_N_STEPS <= stops[0][1] < TOTAL_STEPS, text
-    assert starts == [(0, 0), (stops[0][1], 1)], text
-    assert stops[1] == ("completed", TOTAL_STEPS), text
+    # Preempted mid-training at step k: the requeued run resumed from the checkpoint at k.
+    assert len(starts) == 2 and starts[0] == (0, 0) and starts[1][1] == 1, text
+    preempted_step = starts[1][0]
+    assert REPORT_EVERY_N_STEPS <= preempted_step < TOTAL_STEPS, text
+    # The requeue ends the first run with Slurm's SIGTERM, which may land before it prints.
+    assert stops[:-1] in ([], [("preempted", preempted_step)]), text
+    assert stops[-1] == ("completed", TOTAL_STEPS), text
     untouched = batch.results[1].experiment_dir / "logs" / f"slurm-{batch.job_ids[1]}.out"
     assert STARTED.findall(untouched.read_text()) == [("0", "0")]
     assert STOPPED.findall(untouched.read_text()) == [("completed", str(TOTAL_STEPS))]
