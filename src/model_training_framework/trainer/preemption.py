@@ -13,6 +13,11 @@ Signals:
   the time limit) and SIGTERM (what Slurm sends on preemption or ``scancel``): PREEMPT.
 - SIGINT (Ctrl-C): INTERRUPT. A second SIGINT while a stop is pending raises
   ``KeyboardInterrupt`` at once, so a user can force-quit a run that is slow to stop.
+
+Python runs the handlers in the main thread. When the kernel delivers a signal to another
+thread (torch and data loading start some), CPython notices it the next time the main thread
+takes the GIL, which every training step does (torch kernels and I/O release it); a
+pure-Python loop that never releases the GIL could miss it.
 """
 
 from __future__ import annotations
@@ -157,12 +162,14 @@ class PreemptionHandler:
     ) -> None:
         self.uninstall()
 
-    # Handlers run in the main thread between bytecodes; they only record the request.
+    # NOTE [signal flag]: handlers run in the main thread between any two bytecodes of the
+    # training loop. Only they (and clear()) write `_request`; the loop only reads it, since a
+    # read-modify-write in the loop could overwrite a request that arrived in between.
     def _on_preempt_signal(self, signum: int, frame: FrameType | None) -> None:
         self._request = StopRequest.PREEMPT
 
     def _on_interrupt_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._request is not StopRequest.NONE:
+        if self._request is not StopRequest.NONE or self._agreed is not StopRequest.NONE:
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt: force-quit
         self._request = StopRequest.INTERRUPT
 
@@ -177,20 +184,20 @@ class PreemptionHandler:
         """The request agreed by all ranks (the maximum of their local requests).
 
         Every rank must call this at the same optimizer-step boundaries, since it runs a
-        collective under DDP. The agreed request becomes this rank's local request too.
+        collective under DDP.
 
         Returns:
             NONE (keep training), INTERRUPT or PREEMPT.
         """
-        agreed = StopRequest(self._reduce_max(int(self._request)))
+        local = self._request  # read once: a handler may change it between any two bytecodes
+        agreed = StopRequest(self._reduce_max(int(local)))
         if agreed > self._agreed:
             logger.warning(
                 "stop requested (%s%s); stopping at this optimizer step",
                 agreed.name,
-                "" if agreed == self._request else ", signalled on another rank",
+                "" if agreed == local else ", signalled on another rank",
             )
             self._agreed = agreed
-        self._request = max(self._request, agreed)
         return agreed
 
     def clear(self) -> None:
