@@ -11,12 +11,17 @@ from torch.utils.data import DataLoader
 
 from model_training_framework.trainer import (
     EpochLengthPolicy,
-    MultiDataLoaderConfig,
     SamplingStrategy,
     ValidationFrequency,
 )
 
-from .resume_utils import RunSpec, assert_resumes_exactly, basic_config, indexed_dataset, small_model
+from .resume_utils import (
+    RunSpec,
+    assert_resumes_exactly,
+    basic_config,
+    indexed_dataset,
+    small_model,
+)
 
 
 def _two_loader_run(loader_config: dict, *, num_workers: int = 0, **config_changes):
@@ -30,8 +35,12 @@ def _two_loader_run(loader_config: dict, *, num_workers: int = 0, **config_chang
                 setattr(config, key, value)
         model = small_model()
         loaders = [
-            DataLoader(indexed_dataset(37, seed=1), batch_size=4, shuffle=True, num_workers=num_workers),
-            DataLoader(indexed_dataset(23, seed=2), batch_size=4, shuffle=True, num_workers=num_workers),
+            DataLoader(
+                indexed_dataset(37, seed=1), batch_size=4, shuffle=True, num_workers=num_workers
+            ),
+            DataLoader(
+                indexed_dataset(23, seed=2), batch_size=4, shuffle=True, num_workers=num_workers
+            ),
         ]
         val = [DataLoader(indexed_dataset(16, seed=3), batch_size=8)]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -41,7 +50,10 @@ def _two_loader_run(loader_config: dict, *, num_workers: int = 0, **config_chang
 
 
 STRATEGIES = {
-    "round_robin_sum": {"sampling_strategy": SamplingStrategy.ROUND_ROBIN, "dataloader_names": ["a", "b"]},
+    "round_robin_sum": {
+        "sampling_strategy": SamplingStrategy.ROUND_ROBIN,
+        "dataloader_names": ["a", "b"],
+    },
     "sequential_max": {
         "sampling_strategy": SamplingStrategy.SEQUENTIAL,
         "epoch_length_policy": EpochLengthPolicy.MAX_OF_LENGTHS,
@@ -99,12 +111,16 @@ def test_schedulers_resume_exactly(tmp_path):
 
 
 def test_worker_processes_resume_exactly(tmp_path):
-    assert_resumes_exactly(_two_loader_run(STRATEGIES["alternating_burst"], num_workers=2), 5, tmp_path)
+    assert_resumes_exactly(
+        _two_loader_run(STRATEGIES["alternating_burst"], num_workers=2), 5, tmp_path
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGINT])
 def test_signal_checkpoints_and_resumes_exactly(signum, tmp_path):
-    assert_resumes_exactly(_two_loader_run(STRATEGIES["round_robin_sum"]), 6, tmp_path, stop_signal=signum)
+    assert_resumes_exactly(
+        _two_loader_run(STRATEGIES["round_robin_sum"]), 6, tmp_path, stop_signal=signum
+    )
 
 
 def test_resumed_fit_of_a_finished_run_does_nothing(tmp_path):

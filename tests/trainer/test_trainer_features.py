@@ -23,6 +23,7 @@ from model_training_framework.trainer import (
     ValidationFrequency,
     WarmStartResult,
 )
+from model_training_framework.trainer.devices import move_to_device
 
 
 def _data(n, seed, dim=3):
@@ -70,13 +71,18 @@ def _trainer(cfg, model=None, optimizers=None, step=mse_step, **kwargs):
 
 
 def _jsonl(tmp_path, name="t"):
-    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 # ---------------------------------------------------------------- optimizers and gradients
 def test_only_the_mapped_optimizer_steps(tmp_path):
     model = TwoHeads()
-    opts = [torch.optim.SGD(model.head0.parameters(), lr=0.1), torch.optim.SGD(model.head1.parameters(), lr=0.1)]
+    opts = [
+        torch.optim.SGD(model.head0.parameters(), lr=0.1),
+        torch.optim.SGD(model.head1.parameters(), lr=0.1),
+    ]
     cfg = _config(tmp_path, per_loader_optimizer_id=[0, 1], loader={"dataloader_names": ["a", "b"]})
     trainer = _trainer(cfg, model, opts)
     head0, head1 = model.head0.weight.clone(), model.head1.weight.clone()
@@ -89,8 +95,13 @@ def test_gradients_never_leak_into_a_later_window(tmp_path):
     # GAS 2 with round robin: every window is [a, b] and closes on b, so only optimizer 1 steps;
     # a's gradients on head0 are cleared each window instead of piling up.
     model = TwoHeads()
-    opts = [torch.optim.SGD(model.head0.parameters(), lr=0.1), torch.optim.SGD(model.head1.parameters(), lr=0.1)]
-    cfg = _config(tmp_path, per_loader_optimizer_id=[0, 1], performance={"gradient_accumulation_steps": 2})
+    opts = [
+        torch.optim.SGD(model.head0.parameters(), lr=0.1),
+        torch.optim.SGD(model.head1.parameters(), lr=0.1),
+    ]
+    cfg = _config(
+        tmp_path, per_loader_optimizer_id=[0, 1], performance={"gradient_accumulation_steps": 2}
+    )
     seen_grads = []
 
     class Probe(TrainerHooks):
@@ -113,7 +124,7 @@ def test_loss_weights_scale_gradients_before_backward(tmp_path):
         model = torch.nn.Linear(3, 1)
 
         class Grab(TrainerHooks):
-            def on_before_optimizer_step(self, trainer, optimizer_idx):
+            def on_before_optimizer_step(self, trainer, optimizer_idx, weight=weight, model=model):
                 grads[weight] = model.weight.grad.clone()
 
         trainer = _trainer(_config(tmp_path / str(weight), loss_weights_per_loader=[weight]), model)
@@ -129,13 +140,18 @@ def test_gradient_accumulation_divides_the_loss(tmp_path):
         model = torch.nn.Linear(3, 1)
 
         class Grab(TrainerHooks):
-            def on_before_optimizer_step(self, trainer, optimizer_idx):
+            def on_before_optimizer_step(self, trainer, optimizer_idx, gas=gas, model=model):
                 grads[gas] = model.weight.grad.clone()
 
         # one loader of two identical batches: the accumulated gradient equals one batch's
         data = _data(4, 0)
-        loader = DataLoader(TensorDataset(torch.cat([data.tensors[0]] * 2), torch.cat([data.tensors[1]] * 2)), batch_size=4)
-        trainer = _trainer(_config(tmp_path / str(gas), performance={"gradient_accumulation_steps": gas}), model)
+        loader = DataLoader(
+            TensorDataset(torch.cat([data.tensors[0]] * 2), torch.cat([data.tensors[1]] * 2)),
+            batch_size=4,
+        )
+        trainer = _trainer(
+            _config(tmp_path / str(gas), performance={"gradient_accumulation_steps": gas}), model
+        )
         trainer.add_hook(Grab())
         trainer.fit([loader], max_steps=1)
     torch.testing.assert_close(grads[2], grads[1])
@@ -149,7 +165,9 @@ def test_clip_grad_norm_bounds_the_update(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     trainer = _trainer(_config(tmp_path, performance={"clip_grad_norm": 0.5}), model, [opt])
     trainer.fit([_loader()], max_steps=1)
-    delta = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True)))
+    delta = torch.sqrt(
+        sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
+    )
     assert float(delta) == pytest.approx(0.5, rel=1e-4)
 
 
@@ -158,7 +176,9 @@ def test_scheduler_steps_on_its_interval_only(tmp_path, interval, expected):
     model = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: 0.5**n)
-    trainer = _trainer(_config(tmp_path), model, [opt], schedulers=[{"scheduler": sched, "interval": interval}])
+    trainer = _trainer(
+        _config(tmp_path), model, [opt], schedulers=[{"scheduler": sched, "interval": interval}]
+    )
     trainer.fit([_loader()], max_epochs=3)  # 2 steps per epoch
     assert sched.last_epoch == expected
     lrs = [row["train/lr/opt_0"] for row in _jsonl(tmp_path) if "train/lr/opt_0" in row]
@@ -197,7 +217,9 @@ def test_per_epoch_validation_sees_each_batch_once_and_restores_train_mode(tmp_p
 
 
 def test_step_based_validation(tmp_path):
-    cfg = _config(tmp_path, validation={"frequency": ValidationFrequency.EVERY_N_STEPS, "every_n_steps": 3})
+    cfg = _config(
+        tmp_path, validation={"frequency": ValidationFrequency.EVERY_N_STEPS, "every_n_steps": 3}
+    )
     trainer = _trainer(cfg)
     trainer.fit([_loader(24)], val_loaders=[_loader(4, 1)], max_epochs=1)
     steps = [row["step"] for row in _jsonl(tmp_path) if "val/loss" in row]
@@ -239,17 +261,28 @@ def test_metric_keys_in_jsonl(tmp_path):
         out["extra"] = 1.5
         return out
 
-    cfg = _config(tmp_path, loader={"dataloader_names": ["x", "y"]}, logging={"log_scalars_every_n_steps": 2})
+    cfg = _config(
+        tmp_path, loader={"dataloader_names": ["x", "y"]}, logging={"log_scalars_every_n_steps": 2}
+    )
     trainer = _trainer(cfg, step=step)
     trainer.fit([_loader(), _loader(8, 1)], val_loaders=[_loader(4, 2)])
     rows = _jsonl(tmp_path)
     keys = set().union(*rows)
     for key in (
-        "train/loss", "train/extra", "train/dl_x/loss", "train/dl_y/extra", "train/lr/opt_0",
-        "train/samples_per_sec", "val/loss", "val/dl_dl0/loss",
-        "profile/train/dl_x/time_data_ms", "profile/train/dl_y/time_forward_ms",
-        "profile/train/dl_x/time_backward_ms", "profile/train/dl_x/time_optimizer_ms",
-        "profile/val/dl_dl0/time_data_ms", "profile/val/dl_dl0/time_forward_ms",
+        "train/loss",
+        "train/extra",
+        "train/dl_x/loss",
+        "train/dl_y/extra",
+        "train/lr/opt_0",
+        "train/samples_per_sec",
+        "val/loss",
+        "val/dl_dl0/loss",
+        "profile/train/dl_x/time_data_ms",
+        "profile/train/dl_y/time_forward_ms",
+        "profile/train/dl_x/time_backward_ms",
+        "profile/train/dl_x/time_optimizer_ms",
+        "profile/val/dl_dl0/time_data_ms",
+        "profile/val/dl_dl0/time_forward_ms",
     ):
         assert key in keys, key
     profile_steps = {row["step"] for row in rows if "profile/train/dl_x/time_data_ms" in row}
@@ -288,7 +321,7 @@ def test_failing_hook_stops_training_with_its_name(tmp_path):
 
     trainer = _trainer(_config(tmp_path))
     trainer.add_hook(Broken())
-    with pytest.raises(HookError, match="Broken.on_epoch_end"):
+    with pytest.raises(HookError, match=r"Broken\.on_epoch_end"):
         trainer.fit([_loader()], max_epochs=2)
 
 
@@ -318,7 +351,9 @@ def test_nonfinite_loss_raises_by_default(tmp_path):
 
 def test_nonfinite_loss_can_be_skipped_and_counted(tmp_path):
     model = torch.nn.Linear(3, 1)
-    trainer = _trainer(_config(tmp_path, on_nonfinite_loss="skip"), model, step=_nan_on_second_batch)
+    trainer = _trainer(
+        _config(tmp_path, on_nonfinite_loss="skip"), model, step=_nan_on_second_batch
+    )
     result = trainer.fit([_loader()], max_epochs=2)
     assert result.metrics["train/skipped_nonfinite"] == 2.0
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -351,7 +386,11 @@ def test_input_errors_before_any_step(tmp_path):
 
 @pytest.mark.parametrize(
     "returned, match",
-    [(lambda loss: loss, "dict"), (lambda loss: {"loss": 1.0}, "loss"), (lambda loss: {"loss": loss.detach()}, "require grad")],
+    [
+        (lambda loss: loss, "dict"),
+        (lambda loss: {"loss": 1.0}, "loss"),
+        (lambda loss: {"loss": loss.detach()}, "require grad"),
+    ],
 )
 def test_bad_training_step_results(tmp_path, returned, match):
     def step(trainer, batch, *args):
@@ -391,8 +430,15 @@ def test_iterable_loader_needs_a_fixed_epoch_length(tmp_path):
 def test_iterable_without_resume_protocol_is_refused_unless_allowed(tmp_path):
     loader_cfg = {"epoch_length_policy": EpochLengthPolicy.FIXED_NUM_STEPS, "steps_per_epoch": 3}
     with pytest.raises(ValueError, match="require_resumable_iterables"):
-        _trainer(_config(tmp_path, loader=loader_cfg)).fit([DataLoader(_PlainStream(), batch_size=2)])
-    cfg = _config(tmp_path, name="ok", loader=loader_cfg, fault_tolerance={"require_resumable_iterables": False})
+        _trainer(_config(tmp_path, loader=loader_cfg)).fit(
+            [DataLoader(_PlainStream(), batch_size=2)]
+        )
+    cfg = _config(
+        tmp_path,
+        name="ok",
+        loader=loader_cfg,
+        fault_tolerance={"require_resumable_iterables": False},
+    )
     assert _trainer(cfg).fit([DataLoader(_PlainStream(), batch_size=2)]).global_step == 3
 
 
@@ -404,8 +450,12 @@ def test_stateful_iterable_resumes_where_it_stopped(tmp_path):
         seen.append(int(batch[0][0, 0]))
         return mse_step(trainer, batch, *args)
 
-    _trainer(_config(tmp_path, loader=loader_cfg), step=step).fit([DataLoader(_Stream(), batch_size=2)], max_epochs=2, max_steps=3)
-    _trainer(_config(tmp_path, loader=loader_cfg), step=step).fit([DataLoader(_Stream(), batch_size=2)], max_epochs=2)
+    _trainer(_config(tmp_path, loader=loader_cfg), step=step).fit(
+        [DataLoader(_Stream(), batch_size=2)], max_epochs=2, max_steps=3
+    )
+    _trainer(_config(tmp_path, loader=loader_cfg), step=step).fit(
+        [DataLoader(_Stream(), batch_size=2)], max_epochs=2
+    )
     assert seen == [0, 2, 4, 6, 8, 10, 12, 14]
 
 
@@ -416,11 +466,9 @@ class _Pair:
     meta: str
 
 
-def test_batches_are_moved_through_nested_containers(tmp_path):
-    trainer = _trainer(_config(tmp_path))
-    trainer.device = torch.device("meta")
+def test_batches_are_moved_through_nested_containers():
     batch = {"a": (torch.zeros(2), [torch.ones(1)]), "b": _Pair(torch.zeros(3), "keep"), "c": 5}
-    moved = trainer._move_to_device(batch)
+    moved = move_to_device(batch, torch.device("meta"))
     assert moved["a"][0].is_meta and moved["a"][1][0].is_meta and moved["b"].x.is_meta
     assert moved["b"].meta == "keep" and moved["c"] == 5 and isinstance(moved["a"], tuple)
 
@@ -465,7 +513,9 @@ def test_corrupt_latest_checkpoint_falls_back_to_an_older_one(tmp_path, caplog):
     assert newest
     for path in newest:
         path.write_bytes(path.read_bytes()[:100])
-    trainer = _trainer(_config(tmp_path, checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 1}))
+    trainer = _trainer(
+        _config(tmp_path, checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 1})
+    )
     seen = []
     trainer.set_training_step(lambda t, b, *a: seen.append(a[0]) or mse_step(t, b, *a))
     result = trainer.fit([_loader()], max_epochs=1)
@@ -526,8 +576,13 @@ def test_torchdata_stateful_dataloader_is_accepted_as_is(tmp_path):
             return mse_step(trainer, batch, *args)
 
         torch.manual_seed(0)
-        loaders = [stateful.StatefulDataLoader(Plain(), batch_size=2), stateful.StatefulDataLoader(_data(10, 1), batch_size=2, shuffle=True)]
-        _trainer(_config(tmp_path, name=name, loader=loader_cfg), step=step).fit(loaders, max_epochs=3, max_steps=max_steps)
+        loaders = [
+            stateful.StatefulDataLoader(Plain(), batch_size=2),
+            stateful.StatefulDataLoader(_data(10, 1), batch_size=2, shuffle=True),
+        ]
+        _trainer(_config(tmp_path, name=name, loader=loader_cfg), step=step).fit(
+            loaders, max_epochs=3, max_steps=max_steps
+        )
 
     full, split = [], []
     run("full", None, full)
@@ -550,7 +605,10 @@ def test_warm_start_from_config_dotted_path(tmp_path, monkeypatch):
     module.load = load
     monkeypatch.setitem(sys.modules, "warm_fixture_mod", module)
     model = torch.nn.Linear(3, 1)
-    cfg = _config(tmp_path, warm_start={"loader_class": "warm_fixture_mod.load", "checkpoint_path": "weights.pt"})
+    cfg = _config(
+        tmp_path,
+        warm_start={"loader_class": "warm_fixture_mod.load", "checkpoint_path": "weights.pt"},
+    )
     seen = []
 
     class Probe(TrainerHooks):

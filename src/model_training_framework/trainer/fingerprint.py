@@ -7,6 +7,7 @@ run can prove it continued exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import hashlib
+import struct
 from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from ..errors import CheckpointError
 
 __all__ = ["DataFingerprint"]
+
+# Previous digest, then loader, pass and batch index as native int64 (as array("q") packs them).
+_HEAD = struct.Struct("=16s3q")
 
 
 class DataFingerprint:
@@ -26,10 +30,12 @@ class DataFingerprint:
         self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None
     ) -> None:
         """Fold one batch in; ``indices`` are its dataset indices (None for iterable datasets)."""
-        payload = array("q", (loader_idx, pass_idx, batch_idx))
+        digest = hashlib.blake2b(
+            _HEAD.pack(self._digest, loader_idx, pass_idx, batch_idx), digest_size=16
+        )
         if indices is not None:
-            payload.extend(indices)
-        self._digest = hashlib.blake2b(self._digest + payload.tobytes(), digest_size=16).digest()
+            digest.update(array("q", indices))
+        self._digest = digest.digest()
 
     @property
     def hexdigest(self) -> str:

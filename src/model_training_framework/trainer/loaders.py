@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 _PASS = "pass_idx"
 _NEXT_BATCH = "next_batch_idx"
 _ITERABLE_STATE = "iterable_state"
+# Batches a DataLoader may fetch ahead of the trainer: num_workers * prefetch_factor, bounded.
+_MAX_HANDED_OUT = 256
 
 
 def loader_length(loader: DataLoader) -> int | None:
@@ -118,7 +120,16 @@ class _PassIndexSampler:
 
 
 class _PassBatches:
-    """The index batches of one pass, computed by arithmetic on one index tensor."""
+    """The index batches of one pass, computed by arithmetic on one index tensor.
+
+    Args:
+        indices: the pass's sample order (None when ``explicit`` is given).
+        batch_size: samples per batch.
+        drop_last: drop a last, incomplete batch.
+        seed: the pass's seed; a worker process reseeds its RNGs per batch from it.
+        explicit: the index batches themselves, for batch samplers we cannot slice.
+        seed_workers: attach per-batch worker seeds (only worker processes read them).
+    """
 
     def __init__(
         self,
@@ -127,31 +138,47 @@ class _PassBatches:
         drop_last: bool,
         seed: int,
         explicit: list[list[int]] | None = None,
+        *,
+        seed_workers: bool = True,
     ) -> None:
-        self._indices = indices
+        # Slicing a NumPy view costs a third of slicing the tensor (hot path: every batch).
+        self._indices = None if indices is None else indices.numpy()
         self._explicit = explicit
         self._batch_size = batch_size
         self._seed = seed
+        self._seed_workers = seed_workers
+        # Index lists of batches handed to the DataLoader, until the trainer asks for them.
+        self._handed_out: dict[int, list[int]] = {}
         if explicit is not None:
             self._len = len(explicit)
         else:
-            assert indices is not None
-            total = int(indices.numel())
+            assert self._indices is not None
+            total = int(self._indices.size)
             self._len = total // batch_size if drop_last else math.ceil(total / batch_size)
 
     def __len__(self) -> int:
         return self._len
 
     def indices(self, k: int) -> list[int]:
+        """Sample indices of batch ``k`` (the list computed when it was handed out, if any)."""
+        handed_out = self._handed_out.pop(k, None)
+        return handed_out if handed_out is not None else self._compute(k)
+
+    def batch(self, k: int) -> _SeededBatch:
+        """Batch ``k`` for the DataLoader; it carries a seed only when workers will read it."""
+        indices = self._compute(k)
+        self._handed_out[k] = indices
+        if len(self._handed_out) > _MAX_HANDED_OUT:  # never asked for: drop the oldest
+            del self._handed_out[next(iter(self._handed_out))]
+        batch = _SeededBatch(indices)
+        batch.seed = derive_seed(self._seed, k) if self._seed_workers else None
+        return batch
+
+    def _compute(self, k: int) -> list[int]:
         if self._explicit is not None:
             return list(self._explicit[k])
         assert self._indices is not None
         return self._indices[k * self._batch_size : (k + 1) * self._batch_size].tolist()
-
-    def batch(self, k: int) -> _SeededBatch:
-        batch = _SeededBatch(self.indices(k))
-        batch.seed = derive_seed(self._seed, k)
-        return batch
 
 
 def _sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) -> torch.Tensor:
@@ -162,7 +189,9 @@ def _sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) ->
         n = len(sampler.data_source)
         if sampler.replacement:
             return torch.randint(n, (sampler.num_samples,), generator=generator)
-        rounds = [torch.randperm(n, generator=generator) for _ in range(-(-sampler.num_samples // n))]
+        rounds = [
+            torch.randperm(n, generator=generator) for _ in range(-(-sampler.num_samples // n))
+        ]
         return torch.cat(rounds)[: sampler.num_samples]
     if type(sampler) is SubsetRandomSampler:
         order = torch.randperm(len(sampler.indices), generator=generator)
@@ -279,13 +308,21 @@ class LoaderStream:
         batch_sampler = self.loader.batch_sampler
         if type(batch_sampler) is BatchSampler:
             indices = _sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
-            return _PassBatches(indices, batch_sampler.batch_size, batch_sampler.drop_last, seed)
+            return _PassBatches(
+                indices,
+                batch_sampler.batch_size,
+                batch_sampler.drop_last,
+                seed,
+                seed_workers=self.loader.num_workers > 0,
+            )
         _set_epoch(batch_sampler, pass_idx)
         _set_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             explicit = [list(b) for b in batch_sampler]
-        return _PassBatches(None, 1, False, seed, explicit=explicit)
+        return _PassBatches(
+            None, 1, False, seed, explicit=explicit, seed_workers=self.loader.num_workers > 0
+        )
 
     def _open(self, pass_idx: int, batch_idx: int) -> None:
         if self._is_iterable:
@@ -336,6 +373,10 @@ class LoaderStream:
     def batch_size_hint(self) -> int | None:
         """The configured batch size, used to count samples without inspecting batches."""
         return getattr(self.loader, "batch_size", None)
+
+    def rebase_seed(self, base_seed: int) -> None:
+        """Use the run's data seed from a checkpoint (the sample order derives from it)."""
+        self._base_seed = base_seed
 
     # ------------------------------------------------------------------ state protocol
     def state_dict(self) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import check_count, check_loaders
+from .loaders import loader_length
 from .schedule import LoaderSchedule
 
-__all__ = ["Run", "build_schedule", "import_dotted"]
+__all__ = ["Run", "build_schedule", "import_dotted", "prepare_run"]
 
 
 @dataclass
@@ -79,3 +81,51 @@ def import_dotted(path: str, field_path: str) -> Any:
         return getattr(module, attr)
     except AttributeError as err:
         raise ValueError(f"{field_path}: module {module_name!r} has no attribute {attr!r}") from err
+
+
+def prepare_run(
+    config: Any,
+    train_loaders: Any,
+    val_loaders: list[Any],
+    max_epochs: int,
+    max_steps: int | None,
+    *,
+    num_optimizers: int,
+) -> Run:
+    """Check ``fit``'s inputs against the config and build the ``Run`` (no side effects).
+
+    Raises:
+        TypeError, ValueError: bad loaders, counts that do not match the loaders, bad limits.
+    """
+    config.validate_for_fit()
+    train = check_loaders(train_loaders, "train_loaders")
+    if max_epochs < 1 or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"max_epochs and max_steps must be >= 1; got {max_epochs}, {max_steps}")
+    num = len(train)
+    config.train_loader_config.validate_against_loaders(num, "train_loader_config")
+    if val_loaders:
+        config.val_loader_config.validate_against_loaders(len(val_loaders), "val_loader_config")
+    check_count(config.per_loader_optimizer_id, num, "per_loader_optimizer_id", "optimizer index")
+    check_count(config.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
+    optimizer_ids = list(config.per_loader_optimizer_id or [0] * num)
+    bad = [i for i in optimizer_ids if not 0 <= i < num_optimizers]
+    if bad:
+        raise ValueError(
+            f"per_loader_optimizer_id names optimizer {bad[0]} but the trainer has "
+            f"{num_optimizers} optimizers (valid ids 0..{num_optimizers - 1})"
+        )
+    schedule = build_schedule(config.train_loader_config, [loader_length(x) for x in train])
+    grad_accum = config.performance.gradient_accumulation_steps
+    weights = config.loss_weights_per_loader or [1.0] * num
+    return Run(
+        train_loaders=train,
+        val_loaders=val_loaders,
+        names=config.train_loader_config.resolved_names(num),
+        val_names=config.val_loader_config.resolved_names(len(val_loaders)) if val_loaders else [],
+        schedule=schedule,
+        optimizer_ids=optimizer_ids,
+        loss_scales=[w / grad_accum for w in weights],
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        grad_accum=grad_accum,
+    )

@@ -8,7 +8,6 @@ gradients in flight), and every piece of state goes through ``state_dict()``/``l
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,8 +19,9 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import CheckpointManager
-from .checks import check_count, check_loaders, check_optimizers, check_step_function, checked_loss
+from .checks import check_loaders, check_optimizers, check_step_function, checked_loss
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
+from .devices import move_to_device
 from .distributed import DistributedContext, loaders_without_distributed_sampler
 from .early_stopping import EarlyStopping
 from .fingerprint import DataFingerprint
@@ -29,13 +29,14 @@ from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
 from .metrics import TrainMetrics, lr_key, numeric_items
+from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
 from .preemption import PreemptionHandler, StopRequest
 from .profiling import NullProfiler, build_profiler
 from .progress import ProgressDisplay, build_progress_display
 from .results import FitResult, FitStatus, WarmStartResult
-from .rng import capture_rng_state, restore_rng_state, seed_everything
-from .run import Run, build_schedule, import_dotted
+from .rng import restore_rng_state, seed_everything
+from .run import Run, build_schedule, import_dotted, prepare_run
 from .stepping import OptimizerStepper, parse_schedulers
 from .validation import count_samples, run_validation
 
@@ -43,7 +44,10 @@ __all__ = ["GenericTrainer"]
 
 logger = logging.getLogger(__name__)
 
-_STOP_STATUS = {StopRequest.PREEMPT: FitStatus.PREEMPTED, StopRequest.INTERRUPT: FitStatus.INTERRUPTED}
+_STOP_STATUS = {
+    StopRequest.PREEMPT: FitStatus.PREEMPTED,
+    StopRequest.INTERRUPT: FitStatus.INTERRUPTED,
+}
 
 
 class GenericTrainer:
@@ -192,50 +196,24 @@ class GenericTrainer:
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, train_loaders, val_loaders, max_epochs, max_steps) -> Run:
-        cfg = self.config
-        _checked_config(cfg)
-        cfg.validate_for_fit()
+        _checked_config(self.config)
         if self._training_step is None:
             raise ValueError(
                 "no training step: call trainer.set_training_step(fn) before fit(); fn is "
                 "called as fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
             )
-        train = check_loaders(train_loaders, "train_loaders")
         val = check_loaders(val_loaders, "val_loaders", allow_none=True)
         if val and self._validation_step is None:
-            raise ValueError("val_loaders were given but no validation step: call set_validation_step(fn)")
-        if max_epochs < 1 or (max_steps is not None and max_steps < 1):
-            raise ValueError(f"max_epochs and max_steps must be >= 1; got {max_epochs}, {max_steps}")
-        num = len(train)
-        cfg.train_loader_config.validate_against_loaders(num, "train_loader_config")
-        if val:
-            cfg.val_loader_config.validate_against_loaders(len(val), "val_loader_config")
-        check_count(cfg.per_loader_optimizer_id, num, "per_loader_optimizer_id", "optimizer index")
-        check_count(cfg.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
-        opt_ids = list(cfg.per_loader_optimizer_id or [0] * num)
-        bad = [i for i in opt_ids if not 0 <= i < len(self.optimizers)]
-        if bad:
             raise ValueError(
-                f"per_loader_optimizer_id names optimizer {bad[0]} but the trainer has "
-                f"{len(self.optimizers)} optimizers (valid ids 0..{len(self.optimizers) - 1})"
+                "val_loaders were given but no validation step: call set_validation_step(fn)"
             )
-        lengths = [loader_length(loader) for loader in train]
-        schedule = build_schedule(cfg.train_loader_config, lengths)  # raises on bad combinations
-        gas = cfg.performance.gradient_accumulation_steps
-        weights = cfg.loss_weights_per_loader or [1.0] * num
-        names = cfg.train_loader_config.resolved_names(num)
-        val_names = cfg.val_loader_config.resolved_names(len(val)) if val else []
-        return Run(
-            train_loaders=train,
-            val_loaders=val,
-            names=names,
-            val_names=val_names,
-            schedule=schedule,
-            optimizer_ids=opt_ids,
-            loss_scales=[w / gas for w in weights],
-            max_epochs=max_epochs,
-            max_steps=max_steps,
-            grad_accum=gas,
+        return prepare_run(
+            self.config,
+            train_loaders,
+            val,
+            max_epochs,
+            max_steps,
+            num_optimizers=len(self.optimizers),
         )
 
     def _check_loader_lengths_agree(self, run: Run) -> None:
@@ -253,7 +231,10 @@ class GenericTrainer:
     def _warn_unsharded_loaders(self, run: Run) -> None:
         if not (self._dist.is_distributed and self._dist.is_rank_zero):
             return
-        for kind, loaders, names in (("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)):
+        for kind, loaders, names in (
+            ("train", run.train_loaders, run.names),
+            ("val", run.val_loaders, run.val_names),
+        ):
             for name in loaders_without_distributed_sampler(loaders or [], names):
                 logger.warning(
                     "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
@@ -269,7 +250,9 @@ class GenericTrainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Several loaders usually means per-loader heads: parameters unused by a batch.
             unused = len(run.train_loaders) > 1
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=unused
+            )
         if self.config.performance.compile_model:
             model = torch.compile(model)
         self._forward_model = model
@@ -303,7 +286,9 @@ class GenericTrainer:
             run.val_names,
             sync_cuda=cfg.performance.sync_cuda_for_profiling,
         )
-        self._logger = build_logger(cfg.logging, self.run_dir, is_rank_zero=rank_zero, hparams=_plain_config(cfg))
+        self._logger = build_logger(
+            cfg.logging, self.run_dir, is_rank_zero=rank_zero, hparams=_plain_config(cfg)
+        )
         self._progress = build_progress_display(cfg.logging, is_rank_zero=rank_zero)
         self._run = run
 
@@ -315,7 +300,9 @@ class GenericTrainer:
             self._load_payload(run, payload)
             run.checkpoint_path = path
             run.start_step = run.last_saved_step = self.global_step
-            logger.info("resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step)
+            logger.info(
+                "resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step
+            )
             return
         if self.config.seed is not None:
             seed_everything(self.config.seed)
@@ -344,65 +331,46 @@ class GenericTrainer:
                         "drop the argument to start fresh"
                     )
                 return None
-            return (chosen if chosen is not None else (Path(path), manager.load(path)))
+            return chosen if chosen is not None else (Path(path), manager.load(path))
         return Path(resume_from), manager.load(resume_from)
 
+    def _parts(self) -> TrainerParts:
+        return TrainerParts(self._dist, self._module, self._stepper, self._precision, self._hooks)
+
     def _load_payload(self, run: Run, payload: dict[str, Any]) -> None:
-        try:
-            state = payload["trainer"]
-            if state["world_size"] != self._dist.world_size:
-                raise CheckpointError(
-                    f"checkpoint was written by {state['world_size']} processes, this run has "
-                    f"{self._dist.world_size}; resume with the same world size"
-                )
-            if state["loader_names"] != run.names:
-                raise CheckpointError(
-                    f"checkpoint was trained on loaders {state['loader_names']}, this run has "
-                    f"{run.names}; resume with the same train loaders"
-                )
-            try:
-                self._module.load_state_dict(payload["model"])
-            except RuntimeError as err:
-                raise CheckpointError(
-                    f"checkpoint does not fit this model (different shape or keys): {err}"
-                ) from err
-            self._stepper.load_state_dict(payload)
-            self._precision.load_state_dict(payload["scaler"])
-            run.schedule.load_state_dict(state["schedule"])
-            rank = self._dist.rank
-            streams_state = state["streams_per_rank"][rank] if "streams_per_rank" in state else state["streams"]
-            for stream, stream_state in zip(run.streams, streams_state, strict=True):
-                stream.load_state_dict(stream_state)
-            run.base_seed = state["base_seed"]
-            for stream in run.streams:
-                stream._base_seed = run.base_seed
-            run.metrics.load_state_dict(state["metrics_per_rank"][rank] if "metrics_per_rank" in state else state["metrics"])
-            run.fingerprint.load_state_dict(state["fingerprint"][self._dist.rank])
-            run.early_stopping.load_state_dict(state["early_stopping"])
-            run.checkpoints.load_state_dict(payload["checkpoint_manager"])
-            self._hooks.load_state_dict(payload["hooks"])
-            self.global_step, self.current_epoch = state["global_step"], state["epoch"]
-            self.skipped_nonfinite = state["skipped_nonfinite"]
-            self._last_metrics = dict(state["last_metrics"])
-            run.epoch_fresh = state["epoch_fresh"]
-            self._hooks.call("on_checkpoint_load", self, payload)
-            restore_rng_state(payload["rng"][self._dist.rank])
-        except KeyError as err:
-            raise CheckpointError(f"checkpoint lacks {err}: written by another format?") from err
+        counters, rng_state = restore_payload(self._parts(), run, payload)
+        self.global_step, self.current_epoch = counters.global_step, counters.epoch
+        self.skipped_nonfinite, self._last_metrics = (
+            counters.skipped_nonfinite,
+            counters.last_metrics,
+        )
+        self._hooks.call("on_checkpoint_load", self, payload)
+        restore_rng_state(
+            rng_state
+        )  # last: nothing may draw from the restored streams before training
 
     def _warm_start(self) -> None:
         fn, path, strict = self._warm_start_fn, None, None
         warm = self.config.warm_start
         if fn is None and warm is not None:
-            fn, path, strict = import_dotted(warm.loader_class, "warm_start.loader_class"), warm.checkpoint_path, warm.strict
+            fn, path, strict = (
+                import_dotted(warm.loader_class, "warm_start.loader_class"),
+                warm.checkpoint_path,
+                warm.strict,
+            )
             if isinstance(fn, type):
                 fn = fn()
         if fn is None:
             return
         result = fn(self, path)
         if not isinstance(result, WarmStartResult):
-            raise TypeError(f"warm-start loader must return WarmStartResult, got {type(result).__name__}")
-        self._module.load_state_dict(result.model_state_dict, strict=result.strict if strict is None else strict and result.strict)
+            raise TypeError(
+                f"warm-start loader must return WarmStartResult, got {type(result).__name__}"
+            )
+        self._module.load_state_dict(
+            result.model_state_dict,
+            strict=result.strict if strict is None else strict and result.strict,
+        )
         logger.info("warm start: loaded weights (no optimizer or loop state)")
 
     # ------------------------------------------------------------------ the loop
@@ -446,7 +414,7 @@ class GenericTrainer:
                     return False  # the next next_slot() call ends the epoch
                 idx, stream = slot.loader_idx, run.streams[slot.loader_idx]
         if self.device.type != "cpu":
-            batch = self._move_to_device(batch)
+            batch = move_to_device(batch, self.device)
         indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
         run.fingerprint.update(idx, slot.pass_idx, slot.batch_idx, indices)
         name = run.names[idx]
@@ -454,7 +422,11 @@ class GenericTrainer:
         run.window_size += 1
         closes = run.window_size == run.grad_accum
         t1 = time.perf_counter()
-        sync_context = nullcontext() if closes or not self._dist.is_distributed else self._forward_model.no_sync()
+        sync_context = (
+            nullcontext()
+            if closes or not self._dist.is_distributed
+            else self._forward_model.no_sync()
+        )
         with sync_context:
             with self._precision.forward_context():
                 outputs = self._training_step(self, batch, slot.batch_idx, idx, name)
@@ -465,7 +437,9 @@ class GenericTrainer:
                 run.window_has_grads = True
         self._profiler.sync()
         t3 = time.perf_counter()
-        num_samples = len(indices) if indices is not None else count_samples(batch, stream.batch_size_hint())
+        num_samples = (
+            len(indices) if indices is not None else count_samples(batch, stream.batch_size_hint())
+        )
         run.metrics.add(idx, numeric_items(outputs), num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         self._hooks.call("on_train_batch_end", self, batch, slot.batch_idx, idx, name, outputs)
@@ -509,7 +483,10 @@ class GenericTrainer:
         if step % self.config.logging.log_scalars_every_n_steps == 0:
             metrics.update(self._profiler.pop_train_means())
         validation = self.config.validation
-        if validation.frequency == ValidationFrequency.EVERY_N_STEPS and step % validation.every_n_steps == 0:
+        if (
+            validation.frequency == ValidationFrequency.EVERY_N_STEPS
+            and step % validation.every_n_steps == 0
+        ):
             metrics.update(self._validate(run))
         self._log(metrics)
         if self._progress is not None:
@@ -539,7 +516,9 @@ class GenericTrainer:
         run.schedule.start_epoch(completed)
         return self._boundary_decisions(run, metrics, epoch_end=True)
 
-    def _boundary_decisions(self, run: Run, metrics: dict[str, float], *, epoch_end: bool) -> FitStatus | None:
+    def _boundary_decisions(
+        self, run: Run, metrics: dict[str, float], *, epoch_end: bool
+    ) -> FitStatus | None:
         """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
         early_stop = run.early_stopping.update(metrics) if metrics else False
         if self.config.early_stopping_patience is not None:  # same branch on every rank
@@ -555,7 +534,11 @@ class GenericTrainer:
         if request != StopRequest.NONE:
             return _STOP_STATUS[request]
         if early_stop:
-            logger.info("early stopping: %s did not improve for %d evaluations", run.early_stopping.metric, run.early_stopping.patience)
+            logger.info(
+                "early stopping: %s did not improve for %d evaluations",
+                run.early_stopping.metric,
+                run.early_stopping.patience,
+            )
             return FitStatus.EARLY_STOPPED
         return None
 
@@ -578,7 +561,9 @@ class GenericTrainer:
             return {}
         self._hooks.call("on_validation_start", self)
         cfg = self.config
-        schedule = build_schedule(cfg.val_loader_config, [loader_length(v) for v in run.val_loaders])
+        schedule = build_schedule(
+            cfg.val_loader_config, [loader_length(v) for v in run.val_loaders]
+        )
         metrics = run_validation(
             self,
             run.val_loaders,
@@ -628,46 +613,18 @@ class GenericTrainer:
             run.checkpoints.wait()
             elapsed = time.monotonic() - started
             if self._preemption.checkpoint_deadline_exceeded(elapsed):
-                logger.warning("preemption checkpoint took %.1f s, over preemption.max_checkpoint_sec", elapsed)
+                logger.warning(
+                    "preemption checkpoint took %.1f s, over preemption.max_checkpoint_sec", elapsed
+                )
             if self._dist.is_rank_zero:
                 self._preemption.requeue_if_under_slurm()
         self._dist.barrier()
 
     def _build_payload(self, run: Run) -> dict[str, Any]:
-        stepper_state = self._stepper.state_dict()
-        rank_state = {
-            "rng": capture_rng_state(),
-            "fingerprint": run.fingerprint.state_dict(),
-            "streams": [stream.state_dict() for stream in run.streams],
-            "metrics": run.metrics.state_dict(),
-        }
-        per_rank = self._dist.gather_objects(rank_state)
-        return {
-            "model": self._module.state_dict(),
-            "optimizers": stepper_state["optimizers"],
-            "schedulers": stepper_state["schedulers"],
-            "scaler": self._precision.state_dict(),
-            "trainer": {
-                "epoch": self.current_epoch,
-                "global_step": self.global_step,
-                "epoch_fresh": run.epoch_fresh,
-                "base_seed": run.base_seed,
-                "schedule": run.schedule.state_dict(),
-                "streams": per_rank[0]["streams"],
-                "streams_per_rank": [state["streams"] for state in per_rank],
-                "loader_names": list(run.names),
-                "metrics": per_rank[0]["metrics"],
-                "metrics_per_rank": [state["metrics"] for state in per_rank],
-                "fingerprint": [state["fingerprint"] for state in per_rank],
-                "early_stopping": run.early_stopping.state_dict(),
-                "skipped_nonfinite": self.skipped_nonfinite,
-                "world_size": self._dist.world_size,
-                "last_metrics": dict(self._last_metrics),
-            },
-            "rng": [state["rng"] for state in per_rank],
-            "hooks": self._hooks.state_dict(),
-            "config": _plain_config(self.config),
-        }
+        counters = LoopCounters(
+            self.global_step, self.current_epoch, self.skipped_nonfinite, self._last_metrics
+        )
+        return build_payload(self._parts(), run, counters, _plain_config(self.config))
 
     # ------------------------------------------------------------------ finishing
     def _finish(self, run: Run, status: FitStatus) -> FitResult:
@@ -702,26 +659,16 @@ class GenericTrainer:
 
     def _start_progress(self, run: Run) -> None:
         if self._progress is not None:
-            self._progress.start(run.schedule.epoch_length(), self.current_epoch, initial_step=run.schedule_position())
-
-    # ------------------------------------------------------------------ devices
-    def _move_to_device(self, batch: Any) -> Any:
-        """Move tensors (also inside tuples, lists, dicts and dataclasses) to the device."""
-        if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=batch.is_pinned())
-        if isinstance(batch, dict):
-            return type(batch)((k, self._move_to_device(v)) for k, v in batch.items())
-        if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-            return type(batch)(*(self._move_to_device(v) for v in batch))
-        if isinstance(batch, (list, tuple)):
-            return type(batch)(self._move_to_device(v) for v in batch)
-        if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
-            changes = {f.name: self._move_to_device(getattr(batch, f.name)) for f in dataclasses.fields(batch) if f.init}
-            return dataclasses.replace(batch, **changes)
-        return batch
+            self._progress.start(
+                run.schedule.epoch_length(),
+                self.current_epoch,
+                initial_step=run.schedule_position(),
+            )
 
     def _all_reduce_gradients(self) -> None:
-        self._dist.all_reduce_mean_([p.grad for p in self._module.parameters() if p.grad is not None])
+        self._dist.all_reduce_mean_(
+            [p.grad for p in self._module.parameters() if p.grad is not None]
+        )
 
 
 def _checked_config(config: Any) -> GenericTrainerConfig:
@@ -743,4 +690,3 @@ def _plain_config(config: GenericTrainerConfig) -> dict[str, Any]:
     except ConfigError as err:  # e.g. a lambda as validation.aggregation_fn
         logger.warning("config is not fully serialisable (%s); storing its repr", err)
         return {"repr": repr(config)}
-

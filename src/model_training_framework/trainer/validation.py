@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .aggregation import MetricAccumulator, aggregate_validation
+from .devices import move_to_device
 from .metrics import numeric_items
 
 __all__ = ["count_samples", "run_validation"]
@@ -76,7 +77,7 @@ def run_validation(
                     continue
                 slot, batch = fetched
                 idx = slot.loader_idx
-                batch = trainer._move_to_device(batch)
+                batch = move_to_device(batch, trainer.device)
                 t1 = time.perf_counter()
                 with precision.forward_context():
                     outputs = step_fn(trainer, batch, slot.batch_idx, idx, names[idx]) or {}
@@ -86,7 +87,13 @@ def run_validation(
                 metrics = {k: float(v) for k, v in numeric_items(outputs)}
                 accumulator.add(names[idx], metrics, count_samples(batch, loaders[idx].batch_size))
                 hooks.call(
-                    "on_validation_batch_end", trainer, batch, slot.batch_idx, idx, names[idx], outputs
+                    "on_validation_batch_end",
+                    trainer,
+                    batch,
+                    slot.batch_idx,
+                    idx,
+                    names[idx],
+                    outputs,
                 )
     finally:
         model.train(was_training)
@@ -98,7 +105,11 @@ def run_validation(
         for key, value in loader_metrics.items()
     }
     overall = aggregate_validation(
-        per_loader, accumulator.samples(), aggregation, primary_metric=primary_metric, custom_fn=custom_fn
+        per_loader,
+        accumulator.samples(),
+        aggregation,
+        primary_metric=primary_metric,
+        custom_fn=custom_fn,
     )
     results.update({f"val/{key}": value for key, value in overall.items()})
     return results
