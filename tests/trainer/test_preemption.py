@@ -311,3 +311,24 @@ def test_failed_requeue_is_logged_with_stderr_and_returns_false(fake_scontrol, m
 
     assert "Invalid job id specified" in caplog.text
     assert "4242" in caplog.text
+
+
+def test_after_a_requeue_sigterm_stays_ignored_so_the_process_can_finish(fake_scontrol, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        handler = PreemptionHandler(_config())
+        with handler:
+            assert handler.requeue_if_under_slurm() is True
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGTERM)  # Slurm's requeue kill: ignored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_without_a_requeue_handlers_are_restored(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    with PreemptionHandler(_config()) as handler:
+        handler.requeue_if_under_slurm()
+    assert signal.getsignal(signal.SIGTERM) is previous

@@ -120,6 +120,7 @@ class PreemptionHandler:
         self._request = StopRequest.NONE
         self._agreed = StopRequest.NONE
         self._previous: dict[signal.Signals, SignalHandler] = {}
+        self._requeued = False
 
     # -- installation ------------------------------------------------------------------------
 
@@ -145,10 +146,17 @@ class PreemptionHandler:
             self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_interrupt_signal)
 
     def uninstall(self) -> None:
-        """Restore the handlers that were in place before :meth:`install`."""
+        """Restore the handlers that were in place before :meth:`install`.
+
+        After a successful requeue SIGTERM stays ignored: Slurm sends it to end the old run,
+        and the process should still finish what follows ``fit`` (status files, exit code 3)
+        instead of dying halfway; Slurm's SIGKILL after its KillWait remains the backstop.
+        """
         for sig, previous in self._previous.items():
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
+        if self._requeued and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def __enter__(self) -> PreemptionHandler:
         self.install()
@@ -242,4 +250,5 @@ class PreemptionHandler:
             )
             return False
         logger.info("requested requeue of Slurm job %s", job_id)
+        self._requeued = True
         return True
