@@ -1,6 +1,31 @@
-"""Root conftest: plugins whose fixtures every test package may use.
+"""Root conftest: plugins whose fixtures every test package may use, and signal hygiene.
 
 ``tests.slurm_plugin`` provides ``slurm_cluster`` (a real single-node Slurm, session scope).
 """
 
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
 pytest_plugins = ["tests.slurm_plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _default_sigint_handler():
+    """Give every test Python's usual SIGINT handler.
+
+    A shell that starts pytest as a background job (CI runners may) sets SIGINT to "ignore", and
+    the trainer deliberately keeps an ignored SIGINT ignored; tests of the Ctrl-C path need the
+    interactive default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

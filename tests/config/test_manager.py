@@ -136,3 +136,11 @@ def test_config_dir_defaults_and_list_configs(project):
     assert (
         ConfigurationManager(project, config_dir="other").config_dir == project.resolve() / "other"
     )
+
+
+def test_strings_that_look_like_numbers_round_trip_as_strings(tmp_path):
+    from model_training_framework.config.manager import read_config_file, write_config_file
+
+    path = tmp_path / "c.yaml"
+    write_config_file(path, {"model": {"tag": "1e-3", "lr": 1e-3}})
+    assert read_config_file(path) == {"model": {"tag": "1e-3", "lr": 1e-3}}

@@ -27,7 +27,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..io_utils import atomic_write_text
-from .loading import ConfigLoader
+from .loading import ConfigDumper, ConfigLoader
 
 if TYPE_CHECKING:
     from .experiment import ExperimentConfig
@@ -97,7 +97,8 @@ def dump_config_text(data: Mapping[str, Any], kind: str) -> str:
     try:
         if kind == "json":
             return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n"
-        return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+        # ConfigDumper quotes strings our loader would read as numbers ("1e-3" stays a string).
+        return yaml.dump(dict(data), Dumper=ConfigDumper, sort_keys=False, allow_unicode=True)
     except (TypeError, ValueError, yaml.representer.RepresenterError) as err:
         raise ConfigError(
             f"cannot write config as {kind.upper()}: {err}; only plain values (numbers, strings, "
