@@ -619,3 +619,14 @@ def test_warm_start_from_config_dotted_path(tmp_path, monkeypatch):
     trainer.add_hook(Probe())
     trainer.fit([_loader()])
     assert seen == [True]
+
+
+def test_torch_profiler_trace_for_a_chosen_step_range(tmp_path):
+    cfg = _config(
+        tmp_path, performance={"profiler_trace_start_step": 2, "profiler_trace_num_steps": 2}
+    )
+    _trainer(cfg).fit([_loader(40)], max_epochs=1)
+    traces = sorted((tmp_path / "t" / "profiler").glob("*.json"))
+    assert [p.name for p in traces] == ["trace_steps_2-4_rank0.json"]
+    events = json.loads(traces[0].read_text())["traceEvents"]
+    assert any("aten::" in str(event.get("name", "")) for event in events)

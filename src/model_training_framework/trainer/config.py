@@ -383,6 +383,17 @@ class PerformanceConfig(ConfigModel):
         default=False,
         description="Synchronise CUDA around timed sections for exact GPU timings (slower).",
     )
+    profiler_trace_start_step: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Global step after which a torch.profiler trace starts (>= 0); the Chrome trace is "
+            "written to <run dir>/profiler/. None: no trace."
+        ),
+    )
+    profiler_trace_num_steps: PositiveInt = Field(
+        default=3, description="Optimizer steps the torch.profiler trace covers (>= 1)."
+    )
 
 
 _LOGGER_NAMES = Literal["console", "tensorboard", "wandb"]

@@ -7,11 +7,15 @@ for exact GPU timings. Means are reported per loader over the steps since the la
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
-__all__ = ["NullProfiler", "StepProfiler", "build_profiler"]
+__all__ = ["NullProfiler", "StepProfiler", "TraceWindow", "build_profiler"]
+
+logger = logging.getLogger(__name__)
 
 _TRAIN_PARTS = ("time_data_ms", "time_forward_ms", "time_backward_ms", "time_optimizer_ms")
 _VAL_PARTS = ("time_data_ms", "time_forward_ms")
@@ -124,3 +128,51 @@ def build_profiler(
 ) -> NullProfiler:
     """``StepProfiler`` when profiling is on, else ``NullProfiler``."""
     return StepProfiler(names, val_names, sync_cuda=sync_cuda) if enabled else NullProfiler()
+
+
+class TraceWindow:
+    """A ``torch.profiler`` trace over a chosen range of optimizer steps, exported as Chrome JSON.
+
+    Args:
+        start_step: the trace starts after this global step; None disables tracing.
+        num_steps: optimizer steps covered.
+        out_dir: where ``trace_steps_<a>-<b>_rank<r>.json`` is written (open it in
+            chrome://tracing or Perfetto).
+        rank: this process's rank (each rank writes its own file).
+    """
+
+    def __init__(self, start_step: int | None, num_steps: int, out_dir: Path, rank: int) -> None:
+        self._start = start_step
+        self._stop = None if start_step is None else start_step + num_steps
+        self._out_dir = out_dir
+        self._rank = rank
+        self._profiler: torch.profiler.profile | None = None
+        self._started_at = 0
+
+    def at_step(self, global_step: int) -> None:
+        """Call after every optimizer step: starts or finishes the trace at its boundaries."""
+        if self._start is None:
+            return
+        if self._profiler is None and global_step == self._start:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self._profiler = torch.profiler.profile(activities=activities)
+            self._profiler.__enter__()
+            self._started_at = global_step
+        elif self._profiler is not None and global_step >= (self._stop or 0):
+            self.close(global_step)
+
+    def close(self, global_step: int) -> Path | None:
+        """Stop an active trace (also at the end of fit) and export it."""
+        if self._profiler is None:
+            return None
+        profiler, self._profiler = self._profiler, None
+        profiler.__exit__(None, None, None)
+        self._out_dir.mkdir(parents=True, exist_ok=True)
+        path = self._out_dir / f"trace_steps_{self._started_at}-{global_step}_rank{self._rank}.json"
+        profiler.export_chrome_trace(str(path))
+        logger.info(
+            "torch.profiler trace of steps %d-%d written to %s", self._started_at, global_step, path
+        )
+        return path

@@ -35,6 +35,7 @@ class Run:
     fingerprint: Any = None
     early_stopping: Any = None
     checkpoints: Any = None
+    trace: Any = None
     checkpoint_path: Any = None
     last_saved_step: int = -1
     start_step: int = 0  # global step this fit started (or resumed) at

@@ -32,7 +32,7 @@ from .metrics import TrainMetrics, lr_key, numeric_items
 from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
 from .preemption import PreemptionHandler, StopRequest
-from .profiling import NullProfiler, build_profiler
+from .profiling import NullProfiler, TraceWindow, build_profiler
 from .progress import ProgressDisplay, build_progress_display
 from .results import FitResult, FitStatus, WarmStartResult
 from .rng import restore_rng_state, seed_everything
@@ -290,6 +290,13 @@ class GenericTrainer:
             cfg.logging, self.run_dir, is_rank_zero=rank_zero, hparams=_plain_config(cfg)
         )
         self._progress = build_progress_display(cfg.logging, is_rank_zero=rank_zero)
+        perf = cfg.performance
+        run.trace = TraceWindow(
+            perf.profiler_trace_start_step,
+            perf.profiler_trace_num_steps,
+            self.run_dir / "profiler",
+            self._dist.rank,
+        )
         self._run = run
 
     # ------------------------------------------------------------------ resume
@@ -471,6 +478,7 @@ class GenericTrainer:
         run.window_size, run.window_has_grads = 0, False
         self.global_step += 1
         self._hooks.call("on_after_optimizer_step", self, opt_idx)
+        run.trace.at_step(self.global_step)
         self._profiler.sync()
         self._profiler.record_optimizer(loader_idx, time.perf_counter() - t0)
 
@@ -647,6 +655,7 @@ class GenericTrainer:
         if self._progress is not None:
             self._progress.close()
         if self._run is not None:
+            self._run.trace.close(self.global_step)
             for stream in self._run.streams:
                 stream.close()
             if self._run.checkpoints is not None:
