@@ -41,12 +41,23 @@ def numeric_items(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _mean(values: Sequence[Any]) -> float:
-    if all(isinstance(v, float) for v in values):
+    """Exact float64 mean; tensors are read with one transfer per device, in their order.
+
+    Floats (pending values restored from a checkpoint) and tensors give the same result, so a
+    resumed run logs the same means as an uninterrupted one.
+    """
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for value in values:
+        if not isinstance(value, float):
+            by_device.setdefault(value.device, []).append(value.reshape(()))
+    if not by_device:
         return math.fsum(values) / len(values)
-    stacked = torch.stack(
-        [torch.as_tensor(v, dtype=torch.float64).reshape(()).cpu() for v in values]
-    )
-    return float(stacked.mean())
+    as_floats = {
+        device: iter(torch.stack(tensors).to(torch.float64).tolist())
+        for device, tensors in by_device.items()
+    }
+    floats = [v if isinstance(v, float) else next(as_floats[v.device]) for v in values]
+    return math.fsum(floats) / len(floats)
 
 
 class TrainMetrics:
