@@ -191,14 +191,14 @@ def test_val_loader_mapping_starts_from_validation_defaults():
 def test_default_values_match_the_design_contract():
     cfg = GenericTrainerConfig()
     assert (cfg.experiment_name, cfg.seed, cfg.device) == ("experiment", None, "auto")
-    assert (cfg.log_loss_every_n_steps, cfg.validate_every_n_epochs) == (10, 1)
+    assert (cfg.log_loss_every_n_steps, cfg.validate_every_n_epochs) == (50, 1)
     assert (cfg.early_stopping_metric, cfg.early_stopping_mode) == ("val/loss", "min")
     assert cfg.on_nonfinite_loss == "raise" and cfg.profile_training is True
     assert cfg.checkpoint.root_dir == "runs" and cfg.checkpoint.max_checkpoints == 3
     assert cfg.checkpoint.save_every_n_epochs == 1
     assert cfg.preemption.signal == "SIGUSR1" and cfg.preemption.max_checkpoint_sec == 300.0
     assert cfg.performance.amp_dtype == "bfloat16" and cfg.performance.use_amp is False
-    assert cfg.logging.logger_type == "console" and cfg.logging.log_scalars_every_n_steps == 10
+    assert cfg.logging.logger_type == "console" and cfg.logging.log_scalars_every_n_steps == 50
     assert cfg.validation.frequency is ValidationFrequency.PER_EPOCH
     assert cfg.validation.aggregation is ValAggregation.MICRO_AVG_WEIGHTED_BY_SAMPLES
     assert cfg.fault_tolerance.require_resumable_iterables is True

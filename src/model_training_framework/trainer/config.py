@@ -415,7 +415,7 @@ class LoggingConfig(ConfigModel):
         description="Backends used by 'composite': any of 'console', 'tensorboard', 'wandb'.",
     )
     log_scalars_every_n_steps: PositiveInt = Field(
-        default=10,
+        default=50,
         description="Profiling metrics are logged every N optimizer steps (steps, >= 1).",
     )
     tensorboard_dir: str | None = Field(
@@ -665,7 +665,7 @@ class GenericTrainerConfig(SerializableConfig):
         )
     )
     log_loss_every_n_steps: PositiveInt = Field(
-        default=10, description="Step metrics are logged every N optimizer steps (>= 1)."
+        default=50, description="Step metrics are logged every N optimizer steps (>= 1)."
     )
     validate_every_n_epochs: PositiveInt = Field(
         default=1,

@@ -98,6 +98,8 @@ class OptimizerStepper:
             for i in range(len(self.optimizers))
         ]
         self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
+        in_optimizers = {id(p) for params in self._params for p in params}
+        self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
 
     def step(self, optimizer_idx: int, *, has_gradients: bool) -> None:
         """Clip and step optimizer ``optimizer_idx`` (when it got gradients), then clear all grads."""
@@ -114,9 +116,10 @@ class OptimizerStepper:
 
     def zero_grad(self) -> None:
         """Clear the gradients of the model and of every optimizer's parameters."""
-        self._model.zero_grad(set_to_none=True)
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
+        for param in self._params_outside:  # model parameters that no optimizer clears
+            param.grad = None
 
     def end_epoch(self) -> None:
         """Step the schedulers whose interval is ``"epoch"``."""

@@ -9,6 +9,7 @@ gradients in flight), and every piece of state goes through ``state_dict()``/``l
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -440,7 +441,8 @@ class GenericTrainer:
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
             if self._is_finite(loss):
-                self._precision.backward(loss * run.loss_scales[idx])
+                scale = run.loss_scales[idx]
+                self._precision.backward(loss if scale == 1.0 else loss * scale)
                 run.window_has_grads = True
         self._profiler.sync()
         t3 = time.perf_counter()
@@ -454,7 +456,7 @@ class GenericTrainer:
         return closes
 
     def _is_finite(self, loss: torch.Tensor) -> bool:
-        finite = bool(torch.isfinite(loss.detach()))
+        finite = math.isfinite(loss.detach().item())  # one host sync, like bool(isfinite)
         if self._dist.is_distributed and self.config.on_nonfinite_loss == "skip":
             finite = not self._dist.reduce_max(int(not finite))  # all ranks skip, or none
         if finite:
@@ -497,7 +499,7 @@ class GenericTrainer:
         ):
             metrics.update(self._validate(run))
         self._log(metrics)
-        if self._progress is not None:
+        if self._progress is not None and step % self.config.log_loss_every_n_steps == 0:
             self._progress.update(run.schedule_position(), self._last_metrics)
         return self._boundary_decisions(run, metrics, epoch_end=False)
 
