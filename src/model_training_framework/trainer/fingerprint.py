@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import CheckpointError
 
-__all__ = ["DataFingerprint"]
+__all__ = ["DataFingerprint", "NullFingerprint"]
 
 # Previous digest, then loader, pass and batch index as native int64 (as array("q") packs them).
 _HEAD = struct.Struct("=16s3q")
@@ -49,3 +49,12 @@ class DataFingerprint:
             self._digest = bytes.fromhex(state["digest"])
         except KeyError as err:
             raise CheckpointError(f"checkpoint fingerprint state lacks {err}") from err
+
+
+class NullFingerprint(DataFingerprint):
+    """``fault_tolerance.record_data_fingerprint: false``: nothing is hashed."""
+
+    def update(
+        self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None
+    ) -> None:
+        """Ignore the batch."""

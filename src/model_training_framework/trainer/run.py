@@ -36,6 +36,9 @@ class Run:
     early_stopping: Any = None
     checkpoints: Any = None
     trace: Any = None
+    is_distributed: bool = False
+    has_batch_start_hooks: bool = True
+    has_batch_end_hooks: bool = True
     checkpoint_path: Any = None
     last_saved_step: int = -1
     start_step: int = 0  # global step this fit started (or resumed) at

@@ -25,7 +25,7 @@ from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
 from .devices import move_to_device
 from .distributed import DistributedContext, loaders_without_distributed_sampler
 from .early_stopping import EarlyStopping
-from .fingerprint import DataFingerprint
+from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
@@ -272,7 +272,12 @@ class GenericTrainer:
             require_resumable=cfg.fault_tolerance.require_resumable_iterables,
         )
         run.metrics = TrainMetrics(run.names)
-        run.fingerprint = DataFingerprint()
+        run.fingerprint = (
+            DataFingerprint() if cfg.fault_tolerance.record_data_fingerprint else NullFingerprint()
+        )
+        run.is_distributed = self._dist.is_distributed
+        run.has_batch_start_hooks = self._hooks.has("on_train_batch_start")
+        run.has_batch_end_hooks = self._hooks.has("on_train_batch_end")
         run.early_stopping = EarlyStopping(
             cfg.early_stopping_patience,
             cfg.early_stopping_metric,
@@ -410,34 +415,21 @@ class GenericTrainer:
     def _micro_step(self, run: Run, slot: Any) -> bool:
         """One batch forward/backward; True when it closes an accumulation window."""
         t0 = time.perf_counter()
-        idx = slot.loader_idx
-        stream: LoaderStream = run.streams[idx]
-        while True:
-            try:
-                batch = stream.fetch(slot.pass_idx, slot.batch_idx)
-                break
-            except StopIteration:
-                slot = run.schedule.mark_exhausted(idx)
-                if slot is None:
-                    return False  # the next next_slot() call ends the epoch
-                idx, stream = slot.loader_idx, run.streams[slot.loader_idx]
-        if self.device.type != "cpu":
-            batch = move_to_device(batch, self.device)
-        indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
-        run.fingerprint.update(idx, slot.pass_idx, slot.batch_idx, indices)
+        fetched = self._fetch(run, slot)
+        if fetched is None:
+            return False  # a loader ran dry and nothing replaces it: the epoch ends next
+        slot, batch, indices = fetched
+        idx, batch_idx = slot.loader_idx, slot.batch_idx
         name = run.names[idx]
-        self._hooks.call("on_train_batch_start", self, batch, slot.batch_idx, idx, name)
+        if run.has_batch_start_hooks:
+            self._hooks.call("on_train_batch_start", self, batch, batch_idx, idx, name)
         run.window_size += 1
         closes = run.window_size == run.grad_accum
         t1 = time.perf_counter()
-        sync_context = (
-            nullcontext()
-            if closes or not self._dist.is_distributed
-            else self._forward_model.no_sync()
-        )
-        with sync_context:
+        # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients.
+        with nullcontext() if closes or not run.is_distributed else self._forward_model.no_sync():
             with self._precision.forward_context():
-                outputs = self._training_step(self, batch, slot.batch_idx, idx, name)
+                outputs = self._training_step(self, batch, batch_idx, idx, name)
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
             if self._is_finite(loss):
@@ -447,13 +439,34 @@ class GenericTrainer:
         self._profiler.sync()
         t3 = time.perf_counter()
         num_samples = (
-            len(indices) if indices is not None else count_samples(batch, stream.batch_size_hint())
+            len(indices)
+            if indices is not None
+            else count_samples(batch, run.streams[idx].batch_size_hint())
         )
         run.metrics.add(idx, numeric_items(outputs), num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
-        self._hooks.call("on_train_batch_end", self, batch, slot.batch_idx, idx, name, outputs)
+        if run.has_batch_end_hooks:
+            self._hooks.call("on_train_batch_end", self, batch, batch_idx, idx, name, outputs)
         run.last_loader = idx
         return closes
+
+    def _fetch(self, run: Run, slot: Any) -> tuple[Any, Any, list[int] | None] | None:
+        """The batch for ``slot`` (on the device) and its sample indices, folded into the
+        fingerprint; a loader that runs dry hands over to the slot the schedule gives instead."""
+        while True:
+            stream: LoaderStream = run.streams[slot.loader_idx]
+            try:
+                batch = stream.fetch(slot.pass_idx, slot.batch_idx)
+                break
+            except StopIteration:
+                slot = run.schedule.mark_exhausted(slot.loader_idx)
+                if slot is None:
+                    return None
+        if self.device.type != "cpu":
+            batch = move_to_device(batch, self.device)
+        indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
+        run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
+        return slot, batch, indices
 
     def _is_finite(self, loss: torch.Tensor) -> bool:
         finite = math.isfinite(loss.detach().item())  # one host sync, like bool(isfinite)
