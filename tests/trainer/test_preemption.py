@@ -313,7 +313,9 @@ def test_failed_requeue_is_logged_with_stderr_and_returns_false(fake_scontrol, m
     assert "4242" in caplog.text
 
 
-def test_after_a_requeue_sigterm_stays_ignored_so_the_process_can_finish(fake_scontrol, monkeypatch):
+def test_after_a_requeue_sigterm_stays_ignored_so_the_process_can_finish(
+    fake_scontrol, monkeypatch
+):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     previous = signal.getsignal(signal.SIGTERM)
     try:
