@@ -20,6 +20,7 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
     SamplingStrategy,
+    TrainerHooks,
 )
 
 
@@ -80,6 +81,14 @@ def main() -> int:
         DataLoader(dataset(40, 1), batch_size=4, shuffle=True, num_workers=args.workers),
         DataLoader(dataset(28, 2), batch_size=4, shuffle=True, num_workers=args.workers),
     ]
+
+    class Announce(TrainerHooks):
+        """Prints each optimizer step so the test knows training is under way."""
+
+        def on_after_optimizer_step(self, trainer, optimizer_idx):
+            print("STEP", trainer.global_step, flush=True)
+
+    trainer.add_hook(Announce())
     result = trainer.fit(loaders, max_epochs=3)
     print("STATUS", result.status.value, result.global_step, flush=True)
     if result.status.value != "completed":
