@@ -40,10 +40,10 @@ def numeric_items(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return items
 
 
-def _mean(values: Sequence[Any]) -> float:
-    """Exact float64 mean; tensors are read with one transfer per device, in their order.
+def _as_floats(values: Sequence[Any]) -> list[float]:
+    """Values as exact float64 numbers; tensors are read with one transfer per device.
 
-    Floats (pending values restored from a checkpoint) and tensors give the same result, so a
+    Floats (pending values restored from a checkpoint) and tensors give the same numbers, so a
     resumed run logs the same means as an uninterrupted one.
     """
     by_device: dict[torch.device, list[torch.Tensor]] = {}
@@ -51,17 +51,17 @@ def _mean(values: Sequence[Any]) -> float:
         if not isinstance(value, float):
             by_device.setdefault(value.device, []).append(value.reshape(()))
     if not by_device:
-        return math.fsum(values) / len(values)
+        return list(values)
     as_floats = {
         device: iter(torch.stack(tensors).to(torch.float64).tolist())
         for device, tensors in by_device.items()
     }
-    floats = [v if isinstance(v, float) else next(as_floats[v.device]) for v in values]
-    return math.fsum(floats) / len(floats)
+    return [v if isinstance(v, float) else next(as_floats[v.device]) for v in values]
 
 
 class TrainMetrics:
-    """Running means of step metrics per loader and overall since the last ``pop_means``.
+    """Sample-weighted running means of step metrics, per loader and overall, since the last
+    ``pop_means`` (each micro-step's value counts as many times as its batch has samples).
 
     Args:
         names: loader names, by loader index.
@@ -69,7 +69,8 @@ class TrainMetrics:
 
     def __init__(self, names: Sequence[str]) -> None:
         self._names = list(names)
-        self._values: list[dict[str, list[Any]]] = [{} for _ in names]
+        # per loader: metric key -> ([values], [samples of the batch each value came from])
+        self._values: list[dict[str, tuple[list[Any], list[int]]]] = [{} for _ in names]
         self._samples = 0
 
     def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
@@ -78,9 +79,10 @@ class TrainMetrics:
         for key, value in items:
             bucket = per_loader.get(key)
             if bucket is None:
-                per_loader[key] = [value]
+                per_loader[key] = ([value], [num_samples])
             else:
-                bucket.append(value)
+                bucket[0].append(value)
+                bucket[1].append(num_samples)
         self._samples += num_samples
 
     def pop_samples(self) -> int:
@@ -91,15 +93,15 @@ class TrainMetrics:
     def pop_means(
         self, reduce: Callable[[list[float]], list[float]] | None = None
     ) -> dict[str, float]:
-        """Means since the last call (``reduce`` sums [sum, count] pairs across ranks)."""
+        """Means since the last call (``reduce`` sums [weighted sum, samples] pairs across ranks)."""
         sums: dict[str, list[float]] = {}
         for name, per_loader in zip(self._names, self._values, strict=True):
-            for key, values in per_loader.items():
-                total = _mean(values) * len(values)
+            for key, (values, weights) in per_loader.items():
+                total = math.fsum(v * w for v, w in zip(_as_floats(values), weights, strict=True))
                 for metric in (train_key(name, key), train_key(None, key)):
                     acc = sums.setdefault(metric, [0.0, 0.0])
                     acc[0] += total
-                    acc[1] += len(values)
+                    acc[1] += sum(weights)
             per_loader.clear()
         keys = sorted(sums)
         flat = [x for k in keys for x in sums[k]]
@@ -110,7 +112,9 @@ class TrainMetrics:
     def state_dict(self) -> dict[str, Any]:
         """Pending values as plain floats (so a resumed run logs the same means)."""
         return {
-            "values": [{k: [float(v) for v in vs] for k, vs in d.items()} for d in self._values],
+            "values": [
+                {k: [_as_floats(vs), list(ws)] for k, (vs, ws) in d.items()} for d in self._values
+            ],
             "samples": self._samples,
         }
 
@@ -123,5 +127,5 @@ class TrainMetrics:
             raise CheckpointError(
                 f"checkpoint has metrics for {len(values)} loaders, this run has {len(self._names)}"
             )
-        self._values = [{k: list(vs) for k, vs in d.items()} for d in values]
+        self._values = [{k: (list(vs), list(ws)) for k, (vs, ws) in d.items()} for d in values]
         self._samples = int(samples)

@@ -1,0 +1,62 @@
+"""Training metrics: sample-weighted means per loader and overall, resumable, reducible."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from model_training_framework.trainer.metrics import TrainMetrics, numeric_items
+
+
+def test_means_are_weighted_by_batch_samples():
+    metrics = TrainMetrics(["a", "b"])
+    metrics.add(0, [("loss", torch.tensor(1.0))], num_samples=3)
+    metrics.add(0, [("loss", 5.0)], num_samples=1)
+    metrics.add(1, [("loss", torch.tensor(10.0)), ("acc", 0.5)], num_samples=4)
+    means = metrics.pop_means()
+    assert means["train/dl_a/loss"] == pytest.approx((3 * 1 + 5) / 4)
+    assert means["train/dl_b/loss"] == 10.0 and means["train/dl_b/acc"] == 0.5
+    assert means["train/loss"] == pytest.approx((3 + 5 + 40) / 8)
+    assert "train/dl_a/acc" not in means
+    assert metrics.pop_means() == {}, "means are since the last call"
+
+
+def test_pending_values_survive_a_checkpoint():
+    def fresh():
+        m = TrainMetrics(["a"])
+        m.add(0, [("loss", torch.tensor(2.0))], num_samples=2)
+        return m
+
+    uninterrupted = fresh()
+    restored = TrainMetrics(["a"])
+    restored.load_state_dict(json.loads(json.dumps(fresh().state_dict())))
+    for m in (uninterrupted, restored):
+        m.add(0, [("loss", torch.tensor(4.0))], num_samples=6)
+    assert restored.pop_means() == uninterrupted.pop_means()
+
+
+def test_reduce_sums_weighted_pairs_across_ranks():
+    metrics = TrainMetrics(["a"])
+    metrics.add(0, [("loss", 1.0)], num_samples=2)
+    # another rank contributed a weighted sum of 6.0 over 2 samples
+    means = metrics.pop_means(
+        lambda flat: [x + y for x, y in zip(flat, [6.0, 2.0] * 2, strict=True)]
+    )
+    assert means["train/loss"] == pytest.approx((2 + 6) / 4)
+
+
+def test_numeric_items_keep_numbers_and_scalar_tensors_only():
+    items = dict(
+        numeric_items(
+            {
+                "loss": torch.tensor(1.0, requires_grad=True),
+                "n": 3,
+                "flag": True,
+                "v": torch.ones(3),
+                "s": "x",
+            }
+        )
+    )
+    assert set(items) == {"loss", "n"} and not items["loss"].requires_grad
