@@ -28,12 +28,25 @@ def lr_key(optimizer_idx: int) -> str:
     return f"train/lr/opt_{optimizer_idx}"
 
 
-def numeric_items(outputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The metric entries of a step's output dict: numbers and 0-d tensors (others ignored)."""
+def numeric_items(
+    outputs: Mapping[str, Any], loss_value: float | None = None
+) -> list[tuple[str, Any]]:
+    """The metric entries of a step's output dict: numbers and 0-d tensors (others ignored).
+
+    Args:
+        outputs: what the step function returned.
+        loss_value: the ``"loss"`` tensor already read to the host (training steps read it for
+            the finiteness check); it stands in for the tensor, and gives the same mean.
+
+    Returns:
+        ``(key, value)`` pairs; values are floats or detached one-element tensors.
+    """
     items = []
     for key, value in outputs.items():
         if isinstance(value, torch.Tensor):
-            if value.numel() == 1:
+            if loss_value is not None and key == "loss":
+                items.append((key, loss_value))
+            elif value.numel() == 1:
                 items.append((key, value.detach()))
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             items.append((key, float(value)))

@@ -14,6 +14,8 @@ import torch
 __all__ = ["Autocast", "NoPrecision", "Precision", "build_precision"]
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+# Shared by every full-precision step (a nullcontext can be entered any number of times).
+_NO_AUTOCAST = contextlib.nullcontext()
 
 
 class Precision:
@@ -21,7 +23,7 @@ class Precision:
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """Context in which the training/validation step runs."""
-        return contextlib.nullcontext()
+        return _NO_AUTOCAST
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate ``loss``."""

@@ -45,6 +45,9 @@ __all__ = ["GenericTrainer"]
 
 logger = logging.getLogger(__name__)
 
+# Reused for every non-DDP micro-step (a nullcontext can be entered any number of times).
+_NO_CONTEXT = nullcontext()
+
 _STOP_STATUS = {
     StopRequest.PREEMPT: FitStatus.PREEMPTED,
     StopRequest.INTERRUPT: FitStatus.INTERRUPTED,
@@ -427,12 +430,13 @@ class GenericTrainer:
         closes = run.window_size == run.grad_accum
         t1 = time.perf_counter()
         # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients.
-        with nullcontext() if closes or not run.is_distributed else self._forward_model.no_sync():
+        with _NO_CONTEXT if closes or not run.is_distributed else self._forward_model.no_sync():
             with self._precision.forward_context():
                 outputs = self._training_step(self, batch, batch_idx, idx, name)
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
-            if self._is_finite(loss):
+            loss_value = loss.item()  # the step's one host sync; the metrics reuse the value
+            if self._is_finite(run, loss_value):
                 scale = run.loss_scales[idx]
                 self._precision.backward(loss if scale == 1.0 else loss * scale)
                 run.window_has_grads = True
@@ -443,7 +447,7 @@ class GenericTrainer:
             if indices is not None
             else count_samples(batch, run.streams[idx].batch_size_hint())
         )
-        run.metrics.add(idx, numeric_items(outputs), num_samples)
+        run.metrics.add(idx, numeric_items(outputs, loss_value), num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if run.has_batch_end_hooks:
             self._hooks.call("on_train_batch_end", self, batch, batch_idx, idx, name, outputs)
@@ -468,15 +472,15 @@ class GenericTrainer:
         run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
         return slot, batch, indices
 
-    def _is_finite(self, loss: torch.Tensor) -> bool:
-        finite = math.isfinite(loss.detach().item())  # one host sync, like bool(isfinite)
-        if self._dist.is_distributed and self.config.on_nonfinite_loss == "skip":
+    def _is_finite(self, run: Run, loss_value: float) -> bool:
+        finite = math.isfinite(loss_value)
+        if run.is_distributed and self.config.on_nonfinite_loss == "skip":
             finite = not self._dist.reduce_max(int(not finite))  # all ranks skip, or none
         if finite:
             return True
         if self.config.on_nonfinite_loss == "raise":
             raise FloatingPointError(
-                f"training loss is {float(loss)} at global step {self.global_step}; set "
+                f"training loss is {loss_value} at global step {self.global_step}; set "
                 "on_nonfinite_loss='skip' to skip such steps, or lower the learning rate / "
                 "enable gradient clipping (performance.clip_grad_norm)"
             )
@@ -486,7 +490,7 @@ class GenericTrainer:
     def _optimizer_step(self, run: Run, loader_idx: int) -> None:
         opt_idx = run.optimizer_ids[loader_idx]
         t0 = time.perf_counter()
-        if self._dist.is_distributed and run.window_size < run.grad_accum:
+        if run.is_distributed and run.window_size < run.grad_accum:
             self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
         self._hooks.call("on_before_optimizer_step", self, opt_idx)
         self._stepper.step(opt_idx, has_gradients=run.window_has_grads)
