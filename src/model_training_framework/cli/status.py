@@ -1,7 +1,9 @@
 """``mtf status [DIR]``: where the experiments of a sweep (or the runs under a folder) stand.
 
 DIR (default ``experiments``) is searched for experiment directories (holding ``config.yaml``,
-written by ``mtf sweep``) and run directories (holding ``status.json``, written by every run).
+written by ``mtf sweep``) and run directories (holding ``status.json``, written by ``mtf train``
+and sweep jobs, or only checkpoints: runs started from Python, such as ``mtf demo``, show as
+``checkpointed`` with the latest checkpoint's epoch and step).
 For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ...,
 or ``pending`` when it has not started), epoch, step, the latest ``val/loss`` or ``train/loss``
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
@@ -61,7 +63,7 @@ def _run_dir_of(experiment_dir: Path) -> tuple[str, Path]:
 def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentStatus:
     from ..runner.experiment import read_status
 
-    record = read_status(run_dir) or {"status": "pending"}
+    record = read_status(run_dir) or _record_from_checkpoint(run_dir) or {"status": "pending"}
     metrics = record.get("metrics") or {}
     loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
     row = ExperimentStatus(
@@ -79,6 +81,23 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
     return row
 
 
+def _record_from_checkpoint(run_dir: Path) -> dict | None:
+    """Epoch, step and last metrics from the run's latest checkpoint (no ``status.json``)."""
+    latest = run_dir / "latest.ckpt"
+    if not latest.exists():
+        return None
+    from ..trainer.checkpoint import describe_checkpoint
+
+    described = describe_checkpoint(latest)
+    trainer_state = described.get("trainer") or {}
+    return {
+        "status": "checkpointed",
+        "epoch": described.get("epoch"),
+        "global_step": described.get("global_step"),
+        "metrics": trainer_state.get("last_metrics") or described.get("metrics") or {},
+    }
+
+
 def collect_status(directory: Path) -> list[ExperimentStatus]:
     """Status of every experiment and run found under ``directory``.
 
@@ -94,7 +113,7 @@ def collect_status(directory: Path) -> list[ExperimentStatus]:
     for experiment_dir in _find(directory, _CONFIG):
         name, run_dir = _run_dir_of(experiment_dir)
         rows[str(run_dir.resolve())] = _row(name, run_dir, experiment_dir)
-    for run_dir in _find(directory, "status.json"):
+    for run_dir in _find(directory, "status.json") + _find(directory, "latest.ckpt"):
         rows.setdefault(str(run_dir.resolve()), _row(run_dir.name, run_dir, None))
     return sorted(rows.values(), key=lambda row: row.name)
 
