@@ -214,7 +214,10 @@ class HookDispatcher:
             HookError: a hook raised and ``continue_on_error`` is false (chained to the error).
             ValueError: ``method_name`` is not a :class:`TrainerHooks` method.
         """
-        for label, method in self._calls_for(method_name):
+        calls = self._calls.get(method_name)  # inlined _calls_for: called several times a step
+        if calls is None:
+            calls = self._calls_for(method_name)  # raises: an error naming the known methods
+        for label, method in calls:
             try:
                 method(*args)
             except Exception as err:
