@@ -6,7 +6,7 @@ The trainer chooses once (``build_precision``) and then always calls the same me
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -25,6 +25,10 @@ class Precision:
         """Context in which the training/validation step runs."""
         return _NO_AUTOCAST
 
+    def run_step(self, step_fn: Callable[..., Any], *args: Any) -> Any:
+        """``step_fn(*args)`` under this precision (a plain call in full precision)."""
+        return step_fn(*args)
+
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate ``loss``."""
         loss.backward()
@@ -33,11 +37,9 @@ class Precision:
         """Make gradients of ``optimizer`` true-scale before clipping (no-op without a scaler)."""
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Step ``optimizer`` (the scaler may skip a step with inf/NaN gradients)."""
+        """Step ``optimizer`` (the scaler may skip a step with inf/NaN gradients, then updates
+        its scale)."""
         optimizer.step()
-
-    def update(self) -> None:
-        """Called once after each optimizer step (scaler bookkeeping)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Scaler state (empty without a scaler)."""
@@ -64,6 +66,10 @@ class Autocast(Precision):
         with torch.autocast(device_type=self.device_type, dtype=self.dtype):
             yield
 
+    def run_step(self, step_fn: Callable[..., Any], *args: Any) -> Any:
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            return step_fn(*args)
+
     def backward(self, loss: torch.Tensor) -> None:
         if self.scaler is None:
             loss.backward()
@@ -79,9 +85,6 @@ class Autocast(Precision):
             optimizer.step()
         else:
             self.scaler.step(optimizer)
-
-    def update(self) -> None:
-        if self.scaler is not None:
             self.scaler.update()
 
     def state_dict(self) -> dict[str, Any]:

@@ -109,7 +109,6 @@ class OptimizerStepper:
                 self._precision.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
             self._precision.step(optimizer)
-            self._precision.update()
             for sched in self._step_scheds[optimizer_idx]:
                 sched.scheduler.step()
         self.zero_grad()

@@ -431,8 +431,9 @@ class GenericTrainer:
         t1 = time.perf_counter()
         # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients.
         with _NO_CONTEXT if closes or not run.is_distributed else self._forward_model.no_sync():
-            with self._precision.forward_context():
-                outputs = self._training_step(self, batch, batch_idx, idx, name)
+            outputs = self._precision.run_step(
+                self._training_step, self, batch, batch_idx, idx, name
+            )
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
             loss_value = loss.item()  # the step's one host sync; the metrics reuse the value
