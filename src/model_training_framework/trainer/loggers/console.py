@@ -57,8 +57,9 @@ class ConsoleLogger(BaseLogger):
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Write the console line for ``metrics``; nothing when no shown key is present."""
-        if select_console_metrics(metrics):
-            self._emit(format_metrics_line(metrics, step))
+        selected = select_console_metrics(metrics)
+        if selected:
+            self._emit(_metrics_line(metrics, step, selected))
 
     def log_text(self, key: str, text: str, step: int) -> None:
         """Write ``step <step> | <key>: <text>``."""
@@ -113,12 +114,16 @@ def format_metrics_line(metrics: Mapping[str, float], step: int) -> str:
     Returns:
         The line, without a trailing newline.
     """
+    return _metrics_line(metrics, step, select_console_metrics(metrics))
+
+
+def _metrics_line(
+    metrics: Mapping[str, float], step: int, selected: list[tuple[str, float]]
+) -> str:
+    """``format_metrics_line`` with the keys already selected (they are selected once a log)."""
     epoch = next((metrics[key] for key in EPOCH_KEYS if key in metrics), None)
     head = f"step {int(step)}" if epoch is None else f"epoch {int(epoch)} step {int(step)}"
-    fields = [
-        head,
-        *(f"{label} {format_value(value)}" for label, value in select_console_metrics(metrics)),
-    ]
+    fields = [head, *(f"{label} {format_value(value)}" for label, value in selected)]
     if THROUGHPUT_KEY in metrics:
         fields.append(f"{float(metrics[THROUGHPUT_KEY]):.0f} samples/s")
     return _SEPARATOR.join(fields)

@@ -37,6 +37,8 @@ METRICS_FILENAME = "metrics.jsonl"
 HPARAMS_FILENAME = "hparams.json"
 MEDIA_DIRNAME = "media"
 STEP_KEY = "step"
+# One encoder for every line: json.dumps with non-default options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ class JsonlLogger(BaseLogger):
                 f"rename the metric (e.g. 'train/{STEP_KEY}')"
             )
         record: dict[str, Any] = {STEP_KEY: int(step)}
-        record.update({key: _to_json_number(key, value) for key, value in metrics.items()})
+        for key, value in metrics.items():
+            # floats (nearly every metric) need no conversion: skip the call for them
+            record[key] = value if type(value) is float else _to_json_number(key, value)
         self._write(record)
 
     def log_text(self, key: str, text: str, step: int) -> None:
@@ -112,7 +116,7 @@ class JsonlLogger(BaseLogger):
         else:
             merged = dict(record)
             self._last_offset = self._file.tell()
-        self._file.write((json.dumps(merged, separators=(",", ":")) + "\n").encode("utf-8"))
+        self._file.write((_ENCODER.encode(merged) + "\n").encode("utf-8"))
         self._last_step, self._last_record = step, merged
 
     def _media_path(self, key: str, step: int) -> Path:
