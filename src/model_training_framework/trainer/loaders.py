@@ -110,10 +110,10 @@ class _PassIndexSampler:
         self.batches: _PassBatches | None = None
         self.start = 0
 
-    def __iter__(self) -> Iterator[_SeededBatch]:
+    def __iter__(self) -> Iterator[list[int]]:
         batches, start = self.batches, self.start
         assert batches is not None, "a pass must be planned before iterating"
-        return (batches.batch(k) for k in range(start, len(batches)))
+        return map(batches.batch, range(start, len(batches)))  # no generator frame per batch
 
     def __len__(self) -> int:
         return 0 if self.batches is None else len(self.batches) - self.start
@@ -164,14 +164,17 @@ class _PassBatches:
         handed_out = self._handed_out.pop(k, None)
         return handed_out if handed_out is not None else self._compute(k)
 
-    def batch(self, k: int) -> _SeededBatch:
-        """Batch ``k`` for the DataLoader; it carries a seed only when workers will read it."""
+    def batch(self, k: int) -> list[int]:
+        """Batch ``k`` for the DataLoader: a ``_SeededBatch`` when worker processes will read
+        its seed, else the index list itself (no copy; the fetch only reads it)."""
         indices = self._compute(k)
         self._handed_out[k] = indices
         if len(self._handed_out) > _MAX_HANDED_OUT:  # never asked for: drop the oldest
             del self._handed_out[next(iter(self._handed_out))]
+        if not self._seed_workers:
+            return indices
         batch = _SeededBatch(indices)
-        batch.seed = derive_seed(self._seed, k) if self._seed_workers else None
+        batch.seed = derive_seed(self._seed, k)
         return batch
 
     def _compute(self, k: int) -> list[int]:
