@@ -10,6 +10,8 @@ over TensorDatasets (``shuffle=True``, batch 64) taken round-robin, cross-entrop
   go to /dev/null so the table stays readable), ``metrics.jsonl``, the progress display, a
   checkpoint at the end (outside the timed window);
 * ``framework-noprof``: the same with ``profile_training=False``;
+* ``hand`` (only with ``--calibrate``): a second copy of the hand-written loop, timed the same
+  way; its ratio is the floor of the method (about 1.00; the framework's ratio includes it);
 * ``lightning``: PyTorch Lightning's ``Trainer`` (when ``lightning`` is installed) with the two
   loaders alternated by a small round-robin iterable (one batch per step, automatic
   optimisation). Switched off for fairness: progress bar, checkpointing, logger, model summary,
@@ -230,6 +232,16 @@ def _run_framework(work: Work, root: Path, *, profile: bool) -> RunResult:
     return interleaver.result()
 
 
+def run_hand(work: Work, root: Path) -> RunResult:
+    """Calibration: a second hand-written loop as the contender (the method's floor, ~1.00)."""
+    contender = HandLoop(work)
+    interleaver = Interleaver(work, HandLoop(work))
+    for step in range(1, work.total_steps + 1):
+        contender.run(1)
+        interleaver.at_step(step)
+    return interleaver.result()
+
+
 def run_framework(work: Work, root: Path) -> RunResult:
     return _run_framework(work, root, profile=True)
 
@@ -389,6 +401,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20, help="steps per interleaved chunk")
     parser.add_argument("--warmup", type=int, default=40, help="untimed steps before timing")
     parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning contender")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="add a 'hand' contender: the hand loop against itself (the method's floor)",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 7)
     steps = args.steps or (400 if args.quick else 1500)
@@ -398,6 +415,8 @@ def main() -> None:
         "framework": run_framework,
         "framework-noprof": run_framework_noprof,
     }
+    if args.calibrate:
+        contenders["hand"] = run_hand
     lightning = None if args.no_lightning else lightning_contender()
     if lightning is not None:
         contenders["lightning"] = lightning
