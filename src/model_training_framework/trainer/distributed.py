@@ -24,13 +24,17 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, IterableDataset
 
+from .loaders import loader_length
+
 __all__ = [
     "DistributedContext",
     "Launch",
     "RankZeroError",
+    "check_loader_lengths_agree",
     "detect_launch",
     "has_distributed_sampler",
     "loaders_without_distributed_sampler",
+    "warn_unsharded_loaders",
 ]
 
 logger = logging.getLogger(__name__)
@@ -312,3 +316,44 @@ class DistributedContext:
 
 def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+
+
+def check_loader_lengths_agree(
+    dist_context: DistributedContext, loaders: Sequence[Any], names: Sequence[str]
+) -> None:
+    """Every rank must see the same number of batches per train loader (same schedule).
+
+    Raises:
+        ValueError: on every rank, naming the first loader whose lengths differ.
+    """
+    all_lengths = dist_context.gather_objects([loader_length(loader) for loader in loaders])
+    for idx, name in enumerate(names):
+        per_rank = [rank_lengths[idx] for rank_lengths in all_lengths]
+        if len(set(per_rank)) > 1:
+            raise ValueError(
+                f"train loader '{name}' has different lengths on different ranks ({per_rank}); "
+                "every rank must follow the same schedule: use a DistributedSampler (drop_last "
+                "or padding) so each rank gets equal batches"
+            )
+
+
+def warn_unsharded_loaders(
+    dist_context: DistributedContext,
+    groups: Sequence[tuple[str, Sequence[Any], Sequence[str]]],
+) -> None:
+    """On rank 0 of a multi-process run, warn once per loader without a DistributedSampler.
+
+    Args:
+        groups: ``(kind, loaders, names)`` triples, e.g. ``("train", loaders, names)``.
+    """
+    if not (dist_context.is_distributed and dist_context.is_rank_zero):
+        return
+    for kind, loaders, names in groups:
+        for name in loaders_without_distributed_sampler(loaders or [], names):
+            logger.warning(
+                "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
+                "samples; pass sampler=DistributedSampler(dataset) to shard it by rank",
+                kind,
+                name,
+                dist_context.world_size,
+            )

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["TrainMetrics", "lr_key", "numeric_items", "train_key"]
+__all__ = ["TrainMetrics", "loader_shares", "lr_key", "numeric_items", "train_key"]
 
 
 def train_key(name: str | None, key: str) -> str:
@@ -26,6 +26,20 @@ def train_key(name: str | None, key: str) -> str:
 def lr_key(optimizer_idx: int) -> str:
     """Learning-rate key of optimizer ``optimizer_idx``."""
     return f"train/lr/opt_{optimizer_idx}"
+
+
+def loader_shares(
+    names: Sequence[str], counts: Sequence[int], weights: Sequence[float] | None
+) -> dict[str, float]:
+    """WEIGHTED sampling: each loader's actual share of this epoch's batches and its target."""
+    total, weight_sum = sum(counts), sum(weights or [])
+    if not total or not weight_sum:
+        return {}
+    shares = {}
+    for name, count, weight in zip(names, counts, weights or [], strict=True):
+        shares[f"train/loader_share/dl_{name}"] = count / total
+        shares[f"train/loader_share_target/dl_{name}"] = weight / weight_sum
+    return shares
 
 
 def numeric_items(

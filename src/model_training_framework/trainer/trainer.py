@@ -18,26 +18,27 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from .checkpoint import CheckpointManager
 from .checks import check_loaders, check_optimizers, check_step_function, checked_loss
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
 from .devices import move_to_device
-from .distributed import DistributedContext, loaders_without_distributed_sampler
+from .distributed import DistributedContext, check_loader_lengths_agree, warn_unsharded_loaders
 from .early_stopping import EarlyStopping
 from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
-from .metrics import TrainMetrics, lr_key, numeric_items
+from .metrics import TrainMetrics, loader_shares, lr_key, numeric_items
 from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
 from .preemption import PreemptionHandler, StopRequest
 from .profiling import NullProfiler, TraceWindow, build_profiler
 from .progress import ProgressDisplay, build_progress_display
 from .results import FitResult, FitStatus, WarmStartResult
+from .resume import find_checkpoint, warm_start
 from .rng import restore_rng_state, seed_everything
-from .run import Run, build_schedule, import_dotted, prepare_run
+from .run import Run, build_schedule, prepare_run
 from .stepping import OptimizerStepper, parse_schedulers
 from .validation import count_samples, run_validation
 
@@ -181,8 +182,11 @@ class GenericTrainer:
         run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
         self._dist.setup(self.device)
         try:
-            self._warn_unsharded_loaders(run)
-            self._check_loader_lengths_agree(run)
+            warn_unsharded_loaders(
+                self._dist,
+                [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
+            )
+            check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
             self._wrap_model(run)
             self._open(run)
             with self._preemption:
@@ -219,34 +223,6 @@ class GenericTrainer:
             max_steps,
             num_optimizers=len(self.optimizers),
         )
-
-    def _check_loader_lengths_agree(self, run: Run) -> None:
-        lengths = [loader_length(loader) for loader in run.train_loaders]
-        all_lengths = self._dist.gather_objects(lengths)
-        for idx, name in enumerate(run.names):
-            per_rank = [rank_lengths[idx] for rank_lengths in all_lengths]
-            if len(set(per_rank)) > 1:
-                raise ValueError(
-                    f"train loader '{name}' has different lengths on different ranks "
-                    f"({per_rank}); every rank must follow the same schedule: use a "
-                    "DistributedSampler (drop_last or padding) so each rank gets equal batches"
-                )
-
-    def _warn_unsharded_loaders(self, run: Run) -> None:
-        if not (self._dist.is_distributed and self._dist.is_rank_zero):
-            return
-        for kind, loaders, names in (
-            ("train", run.train_loaders, run.names),
-            ("val", run.val_loaders, run.val_names),
-        ):
-            for name in loaders_without_distributed_sampler(loaders or [], names):
-                logger.warning(
-                    "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
-                    "samples; pass sampler=DistributedSampler(dataset) to shard it by rank",
-                    kind,
-                    name,
-                    self._dist.world_size,
-                )
 
     def _wrap_model(self, run: Run) -> None:
         model = self._module
@@ -310,7 +286,13 @@ class GenericTrainer:
 
     # ------------------------------------------------------------------ resume
     def _restore_or_start(self, run: Run, resume_from: str | Path | None) -> None:
-        found = self._find_checkpoint(run, resume_from)
+        found = find_checkpoint(
+            run.checkpoints,
+            self._dist,
+            resume_from,
+            auto_resume=self.config.preemption.resume_from_latest_symlink,
+            run_dir=self.run_dir,
+        )
         if found is not None:
             path, payload = found
             self._load_payload(run, payload)
@@ -322,33 +304,9 @@ class GenericTrainer:
             return
         if self.config.seed is not None:
             seed_everything(self.config.seed)
-        self._warm_start()
+        warm_start(self, self._module, self._warm_start_fn, self.config.warm_start)
         run.schedule.start_epoch(0)
         run.epoch_fresh = True
-
-    def _find_checkpoint(self, run: Run, resume_from: str | Path | None):
-        manager = run.checkpoints
-        if resume_from is None and not self.config.preemption.resume_from_latest_symlink:
-            return None
-        if resume_from is None or str(resume_from) == "latest":
-            # Rank 0 chooses, so every rank loads the same file (its error stops every rank).
-            chosen = None
-
-            def choose() -> str | None:
-                nonlocal chosen
-                chosen = manager.load_latest_valid()
-                return None if chosen is None else str(chosen[0])
-
-            path = self._dist.rank_zero_call(choose)
-            if path is None:
-                if resume_from is not None:
-                    raise CheckpointError(
-                        f"resume_from_checkpoint='latest' but {self.run_dir} has no checkpoint; "
-                        "drop the argument to start fresh"
-                    )
-                return None
-            return chosen if chosen is not None else (Path(path), manager.load(path))
-        return Path(resume_from), manager.load(resume_from)
 
     def _parts(self) -> TrainerParts:
         return TrainerParts(self._dist, self._module, self._stepper, self._precision, self._hooks)
@@ -361,33 +319,7 @@ class GenericTrainer:
             counters.last_metrics,
         )
         self._hooks.call("on_checkpoint_load", self, payload)
-        restore_rng_state(
-            rng_state
-        )  # last: nothing may draw from the restored streams before training
-
-    def _warm_start(self) -> None:
-        fn, path, strict = self._warm_start_fn, None, None
-        warm = self.config.warm_start
-        if fn is None and warm is not None:
-            fn, path, strict = (
-                import_dotted(warm.loader_class, "warm_start.loader_class"),
-                warm.checkpoint_path,
-                warm.strict,
-            )
-            if isinstance(fn, type):
-                fn = fn()
-        if fn is None:
-            return
-        result = fn(self, path)
-        if not isinstance(result, WarmStartResult):
-            raise TypeError(
-                f"warm-start loader must return WarmStartResult, got {type(result).__name__}"
-            )
-        self._module.load_state_dict(
-            result.model_state_dict,
-            strict=result.strict if strict is None else strict and result.strict,
-        )
-        logger.info("warm start: loaded weights (no optimizer or loop state)")
+        restore_rng_state(rng_state)  # last: nothing may draw from the streams before training
 
     # ------------------------------------------------------------------ the loop
     def _train(self, run: Run) -> FitStatus:
@@ -528,7 +460,13 @@ class GenericTrainer:
                 return status
         self._stepper.end_epoch()
         completed = self.current_epoch + 1
-        metrics = self._loader_shares(run)
+        loader_cfg = self.config.train_loader_config
+        weighted = loader_cfg.sampling_strategy == SamplingStrategy.WEIGHTED
+        metrics = (
+            loader_shares(run.names, run.schedule.counts(), loader_cfg.dataloader_weights)
+            if weighted
+            else {}
+        )
         if (
             self.config.validation.frequency == ValidationFrequency.PER_EPOCH
             and completed % self.config.validate_every_n_epochs == 0
@@ -606,20 +544,6 @@ class GenericTrainer:
         metrics.update(self._profiler.pop_val_means())
         self._hooks.call("on_validation_end", self, metrics)
         return metrics
-
-    def _loader_shares(self, run: Run) -> dict[str, float]:
-        counts = run.schedule.counts()
-        total = sum(counts)
-        strategy = self.config.train_loader_config.sampling_strategy
-        if not total or strategy != SamplingStrategy.WEIGHTED:
-            return {}
-        weights = self.config.train_loader_config.dataloader_weights or []
-        weight_sum = sum(weights)
-        shares = {}
-        for name, count, weight in zip(run.names, counts, weights, strict=True):
-            shares[f"train/loader_share/dl_{name}"] = count / total
-            shares[f"train/loader_share_target/dl_{name}"] = weight / weight_sum
-        return shares
 
     def _log(self, metrics: dict[str, float]) -> None:
         if metrics:
