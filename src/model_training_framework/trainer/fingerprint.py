@@ -17,6 +17,8 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import CheckpointError
 
 __all__ = ["FOLD_EVERY", "DataFingerprint", "NullFingerprint"]
@@ -44,7 +46,8 @@ class DataFingerprint:
             pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, -1)
         else:
             pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, len(indices))
-            pending += array("q", indices)
+            # an int64 NumPy view is appended as is (same bytes as array("q", ...), no copy)
+            pending += indices.data if isinstance(indices, np.ndarray) else array("q", indices)
         self._count += 1
         if self._count == FOLD_EVERY:
             self._digest = self._folded()

@@ -42,8 +42,6 @@ logger = logging.getLogger(__name__)
 _PASS = "pass_idx"
 _NEXT_BATCH = "next_batch_idx"
 _ITERABLE_STATE = "iterable_state"
-# Batches a DataLoader may fetch ahead of the trainer: num_workers * prefetch_factor, bounded.
-_MAX_HANDED_OUT = 256
 
 
 def loader_length(loader: DataLoader) -> int | None:
@@ -142,13 +140,11 @@ class _PassBatches:
         seed_workers: bool = True,
     ) -> None:
         # Slicing a NumPy view costs a third of slicing the tensor (hot path: every batch).
-        self._indices = None if indices is None else indices.numpy()
+        self._indices = None if indices is None else indices.numpy().astype(np.int64, copy=False)
         self._explicit = explicit
         self._batch_size = batch_size
         self._seed = seed
         self._seed_workers = seed_workers
-        # Index lists of batches handed to the DataLoader, until the trainer asks for them.
-        self._handed_out: dict[int, list[int]] = {}
         if explicit is not None:
             self._len = len(explicit)
         else:
@@ -159,18 +155,17 @@ class _PassBatches:
     def __len__(self) -> int:
         return self._len
 
-    def indices(self, k: int) -> list[int]:
-        """Sample indices of batch ``k`` (the list computed when it was handed out, if any)."""
-        handed_out = self._handed_out.pop(k, None)
-        return handed_out if handed_out is not None else self._compute(k)
+    def indices(self, k: int) -> Sequence[int]:
+        """Sample indices of batch ``k``: an int64 NumPy view (a list for explicit batches)."""
+        if self._explicit is not None:
+            return self._explicit[k]
+        assert self._indices is not None
+        return self._indices[k * self._batch_size : (k + 1) * self._batch_size]
 
     def batch(self, k: int) -> list[int]:
         """Batch ``k`` for the DataLoader: a ``_SeededBatch`` when worker processes will read
         its seed, else the index list itself (no copy; the fetch only reads it)."""
         indices = self._compute(k)
-        self._handed_out[k] = indices
-        if len(self._handed_out) > _MAX_HANDED_OUT:  # never asked for: drop the oldest
-            del self._handed_out[next(iter(self._handed_out))]
         if not self._seed_workers:
             return indices
         batch = _SeededBatch(indices)
@@ -367,8 +362,9 @@ class LoaderStream:
         self._next_batch = batch_idx + 1
         return batch
 
-    def sample_indices(self, pass_idx: int, batch_idx: int) -> list[int] | None:
-        """Dataset indices of a fetched map-style batch (None for iterable datasets)."""
+    def sample_indices(self, pass_idx: int, batch_idx: int) -> Sequence[int] | None:
+        """Dataset indices of a fetched map-style batch (None for iterable datasets): an int64
+        NumPy view, or a list for batch samplers we cannot slice."""
         if self._batches is None or pass_idx != self._pass_idx:
             return None
         return self._batches.indices(batch_idx)
