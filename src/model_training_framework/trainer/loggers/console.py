@@ -12,7 +12,8 @@ Which keys appear, in this order (each group sorted, ``loss`` first):
 4. throughput ``train/samples_per_sec`` (shown as ``N samples/s``).
 
 Profiling keys (``profile/...``) and other per-loader metrics stay in the metrics file and the
-dashboards. Lines are written with ``tqdm.write`` so that they do not break a live progress bar.
+dashboards. On a terminal lines are written with ``tqdm.write`` so that they do not break a live
+progress bar; elsewhere they are written directly.
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ class ConsoleLogger(BaseLogger):
         self._emit(f"step {int(step)}{_SEPARATOR}{key}: {text}")
 
     def _emit(self, line: str) -> None:
-        tqdm.write(line, file=self._stream if self._stream is not None else sys.stderr)
+        stream = self._stream if self._stream is not None else sys.stderr
+        if stream.isatty():  # a live bar may be drawn there: let tqdm move it out of the way
+            tqdm.write(line, file=stream)
+        else:  # plain lines (CI logs, files): a direct write costs a fraction of tqdm.write
+            stream.write(line + "\n")
+            stream.flush()
 
 
 def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, float]]:
