@@ -387,7 +387,7 @@ class GenericTrainer:
         run.last_loader = idx
         return closes
 
-    def _fetch(self, run: Run, slot: Any) -> tuple[Any, Any, list[int] | None] | None:
+    def _fetch(self, run: Run, slot: Any) -> tuple[Any, Any, Sequence[int] | None] | None:
         """The batch for ``slot`` (on the device) and its sample indices, folded into the
         fingerprint; a loader that runs dry hands over to the slot the schedule gives instead."""
         while True:
