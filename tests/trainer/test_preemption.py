@@ -205,8 +205,13 @@ def test_unknown_signal_name_is_rejected_with_choices():
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGKILL", "STOP"])
 def test_signals_that_cannot_mean_preemption_are_rejected(name):
+    with pytest.raises(ValueError, match=r"signal: SIG[A-Z]+ cannot be the preemption signal"):
+        _config(signal=name)  # the config refuses them first, naming the field
+    unchecked = SimpleNamespace(
+        signal=name, max_checkpoint_sec=2.0, requeue_job=True, resume_from_latest_symlink=True
+    )
     with pytest.raises(ValueError, match=r"preemption\.signal cannot be SIG"):
-        PreemptionHandler(_config(signal=name))
+        PreemptionHandler(unchecked)
 
 
 # ---- a real child process ---------------------------------------------------------------

@@ -96,12 +96,27 @@ def check_dotted_path(value: str) -> str:
     return value
 
 
+# SIGINT means "interrupt" (its own status); SIGKILL and SIGSTOP cannot be caught at all.
+_NOT_PREEMPTION_SIGNALS = ("SIGINT", "SIGKILL", "SIGSTOP")
+
+
 def check_signal_name(value: Any) -> str:
     """Accept ``"SIGUSR1"``, ``"usr1"`` or a signal number; return the canonical name.
 
     Raises:
-        ValueError: no such signal on this system (close matches are suggested).
+        ValueError: no such signal on this system (close matches are suggested), or a signal
+            that cannot serve as the preemption warning (SIGINT, SIGKILL, SIGSTOP).
     """
+    name = _canonical_signal_name(value)
+    if name in _NOT_PREEMPTION_SIGNALS:
+        raise ValueError(
+            f"{name} cannot be the preemption signal (SIGINT already means interrupt; SIGKILL and "
+            "SIGSTOP cannot be caught); use SIGUSR1 (the default), SIGUSR2 or SIGTERM"
+        )
+    return name
+
+
+def _canonical_signal_name(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return signal.Signals(value).name
