@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model_training_framework.errors import LauncherError
+from model_training_framework.io_utils import atomic_write_text
 from model_training_framework.slurm.commands import run_command
 
 __all__ = [
@@ -80,11 +81,7 @@ def _git(project_root: Path, *args: str, env: dict[str, str] | None = None, chec
 
 
 def _repo_root(project_root: Path) -> Path | None:
-    result = run_command(
-        ["git", "-C", str(project_root), "rev-parse", "--show-toplevel"],
-        timeout_s=_GIT_TIMEOUT_S,
-        check=False,
-    )
+    result = _git(project_root, "rev-parse", "--show-toplevel", check=False)
     if result.returncode != 0:
         return None
     return Path(result.stdout.strip())
@@ -207,9 +204,7 @@ def take_snapshot(
 def write_code_version(experiment_dir: str | Path, version: CodeVersion) -> Path:
     """Write ``<experiment_dir>/code_version.json`` and return its path."""
     path = Path(experiment_dir) / CODE_VERSION_FILENAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(version.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(version.to_dict(), indent=2, sort_keys=True) + "\n")
     return path
 
 
