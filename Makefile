@@ -18,14 +18,17 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/mtf demo
 
+# pytest exits 5 when it collected no tests; say so plainly (make then fails as for any error).
+PYTEST = $(PY) -m pytest -q $(1) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
+
 # Full suite: unit tests plus the slow, real-Slurm and DDP tests (installs Slurm via apt).
 test: setup
 	bash scripts/install_slurm.sh
-	$(PY) -m pytest -m "" -q
+	$(call PYTEST,-m "")
 
 # Fast subset for development: skips tests marked slow, slurm or ddp.
 test-fast: setup
-	$(PY) -m pytest -q
+	$(call PYTEST,)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -35,11 +38,14 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The Lightning contender of overhead.py needs the `bench` extra (not part of `all`).
 bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) bench/overhead.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/resume_latency.py
 	$(PY) bench/async_checkpoint.py
+	$(PY) bench/import_time.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
