@@ -37,6 +37,7 @@ from model_training_framework.config.legacy import (
     renamed_key_hint,
 )
 from model_training_framework.errors import ConfigError
+from model_training_framework.io_utils import atomic_write_text
 
 __all__ = [
     "ConfigDumper",
@@ -493,7 +494,7 @@ class SerializableConfig(ConfigModel):
         if path is not None:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            atomic_write_text(target, text)
         return text
 
 
