@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.config.manager import read_config_file
 from model_training_framework.errors import LauncherError
 from model_training_framework.slurm import SlurmCommands, SLURMLauncher, read_code_version
 from model_training_framework.slurm.template import sbatch_directives
@@ -218,3 +219,12 @@ def test_dict_experiments_are_written_as_yaml(git_project, tmp_path):
         "experiment_name": "d",
         "lr": 0.5,
     }
+
+
+def test_dict_experiment_strings_that_look_like_numbers_stay_strings(git_project, tmp_path):
+    launcher = SLURMLauncher(project_root=git_project, experiments_dir=tmp_path / "e")
+    item = launcher.submit_single_experiment(
+        {"experiment_name": "d", "tag": "1e-3"}, git_project / "train.py", dry_run=True
+    )
+    loaded = read_config_file(item.experiment_dir / "config.yaml")
+    assert loaded == {"experiment_name": "d", "tag": "1e-3"}

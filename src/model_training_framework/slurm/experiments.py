@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from model_training_framework.config.manager import write_config_file
 
 __all__ = [
     "SLURM_DEFAULTS",
@@ -49,10 +49,13 @@ class ExperimentSpec:
     source: object
 
     def write_config(self, path: Path) -> None:
-        """Write the experiment's config as YAML to ``path``."""
+        """Write the experiment's config as YAML to ``path`` (atomically, plain YAML).
+
+        Raises:
+            ConfigError: a dict experiment holds a value plain YAML cannot represent.
+        """
         if isinstance(self.source, Mapping):
-            text = yaml.safe_dump(dict(self.source), sort_keys=False)
-            path.write_text(text, encoding="utf-8")
+            write_config_file(path, self.source)
         else:
             self.source.to_yaml(path)  # type: ignore[attr-defined]
 
