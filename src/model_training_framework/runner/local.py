@@ -5,6 +5,11 @@ experiment directory as under Slurm (``config.yaml``, ``code_version.json``, ``l
 command is the same (``PYTHON SCRIPT_PATH --config CONFIG_PATH``) and runs in ``project_root``
 on the live tree (the commit and dirty flag are still recorded). Output is appended to
 ``logs/local.out`` and ``logs/local.err``. Calls block until their processes have finished.
+
+This is the one documented exception to "slurm/commands.py is the sole subprocess caller"
+(STYLE.md): ``run_command`` runs a command to completion and captures its output, whereas
+this launcher must start several long-lived processes, stream their output into log files and
+poll them, which needs ``subprocess.Popen`` directly.
 """
 
 from __future__ import annotations
