@@ -198,6 +198,10 @@ def test_signal_names_are_resolved_in_any_spelling(name):
     assert resolve_signal(name) is signal.SIGUSR2
 
 
+def test_signal_numbers_are_resolved_like_the_config_accepts_them():
+    assert resolve_signal(int(signal.SIGUSR2)) is signal.SIGUSR2
+
+
 def test_unknown_signal_name_is_rejected_with_choices():
     with pytest.raises(ValueError, match=r"'SIGNOPE'.*SIGUSR1"):
         resolve_signal("SIGNOPE")

@@ -30,6 +30,7 @@ __all__ = [
     "Name",
     "PositiveFiniteFloat",
     "PositiveInt",
+    "canonical_signal_name",
     "check_aggregation_fn",
     "check_device",
     "check_dotted_path",
@@ -107,7 +108,7 @@ def check_signal_name(value: Any) -> str:
         ValueError: no such signal on this system (close matches are suggested), or a signal
             that cannot serve as the preemption warning (SIGINT, SIGKILL, SIGSTOP).
     """
-    name = _canonical_signal_name(value)
+    name = canonical_signal_name(value)
     if name in _NOT_PREEMPTION_SIGNALS:
         raise ValueError(
             f"{name} cannot be the preemption signal (SIGINT already means interrupt; SIGKILL and "
@@ -116,7 +117,12 @@ def check_signal_name(value: Any) -> str:
     return name
 
 
-def _canonical_signal_name(value: Any) -> str:
+def canonical_signal_name(value: Any) -> str:
+    """The canonical name (``"SIGUSR1"``) of a signal given by name in any spelling or number.
+
+    Raises:
+        ValueError: no such signal on this system (close matches are suggested).
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return signal.Signals(value).name

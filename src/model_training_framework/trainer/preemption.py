@@ -32,6 +32,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import LauncherError
+from model_training_framework.trainer.config_fields import canonical_signal_name
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import PreemptionConfig
@@ -53,22 +54,13 @@ class StopRequest(IntEnum):
     PREEMPT = 2
 
 
-def resolve_signal(name: str) -> signal.Signals:
-    """The signal named ``name`` (``"SIGUSR1"``, ``"USR1"`` or ``"sigusr1"``).
+def resolve_signal(name: str | int) -> signal.Signals:
+    """The signal named ``name`` (``"SIGUSR1"``, ``"USR1"``, ``"sigusr1"`` or its number).
 
     Raises:
         ValueError: no such signal on this platform.
     """
-    key = name.strip().upper()
-    if not key.startswith("SIG"):
-        key = f"SIG{key}"
-    try:
-        return signal.Signals[key]
-    except KeyError:
-        known = sorted(s.name for s in signal.Signals if not s.name.startswith("SIG_"))
-        raise ValueError(
-            f"preemption.signal must name a signal; got {name!r}; known here: {', '.join(known)}"
-        ) from None
+    return signal.Signals[canonical_signal_name(name)]
 
 
 _UNUSABLE_SIGNALS = {
