@@ -18,8 +18,10 @@ from model_training_framework.trainer import (
 from .resume_utils import (
     RunSpec,
     assert_resumes_exactly,
+    assert_states_equal,
     basic_config,
     indexed_dataset,
+    make_trainer,
     small_model,
 )
 
@@ -125,8 +127,6 @@ def test_signal_checkpoints_and_resumes_exactly(signum, tmp_path):
 
 def test_resumed_fit_of_a_finished_run_does_nothing(tmp_path):
     make = _two_loader_run(STRATEGIES["round_robin_sum"])
-    from .resume_utils import make_trainer
-
     spec = make(tmp_path, "run")
     first, _ = make_trainer(spec)
     done = first.fit(spec.train_loaders, max_epochs=1)
@@ -137,8 +137,6 @@ def test_resumed_fit_of_a_finished_run_does_nothing(tmp_path):
 
 
 def test_continuing_a_finished_run_with_more_epochs_matches_one_long_run(tmp_path):
-    from .resume_utils import assert_states_equal, make_trainer
-
     make = _two_loader_run(STRATEGIES["round_robin_sum"])
     full_spec = make(tmp_path / "full", "run")
     full, full_rec = make_trainer(full_spec)
