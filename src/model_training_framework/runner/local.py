@@ -169,7 +169,14 @@ class LocalLauncher:
         }
         out = (paths.log_dir / "local.out").open("ab")
         err = (paths.log_dir / "local.err").open("ab")
-        process = subprocess.Popen(command, cwd=self.project_root, env=env, stdout=out, stderr=err)
+        try:
+            process = subprocess.Popen(
+                command, cwd=self.project_root, env=env, stdout=out, stderr=err
+            )
+        except BaseException:  # e.g. the interpreter is missing: do not leak the log handles
+            out.close()
+            err.close()
+            raise
         result.job_id = f"local-{process.pid}"
         logger.info("started %s as %s", result.experiment_name, result.job_id)
         return _Running(process, result, (out, err))
