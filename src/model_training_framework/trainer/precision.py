@@ -6,10 +6,12 @@ The trainer chooses once (``build_precision``) and then always calls the same me
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ..errors import CheckpointError
 
 __all__ = ["Autocast", "NoPrecision", "Precision", "build_precision"]
 
@@ -61,13 +63,11 @@ class Autocast(Precision):
         use_scaler = self.dtype is torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
 
-    @contextlib.contextmanager
-    def forward_context(self) -> Iterator[None]:  # type: ignore[override]
-        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
-            yield
+    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
     def run_step(self, step_fn: Callable[..., Any], *args: Any) -> Any:
-        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+        with self.forward_context():
             return step_fn(*args)
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -91,8 +91,14 @@ class Autocast(Precision):
         return {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+        if self.scaler is None:
+            return
+        if "scaler" not in state:
+            raise CheckpointError(
+                "checkpoint holds no GradScaler state (it was written without float16 AMP on "
+                "CUDA); resume with the precision settings it was trained with"
+            )
+        self.scaler.load_state_dict(state["scaler"])
 
 
 def build_precision(use_amp: bool, amp_dtype: str, device: torch.device) -> Precision:

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
+from ..config.loading import import_object
 from ..errors import CheckpointError
 from .results import WarmStartResult
-from .run import import_dotted
 
 __all__ = ["find_checkpoint", "warm_start"]
 
@@ -71,7 +71,10 @@ def warm_start(
     """
     path, strict = None, True
     if loader_fn is None and config is not None:
-        loader_fn = import_dotted(config.loader_class, "warm_start.loader_class")
+        try:
+            loader_fn = import_object(config.loader_class)
+        except ImportError as err:
+            raise ValueError(f"warm_start.loader_class: {err}") from err
         if isinstance(loader_fn, type):
             loader_fn = loader_fn()
         path, strict = config.checkpoint_path, config.strict

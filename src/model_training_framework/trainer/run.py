@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from .checks import check_count, check_loaders
 from .loaders import loader_length
 from .schedule import LoaderSchedule
 
-__all__ = ["Run", "build_schedule", "import_dotted", "prepare_run"]
+__all__ = ["Run", "build_schedule", "prepare_run"]
 
 
 @dataclass
@@ -70,21 +69,6 @@ def build_schedule(loader_config: Any, lengths: Sequence[int | None]) -> LoaderS
         burst_size=loader_config.burst_size,
         names=loader_config.resolved_names(len(lengths)),
     )
-
-
-def import_dotted(path: str, field_path: str) -> Any:
-    """Import ``package.module.Name`` (clear error naming the config field when it fails)."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{field_path}: {path!r} is not a dotted path like 'package.module.Name'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"{field_path}: cannot import module {module_name!r}: {err}") from err
-    try:
-        return getattr(module, attr)
-    except AttributeError as err:
-        raise ValueError(f"{field_path}: module {module_name!r} has no attribute {attr!r}") from err
 
 
 def prepare_run(

@@ -486,9 +486,11 @@ class GenericTrainer:
         self, run: Run, metrics: dict[str, float], *, epoch_end: bool
     ) -> FitStatus | None:
         """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
-        early_stop = run.early_stopping.update(metrics) if metrics else False
-        if self.config.early_stopping_patience is not None:  # same branch on every rank
-            early_stop = bool(self._dist.reduce_max(int(early_stop)))
+        early_stop = False
+        if (
+            metrics and run.early_stopping.enabled
+        ):  # metrics are logged at the same steps on every rank
+            early_stop = bool(self._dist.reduce_max(int(run.early_stopping.update(metrics))))
         request = self._preemption.agreed_request()
         should_save = run.checkpoints.should_save(
             step=self.global_step, epoch_end=epoch_end, epoch=self.current_epoch - epoch_end
@@ -496,7 +498,7 @@ class GenericTrainer:
         if self.config.checkpoint.save_every_n_minutes:  # wall clocks differ across ranks
             should_save = bool(self._dist.reduce_max(int(should_save)))
         if should_save or request != StopRequest.NONE or early_stop:
-            self._save_checkpoint(run, metrics, preempted=request == StopRequest.PREEMPT)
+            self._save_checkpoint(run, preempted=request == StopRequest.PREEMPT)
         if request != StopRequest.NONE:
             return _STOP_STATUS[request]
         if early_stop:
@@ -551,7 +553,7 @@ class GenericTrainer:
             self._last_metrics.update(metrics)
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, run: Run, metrics: dict[str, float], *, preempted: bool) -> None:
+    def _save_checkpoint(self, run: Run, *, preempted: bool) -> None:
         payload = self._build_payload(run)
         self._hooks.call("on_checkpoint_save", self, payload)
         started = time.monotonic()
@@ -581,7 +583,7 @@ class GenericTrainer:
     # ------------------------------------------------------------------ finishing
     def _finish(self, run: Run, status: FitStatus) -> FitResult:
         if status == FitStatus.COMPLETED and run.last_saved_step != self.global_step:
-            self._save_checkpoint(run, {}, preempted=False)
+            self._save_checkpoint(run, preempted=False)
         run.checkpoints.wait()
         summary = self._profiler.summary() if self.global_step > run.start_step else ""
         if summary and self._dist.is_rank_zero:
