@@ -402,11 +402,8 @@ class CheckpointManager:
         if math.isnan(value):
             return False
         best = self._best_value
-        improved = (
-            best is None
-            or (self._monitor_mode() == "min" and value < best)
-            or (self._monitor_mode() == "max" and value > best)
-        )
+        is_min = self._monitor_mode() == "min"
+        improved = best is None or (value < best if is_min else value > best)
         if improved:
             self._best_value = value
         return improved
