@@ -13,6 +13,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PREEMPTED",
     "exit_code_for",
+    "one_line_message",
 ]
 
 EXIT_OK = 0
