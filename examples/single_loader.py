@@ -86,7 +86,7 @@ def main() -> None:
         val_loaders=[DataLoader(make_data(128, seed=2), batch_size=64)],
         max_epochs=args.epochs,
     )
-    # metrics holds what this call logged: empty when a rerun found the run already finished
+    # metrics holds the last logged value of each key (restored from the checkpoint on a rerun)
     val_loss = result.metrics.get("val/loss")
     print(
         f"{result.status.value}: {result.epoch} epochs, {result.global_step} steps, "
