@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MTF = [sys.executable, "-m", "model_training_framework.cli.main"]
 
@@ -29,13 +31,18 @@ def _run(
 def test_single_loader_trains_then_resumes_instead_of_starting_over(tmp_path):
     script = str(EXAMPLES / "single_loader.py")
 
+    run_dir = tmp_path / "runs" / "single_loader"
+
     first = _run([sys.executable, script, "--epochs", "2"], tmp_path)
+    checkpoints = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.ckpt")}
     second = _run([sys.executable, script, "--epochs", "2"], tmp_path)
 
     assert "completed: 2 epochs, 32 steps" in first.stdout
     assert "completed: 2 epochs, 32 steps" in second.stdout
-    assert "resumed from" in second.stderr
-    assert (tmp_path / "runs" / "single_loader" / "latest.ckpt").exists()
+    assert "resumed from" in second.stderr and "at epoch 2, step 32" in second.stderr
+    assert (run_dir / "latest.ckpt").exists()
+    # the rerun finished at once: it wrote no checkpoint and rewrote none
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.ckpt")} == checkpoints
 
 
 @pytest.mark.slow
@@ -91,8 +98,6 @@ def test_production_sweep_runs_on_the_real_slurm_fixture(production, slurm_clust
         subprocess.run([*git, *args], check=True)
 
     _run([*MTF, "sweep", "grid.yaml", "--slurm"], production, env=slurm_cluster.env)
-
-    from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor
 
     job_ids = [
         yaml.safe_load(p.read_text())["job_id"]
