@@ -244,6 +244,7 @@ class LoaderStream:
         self._iterator: Iterator[Any] | None = None
         self._batches: _PassBatches | None = None
         self._pending_iterable_state: Any = None
+        self._stateful_source: Any = None  # what holds an iterable loader's resume state
         self._generator = torch.Generator()
         if self._is_iterable:
             self._check_iterable_protocol(require_resumable)
@@ -252,11 +253,9 @@ class LoaderStream:
         else:
             self._index_sampler = _PassIndexSampler()
             self._owned = self._build_loader(loader)
-        self.length = loader_length(loader)
 
     # ------------------------------------------------------------------ construction
     def _check_iterable_protocol(self, require_resumable: bool) -> None:
-        self._stateful_source: Any = None
         if _is_stateful(self.loader):
             self._stateful_source = self.loader
         elif _is_stateful(self.loader.dataset) and self.loader.num_workers == 0:
@@ -381,7 +380,7 @@ class LoaderStream:
     def state_dict(self) -> dict[str, Any]:
         """Position bookkeeping; for iterable loaders also their own resume state."""
         state: dict[str, Any] = {_PASS: self._pass_idx, _NEXT_BATCH: self._next_batch}
-        if self._is_iterable and self._stateful_source is not None:
+        if self._stateful_source is not None:
             state[_ITERABLE_STATE] = self._stateful_source.state_dict()
         return state
 
@@ -390,7 +389,7 @@ class LoaderStream:
         try:
             self._pass_idx = -1  # force a re-open at the first fetch
             self._next_batch = int(state[_NEXT_BATCH])
-            if self._is_iterable and self._stateful_source is not None:
+            if self._stateful_source is not None:
                 self._pending_iterable_state = state[_ITERABLE_STATE]
         except KeyError as err:
             raise CheckpointError(
