@@ -11,6 +11,7 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
     SamplingStrategy,
+    TrainerHooks,
 )
 
 
@@ -136,8 +137,16 @@ def test_multi_task_with_two_optimizers():
     config.per_loader_optimizer_id = [0, 1]
     trainer = GenericTrainer(config=config, model=model, optimizers=[optimizer1, optimizer2])
     trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    stepped = []
+
+    class RecordOptimizer(TrainerHooks):
+        def on_before_optimizer_step(self, trainer, optimizer_idx):
+            stepped.append(optimizer_idx)
+
+    trainer.add_hook(RecordOptimizer())
     result = trainer.fit(train_loaders=[_loader(), _loader(8, 1)], max_epochs=1)
     assert result.global_step == 5
+    assert stepped == [0, 0, 0, 1, 1]  # sequential: loader a (3 batches), then b (2)
 
 
 def test_troubleshooting_errors():
