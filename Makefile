@@ -22,9 +22,10 @@ demo: setup
 PYTEST = $(PY) -m pytest -q $(1) || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 # Full suite: unit tests plus the slow, real-Slurm and DDP tests (installs Slurm via apt).
+# MTF_REQUIRE_SLURM=1: the real-Slurm tests fail, not skip, when the test Slurm cannot start.
 test: setup
 	bash scripts/install_slurm.sh
-	$(call PYTEST,-m "")
+	MTF_REQUIRE_SLURM=1 $(call PYTEST,-m "")
 
 # Fast subset for development: skips tests marked slow, slurm or ddp.
 test-fast: setup

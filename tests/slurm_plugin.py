@@ -5,7 +5,9 @@
 scripts/install_slurm.sh), yields a :class:`SlurmCluster` whose ``env`` (``SLURM_CONF`` set) is
 meant for subprocess calls, e.g. ``SlurmCommands(env=slurm_cluster.env)``, and stops the daemons
 at the end of the session. It starts only when a selected test asks for it (tests that use it
-carry ``@pytest.mark.slurm``, deselected by default); without slurmctld or root it skips.
+carry ``@pytest.mark.slurm``, deselected by default); without slurmctld or root it skips, unless
+the environment sets ``MTF_REQUIRE_SLURM=1`` (``make test`` and CI do): then it fails, so a run
+that promises the real-Slurm tests cannot pass by skipping them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = ["SlurmCluster", "slurm_cluster"]
 SCRIPTS_DIR = Path(__file__).resolve().parent / "slurm"
 _START_TIMEOUT_S = 120
 _STOP_TIMEOUT_S = 60
+REQUIRE_ENV = "MTF_REQUIRE_SLURM"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ def _why_unavailable() -> str | None:
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """Start slurmctld + slurmd on localhost for the session; yield their environment."""
     reason = _why_unavailable()
+    if reason and os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but the test Slurm cannot start: {reason}")
     if reason:
         pytest.skip(reason)
     state_dir = Path(tempfile.mkdtemp(prefix="mtf-slurm-"))
