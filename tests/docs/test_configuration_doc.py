@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.trainer import GenericTrainerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +31,34 @@ def test_committed_configuration_doc_matches_the_generated_text():
     assert committed == generated, "run: python scripts/gen_config_docs.py"
 
 
-def test_every_trainer_and_experiment_field_is_documented():
-    from model_training_framework.config.experiment import ExperimentConfig
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config section class inside a field's annotation (``X``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section_model(arg)
+        if found is not None:
+            return found
+    return None
 
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """Every field of ``model`` as a dotted path, nested sections included."""
+    for name, field in model.model_fields.items():
+        yield prefix + name
+        section = _section_model(field.annotation)
+        if section is not None:
+            yield from _field_paths(section, f"{prefix}{name}.")
+
+
+def test_every_trainer_and_experiment_field_is_documented():
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for name in ExperimentConfig.model_fields:
         assert f"| `{name}` |" in text
     assert "| `performance.gradient_accumulation_steps` |" in text
     assert "| `train_loader_config.sampling_strategy` |" in text
+    for config in (GenericTrainerConfig, ExperimentConfig):
+        paths = list(_field_paths(config))
+        assert len(paths) > len(config.model_fields), "nested sections were not walked"
+        missing = [path for path in paths if f"| `{path}` |" not in text]
+        assert missing == [], f"{config.__name__} fields missing from configuration.md: {missing}"
