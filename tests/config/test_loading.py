@@ -279,3 +279,12 @@ def test_to_plain_rejects_unrepresentable_values_with_path():
 def test_to_plain_converts_enums_tuples_and_paths(tmp_path):
     plain = to_plain({"e": ValAggregation.CUSTOM, "t": (1, 2), "p": tmp_path})
     assert plain == {"e": "custom", "t": [1, 2], "p": str(tmp_path)}
+
+
+def test_import_object_reports_a_missing_dependency_of_an_existing_module(tmp_path, monkeypatch):
+    # 'dep_probe_extra' exists but imports the missing 'dep_probe': the missing import must
+    # surface, not be mistaken for 'dep_probe_extra' itself being absent (a name prefix).
+    (tmp_path / "dep_probe_extra.py").write_text("import dep_probe\nvalue = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="dep_probe'"):
+        import_object("dep_probe_extra.value")

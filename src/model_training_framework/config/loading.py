@@ -89,7 +89,8 @@ def import_object(path: str) -> Any:
         try:
             obj: Any = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
-            if err.name is not None and not module_name.startswith(err.name):
+            missing = err.name or ""
+            if module_name != missing and not module_name.startswith(missing + "."):
                 raise  # the module exists but one of *its* imports is missing
             continue
         for attr in parts[split:]:
