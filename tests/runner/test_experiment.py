@@ -124,3 +124,26 @@ def test_loader_names_fill_the_loader_configs_and_mismatches_are_errors(
         "dataloader_names is ['other'] but the data section names the loaders ['only']"
         in capsys.readouterr().err
     )
+
+
+def test_a_run_whose_fit_raises_is_recorded_as_failed(module, tmp_path, monkeypatch):
+    from model_training_framework.runner.experiment import read_status, run_experiment
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"{module}_boom.py").write_text(
+        "def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):\n"
+        "    raise RuntimeError('boom in step')\n",
+        encoding="utf-8",
+    )
+    config = ExperimentConfig.from_dict(
+        {
+            "experiment_name": "crashes",
+            "model": {"factory": f"{module}.model", "training_step": f"{module}_boom.step"},
+            "data": {"train": [{"name": "only", "factory": f"{module}.data"}]},
+            "checkpoint": {"root_dir": str(tmp_path / "runs")},
+        }
+    )
+    with pytest.raises(RuntimeError, match="boom in step"):
+        run_experiment(config)
+    record = read_status(tmp_path / "runs" / "crashes")
+    assert record["status"] == "failed" and "boom in step" in record["error"]

@@ -4,7 +4,7 @@ DIR (default ``experiments``) is searched for experiment directories (holding ``
 written by ``mtf sweep``) and run directories (holding ``status.json``, written by ``mtf train``
 and sweep jobs, or only checkpoints: runs started from Python, such as ``mtf demo``, show as
 ``checkpointed`` with the latest checkpoint's epoch and step).
-For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ...,
+For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ``failed``, ...,
 or ``pending`` when it has not started), epoch, step, the latest ``val/loss`` or ``train/loss``
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
 """

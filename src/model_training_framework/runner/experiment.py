@@ -39,7 +39,7 @@ Rules:
   path; ``scheduler.name`` likewise among ``torch.optim.lr_scheduler``.
 
 The run writes ``experiment.yaml`` (the full config) and ``status.json`` (``running``, then the
-final status, step, epoch and metrics) into its run directory
+final status, step, epoch and metrics, or ``failed`` with the error when ``fit`` raises) into its run directory
 ``<checkpoint.root_dir>/<experiment_name>/``; ``mtf status`` and ``mtf resume`` read them.
 
 As a script (what the launchers run)::
@@ -449,13 +449,20 @@ def run_experiment(config: ExperimentConfig, *, resume: str | None = None) -> Fi
     if trainer.is_rank_zero:
         config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
         _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
-    result = trainer.fit(
-        train_loaders=train_loaders,
-        val_loaders=val_loaders or None,
-        max_epochs=config.training.max_epochs,
-        max_steps=config.training.max_steps,
-        resume_from_checkpoint=resume,
-    )
+    try:
+        result = trainer.fit(
+            train_loaders=train_loaders,
+            val_loaders=val_loaders or None,
+            max_epochs=config.training.max_epochs,
+            max_steps=config.training.max_steps,
+            resume_from_checkpoint=resume,
+        )
+    except BaseException as err:
+        if trainer.is_rank_zero:  # a crashed run must not stay "running" in mtf status
+            record = {**_status_record(None), "status": "failed", "error": repr(err)}
+            record.pop("pid")
+            _write_json(trainer.run_dir / STATUS_RECORD, record)
+        raise
     if trainer.is_rank_zero:
         _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
     return result
