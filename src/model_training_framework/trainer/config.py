@@ -42,6 +42,7 @@ from model_training_framework.trainer.config_fields import (
     Choice,
     DottedPath,
     Name,
+    PathText,
     PositiveFiniteFloat,
     PositiveInt,
     check_aggregation_fn,
@@ -261,10 +262,13 @@ def _loader_kind(field_path: str) -> str:
 class CheckpointConfig(ConfigModel):
     """Where and when checkpoints are written (SPEC section 4)."""
 
-    root_dir: str = Field(
+    root_dir: PathText = Field(
         default="runs",
         min_length=1,
-        description="Parent directory of every run directory <root_dir>/<experiment_name>/.",
+        description=(
+            "Parent directory of every run directory <root_dir>/<experiment_name>/ (a str or "
+            "any path-like object, stored as str)."
+        ),
     )
     save_every_n_steps: PositiveInt | None = Field(
         default=None, description="Save every N optimizer steps (steps, >= 1); None: off."
@@ -414,14 +418,17 @@ class LoggingConfig(ConfigModel):
         min_length=1,
         description="Backends used by 'composite': any of 'console', 'tensorboard', 'wandb'.",
     )
-    log_scalars_every_n_steps: PositiveInt = Field(
+    log_scalars_every_n_steps: PositiveInt | None = Field(
         default=50,
-        description="Profiling metrics are logged every N optimizer steps (steps, >= 1).",
+        description=(
+            "Profiling metrics are logged every N optimizer steps (steps, >= 1); None: off "
+            "(no profile/... metrics are logged)."
+        ),
     )
-    tensorboard_dir: str | None = Field(
+    tensorboard_dir: PathText | None = Field(
         default=None,
         min_length=1,
-        description="TensorBoard event directory; None: <run dir>/tensorboard.",
+        description="TensorBoard event directory (str or path-like); None: <run dir>/tensorboard.",
     )
     wandb_project: str | None = Field(default=None, description="Weights & Biases project.")
     wandb_entity: str | None = Field(default=None, description="Weights & Biases entity/team.")
@@ -585,8 +592,10 @@ class WarmStartConfig(ConfigModel):
             "whose instances are such callables."
         ),
     )
-    checkpoint_path: str | None = Field(
-        default=None, min_length=1, description="Path passed to the loader (None allowed)."
+    checkpoint_path: PathText | None = Field(
+        default=None,
+        min_length=1,
+        description="Path passed to the loader (str or path-like; None allowed).",
     )
     strict: bool = Field(
         default=True,
@@ -664,8 +673,12 @@ class GenericTrainerConfig(SerializableConfig):
             description="Factor (>= 0) applied to each train loader's loss before backward.",
         )
     )
-    log_loss_every_n_steps: PositiveInt = Field(
-        default=50, description="Step metrics are logged every N optimizer steps (>= 1)."
+    log_loss_every_n_steps: PositiveInt | None = Field(
+        default=50,
+        description=(
+            "Step metrics (train/..., learning rates, throughput) are logged every N optimizer "
+            "steps (>= 1); None: off (no step metrics, console lines or progress updates)."
+        ),
     )
     validate_every_n_epochs: PositiveInt = Field(
         default=1,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import os
 import re
 import signal
 from collections.abc import Callable
@@ -28,6 +29,7 @@ __all__ = [
     "Choice",
     "DottedPath",
     "Name",
+    "PathText",
     "PositiveFiniteFloat",
     "PositiveInt",
     "canonical_signal_name",
@@ -39,6 +41,7 @@ __all__ = [
     "check_signal_name",
     "check_unique",
     "enum_field",
+    "path_text",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -71,6 +74,17 @@ def _close_matches(key: str, choices: list[str]) -> str:
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def path_text(value: Any) -> Any:
+    """Store any path-like object (``pathlib.Path``, ...) as its string, so configs stay plain.
+
+    Example:
+        >>> from pathlib import PurePosixPath
+        >>> path_text(PurePosixPath("runs/a"))
+        'runs/a'
+    """
+    return os.fsdecode(value) if isinstance(value, os.PathLike) else value
 
 
 def check_unique(values: list[str] | None) -> list[str] | None:
@@ -204,6 +218,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFiniteFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 DottedPath = Annotated[str, AfterValidator(check_dotted_path)]
+PathText = Annotated[str, BeforeValidator(path_text)]
+"""A file or directory path: a ``str`` or any ``os.PathLike``, stored as ``str``."""
 Choice = BeforeValidator(_lower)
 
 

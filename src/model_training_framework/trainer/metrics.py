@@ -15,7 +15,14 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["TrainMetrics", "loader_shares", "lr_key", "numeric_items", "train_key"]
+__all__ = [
+    "NullTrainMetrics",
+    "TrainMetrics",
+    "loader_shares",
+    "lr_key",
+    "numeric_items",
+    "train_key",
+]
 
 
 def train_key(name: str | None, key: str) -> str:
@@ -156,3 +163,14 @@ class TrainMetrics:
             )
         self._values = [{k: (list(vs), list(ws)) for k, (vs, ws) in d.items()} for d in values]
         self._samples = int(samples)
+
+
+class NullTrainMetrics(TrainMetrics):
+    """Step metrics switched off (``log_loss_every_n_steps=None``): records nothing.
+
+    Its state has the same shape as :class:`TrainMetrics` (empty), so checkpoints load either
+    way when the setting changes between runs.
+    """
+
+    def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
+        """Ignore the step's metrics."""

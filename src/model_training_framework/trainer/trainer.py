@@ -29,7 +29,7 @@ from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
-from .metrics import TrainMetrics, loader_shares, lr_key, numeric_items
+from .metrics import NullTrainMetrics, TrainMetrics, loader_shares, lr_key, numeric_items
 from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
 from .preemption import PreemptionHandler, StopRequest
@@ -250,7 +250,11 @@ class GenericTrainer:
             base_seed,
             require_resumable=cfg.fault_tolerance.require_resumable_iterables,
         )
-        run.metrics = TrainMetrics(run.names)
+        run.metrics = (
+            TrainMetrics(run.names)
+            if cfg.log_loss_every_n_steps is not None
+            else NullTrainMetrics(run.names)  # step metrics off: nothing piles up unread
+        )
         run.fingerprint = (
             DataFingerprint() if cfg.fault_tolerance.record_data_fingerprint else NullFingerprint()
         )
@@ -438,9 +442,10 @@ class GenericTrainer:
         self._optimizer_step(run, loader_idx)
         step = self.global_step
         metrics: dict[str, float] = {}
-        if step % self.config.log_loss_every_n_steps == 0:
+        log_step_metrics = _is_due(step, self.config.log_loss_every_n_steps)
+        if log_step_metrics:
             metrics.update(self._train_metrics(run))
-        if step % self.config.logging.log_scalars_every_n_steps == 0:
+        if _is_due(step, self.config.logging.log_scalars_every_n_steps):
             metrics.update(self._profiler.pop_train_means())
         validation = self.config.validation
         if (
@@ -449,7 +454,7 @@ class GenericTrainer:
         ):
             metrics.update(self._validate(run))
         self._log(metrics)
-        if self._progress is not None and step % self.config.log_loss_every_n_steps == 0:
+        if self._progress is not None and log_step_metrics:
             self._progress.update(run.schedule_position(), self._last_metrics)
         return self._boundary_decisions(run, metrics, epoch_end=False)
 
@@ -543,7 +548,9 @@ class GenericTrainer:
             custom_fn=cfg.validation.resolve_aggregation_fn(),
             reduce_sum=self._dist.reduce_sum,
         )
-        metrics.update(self._profiler.pop_val_means())
+        profile = self._profiler.pop_val_means()
+        if cfg.logging.log_scalars_every_n_steps is not None:  # None: profiling metrics off
+            metrics.update(profile)
         self._hooks.call("on_validation_end", self, metrics)
         return metrics
 
@@ -624,6 +631,11 @@ class GenericTrainer:
         self._dist.all_reduce_mean_(
             [p.grad for p in self._module.parameters() if p.grad is not None]
         )
+
+
+def _is_due(step: int, every_n_steps: int | None) -> bool:
+    """Whether an interval of ``every_n_steps`` steps ends at ``step`` (None: never)."""
+    return every_n_steps is not None and step % every_n_steps == 0
 
 
 def _checked_config(config: Any) -> GenericTrainerConfig:
