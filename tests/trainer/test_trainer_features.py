@@ -299,7 +299,46 @@ def test_profiling_can_be_switched_off(tmp_path):
 def test_log_loss_every_n_steps_throttles(tmp_path):
     trainer = _trainer(_config(tmp_path, log_loss_every_n_steps=3))
     trainer.fit([_loader(32)], max_epochs=1)
-    assert [row["step"] for row in _jsonl(tmp_path) if "train/loss" in row] == [3, 6]
+    # 8 steps: every third step, and the epoch's last step (flushed at the epoch end)
+    assert [row["step"] for row in _jsonl(tmp_path) if "train/loss" in row] == [3, 6, 8]
+
+
+def _train_rows(tmp_path, name="t"):
+    return [row for row in _jsonl(tmp_path, name) if "train/loss" in row]
+
+
+def test_train_metrics_flush_at_every_epoch_end_without_double_logging(tmp_path):
+    losses = []
+
+    def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        out = mse_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
+        losses.append(out["loss"].item())
+        return out
+
+    # 8 steps per epoch, logging every 4: the epoch ends on a log step, logged once only
+    trainer = _trainer(_config(tmp_path, name="even", log_loss_every_n_steps=4), step=step)
+    trainer.fit([_loader(32)], max_epochs=2)
+    assert [row["step"] for row in _train_rows(tmp_path, "even")] == [4, 8, 12, 16]
+    # 8 steps per epoch, logging every 5: points at 5, 8 (epoch end), 10, 15, 16 (epoch end)
+    losses.clear()
+    trainer = _trainer(_config(tmp_path, name="odd", log_loss_every_n_steps=5), step=step)
+    trainer.fit([_loader(32)], max_epochs=2)
+    rows = _train_rows(tmp_path, "odd")
+    assert [row["step"] for row in rows] == [5, 8, 10, 15, 16]
+    assert [row["epoch"] for row in rows] == [0, 0, 1, 1, 1]
+    # each point is the mean of the steps since the previous point, none counted twice
+    bounds = [0, 5, 8, 10, 15, 16]
+    for row, start, stop in zip(rows, bounds[:-1], bounds[1:], strict=True):
+        assert row["train/loss"] == pytest.approx(sum(losses[start:stop]) / (stop - start))
+
+
+def test_train_metrics_flush_when_max_steps_ends_the_run_mid_epoch(tmp_path):
+    trainer = _trainer(_config(tmp_path, log_loss_every_n_steps=5))
+    result = trainer.fit([_loader(32)], max_epochs=5, max_steps=13)
+    assert result.global_step == 13
+    rows = _train_rows(tmp_path)
+    assert [row["step"] for row in rows] == [5, 8, 10, 13]
+    assert result.metrics["train/loss"] == rows[-1]["train/loss"]
 
 
 def test_early_stopping_on_a_flat_metric(tmp_path):

@@ -40,6 +40,7 @@ class Run:
     has_batch_end_hooks: bool = True
     checkpoint_path: Any = None
     last_saved_step: int = -1
+    last_train_log_step: int = 0  # the last step whose training metrics were logged
     start_step: int = 0  # global step this fit started (or resumed) at
     epoch_fresh: bool = True
     window_size: int = 0

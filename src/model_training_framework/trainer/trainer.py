@@ -301,7 +301,7 @@ class GenericTrainer:
             path, payload = found
             self._load_payload(run, payload)
             run.checkpoint_path = path
-            run.start_step = run.last_saved_step = self.global_step
+            run.start_step = run.last_saved_step = run.last_train_log_step = self.global_step
             logger.info(
                 "resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step
             )
@@ -442,7 +442,8 @@ class GenericTrainer:
         self._optimizer_step(run, loader_idx)
         step = self.global_step
         metrics: dict[str, float] = {}
-        log_step_metrics = _is_due(step, self.config.log_loss_every_n_steps)
+        every_n = self.config.log_loss_every_n_steps
+        log_step_metrics = _is_due(step, every_n) or (every_n is not None and run.steps_done(step))
         if log_step_metrics:
             metrics.update(self._train_metrics(run))
         if _is_due(step, self.config.logging.log_scalars_every_n_steps):
@@ -472,6 +473,7 @@ class GenericTrainer:
             if weighted
             else {}
         )
+        metrics.update(self._flush_train_metrics(run))
         if (
             self.config.validation.frequency == ValidationFrequency.PER_EPOCH
             and completed % self.config.validate_every_n_epochs == 0
@@ -502,6 +504,8 @@ class GenericTrainer:
         )
         if self.config.checkpoint.save_every_n_minutes:  # wall clocks differ across ranks
             should_save = bool(self._dist.reduce_max(int(should_save)))
+        if early_stop:
+            self._log(self._flush_train_metrics(run))
         if should_save or request != StopRequest.NONE or early_stop:
             self._save_checkpoint(run, preempted=request == StopRequest.PREEMPT)
         if request != StopRequest.NONE:
@@ -516,7 +520,21 @@ class GenericTrainer:
         return None
 
     # ------------------------------------------------------------------ metrics, validation
+    def _flush_train_metrics(self, run: Run) -> dict[str, float]:
+        """The training metrics of the steps since the last log (none when it was this step).
+
+        Called at epoch ends and when an early stop ends the run, before the checkpoint of that
+        boundary, so the checkpoint holds no pending values that a resumed run would log twice.
+        """
+        if (
+            self.config.log_loss_every_n_steps is None
+            or self.global_step <= run.last_train_log_step
+        ):
+            return {}
+        return self._train_metrics(run)
+
     def _train_metrics(self, run: Run) -> dict[str, float]:
+        run.last_train_log_step = self.global_step
         metrics = run.metrics.pop_means(self._dist.reduce_sum)
         now = time.perf_counter()
         samples = sum(self._dist.reduce_sum([float(run.metrics.pop_samples())]))
