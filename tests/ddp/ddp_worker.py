@@ -68,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=None)
     parser.add_argument("--no-sampler", action="store_true", help="plain loaders under DDP")
     parser.add_argument("--unequal", action="store_true", help="rank 1's loader 'b' is shorter")
+    parser.add_argument(
+        "--default-checkpoint", action="store_true", help="CheckpointConfig defaults (root only)"
+    )
     parser.add_argument("--check-collectives", action="store_true")
     return parser.parse_args()
 
@@ -87,6 +90,17 @@ def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list
     return [make("a", args.shuffle), make("b", args.shuffle)], [make("val", False)]
 
 
+def checkpoint_section(args: argparse.Namespace) -> dict:
+    if args.default_checkpoint:
+        return {"root_dir": args.out}
+    return {
+        "root_dir": args.out,
+        "save_every_n_steps": args.save_every,
+        "save_every_n_epochs": None,
+        "max_checkpoints": 2,
+    }
+
+
 def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
     weighted = args.strategy == "weighted"
     config = GenericTrainerConfig(
@@ -99,12 +113,7 @@ def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
             dataloader_weights=[2.0, 1.0] if weighted else None,
         ),
         per_loader_optimizer_id=[0, 1],
-        checkpoint={
-            "root_dir": args.out,
-            "save_every_n_steps": args.save_every,
-            "save_every_n_epochs": None,
-            "max_checkpoints": 2,
-        },
+        checkpoint=checkpoint_section(args),
         performance={
             "gradient_accumulation_steps": args.accum,
             "clip_grad_norm": 0.5,
@@ -143,7 +152,11 @@ def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
 
 def check_collectives(rank: int) -> int:
     """Error paths of DistributedContext: each must raise on every rank, none may hang."""
-    from model_training_framework.trainer.distributed import DistributedContext, RankZeroError
+    from model_training_framework.trainer.distributed import (
+        DistributedContext,
+        RankFailedError,
+        RankZeroError,
+    )
 
     ctx = DistributedContext.from_environment()
     ctx.setup(torch.device("cpu"))
@@ -167,6 +180,17 @@ def check_collectives(rank: int) -> int:
         except (FileNotFoundError, RankZeroError) as err:
             print(f"rank {rank} rank_zero_call error: {type(err).__name__}: {err}", flush=True)
         assert ctx.rank_zero_call(lambda: "chosen") == "chosen"
+
+        def fail_on_rank_one() -> int:
+            if rank == 1:
+                raise OSError("disk full")
+            return rank
+
+        try:
+            ctx.all_ranks_call(fail_on_rank_one)
+        except (OSError, RankFailedError) as err:
+            print(f"rank {rank} all_ranks_call error: {type(err).__name__}: {err}", flush=True)
+        assert ctx.all_ranks_call(lambda: rank * 10) == [0, 10]
         print(f"rank {rank} collectives done", flush=True)
     finally:
         ctx.teardown()

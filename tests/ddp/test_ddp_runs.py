@@ -172,6 +172,11 @@ def test_collective_errors_reach_every_rank_instead_of_hanging(tmp_path):
         assert f"rank {rank} collectives done" in log
     assert "rank 0 rank_zero_call error: FileNotFoundError: no such checkpoint" in log
     assert "rank 1 rank_zero_call error: RankZeroError: rank 0 failed" in log
+    assert "rank 1 all_ranks_call error: OSError: disk full" in log
+    assert (
+        "rank 0 all_ranks_call error: RankFailedError: rank 1 failed, so rank 0 stops too: "
+        "OSError: disk full" in log
+    )
 
 
 def _assert_same_final(reference, resumed) -> None:
@@ -182,3 +187,11 @@ def _assert_same_final(reference, resumed) -> None:
         assert got["fingerprint"] == ref["fingerprint"], f"rank {rank} saw different data"
         assert_states_equal(ref["model"], got["model"], f"rank{rank}.model")
         assert_states_equal(ref["optimizers"], got["optimizers"], f"rank{rank}.optimizers")
+
+
+def test_default_checkpoint_config_ends_cleanly_on_every_rank(tmp_path):
+    """Default settings save at every epoch end, so the last step is already saved at the end
+    of fit: every rank must skip the final save (none may enter its collective alone)."""
+    run = launch(tmp_path, "default_ckpt", *COMPARABLE, "--default-checkpoint")
+    assert run.wait() == 0, run.output()[-4000:]
+    _assert_ranks_identical(run)

@@ -7,7 +7,9 @@ NOTE [collectives on every rank]: every method that runs a collective must be ca
 rank, in the same order, with the same layout of values. A step only rank 0 should do (choosing
 the checkpoint to resume from) goes through :meth:`DistributedContext.rank_zero_call`, which
 hands rank 0's answer, or its error, to every rank, so no rank is left waiting in a broadcast
-that rank 0 never reached.
+that rank 0 never reached. A step every rank runs but that may fail on one of them (loading a
+checkpoint, writing one on rank 0) goes through :meth:`DistributedContext.all_ranks_call`, which
+ends with one collective that carries every rank's outcome, so all ranks raise together.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .loaders import loader_length
 __all__ = [
     "DistributedContext",
     "Launch",
+    "RankFailedError",
     "RankZeroError",
     "check_loader_lengths_agree",
     "detect_launch",
@@ -44,7 +47,11 @@ T = TypeVar("T")
 _PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=30)
 
 
-class RankZeroError(RuntimeError):
+class RankFailedError(RuntimeError):
+    """Raised on the other ranks when a step failed on one rank; the message names that rank."""
+
+
+class RankZeroError(RankFailedError):
     """Raised on the other ranks when a step that only rank 0 runs failed there."""
 
 
@@ -289,6 +296,34 @@ class DistributedContext:
         if kind == "error":
             raise RankZeroError(f"rank 0 failed, so rank {self.rank} stops too: {value}")
         return value
+
+    def all_ranks_call(self, fn: Callable[[], T]) -> list[T]:
+        """Run ``fn`` on every rank and return every rank's result, in rank order.
+
+        One ``all_gather_object`` carries each rank's result or error, so when ``fn`` raises on
+        any rank, every rank raises: the failing rank its own error, the others
+        :class:`RankFailedError` naming the first failing rank and its message. Results must be
+        picklable and small.
+
+        Raises:
+            Exception: what ``fn`` raised here, or :class:`RankFailedError`.
+        """
+        if not self.is_distributed:
+            return [fn()]
+        error: Exception | None = None
+        outcome: tuple[str, Any]
+        try:
+            outcome = ("ok", fn())
+        except Exception as err:  # re-raised below, after every rank learnt the outcome
+            error = err
+            outcome = ("error", f"{type(err).__name__}: {err}")
+        outcomes = self.gather_objects(outcome)
+        if error is not None:
+            raise error
+        for rank, (kind, value) in enumerate(outcomes):
+            if kind == "error":
+                raise RankFailedError(f"rank {rank} failed, so rank {self.rank} stops too: {value}")
+        return [value for _, value in outcomes]
 
     def barrier(self) -> None:
         """Wait for every rank."""

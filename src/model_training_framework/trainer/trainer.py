@@ -579,15 +579,25 @@ class GenericTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, run: Run, *, preempted: bool) -> None:
+        """Write a checkpoint; a collective: every rank calls it at the same boundary.
+
+        NOTE [same decisions]: every rank records the save (step and rank 0's path), so the
+        decisions that depend on it (the final save in ``_finish``) are the same on every rank;
+        rank 0's write error reaches every rank through the one gather that ends the save.
+        """
         payload = self._build_payload(run)
         self._hooks.call("on_checkpoint_save", self, payload)
+        paths = self._dist.all_ranks_call(lambda: self._write_checkpoint(run, payload, preempted))
+        run.checkpoint_path = paths[0]
+        run.last_saved_step = self.global_step
+
+    def _write_checkpoint(self, run: Run, payload: dict[str, Any], preempted: bool) -> Path | None:
+        """Rank 0 writes (and on preemption waits for the file and requeues); other ranks only
+        restart their save timer. Returns the file written (None on other ranks)."""
         started = time.monotonic()
         path = run.checkpoints.save(
             payload, epoch=self.current_epoch, step=self.global_step, metrics=self._last_metrics
         )
-        if path is not None:
-            run.checkpoint_path = path
-            run.last_saved_step = self.global_step
         if preempted:
             run.checkpoints.wait()
             elapsed = time.monotonic() - started
@@ -597,7 +607,7 @@ class GenericTrainer:
                 )
             if self._dist.is_rank_zero:
                 self._preemption.requeue_if_under_slurm()
-        self._dist.barrier()
+        return path
 
     def _build_payload(self, run: Run) -> dict[str, Any]:
         counters = LoopCounters(
