@@ -2,6 +2,7 @@
 
 from model_training_framework.trainer.config import (
     CheckpointConfig,
+    DistributedConfig,
     EpochLengthPolicy,
     FaultToleranceConfig,
     GenericTrainerConfig,
@@ -22,6 +23,7 @@ from model_training_framework.trainer.trainer import GenericTrainer
 
 __all__ = [
     "CheckpointConfig",
+    "DistributedConfig",
     "EpochLengthPolicy",
     "FaultToleranceConfig",
     "FitResult",

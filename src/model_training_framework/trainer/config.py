@@ -57,6 +57,7 @@ from model_training_framework.trainer.schedule import EpochLengthPolicy, Samplin
 
 __all__ = [
     "CheckpointConfig",
+    "DistributedConfig",
     "EpochLengthPolicy",
     "FaultToleranceConfig",
     "GenericTrainerConfig",
@@ -555,6 +556,49 @@ class FaultToleranceConfig(ConfigModel):
     )
 
 
+_PYTHON_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class DistributedConfig(ConfigModel):
+    """How several processes share the model: DDP or FSDP2 (SPEC section 5.2)."""
+
+    strategy: Annotated[Literal["ddp", "fsdp"], Choice] = Field(
+        default="ddp",
+        description=(
+            "'ddp' replicates the model on every rank (DistributedDataParallel; single-file "
+            "checkpoints written by rank 0); 'fsdp' shards parameters, gradients and optimizer "
+            "state with torch.distributed.fsdp.fully_shard (FSDP2) and writes sharded "
+            "checkpoint directories with torch.distributed.checkpoint. 'fsdp' also runs with one "
+            "process (one shard)."
+        ),
+    )
+    fsdp_wrap: Annotated[
+        list[Annotated[str, Field(pattern=_PYTHON_IDENTIFIER)]], AfterValidator(check_unique)
+    ] = Field(
+        default_factory=list,
+        description=(
+            "With 'fsdp': class names of the submodules sharded as units (e.g. "
+            "['TransformerBlock']), each gathered only while it runs; the root model is always "
+            "sharded too. Empty: the whole model is one unit. Ignored by 'ddp'."
+        ),
+    )
+    fsdp_reshard_after_forward: bool = Field(
+        default=True,
+        description=(
+            "With 'fsdp': free the gathered parameters after each unit's forward and gather "
+            "them again for backward (less memory, one more all-gather). Ignored by 'ddp'."
+        ),
+    )
+    find_unused_parameters: bool | None = Field(
+        default=None,
+        description=(
+            "With 'ddp': DistributedDataParallel's find_unused_parameters. None: true when "
+            "there are several train loaders (per-loader heads leave parameters without "
+            "gradient), else false. Ignored by 'fsdp'."
+        ),
+    )
+
+
 class HooksConfig(ConfigModel):
     """Hooks created from dotted class paths (SPEC section 2.5)."""
 
@@ -736,6 +780,10 @@ class GenericTrainerConfig(SerializableConfig):
     )
     hooks: HooksConfig = Field(
         default_factory=HooksConfig, description="Hooks created from dotted class paths."
+    )
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig,
+        description="Multi-process strategy: DDP (default) or sharded FSDP2.",
     )
     warm_start: WarmStartConfig | None = Field(
         default=None, description="Weights-only initialisation for fresh runs; None: off."

@@ -228,8 +228,9 @@ class GenericTrainer:
         model = self._module
         if self._dist.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # Several loaders usually means per-loader heads: parameters unused by a batch.
-            unused = len(run.train_loaders) > 1
+            unused = self.config.distributed.find_unused_parameters
+            if unused is None:  # several loaders usually means per-loader heads
+                unused = len(run.train_loaders) > 1
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=ids, find_unused_parameters=unused
             )
