@@ -3,6 +3,7 @@ random moments, rerun until done, and must end bit-identical to an uninterrupted
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from .resume_utils import assert_states_equal
 
@@ -109,3 +111,45 @@ def test_sigusr1_preempts_with_a_checkpoint_and_resumes_bit_identically(tmp_path
     assert preemptions >= 1
     assert _run(tmp_path, "preempted", *extra)[0] == 0  # resuming a finished run changes nothing
     _assert_same_final(tmp_path, "reference", "preempted")
+
+
+def test_logs_hold_each_step_once_after_a_kill_and_resume(tmp_path):
+    """Checkpoints every 3 steps, losses logged every 5: killed after step 11, the run resumes
+    from step 9 and logs step 10 again; metrics.jsonl and TensorBoard must hold it once."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            str(SCRIPT),
+            str(tmp_path),
+            "run",
+            "--slow-ms",
+            "20",
+            "--tensorboard",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.strip() == "STEP 11":
+            proc.kill()
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    code, out = _run(tmp_path, "run", "--tensorboard")
+    assert code == 0, out
+    assert "resumed from" in out and "step 9" in out, out
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    loss_steps = [r["step"] for r in records if "train/loss" in r]
+    assert loss_steps == sorted(set(loss_steps)), loss_steps
+    assert loss_steps[:3] == [5, 10, 15]
+    accumulator = EventAccumulator(
+        str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0}
+    )
+    accumulator.Reload()
+    tb_steps = [event.step for event in accumulator.Scalars("train/loss")]
+    assert tb_steps == loss_steps

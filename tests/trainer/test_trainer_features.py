@@ -669,3 +669,31 @@ def test_torch_profiler_trace_for_a_chosen_step_range(tmp_path):
     assert [p.name for p in traces] == ["trace_steps_2-4_rank0.json"]
     events = json.loads(traces[0].read_text())["traceEvents"]
     assert any("aten::" in str(event.get("name", "")) for event in events)
+
+
+def test_before_optimizer_step_hook_sees_the_clipped_gradients(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.fill_(50.0)
+    norms = []
+
+    class GradNorm(TrainerHooks):
+        def on_before_optimizer_step(self, trainer, optimizer_idx):
+            grads = [p.grad for p in trainer.unwrapped_model.parameters()]
+            norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+
+    trainer = _trainer(_config(tmp_path, performance={"clip_grad_norm": 0.5}), model)
+    trainer.add_hook(GradNorm())
+    trainer.fit([_loader()], max_steps=2)
+    assert norms and all(n == pytest.approx(0.5, rel=1e-4) for n in norms), norms
+
+
+def test_a_plain_api_resume_is_announced_on_the_console_by_default(tmp_path, capsys):
+    loader = _loader(n=16)
+    _trainer(_config(tmp_path, log_loss_every_n_steps=50)).fit([loader], max_steps=2)
+    assert "resumed from" not in capsys.readouterr().err
+    result = _trainer(_config(tmp_path, log_loss_every_n_steps=50)).fit([loader], max_steps=4)
+    err = capsys.readouterr().err
+    assert result.global_step == 4
+    assert f"resumed from {tmp_path / 't' / 'epoch_0_step_2.ckpt'}" in err, err
+    assert "at epoch 0, step 2" in err, err

@@ -38,7 +38,7 @@ class TrainerHooks:
                     outputs = training_step(...)        # forward + backward
                     on_train_batch_end(trainer, batch, batch_idx, dataloader_idx, name, outputs)
                     if the accumulation window closes:
-                        on_before_optimizer_step(trainer, optimizer_idx)   # grads ready
+                        on_before_optimizer_step(trainer, optimizer_idx)   # grads unscaled, clipped
                         optimizer.step()
                         on_after_optimizer_step(trainer, optimizer_idx)
                     if validation is due:

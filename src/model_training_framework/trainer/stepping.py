@@ -10,7 +10,7 @@ optimizer (the default) this is ordinary gradient accumulation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,10 @@ from .precision import Precision
 __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
 
 _INTERVALS = ("step", "epoch")
+
+
+def _do_nothing() -> None:
+    pass
 
 
 @dataclass
@@ -101,16 +105,28 @@ class OptimizerStepper:
         in_optimizers = {id(p) for params in self._params for p in params}
         self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
 
-    def step(self, optimizer_idx: int, *, has_gradients: bool) -> None:
-        """Clip and step optimizer ``optimizer_idx`` (when it got gradients), then clear all grads."""
-        if has_gradients:
-            optimizer = self.optimizers[optimizer_idx]
-            if self._clip is not None:
-                self._precision.unscale(optimizer)
-                torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
-            self._precision.step(optimizer)
-            for sched in self._step_scheds[optimizer_idx]:
-                sched.scheduler.step()
+    def step(
+        self,
+        optimizer_idx: int,
+        *,
+        has_gradients: bool,
+        before_step: Callable[[], None] = _do_nothing,
+    ) -> None:
+        """Unscale and clip the gradients of optimizer ``optimizer_idx``, call ``before_step``
+        (gradients are final then), step the optimizer and its step schedulers (only when it got
+        gradients), then clear all gradients."""
+        if not has_gradients:
+            before_step()
+            self.zero_grad()
+            return
+        optimizer = self.optimizers[optimizer_idx]
+        self._precision.unscale(optimizer)  # no-op without a GradScaler
+        if self._clip is not None:
+            torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
+        before_step()
+        self._precision.step(optimizer)
+        for sched in self._step_scheds[optimizer_idx]:
+            sched.scheduler.step()
         self.zero_grad()
 
     def zero_grad(self) -> None:

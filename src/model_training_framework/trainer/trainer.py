@@ -29,6 +29,7 @@ from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
+from .loggers.factory import writes_to_console
 from .metrics import NullTrainMetrics, TrainMetrics, loader_shares, lr_key, numeric_items
 from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
@@ -191,6 +192,7 @@ class GenericTrainer:
             self._open(run)
             with self._preemption:
                 self._restore_or_start(run, resume_from_checkpoint)
+                self._open_logger(run)
                 self._hooks.call("on_train_start", self)
                 status = self._train(run)
                 result = self._finish(run, status)
@@ -276,9 +278,6 @@ class GenericTrainer:
             run.val_names,
             sync_cuda=cfg.performance.sync_cuda_for_profiling,
         )
-        self._logger = build_logger(
-            cfg.logging, self.run_dir, is_rank_zero=rank_zero, hparams=_plain_config(cfg)
-        )
         self._progress = build_progress_display(cfg.logging, is_rank_zero=rank_zero)
         perf = cfg.performance
         run.trace = TraceWindow(
@@ -303,15 +302,34 @@ class GenericTrainer:
             self._load_payload(run, payload)
             run.checkpoint_path = path
             run.start_step = run.last_saved_step = run.last_train_log_step = self.global_step
-            logger.info(
-                "resumed from %s at epoch %d, step %d", path, self.current_epoch, self.global_step
-            )
             return
         if self.config.seed is not None:
             seed_everything(self.config.seed)
         warm_start(self, self._module, self._warm_start_fn, self.config.warm_start)
         run.schedule.start_epoch(0)
         run.epoch_fresh = True
+
+    def _open_logger(self, run: Run) -> None:
+        """Open the loggers once the start step is known: records a previous attempt logged
+        after it are dropped, so a resumed run never repeats a step."""
+        self._logger = build_logger(
+            self.config.logging,
+            self.run_dir,
+            is_rank_zero=self._dist.is_rank_zero,
+            hparams=_plain_config(self.config),
+            start_step=run.start_step,
+        )
+        if run.checkpoint_path is None:
+            return
+        notice = (
+            f"resumed from {run.checkpoint_path} at epoch {self.current_epoch}, "
+            f"step {self.global_step}"
+        )
+        # Recorded by every backend; the console logger (the default) shows it without any
+        # logging setup. Without it, the line goes to Python logging as before.
+        self._logger.log_text("resume", notice, self.global_step)
+        if not writes_to_console(self.config.logging):
+            logger.info("%s", notice)
 
     def _parts(self) -> TrainerParts:
         return TrainerParts(self._dist, self._module, self._stepper, self._precision, self._hooks)
@@ -430,8 +448,11 @@ class GenericTrainer:
         t0 = time.perf_counter()
         if run.is_distributed and run.window_size < run.grad_accum:
             self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
-        self._hooks.call("on_before_optimizer_step", self, opt_idx)
-        self._stepper.step(opt_idx, has_gradients=run.window_has_grads)
+        self._stepper.step(
+            opt_idx,
+            has_gradients=run.window_has_grads,
+            before_step=lambda: self._hooks.call("on_before_optimizer_step", self, opt_idx),
+        )
         run.window_size, run.window_has_grads = 0, False
         self.global_step += 1
         self._hooks.call("on_after_optimizer_step", self, opt_idx)

@@ -147,3 +147,32 @@ def test_close_twice_is_harmless(tmp_path):
     logger = JsonlLogger(tmp_path)
     logger.close()
     logger.close()
+
+
+def test_reopening_after_a_resume_drops_the_lines_of_later_steps(tmp_path):
+    first = JsonlLogger(tmp_path)
+    for step in (2, 4, 6):
+        first.log_scalars({"train/loss": float(step)}, step)
+    first.close()
+    with (tmp_path / METRICS_FILENAME).open("ab") as handle:
+        handle.write(b'{"step":8,"train/lo')  # a line a kill cut short
+
+    resumed = JsonlLogger(tmp_path, keep_through_step=4)
+    resumed.log_text("resume", "resumed", 4)  # extends step 4's line, not a second one
+    resumed.log_scalars({"train/loss": 60.0}, 6)
+    resumed.close()
+
+    lines = [json.loads(line) for line in (tmp_path / METRICS_FILENAME).read_text().splitlines()]
+    assert lines == [
+        {"step": 2, "train/loss": 2.0},
+        {"step": 4, "train/loss": 4.0, "text/resume": "resumed"},
+        {"step": 6, "train/loss": 60.0},
+    ]
+
+
+def test_reopening_without_a_resume_step_keeps_every_line(tmp_path):
+    first = JsonlLogger(tmp_path)
+    first.log_scalars({"train/loss": 1.0}, 9)
+    first.close()
+    JsonlLogger(tmp_path).close()
+    assert (tmp_path / METRICS_FILENAME).read_text() == '{"step":9,"train/loss":1.0}\n'

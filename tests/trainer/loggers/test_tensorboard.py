@@ -71,3 +71,15 @@ def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ImportError, match=r"model-training-framework\[tensorboard\]"):
         TensorBoardLogger(tmp_path)
+
+
+def test_a_resumed_writer_hides_what_the_interrupted_one_logged_after_the_checkpoint(tmp_path):
+    first = TensorBoardLogger(tmp_path)
+    for step in (2, 4, 6):
+        first.log_scalars({"train/loss": float(step)}, step)
+    first.close()
+    resumed = TensorBoardLogger(tmp_path, purge_after_step=4)
+    resumed.log_scalars({"train/loss": 60.0}, 6)
+    resumed.close()
+    events = _reload(tmp_path).Scalars("train/loss")
+    assert [(event.step, event.value) for event in events] == [(2, 2.0), (4, 4.0), (6, 60.0)]

@@ -1,6 +1,6 @@
 """A real training run for kill-and-resume tests: rerun it until it prints COMPLETED.
 
-Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W]
+Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W] [--tensorboard]
 On completion it writes ROOT/NAME/final.pt (model, optimizer state, data fingerprint).
 Exit code 3 means preempted (checkpoint written); rerunning resumes.
 """
@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--slow-ms", type=float, default=0.0)
     parser.add_argument("--ballast-mb", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--tensorboard", action="store_true", help="log to TensorBoard too")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = Net(args.ballast_mb)
@@ -63,7 +64,11 @@ def main() -> int:
         ),
         checkpoint={"root_dir": args.root, "save_every_n_steps": 3, "max_checkpoints": 2},
         performance={"gradient_accumulation_steps": 2},
-        logging={"progress_bar": False},
+        logging={
+            "progress_bar": False,
+            "logger_type": "composite" if args.tensorboard else "console",
+            "composite_loggers": ["console", "tensorboard"] if args.tensorboard else None,
+        },
         log_loss_every_n_steps=5,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)

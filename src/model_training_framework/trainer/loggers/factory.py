@@ -21,25 +21,25 @@ from .jsonl import JsonlLogger
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import LoggingConfig
 
-__all__ = ["BACKEND_NAMES", "COMPOSITE", "build_logger"]
+__all__ = ["BACKEND_NAMES", "COMPOSITE", "build_logger", "writes_to_console"]
 
 COMPOSITE = "composite"
 
 
-def _build_console(config: LoggingConfig, run_dir: Path) -> Logger:
+def _build_console(config: LoggingConfig, run_dir: Path, start_step: int | None) -> Logger:
     return ConsoleLogger()
 
 
-def _build_tensorboard(config: LoggingConfig, run_dir: Path) -> Logger:
+def _build_tensorboard(config: LoggingConfig, run_dir: Path, start_step: int | None) -> Logger:
     from .tensorboard import TENSORBOARD_SUBDIR, TensorBoardLogger
 
     log_dir = (
         Path(config.tensorboard_dir) if config.tensorboard_dir else run_dir / TENSORBOARD_SUBDIR
     )
-    return TensorBoardLogger(log_dir)
+    return TensorBoardLogger(log_dir, purge_after_step=start_step)
 
 
-def _build_wandb(config: LoggingConfig, run_dir: Path) -> Logger:
+def _build_wandb(config: LoggingConfig, run_dir: Path, start_step: int | None) -> Logger:
     from .wandb import WandbLogger
 
     return WandbLogger(
@@ -50,7 +50,7 @@ def _build_wandb(config: LoggingConfig, run_dir: Path) -> Logger:
     )
 
 
-_BACKENDS: dict[str, Callable[[Any, Path], Logger]] = {
+_BACKENDS: dict[str, Callable[[Any, Path, int | None], Logger]] = {
     "console": _build_console,
     "tensorboard": _build_tensorboard,
     "wandb": _build_wandb,
@@ -64,6 +64,7 @@ def build_logger(
     *,
     is_rank_zero: bool,
     hparams: Mapping[str, object] | None = None,
+    start_step: int | None = None,
 ) -> Logger:
     """Build the run's logger from its logging config.
 
@@ -73,6 +74,9 @@ def build_logger(
         run_dir: The run directory (``metrics.jsonl``, ``tensorboard/``, ``wandb/`` go there).
         is_rank_zero: Only rank 0 logs; other ranks get a logger that does nothing.
         hparams: Hyperparameters recorded once by every backend (e.g. the config's dict).
+        start_step: The global step training starts (or resumes) at. Records that an earlier
+            attempt logged after it are dropped from ``metrics.jsonl`` and TensorBoard, so a
+            resumed run does not repeat steps. None keeps everything (appends).
 
     Returns:
         A :class:`CompositeLogger` whose first member is the JSONL logger, or a
@@ -91,10 +95,10 @@ def build_logger(
         return NullLogger()
     names = _backend_names(config)
     run_dir = Path(run_dir)
-    members: list[Logger] = [JsonlLogger(run_dir)]
+    members: list[Logger] = [JsonlLogger(run_dir, keep_through_step=start_step)]
     try:
         for name in names:
-            members.append(_BACKENDS[name](config, run_dir))
+            members.append(_BACKENDS[name](config, run_dir, start_step))
         logger = CompositeLogger(members)
         if hparams is not None:
             logger.log_hyperparams(hparams)
@@ -103,6 +107,11 @@ def build_logger(
         CompositeLogger(members).close()
         raise
     return logger
+
+
+def writes_to_console(config: LoggingConfig) -> bool:
+    """Whether the configured backends include the console logger."""
+    return "console" in _backend_names(config)
 
 
 def _backend_names(config: LoggingConfig) -> list[str]:

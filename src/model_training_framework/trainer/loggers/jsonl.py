@@ -8,9 +8,11 @@ files under ``<run_dir>/media/`` and referenced as ``{"step": s, "image/<key>": 
 
 NOTE [metrics file durability]: the file is opened unbuffered in append mode and every call is
 written at once: a SIGKILL loses at most the line being written. Extending the current step's line
-truncates the file to that line's start and writes the merged line. A resumed run appends to the same file, so steps between the last checkpoint and the kill appear
-twice; readers keep the last value per (key, step). A line cut short by a kill is closed with a
-newline when the file is reopened, and readers skip it.
+truncates the file to that line's start and writes the merged line. A resumed run first drops
+the records that the interrupted attempt logged after the checkpoint's step (``keep_through_step``;
+an atomic rewrite of the file), so no step appears twice, then appends. A line cut short by a
+kill is closed with a newline when the file is reopened (or dropped by that rewrite), and
+readers skip it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+from model_training_framework.io_utils import atomic_write_bytes
 
 from .base import BaseLogger, encode_png, safe_file_stem, to_hwc_uint8
 
@@ -48,6 +52,8 @@ class JsonlLogger(BaseLogger):
 
     Args:
         run_dir: The run directory; created if missing.
+        keep_through_step: Drop the existing lines of steps after this one (and lines a kill
+            cut short) before appending; None keeps the file as it is.
 
     Example:
         >>> logger = JsonlLogger(run_dir)                      # doctest: +SKIP
@@ -55,14 +61,16 @@ class JsonlLogger(BaseLogger):
         >>> logger.close()                                      # doctest: +SKIP
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, keep_through_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILENAME
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = _open_for_append(self.path)
         self._last_step: int | None = None
         self._last_record: dict[str, Any] = {}
         self._last_offset = 0
+        if keep_through_step is not None and self.path.exists():
+            self._drop_records_after(keep_through_step)
+        self._file: BinaryIO = _open_for_append(self.path)
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Append ``{"step": step, **metrics}`` as one line.
@@ -119,6 +127,29 @@ class JsonlLogger(BaseLogger):
         self._file.write((_ENCODER.encode(merged) + "\n").encode("utf-8"))
         self._last_step, self._last_record = step, merged
 
+    def _drop_records_after(self, step: int) -> None:
+        """Rewrite the file (atomically) without lines of later steps or unreadable lines; the
+        last kept line becomes the one that records of its step extend."""
+        kept: list[bytes] = []
+        last: dict[str, Any] | None = None
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        for line in lines:
+            record = _parse_record(line)
+            if record is not None and record[STEP_KEY] <= step:
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
+                last = record
+        if len(kept) != len(lines) or (lines and not lines[-1].endswith(b"\n")):
+            atomic_write_bytes(self.path, b"".join(kept))
+            _log.info(
+                "%s: dropped %d line(s) logged after step %d by an interrupted run",
+                self.path,
+                len(lines) - len(kept),
+                step,
+            )
+        if last is not None:
+            self._last_step, self._last_record = last[STEP_KEY], last
+            self._last_offset = sum(map(len, kept[:-1]))
+
     def _media_path(self, key: str, step: int) -> Path:
         (self.run_dir / MEDIA_DIRNAME).mkdir(exist_ok=True)
         return Path(MEDIA_DIRNAME) / f"{safe_file_stem(key)}_step_{int(step)}.png"
@@ -136,6 +167,17 @@ def _open_for_append(path: Path) -> BinaryIO:
         )
         handle.write(b"\n")
     return handle
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record on ``line``, or None for a line that is not one (cut short by a kill)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get(STEP_KEY), int):
+        return None
+    return record
 
 
 def _ends_without_newline(path: Path) -> bool:

@@ -1,7 +1,9 @@
 """TensorBoard logger (optional extra ``tensorboard``), on ``torch.utils.tensorboard``.
 
 Event files go to ``logging.tensorboard_dir`` or, by default, ``<run_dir>/tensorboard``. A resumed
-run adds a new event file to the same directory; TensorBoard merges them.
+run adds a new event file to the same directory; TensorBoard merges them. It is opened with
+``purge_step`` one past the checkpoint's step, so TensorBoard hides what the interrupted attempt
+logged after that step instead of showing those steps twice.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class TensorBoardLogger(BaseLogger):
     Args:
         log_dir: Directory for the event files; created if missing.
         flush_secs: How often the writer flushes pending events to disk, in seconds.
+        purge_after_step: Hide events that earlier writers logged at steps after this one
+            (TensorBoard's ``purge_step``); None hides nothing.
 
     Raises:
         ImportError: tensorboard is not installed (the message names the extra to install).
@@ -34,13 +38,19 @@ class TensorBoardLogger(BaseLogger):
         >>> tb.close()                                          # doctest: +SKIP
     """
 
-    def __init__(self, log_dir: Path, *, flush_secs: float = 30.0) -> None:
+    def __init__(
+        self, log_dir: Path, *, flush_secs: float = 30.0, purge_after_step: int | None = None
+    ) -> None:
         writer_module = import_optional(
             "torch.utils.tensorboard", extra="tensorboard", purpose="TensorBoard logging"
         )
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = writer_module.SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        self._writer = writer_module.SummaryWriter(
+            log_dir=str(self.log_dir),
+            flush_secs=flush_secs,
+            purge_step=None if purge_after_step is None else purge_after_step + 1,
+        )
         self._is_closed = False
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
