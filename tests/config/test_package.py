@@ -41,3 +41,34 @@ def test_star_import_gives_every_public_name():
 def test_sweep_names_named_by_the_spec_are_exported(name):
     assert name in config_pkg.__all__
     assert name in dir(config_pkg)
+
+
+def test_trainer_config_classes_are_exported_as_the_same_objects():
+    from model_training_framework.config import GenericTrainerConfig, LoggingConfig
+    from model_training_framework.trainer import config as trainer_config
+
+    assert GenericTrainerConfig is trainer_config.GenericTrainerConfig
+    assert LoggingConfig is trainer_config.LoggingConfig
+
+
+def test_every_trainer_config_name_is_exported_by_the_config_package():
+    from model_training_framework.trainer import config as trainer_config
+
+    missing = set(trainer_config.__all__) - set(config_pkg.__all__)
+    assert not missing, (
+        f"{sorted(missing)} are public in trainer/config.py but not exported by "
+        "model_training_framework.config: add them to _TRAINER_CONFIG_NAMES and __all__ in config/__init__.py"
+    )
+
+
+def test_importing_the_config_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, model_training_framework.config as c; c.__all__; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "c.GenericTrainerConfig; assert 'torch' in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,7 +1,10 @@
 """Typed experiment configs, YAML loading, parameter sweeps and experiment names.
 
+The trainer's config classes (``GenericTrainerConfig`` and its sections) are exported here too.
+
 Names are imported lazily on first access (PEP 562), so that ``trainer/config.py`` can use
-``config.loading`` without an import cycle through ``config.experiment``.
+``config.loading`` without an import cycle through ``config.experiment``, and so that importing
+this package does not import torch.
 """
 
 from __future__ import annotations
@@ -45,27 +48,76 @@ if TYPE_CHECKING:
         describe_experiments,
         load_grid_search,
     )
+    from model_training_framework.trainer.config import (
+        CheckpointConfig,
+        EpochLengthPolicy,
+        FaultToleranceConfig,
+        GenericTrainerConfig,
+        HooksConfig,
+        LoggingConfig,
+        MultiDataLoaderConfig,
+        PerformanceConfig,
+        PreemptionConfig,
+        SamplingStrategy,
+        ValAggregation,
+        ValidationConfig,
+        ValidationFrequency,
+        WarmStartConfig,
+    )
+
+# The trainer's config classes, re-exported from model_training_framework.trainer.config: a new
+# section goes here and in __all__ (a test checks both against that module's __all__).
+_TRAINER_CONFIG_NAMES = (
+    "CheckpointConfig",
+    "EpochLengthPolicy",
+    "FaultToleranceConfig",
+    "GenericTrainerConfig",
+    "HooksConfig",
+    "LoggingConfig",
+    "MultiDataLoaderConfig",
+    "PerformanceConfig",
+    "PreemptionConfig",
+    "SamplingStrategy",
+    "ValAggregation",
+    "ValidationConfig",
+    "ValidationFrequency",
+    "WarmStartConfig",
+)
 
 __all__ = [
     "MANIFEST_FILENAME",
     "MAX_NAME_LENGTH",
+    "CheckpointConfig",
     "ChoiceDistribution",
     "ConfigModel",
     "ConfigView",
     "ConfigurationManager",
     "Distribution",
+    "EpochLengthPolicy",
     "ExperimentConfig",
+    "FaultToleranceConfig",
+    "GenericTrainerConfig",
+    "HooksConfig",
     "LogUniformDistribution",
+    "LoggingConfig",
+    "MultiDataLoaderConfig",
     "NamingStrategy",
     "NormalDistribution",
     "OptimizerConfig",
     "ParameterGrid",
     "ParameterGridSearch",
+    "PerformanceConfig",
     "PlannedExperiment",
+    "PreemptionConfig",
+    "SamplingStrategy",
     "SerializableConfig",
     "SlurmConfig",
     "TrainingConfig",
     "UniformDistribution",
+    "ValAggregation",
+    "ValidationConfig",
+    "ValidationFrequency",
+    "WarmStartConfig",
     "describe_experiments",
     "load_grid_search",
     "make_experiment_name",
@@ -104,6 +156,7 @@ _LAZY_NAMES: dict[str, str] = {
     "substitute_env_vars": "model_training_framework.config.manager",
     "read_config_file": "model_training_framework.config.manager",
     "write_config_file": "model_training_framework.config.manager",
+    **dict.fromkeys(_TRAINER_CONFIG_NAMES, "model_training_framework.trainer.config"),
 }
 
 

@@ -30,9 +30,11 @@ from model_training_framework.errors import ConfigError
 __all__ = [
     "EXPERIMENT_RULES",
     "TRAINER_RULES",
+    "AlwaysOnRule",
     "LegacyRule",
     "MixedPrecisionRule",
     "RenameRule",
+    "UseWandbRule",
     "migrate_legacy_keys",
     "renamed_key_hint",
 ]
@@ -44,6 +46,10 @@ class LegacyRule:
     """One migration from an old key layout to the current one."""
 
     old_path: tuple[str, ...]
+
+    def hint(self) -> str:
+        """What became of the old key, for errors about keys given to a constructor."""
+        raise NotImplementedError
 
     def apply(self, data: dict[str, Any]) -> None:
         """Migrate ``data`` in place when it holds the old key.
@@ -116,6 +122,78 @@ class RenameRule(LegacyRule):
         value = parent.pop(self.old_path[-1])
         _store(data, self.new_path, value, old)
 
+    def hint(self) -> str:
+        return f"was renamed to '{_dotted(self.new_path)}'"
+
+
+@dataclass(frozen=True)
+class AlwaysOnRule(LegacyRule):
+    """``old_path`` switched something on or off that is now always on: the key is dropped.
+
+    The value is accepted either way (exact resume needs what it switched), and the warning
+    says what is saved instead of being silent about it.
+    """
+
+    old_path: tuple[str, ...]
+    what: str
+
+    def apply(self, data: dict[str, Any]) -> None:
+        parent = _parent(data, self.old_path)
+        if parent is None or self.old_path[-1] not in parent:
+            return
+        value = parent.pop(self.old_path[-1])
+        warnings.warn(
+            f"config key '{_dotted(self.old_path)}' is deprecated and ignored (got {value!r}): "
+            f"{self._always_saved()}; remove the key",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+
+    def hint(self) -> str:
+        return f"is no longer needed: {self._always_saved()}; remove it"
+
+    def _always_saved(self) -> str:
+        return f"{self.what} always saved in checkpoints (exact resume needs it)"
+
+
+@dataclass(frozen=True)
+class UseWandbRule(LegacyRule):
+    """``logging.use_wandb: true`` became ``logging.logger_type: wandb`` (or, next to another
+    backend, ``composite`` with ``composite_loggers`` listing both)."""
+
+    old_path: tuple[str, ...] = ("logging", "use_wandb")
+
+    def apply(self, data: dict[str, Any]) -> None:
+        parent = _parent(data, self.old_path)
+        if parent is None or self.old_path[-1] not in parent:
+            return
+        old = _dotted(self.old_path)
+        use_wandb = parent.pop(self.old_path[-1])
+        if not isinstance(use_wandb, bool):
+            raise ConfigError(f"{old}: expected true or false, got {use_wandb!r}")
+        logger_type = parent.get("logger_type")
+        if not use_wandb:
+            _warn(old, "logging.logger_type", " (false: leave logger_type without 'wandb')")
+            if logger_type == "wandb":
+                raise ConfigError(
+                    f"logging.logger_type: 'wandb' conflicts with the deprecated key '{old}' "
+                    f"(false); remove '{old}' and keep 'logging.logger_type'"
+                )
+            return
+        if logger_type in (None, "wandb"):
+            _warn(old, "logging.logger_type: wandb")
+            parent["logger_type"] = "wandb"
+            return
+        loggers = parent.get("composite_loggers") or (
+            [] if logger_type == "composite" else [logger_type]
+        )
+        _warn(old, "logging.logger_type: composite", " with 'wandb' in logging.composite_loggers")
+        parent["logger_type"] = "composite"
+        parent["composite_loggers"] = [*loggers, *(["wandb"] if "wandb" not in loggers else [])]
+
+    def hint(self) -> str:
+        return "was replaced by 'logging.logger_type: wandb' (or 'composite' with 'wandb')"
+
 
 # Lightning-style precision strings -> (use_amp, amp_dtype or None to leave it unset).
 _PRECISIONS: dict[Any, tuple[bool, str | None]] = {
@@ -157,11 +235,18 @@ class MixedPrecisionRule(LegacyRule):
         if amp_dtype is not None:
             _store(data, (*prefix, "amp_dtype"), amp_dtype, old)
 
+    def hint(self) -> str:
+        return "was renamed to 'performance.use_amp' (with performance.amp_dtype)"
+
 
 TRAINER_RULES: tuple[LegacyRule, ...] = (
     RenameRule(("multi",), ("train_loader_config",)),
     MixedPrecisionRule(),
     RenameRule(("checkpoint", "checkpoint_dir"), ("checkpoint", "root_dir")),
+    AlwaysOnRule(("checkpoint", "save_rng"), "the RNG states of Python, NumPy and torch are"),
+    AlwaysOnRule(("checkpoint", "save_optimizer"), "optimizer state is"),
+    AlwaysOnRule(("checkpoint", "save_scheduler"), "scheduler state is"),
+    UseWandbRule(),
 )
 """Renamed keys that apply to ``GenericTrainerConfig``."""
 
@@ -169,7 +254,12 @@ EXPERIMENT_RULES: tuple[LegacyRule, ...] = (
     *TRAINER_RULES,
     RenameRule(("data", "num_workers"), ("performance", "dataloader_num_workers")),
     RenameRule(("training", "epochs"), ("training", "max_epochs")),
+    RenameRule(
+        ("training", "gradient_accumulation_steps"),
+        ("performance", "gradient_accumulation_steps"),
+    ),
     RenameRule(("optimizer", "learning_rate"), ("optimizer", "lr")),
+    RenameRule(("optimizer", "type"), ("optimizer", "name")),
 )
 """Renamed keys that apply to ``ExperimentConfig`` (a superset of :data:`TRAINER_RULES`)."""
 
@@ -208,12 +298,6 @@ def renamed_key_hint(path: Sequence[str | int], rules: Sequence[LegacyRule]) -> 
     """
     key = tuple(str(part) for part in path)
     for rule in rules:
-        if rule.old_path != key:
-            continue
-        new = (
-            _dotted(rule.new_path)
-            if isinstance(rule, RenameRule)
-            else "performance.use_amp and performance.amp_dtype"
-        )
-        return f"'{_dotted(key)}' was renamed to '{new}' (from_dict/from_yaml migrate it)"
+        if rule.old_path == key:
+            return f"'{_dotted(key)}' {rule.hint()} (from_dict/from_yaml migrate it)"
     return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import importlib
 import re
 import typing
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 from typing_extensions import Self
 
 from model_training_framework.config.legacy import (
@@ -369,6 +370,15 @@ class ConfigModel(BaseModel):
             if isinstance(child, ConfigModel):
                 child._set_field_path(_join(self._field_path, name))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections_are_defaults(cls, data: Any) -> Any:
+        # A section written as `slurm:` (nothing under it) or `slurm: null` means its defaults.
+        if not isinstance(data, Mapping):
+            return data
+        nulls = [name for name in _required_sections(cls) if name in data and data[name] is None]
+        return {k: v for k, v in data.items() if k not in nulls} if nulls else data
+
     def __eq__(self, other: object) -> bool:
         # Field values only: the private field path must not make equal configs differ.
         if type(other) is not type(self):
@@ -408,6 +418,18 @@ class ConfigModel(BaseModel):
             type(self).model_validate(self.model_dump())
         except ValidationError as err:
             raise field_issues_from(err, type(self), self._field_path) from err
+
+
+@functools.cache
+def _required_sections(cls: type[ConfigModel]) -> tuple[str, ...]:
+    """Fields of ``cls`` that hold a section (a ``ConfigModel``, not optional) with a default."""
+    return tuple(
+        name
+        for name, info in cls.model_fields.items()
+        if isinstance(info.annotation, type)
+        and issubclass(info.annotation, ConfigModel)
+        and not info.is_required()
+    )
 
 
 class SerializableConfig(ConfigModel):
