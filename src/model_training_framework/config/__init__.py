@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     )
     from model_training_framework.trainer.config import (
         CheckpointConfig,
+        DistributedConfig,
         EpochLengthPolicy,
         FaultToleranceConfig,
         GenericTrainerConfig,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 # section goes here and in __all__ (a test checks both against that module's __all__).
 _TRAINER_CONFIG_NAMES = (
     "CheckpointConfig",
+    "DistributedConfig",
     "EpochLengthPolicy",
     "FaultToleranceConfig",
     "GenericTrainerConfig",
@@ -92,6 +94,7 @@ __all__ = [
     "ConfigModel",
     "ConfigView",
     "ConfigurationManager",
+    "DistributedConfig",
     "Distribution",
     "EpochLengthPolicy",
     "ExperimentConfig",
