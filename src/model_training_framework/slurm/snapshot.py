@@ -1,8 +1,11 @@
 """Code snapshot at submission: git commit, dirty flag, patch, and a copy of the code.
 
-The user's working tree is only read: ``git archive HEAD`` is unpacked into the snapshot
-directory and the patch of uncommitted changes (tracked edits *and* new files that git does not
-ignore, computed with a temporary index) is applied there. Branches are never switched.
+The user's working tree and index are only read. A temporary index (``GIT_INDEX_FILE``) is
+filled with HEAD plus every uncommitted change (tracked edits and new files that git does not
+ignore), the snapshot directory is checked out from that index, and the difference to HEAD is
+saved as a patch. Submodules (and other nested repositories) are snapshotted the same way into
+their place. Nothing is committed, so no git identity is needed, and branches are never
+switched. A repository without any commit yet is snapshotted from its files alone.
 
 The record is a small JSON file (``code_version.json``) that jobs find through the environment
 variable ``MTF_CODE_VERSION_FILE``; the trainer stores it in its checkpoints.
@@ -18,12 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tarfile
 import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from model_training_framework.errors import LauncherError
 from model_training_framework.io_utils import atomic_write_text
@@ -54,7 +57,8 @@ class CodeVersion:
     Attributes:
         project_root: the user's project directory.
         code_dir: directory the job runs from (the snapshot, or project_root without git).
-        commit: git commit hash, None when the project is not a git repository.
+        commit: git commit hash, None when the project is not a git repository or the
+            repository has no commit yet.
         branch: branch name at submission ("" when detached or no git).
         is_dirty: True when there were uncommitted changes (None without git).
         patch_path: file holding those changes as a git patch (None when clean / no git).
@@ -84,50 +88,95 @@ def _repo_root(project_root: Path) -> Path | None:
     result = _git(project_root, "rev-parse", "--show-toplevel", check=False)
     if result.returncode != 0:
         return None
-    return Path(result.stdout.strip())
+    return Path(result.stdout.strip()).resolve()
 
 
-def _write_uncommitted_patch(repo: Path, exclude: list[Path], patch_path: Path) -> None:
-    """Binary diff of HEAD against the working tree incl. untracked, non-ignored files.
+def _head_commit(repo: Path) -> str | None:
+    """HEAD's commit hash, or None before the first commit."""
+    result = _git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}", check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
 
-    A throw-away index is used so the user's staging area is untouched.
+
+def _branch(repo: Path) -> str:
+    """The checked-out branch (also before its first commit); "" when HEAD is detached."""
+    result = _git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _exclude_pathspecs(repo: Path, exclude: list[Path]) -> list[str]:
+    """``:(exclude)`` pathspecs for the excluded paths inside ``repo`` that git does not ignore.
+
+    git refuses a pathspec, even an excluding one, that names an ignored path ("The following
+    paths are ignored ..."); an ignored path is left out by ``git add`` anyway, so it needs none.
     """
+    pathspecs = []
+    for path in exclude:
+        try:
+            relative = path.resolve().relative_to(repo)
+        except ValueError:
+            continue  # outside this repository: nothing to exclude
+        if str(relative) == ".":
+            continue
+        ignored = _git(repo, "check-ignore", "-q", "--", str(relative), check=False)
+        if ignored.returncode not in (0, 1):
+            raise LauncherError(f"git check-ignore {relative} failed in {repo}: {ignored.stderr}")
+        if ignored.returncode == 1:
+            pathspecs.append(f":(exclude){relative}")
+    return pathspecs
+
+
+def _nested_repositories(repo: Path, env: dict[str, str]) -> list[str]:
+    """Paths (relative to ``repo``) of the index's gitlinks whose repository is checked out."""
+    listing = _git(repo, "ls-files", "--stage", "-z", env=env).stdout
+    nested = []
+    for entry in filter(None, listing.split("\0")):
+        mode, _, path = entry.partition("\t")
+        if mode.startswith("160000") and (repo / path / ".git").exists():
+            nested.append(path)
+    return nested
+
+
+def _snapshot_repository(
+    repo: Path, exclude: list[Path], patch: BinaryIO, code_root: Path | None, prefix: str = ""
+) -> None:
+    """Write the uncommitted changes of ``repo`` (and of its nested repositories) to ``patch``
+    and, when ``code_root`` is given, check HEAD plus those changes out there.
+
+    ``prefix`` is the repository's path inside the outermost one, so the patch of a submodule
+    names its files as the superproject sees them.
+    """
+    head = _head_commit(repo)
     with tempfile.TemporaryDirectory(prefix="mtf-index-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(repo, "read-tree", "HEAD", env=env)
-        pathspecs = ["."]
-        for path in exclude:
-            try:
-                relative = path.resolve().relative_to(repo.resolve())
-            except ValueError:
-                continue  # outside the repository: nothing to exclude
-            if str(relative) != ".":
-                pathspecs.append(f":(exclude){relative}")
-        _git(repo, "add", "-A", "--", *pathspecs, env=env)
-        _git(repo, "diff", "--cached", "--binary", f"--output={patch_path}", "HEAD", env=env)
-
-
-def _unpack_head(repo: Path, target: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="mtf-archive-") as tmp:
-        archive = Path(tmp) / "head.tar"
-        _git(repo, "archive", "--format=tar", f"--output={archive}", "HEAD")
-        with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
-                tar.extractall(target, filter="data")
-            else:  # pragma: no cover - old patch releases
-                tar.extractall(target)
-
-
-def _apply_patch(target: Path, patch_path: Path) -> None:
-    # GIT_CEILING_DIRECTORIES stops git from finding an enclosing repository (the snapshot may
-    # live inside the user's project), so `git apply` acts on plain files in `target`.
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(target.parent.resolve())}
-    run_command(
-        ["git", "apply", "--whitespace=nowarn", str(patch_path.resolve())],
-        cwd=target,
-        env=env,
-        timeout_s=_GIT_TIMEOUT_S,
-    )
+        # GIT_OPTIONAL_LOCKS=0: the `git status` that git runs inside submodules must not
+        # refresh (rewrite) their index either.
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index"), "GIT_OPTIONAL_LOCKS": "0"}
+        if head is not None:
+            _git(repo, "read-tree", head, env=env)
+        _git(repo, "add", "-A", "--", ".", *_exclude_pathspecs(repo, exclude), env=env)
+        diff = Path(tmp) / "changes.patch"
+        _git(
+            repo,
+            "diff",
+            "--cached",
+            "--binary",
+            f"--src-prefix=a/{prefix}",
+            f"--dst-prefix=b/{prefix}",
+            f"--output={diff}",
+            *([head] if head is not None else []),  # no commit yet: against the empty tree
+            env=env,
+        )
+        patch.write(diff.read_bytes())
+        if code_root is not None:
+            code_root.mkdir(parents=True, exist_ok=True)
+            _git(repo, "checkout-index", "--all", "--force", f"--prefix={code_root}/", env=env)
+        for path in _nested_repositories(repo, env):
+            _snapshot_repository(
+                (repo / path).resolve(),
+                exclude,
+                patch,
+                None if code_root is None else code_root / path,
+                f"{prefix}{path}/",
+            )
 
 
 def take_snapshot(
@@ -159,35 +208,34 @@ def take_snapshot(
     if repo is None:
         logger.warning("%s is not a git repository: no code snapshot, jobs run the live tree", root)
         return CodeVersion(str(root), str(root), None, "", None, None, created_at)
-    commit = _git(repo, "rev-parse", "HEAD").stdout.strip()
-    branch = _git(repo, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-    branch = "" if branch == "HEAD" else branch
+    commit = _head_commit(repo)
+    branch = _branch(repo)
     excluded = [Path(snapshots_dir), *(exclude or [])]
     if not copy_code:
         with tempfile.TemporaryDirectory(prefix="mtf-patch-") as tmp:
-            patch = Path(tmp) / PATCH_FILENAME
-            _write_uncommitted_patch(repo, excluded, patch)
-            is_dirty = patch.stat().st_size > 0
+            patch_path = Path(tmp) / PATCH_FILENAME
+            with patch_path.open("wb") as patch:
+                _snapshot_repository(repo, excluded, patch, None)
+            is_dirty = patch_path.stat().st_size > 0
         return CodeVersion(str(root), str(root), commit, branch, is_dirty, None, created_at)
+    label = commit[:10] if commit is not None else "no-commit"
     target = (
         Path(snapshots_dir).resolve()
-        / f"{time.strftime('%Y%m%d-%H%M%S')}-{commit[:10]}-{uuid.uuid4().hex[:6]}"
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{uuid.uuid4().hex[:6]}"
     )
     code_root = target / "code"
     code_root.mkdir(parents=True)
     patch_path = target / PATCH_FILENAME
-    _write_uncommitted_patch(repo, excluded, patch_path)
-    _unpack_head(repo, code_root)
+    with patch_path.open("wb") as patch:
+        _snapshot_repository(repo, excluded, patch, code_root)
     is_dirty = patch_path.stat().st_size > 0
-    if is_dirty:
-        if patch_path.stat().st_size > _LARGE_PATCH_BYTES:
-            logger.warning(
-                "uncommitted changes in %s are %d bytes; is a data file untracked?",
-                repo,
-                patch_path.stat().st_size,
-            )
-        _apply_patch(code_root, patch_path)
-    else:
+    if patch_path.stat().st_size > _LARGE_PATCH_BYTES:
+        logger.warning(
+            "uncommitted changes in %s are %d bytes; is a data file untracked?",
+            repo,
+            patch_path.stat().st_size,
+        )
+    if not is_dirty:
         patch_path.unlink()
     code_dir = code_root / root.relative_to(repo)
     return CodeVersion(
