@@ -751,8 +751,9 @@ class GenericTrainerConfig(SerializableConfig):
     on_nonfinite_loss: Annotated[Literal["raise", "skip"], Choice] = Field(
         default="raise",
         description=(
-            "NaN/inf loss: 'raise' stops with an error; 'skip' skips the step and counts it in "
-            "train/skipped_nonfinite."
+            "NaN/inf loss or gradients: 'raise' stops at the next logging step or save, naming "
+            "the first bad step, before saving; 'skip' drops the accumulation window (one host "
+            "sync per step) and counts it in train/skipped_nonfinite."
         ),
     )
     profile_training: bool = Field(

@@ -49,15 +49,13 @@ def loader_shares(
     return shares
 
 
-def numeric_items(
-    outputs: Mapping[str, Any], loss_value: float | None = None
-) -> list[tuple[str, Any]]:
+def numeric_items(outputs: Mapping[str, Any], loss_value: Any = None) -> list[tuple[str, Any]]:
     """The metric entries of a step's output dict: numbers and 0-d tensors (others ignored).
 
     Args:
         outputs: what the step function returned.
-        loss_value: the ``"loss"`` tensor already read to the host (training steps read it for
-            the finiteness check); it stands in for the tensor, and gives the same mean.
+        loss_value: stands in for the ``"loss"`` entry (training steps pass the loss they
+            already detached); the same value, so the same mean.
 
     Returns:
         ``(key, value)`` pairs; values are floats or detached one-element tensors.

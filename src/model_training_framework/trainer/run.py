@@ -44,7 +44,6 @@ class Run:
     start_step: int = 0  # global step this fit started (or resumed) at
     epoch_fresh: bool = True
     window_size: int = 0
-    window_has_grads: bool = False
     last_loader: int = 0
     last_log_time: float = field(default_factory=time.perf_counter)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .nonfinite import FiniteGuard
 from .precision import Precision
 
 __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
@@ -108,26 +109,41 @@ class OptimizerStepper:
     def step(
         self,
         optimizer_idx: int,
+        global_step: int,
+        guard: FiniteGuard,
         *,
-        has_gradients: bool,
         before_step: Callable[[], None] = _do_nothing,
-    ) -> None:
+    ) -> bool:
         """Unscale and clip the gradients of optimizer ``optimizer_idx``, call ``before_step``
-        (gradients are final then), step the optimizer and its step schedulers (only when it got
-        gradients), then clear all gradients."""
-        if not has_gradients:
-            before_step()
-            self.zero_grad()
-            return
+        (gradients are final then), check them (see NOTE [non-finite steps]), step the
+        optimizer and its step schedulers, then clear all gradients.
+
+        Args:
+            optimizer_idx: the optimizer of the loader whose batch closed the window.
+            global_step: the step being taken (recorded with the gradient check).
+            guard: keeps the check for later (``"raise"``) or reads it now (``"skip"``).
+            before_step: called once the gradients are final.
+
+        Returns:
+            False when ``"skip"`` dropped the window (non-finite loss or gradients).
+        """
         optimizer = self.optimizers[optimizer_idx]
+        params = self._params[optimizer_idx]
         self._precision.unscale(optimizer)  # no-op without a GradScaler
-        if self._clip is not None:
-            torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
+        norm = None if self._clip is None else torch.nn.utils.clip_grad_norm_(params, self._clip)
         before_step()
-        self._precision.step(optimizer)
-        for sched in self._step_scheds[optimizer_idx]:
-            sched.scheduler.step()
+        probe = self._precision.gradient_probe(params, norm)
+        if guard.is_skip:
+            stepped = guard.window_is_finite(probe)
+        else:
+            guard.close_window(global_step, probe)
+            stepped = True
+        if stepped:
+            self._precision.step(optimizer)
+            for sched in self._step_scheds[optimizer_idx]:
+                sched.scheduler.step()
         self.zero_grad()
+        return stepped
 
     def zero_grad(self) -> None:
         """Clear the gradients of the model and of every optimizer's parameters."""

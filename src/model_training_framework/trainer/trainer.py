@@ -9,7 +9,6 @@ gradients in flight), and every piece of state goes through ``state_dict()``/``l
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -31,6 +30,7 @@ from .loaders import LoaderStream, build_streams, loader_length
 from .loggers import NullLogger, build_logger
 from .loggers.factory import writes_to_console
 from .metrics import NullTrainMetrics, TrainMetrics, loader_shares, lr_key, numeric_items
+from .nonfinite import FiniteGuard
 from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
 from .precision import build_precision
 from .preemption import PreemptionHandler, StopRequest
@@ -272,6 +272,7 @@ class GenericTrainer:
         )
         run.checkpoints = CheckpointManager(cfg.checkpoint, self.run_dir, is_rank_zero=rank_zero)
         self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
+        self._guard = FiniteGuard(cfg.on_nonfinite_loss, reduce_max=self._dist.reduce_max)
         self._profiler = build_profiler(
             cfg.profile_training,
             run.names,
@@ -391,11 +392,10 @@ class GenericTrainer:
             )
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
-            loss_value = loss.item()  # the step's one host sync; the metrics reuse the value
-            if self._is_finite(run, loss_value):
-                scale = run.loss_scales[idx]
-                self._precision.backward(loss if scale == 1.0 else loss * scale)
-                run.window_has_grads = True
+            scale = run.loss_scales[idx]
+            self._precision.backward(loss if scale == 1.0 else loss * scale)
+        loss = loss.detach()  # stays on the device: see NOTE [non-finite steps]
+        self._guard.add_loss(loss)
         self._profiler.sync()
         t3 = time.perf_counter()
         num_samples = (
@@ -403,7 +403,7 @@ class GenericTrainer:
             if indices is not None
             else count_samples(batch, run.streams[idx].batch_size_hint())
         )
-        run.metrics.add(idx, numeric_items(outputs, loss_value), num_samples)
+        run.metrics.add(idx, numeric_items(outputs, loss), num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if run.has_batch_end_hooks:
             self._hooks.call("on_train_batch_end", self, batch, batch_idx, idx, name, outputs)
@@ -428,32 +428,19 @@ class GenericTrainer:
         run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
         return slot, batch, indices
 
-    def _is_finite(self, run: Run, loss_value: float) -> bool:
-        finite = math.isfinite(loss_value)
-        if run.is_distributed and self.config.on_nonfinite_loss == "skip":
-            finite = not self._dist.reduce_max(int(not finite))  # all ranks skip, or none
-        if finite:
-            return True
-        if self.config.on_nonfinite_loss == "raise":
-            raise FloatingPointError(
-                f"training loss is {loss_value} at global step {self.global_step}; set "
-                "on_nonfinite_loss='skip' to skip such steps, or lower the learning rate / "
-                "enable gradient clipping (performance.clip_grad_norm)"
-            )
-        self.skipped_nonfinite += 1
-        return False
-
     def _optimizer_step(self, run: Run, loader_idx: int) -> None:
         opt_idx = run.optimizer_ids[loader_idx]
         t0 = time.perf_counter()
         if run.is_distributed and run.window_size < run.grad_accum:
             self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
-        self._stepper.step(
+        if not self._stepper.step(
             opt_idx,
-            has_gradients=run.window_has_grads,
+            self.global_step + 1,
+            self._guard,
             before_step=lambda: self._hooks.call("on_before_optimizer_step", self, opt_idx),
-        )
-        run.window_size, run.window_has_grads = 0, False
+        ):
+            self.skipped_nonfinite += 1
+        run.window_size = 0
         self.global_step += 1
         self._hooks.call("on_after_optimizer_step", self, opt_idx)
         run.trace.at_step(self.global_step)
@@ -556,6 +543,7 @@ class GenericTrainer:
         return self._train_metrics(run)
 
     def _train_metrics(self, run: Run) -> dict[str, float]:
+        self._guard.raise_if_bad()  # NOTE [non-finite steps]: read at logging steps
         run.last_train_log_step = self.global_step
         metrics = run.metrics.pop_means(self._dist.reduce_sum)
         now = time.perf_counter()
@@ -607,6 +595,7 @@ class GenericTrainer:
         decisions that depend on it (the final save in ``_finish``) are the same on every rank;
         rank 0's write error reaches every rank through the one gather that ends the save.
         """
+        self._guard.raise_if_bad()  # never persist a non-finite step
         payload = self._build_payload(run)
         self._hooks.call("on_checkpoint_save", self, payload)
         paths = self._dist.all_ranks_call(lambda: self._write_checkpoint(run, payload, preempted))

@@ -1,0 +1,200 @@
+"""Non-finite losses and gradients: found without a host read per step, never checkpointed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.trainer import (
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+    TrainerHooks,
+)
+from model_training_framework.trainer.checkpoint_io import read_checkpoint
+
+# Tensor methods that copy a value to the host (a device sync on a GPU).
+_HOST_READS = {
+    torch.Tensor.item,
+    torch.Tensor.tolist,
+    torch.Tensor.numpy,
+    torch.Tensor.__bool__,
+    torch.Tensor.__float__,
+    torch.Tensor.__int__,
+    torch.Tensor.__index__,
+    torch.Tensor.__complex__,
+    torch.Tensor.__array__,
+    torch.Tensor.__format__,
+    torch.Tensor.nonzero,
+}
+
+
+class HostReadCountingTensor(torch.Tensor):
+    """A tensor subclass that counts reads of its values (and of tensors computed from it)."""
+
+    reads: ClassVar[list[str]] = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in _HOST_READS:
+            cls.reads.append(func.__name__)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def _loader(n=40, batch_size=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    data = TensorDataset(torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g))
+    return DataLoader(data, batch_size=batch_size)
+
+
+def _config(tmp_path: Path, **changes) -> GenericTrainerConfig:
+    settings = {"checkpoint": {"root_dir": str(tmp_path)}, **changes}
+    return GenericTrainerConfig(
+        experiment_name="run", seed=0, train_loader_config=MultiDataLoaderConfig(), **settings
+    )
+
+
+def _trainer(cfg, step, model=None):
+    model = model or torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(cfg, model, [torch.optim.SGD(model.parameters(), lr=0.05)])
+    trainer.set_training_step(step)
+    return trainer
+
+
+def _mse(trainer, batch):
+    x, y = batch
+    return torch.nn.functional.mse_loss(trainer.model(x), y)
+
+
+def _nan_gradient_at(*bad_steps):
+    """A step whose loss stays finite but whose gradients are NaN at the given global steps:
+    ``sqrt(|0 * w|)`` is 0, its gradient 0 * inf = NaN."""
+
+    def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        loss = _mse(trainer, batch)
+        if trainer.global_step + 1 in bad_steps:
+            weight = trainer.unwrapped_model.weight
+            loss = loss + torch.sqrt(torch.abs(weight.sum() * 0))
+        return {"loss": loss}
+
+    return step
+
+
+def _nan_loss_at(*bad_steps):
+    def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        loss = _mse(trainer, batch)
+        if trainer.global_step + 1 in bad_steps:
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+    return step
+
+
+def _saved_steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem.rsplit("_", 1)[1]) for p in run_dir.glob("epoch_*_step_*.ckpt"))
+
+
+def _all_finite(state: dict) -> bool:
+    return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+# ---------------------------------------------------------------- no host read per step
+def test_the_loss_is_read_to_the_host_only_at_logging_steps(tmp_path):
+    def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        return {"loss": _mse(trainer, batch).as_subclass(HostReadCountingTensor)}
+
+    HostReadCountingTensor.reads = []
+    cfg = _config(tmp_path, log_loss_every_n_steps=100)
+    result = _trainer(cfg, step).fit([_loader(1200)], max_steps=300)
+    assert result.global_step == 300
+    reads = HostReadCountingTensor.reads
+    # 3 logging steps (100, 200, 300) and the final checkpoint at 300: the finiteness check and
+    # the metric means read once each per check; never once per step.
+    assert 0 < len(reads) <= 3 * 3, reads
+    assert "train/loss" in result.metrics
+
+
+# ---------------------------------------------------------------- on_nonfinite_loss="raise"
+def test_nan_gradient_with_finite_loss_stops_before_any_checkpoint_holds_it(tmp_path):
+    cfg = _config(
+        tmp_path,
+        log_loss_every_n_steps=100,
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 5, "max_checkpoints": 10},
+    )
+    with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 7\b"):
+        _trainer(cfg, _nan_gradient_at(7)).fit([_loader()], max_steps=20, max_epochs=5)
+    run_dir = tmp_path / "run"
+    assert _saved_steps(run_dir) == [5], "the save at step 10 must be refused"
+    payload = read_checkpoint(run_dir / "latest.ckpt")
+    assert _all_finite(payload["model"])
+
+    # A rerun without the fault resumes from the last finite checkpoint and finishes.
+    rerun = _trainer(cfg, _nan_gradient_at()).fit([_loader()], max_steps=20, max_epochs=5)
+    assert rerun.status.value == "completed" and rerun.global_step == 20
+    assert _all_finite(read_checkpoint(run_dir / "latest.ckpt")["model"])
+
+
+def test_the_error_names_the_first_nonfinite_step_of_the_interval(tmp_path):
+    cfg = _config(tmp_path, log_loss_every_n_steps=10)
+    with pytest.raises(FloatingPointError, match=r"loss not finite at global step 3\b.*step 10"):
+        _trainer(cfg, _nan_loss_at(3, 4, 8)).fit([_loader()], max_steps=20, max_epochs=5)
+    assert _saved_steps(tmp_path / "run") == []
+
+
+def test_a_bad_step_is_found_at_the_next_checkpoint_save_before_the_next_log_step(tmp_path):
+    cfg = _config(
+        tmp_path,
+        log_loss_every_n_steps=50,
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 4},
+    )
+    with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 6\b"):
+        _trainer(cfg, _nan_gradient_at(6)).fit([_loader()], max_steps=20, max_epochs=5)
+    assert _saved_steps(tmp_path / "run") == [4]
+
+
+# ---------------------------------------------------------------- on_nonfinite_loss="skip"
+class _ParamsAfterEachStep(TrainerHooks):
+    def __init__(self) -> None:
+        self.params: dict[int, torch.Tensor] = {}
+
+    def on_after_optimizer_step(self, trainer, optimizer_idx):
+        flat = torch.cat([p.detach().reshape(-1) for p in trainer.unwrapped_model.parameters()])
+        self.params[trainer.global_step] = flat.clone()
+
+
+def test_skip_drops_a_window_with_nan_gradients_and_keeps_the_weights_finite(tmp_path):
+    cfg = _config(tmp_path, on_nonfinite_loss="skip", log_loss_every_n_steps=5)
+    model = torch.nn.Linear(3, 1)
+    trainer = _trainer(cfg, _nan_gradient_at(7), model)
+    seen = _ParamsAfterEachStep()
+    trainer.add_hook(seen)
+    result = trainer.fit([_loader()], max_steps=20, max_epochs=5)
+    assert result.status.value == "completed" and result.global_step == 20
+    assert result.metrics["train/skipped_nonfinite"] == 1.0
+    assert torch.equal(seen.params[7], seen.params[6]), "the bad window must not update"
+    assert not torch.equal(seen.params[8], seen.params[7])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert _all_finite(read_checkpoint(tmp_path / "run" / "latest.ckpt")["model"])
+
+
+def test_skip_drops_the_whole_accumulation_window(tmp_path):
+    def nan_on_one_micro_batch(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        loss = _mse(trainer, batch)
+        if batch_idx == 5:  # the second micro-batch of step 3's window
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+    cfg = _config(
+        tmp_path, on_nonfinite_loss="skip", performance={"gradient_accumulation_steps": 2}
+    )
+    trainer = _trainer(cfg, nan_on_one_micro_batch)
+    seen = _ParamsAfterEachStep()
+    trainer.add_hook(seen)
+    trainer.fit([_loader()], max_steps=5)
+    assert trainer.skipped_nonfinite == 1
+    assert torch.equal(seen.params[3], seen.params[2])
+    assert not torch.equal(seen.params[4], seen.params[3])
