@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from model_training_framework.cli.main import EXIT_ERROR, EXIT_PREEMPTED, main
+from model_training_framework.trainer.checkpoint_io import read_checkpoint
+
+from .conftest import COMPONENTS, experiment_dict
 
 
 def _status(run_dir):
@@ -127,3 +132,47 @@ def test_missing_validation_step_with_val_loaders_is_an_error(project, capsys):
     assert main(["train", str(config)]) == EXIT_ERROR
 
     assert "model.validation_step is not set" in capsys.readouterr().err
+
+
+def _git(cwd, *args):
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def test_train_records_the_commit_of_the_repository_holding_the_config(
+    project, tmp_path_factory, monkeypatch
+):
+    config = project.write_config(training={"max_epochs": 1})
+    _git(project.root, "init", "-q")
+    _git(project.root, "add", ".")
+    _git(project.root, "commit", "-q", "-m", "user project")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # not a git work tree
+    monkeypatch.chdir(elsewhere)
+
+    assert main(["train", str(config)]) == 0
+
+    checkpoint = read_checkpoint(elsewhere / "runs" / "tiny" / "latest.ckpt")
+    assert checkpoint["code_version"]["commit"] == _git(project.root, "rev-parse", "HEAD")
+    assert checkpoint["code_version"]["dirty"] is False
+
+
+def test_train_falls_back_to_the_working_directorys_repository(project, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")  # config and module, not in a git work tree
+    module = f"{project.module}_outside"
+    (outside / f"{module}.py").write_text(COMPONENTS, encoding="utf-8")
+    config = outside / "experiment.yaml"
+    config.write_text(yaml.safe_dump(experiment_dict(module, training={"max_epochs": 1})))
+    _git(project.root, "init", "-q")  # the working directory
+    _git(project.root, "commit", "-q", "--allow-empty", "-m", "cwd project")
+    try:
+        assert main(["train", str(config)]) == 0
+    finally:
+        sys.modules.pop(module, None)
+
+    checkpoint = read_checkpoint(project.run_dir() / "latest.ckpt")
+    assert checkpoint["code_version"]["commit"] == _git(project.root, "rev-parse", "HEAD")

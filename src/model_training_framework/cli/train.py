@@ -68,7 +68,7 @@ def run_train(config_path: Path, overrides: list[str], resume: str | None) -> in
         config = ExperimentConfig.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{config_path}: {err}") from err
-    result = run_experiment(config, resume=resume)
+    result = run_experiment(config, resume=resume, config_path=config_path)
     run_dir = Path(config.checkpoint.root_dir) / config.experiment_name
     logger.info(
         "%s: %s after %d epoch(s), %d step(s); run directory %s",

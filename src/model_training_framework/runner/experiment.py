@@ -392,7 +392,12 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- running
 
 
-def run_experiment(config: ExperimentConfig, *, resume: str | None = None) -> FitResult:
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    resume: str | None = None,
+    config_path: str | Path | None = None,
+) -> FitResult:
     """Build model, data, optimizer, scheduler and step functions from ``config`` and train.
 
     Every dotted path is imported and every loader built before training starts, so a typo fails
@@ -402,6 +407,9 @@ def run_experiment(config: ExperimentConfig, *, resume: str | None = None) -> Fi
     Args:
         config: the experiment (see the module docstring for the ``model``/``data`` convention).
         resume: ``"latest"`` or a checkpoint path to resume from; None: automatic resume rules.
+        config_path: the config file, when there is one: the git commit recorded in checkpoints
+            is that of the repository holding it, else of the one holding the user's modules,
+            else of the working directory's.
 
     Returns:
         The trainer's ``FitResult``.
@@ -446,6 +454,8 @@ def run_experiment(config: ExperimentConfig, *, resume: str | None = None) -> Fi
     trainer.set_training_step(training_step)
     if validation_step is not None:
         trainer.set_validation_step(validation_step)
+    factory = _import_callable(config.model["factory"], "model.factory")  # imported already
+    trainer.set_code_directories(_code_directories(config_path, factory, training_step))
     if trainer.is_rank_zero:
         config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
         _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
@@ -466,6 +476,21 @@ def run_experiment(config: ExperimentConfig, *, resume: str | None = None) -> Fi
     if trainer.is_rank_zero:
         _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
     return result
+
+
+def _code_directories(
+    config_path: str | Path | None, *user_functions: Callable[..., Any]
+) -> list[Path]:
+    """Where the user's code lives, most specific first: the config file's folder, the folders
+    of the modules defining ``user_functions``, then the working directory (not the ``mtf``
+    executable's folder, which belongs to the framework's installation)."""
+    folders = [] if config_path is None else [Path(config_path).resolve().parent]
+    for function in user_functions:
+        module = sys.modules.get(getattr(function, "__module__", None) or "")
+        file = getattr(module, "__file__", None)
+        if file is not None:
+            folders.append(Path(file).resolve().parent)
+    return [*folders, Path.cwd()]
 
 
 def _prepared(directory: Path) -> Path:
@@ -494,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_import_paths(args.config)
     try:
         config = ExperimentConfig.from_yaml(args.config)
-        result = run_experiment(config, resume=args.resume)
+        result = run_experiment(config, resume=args.resume, config_path=args.config)
     except (MTFError, ValueError, TypeError, OSError, ImportError, ArithmeticError) as err:
         if os.environ.get("MTF_DEBUG"):
             raise

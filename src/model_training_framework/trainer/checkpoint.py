@@ -35,7 +35,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -99,7 +99,10 @@ class CheckpointManager:
         config: The ``checkpoint`` section (``CheckpointConfig``).
         run_dir: ``<root_dir>/<experiment_name>``; created on the first save.
         is_rank_zero: Only rank 0 writes; on other ranks :meth:`save` is a no-op.
-        code_version: Recorded in every file; default: :func:`get_code_version` on first save.
+        code_version: Recorded in every file; default: :func:`get_code_version` of
+            ``code_directory`` on first save.
+        code_directory: Where the code being run lives (a directory, or several tried in
+            order); default: the running script's directory, else the working directory.
         clock: Seconds from a monotonic clock, for ``save_every_n_minutes`` (injectable).
 
     Raises:
@@ -113,6 +116,7 @@ class CheckpointManager:
         *,
         is_rank_zero: bool = True,
         code_version: Mapping[str, Any] | None = None,
+        code_directory: str | Path | Sequence[str | Path] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
@@ -120,6 +124,7 @@ class CheckpointManager:
         self._is_rank_zero = is_rank_zero
         self._pattern = FilenamePattern(config.filename_template)
         self._code_version = dict(code_version) if code_version is not None else None
+        self._code_directory = code_directory
         self._clock = clock
         self._last_save_s = clock()
         self._best_value: float | None = None
@@ -387,7 +392,7 @@ class CheckpointManager:
 
     def _get_code_version(self) -> dict[str, Any]:
         if self._code_version is None:
-            self._code_version = get_code_version()
+            self._code_version = get_code_version(self._code_directory)
         return self._code_version
 
     def _monitor_mode(self) -> str:

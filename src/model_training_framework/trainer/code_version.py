@@ -5,8 +5,10 @@ Sources, in order:
 1. ``$MTF_CODE_VERSION_FILE``: a YAML or JSON mapping written when a SLURM job's code snapshot
    was taken (jobs run from a snapshot directory that may not be a git tree). It must hold
    ``commit`` and ``dirty``; further keys (e.g. the patch path) are passed through.
-2. ``git`` asked in the directory of the running script (``sys.argv[0]``), else the current
-   directory, with a short timeout.
+2. ``git`` asked in the given directories in turn (``mtf train`` gives the config file's folder,
+   the folders of the modules it imports, then the working directory), the first inside a git
+   work tree wins; by default in the directory of the running script (``sys.argv[0]``), else
+   the current directory. Each git call has a short timeout.
 3. Outside a git tree, without git, or when git times out: ``{"commit": None, "dirty": None}``.
 
 Example:
@@ -21,6 +23,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +47,15 @@ _DEFAULT_TIMEOUT_S = 5.0
 
 
 def get_code_version(
-    directory: str | Path | None = None, *, timeout_s: float = _DEFAULT_TIMEOUT_S
+    directory: str | Path | Sequence[str | Path] | None = None,
+    *,
+    timeout_s: float = _DEFAULT_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Return ``{"commit", "dirty", "source", ...}`` for the code being run.
 
     Args:
-        directory: Where to ask git; default: the running script's directory, else the cwd.
+        directory: Where to ask git, or several directories to try in order (the first inside
+            a git work tree wins); default: the running script's directory, else the cwd.
             Ignored when ``$MTF_CODE_VERSION_FILE`` is set.
         timeout_s: Limit for each git call, in seconds.
 
@@ -65,7 +71,18 @@ def get_code_version(
     record_path = os.environ.get(CODE_VERSION_FILE_ENV)
     if record_path:
         return _read_record(Path(record_path))
-    return _ask_git(Path(directory) if directory is not None else _default_directory(), timeout_s)
+    if directory is None:
+        directories = [_default_directory()]
+    elif isinstance(directory, (str, Path)):
+        directories = [Path(directory)]
+    else:
+        directories = [Path(d) for d in directory]
+    version = {COMMIT: None, DIRTY: None, SOURCE: None}
+    for candidate in dict.fromkeys(directories):
+        version = _ask_git(candidate, timeout_s)
+        if version[COMMIT] is not None:
+            break
+    return version
 
 
 def _default_directory() -> Path:

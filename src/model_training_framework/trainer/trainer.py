@@ -101,6 +101,7 @@ class GenericTrainer:
         self._training_step: Callable[..., Any] | None = None
         self._validation_step: Callable[..., Any] | None = None
         self._warm_start_fn: Callable[..., WarmStartResult] | None = None
+        self._code_directories: list[Path] | None = None
         self._logger: Any = NullLogger()
         self._profiler: NullProfiler = NullProfiler()
         self._progress: ProgressDisplay | None = None
@@ -147,6 +148,13 @@ class GenericTrainer:
         if not callable(fn):
             raise TypeError(f"warm-start loader must be callable, got {type(fn).__name__}")
         self._warm_start_fn = fn
+
+    def set_code_directories(self, directories: Sequence[str | Path]) -> None:
+        """Record in checkpoints the git commit of the first of ``directories`` that lies in a
+        git work tree (``mtf train`` passes the config file's folder, the folders of the user's
+        modules and the working directory); default: the running script's directory, else the
+        working directory."""
+        self._code_directories = [Path(d) for d in directories]
 
     def update_loader_weights(self, weights: Sequence[float]) -> None:
         """Change WEIGHTED sampling weights from the next step on (saved in checkpoints).
@@ -270,7 +278,12 @@ class GenericTrainer:
             cfg.early_stopping_mode,
             cfg.early_stopping_min_delta,
         )
-        run.checkpoints = CheckpointManager(cfg.checkpoint, self.run_dir, is_rank_zero=rank_zero)
+        run.checkpoints = CheckpointManager(
+            cfg.checkpoint,
+            self.run_dir,
+            is_rank_zero=rank_zero,
+            code_directory=self._code_directories,
+        )
         self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
         self._guard = FiniteGuard(cfg.on_nonfinite_loss, reduce_max=self._dist.reduce_max)
         self._profiler = build_profiler(
