@@ -292,14 +292,56 @@ def test_choice_weights_bias_the_first_draw():
     assert first_draws.count("common") > 150
 
 
-def test_choice_draws_distinct_values():
-    grid = ParameterGrid("g").add_parameter_distribution("a", "choice", 3, choices=["x", "y", "z"])
-    assert sorted(c["a"] for c in _all(grid)) == ["x", "y", "z"]
+def test_choice_draws_with_replacement_so_n_samples_may_exceed_the_choices():
+    grid = ParameterGrid("g").add_parameter_distribution("a", "choice", 12, choices=["x", "y"])
+    drawn = [c["a"] for c in _all(grid)]
+    assert len(drawn) == 12
+    assert set(drawn) == {"x", "y"}  # 12 draws from 2 choices: both appear, with repeats
 
 
-def test_choice_cannot_draw_more_distinct_values_than_it_has():
-    with pytest.raises(ConfigError, match="cannot draw 5 distinct values from 2"):
-        ParameterGrid("g").add_parameter_distribution("a", "choice", 5, choices=["x", "y"])
+def test_choice_draws_are_independent_of_earlier_draws():
+    dist = ChoiceDistribution(("a", "b", "c"))
+    draws = dist.sample(random.Random(3), 3000)
+    # without replacement the first 3 draws would always be a permutation of the choices
+    firsts = [tuple(dist.sample(random.Random(seed), 3)) for seed in range(50)]
+    assert any(len(set(first)) < 3 for first in firsts)
+    assert all(900 < draws.count(choice) < 1100 for choice in "abc")
+
+
+def test_choice_weights_hold_over_many_draws():
+    draws = ChoiceDistribution(("rare", "common"), (1.0, 3.0)).sample(random.Random(0), 4000)
+    assert 2800 < draws.count("common") < 3200
+
+
+def test_add_nested_parameter_is_add_parameter_for_a_dotted_or_split_path():
+    by_string = ParameterGrid("g").add_nested_parameter("model.encoder.dim", [8, 16])
+    by_parts = ParameterGrid("g").add_nested_parameter(["model", "encoder", "dim"], [8, 16])
+    expected = [{"model.encoder.dim": 8}, {"model.encoder.dim": 16}]
+    assert _all(by_string) == _all(by_parts) == expected
+
+
+@pytest.mark.parametrize("path", [[], ["model", ""], ["model", 3], 42])
+def test_add_nested_parameter_refuses_a_bad_path(path):
+    with pytest.raises(ConfigError, match="key_path"):
+        ParameterGrid("g").add_nested_parameter(path, [1])
+
+
+def test_get_parameter_names_lists_swept_then_computed_keys():
+    grid = (
+        ParameterGrid("g")
+        .add_parameter("optimizer.lr", [0.1, 0.01])
+        .add_linked_parameters({"model.depth": [2, 4], "model.width": [64, 32]})
+        .add_conditional_parameter("optimizer.momentum", [0.9], when={"optimizer.lr": 0.1})
+        .add_computed_parameter("model.params", lambda view: view["model.depth"])
+    )
+    assert grid.get_parameter_names() == [
+        "optimizer.lr",
+        "model.depth",
+        "model.width",
+        "optimizer.momentum",
+        "model.params",
+    ]
+    assert ParameterGrid("empty").get_parameter_names() == []
 
 
 @pytest.mark.parametrize(

@@ -203,3 +203,12 @@ def test_base_without_experiment_name_uses_the_default_base():
     grid = ParameterGrid("g").add_parameter("seed", [1])
     (experiment,) = ParameterGridSearch({}).add_grid(grid).generate_experiments()
     assert experiment.experiment_name == "experiment_seed-1"
+
+
+def test_a_choice_value_drawn_twice_is_a_name_clash_in_the_sweep():
+    grid = ParameterGrid("g").add_parameter_distribution(
+        "model.act", "choice", 5, choices=["relu", "gelu"]
+    )
+    search = ParameterGridSearch(BASE).add_grid(grid)
+    with pytest.raises(ConfigError, match="both named"):
+        search.generate_experiments()

@@ -118,10 +118,10 @@ class NormalDistribution(Distribution):
 
 @dataclass(frozen=True)
 class ChoiceDistribution(Distribution):
-    """Draws distinct values from ``choices``, optionally with relative ``weights`` (> 0).
+    """Draws values from ``choices``, optionally with relative ``weights`` (> 0).
 
-    Draws are without replacement (each draw is weighted among the choices not drawn yet), so
-    no two experiments repeat a value; ``n_samples`` may not exceed the number of choices.
+    Draws are with replacement (each draw is independent), so ``n_samples`` may exceed the
+    number of choices and a value may be drawn more than once.
     """
 
     choices: tuple[Any, ...]
@@ -145,18 +145,7 @@ class ChoiceDistribution(Distribution):
         object.__setattr__(self, "weights", weights)
 
     def sample(self, rng: random.Random, num_samples: int) -> list[Any]:
-        if num_samples > len(self.choices):
-            raise ConfigError(
-                f"choice distribution cannot draw {num_samples} distinct values from "
-                f"{len(self.choices)} choices; lower n_samples or sweep them with add_parameter"
-            )
-        remaining = list(range(len(self.choices)))
-        weights = list(self.weights) if self.weights is not None else [1.0] * len(remaining)
-        picked = []
-        for _ in range(num_samples):
-            position = rng.choices(range(len(remaining)), weights=weights)[0]
-            picked.append(self.choices[remaining.pop(position)])
-            weights.pop(position)
+        picked = rng.choices(self.choices, weights=self.weights, k=num_samples)
         return [copy.deepcopy(value) for value in picked]
 
     def params(self) -> dict[str, Any]:

@@ -200,6 +200,30 @@ class ParameterGrid:
         self._add_axis(_Axis("parameter", rows, {"key": key}), [key])
         return self
 
+    def add_nested_parameter(
+        self, key_path: str | Sequence[str], values: Sequence[Any]
+    ) -> ParameterGrid:
+        """Sweep the nested key ``key_path`` over ``values``: :meth:`add_parameter` under the
+        name the reference framework used.
+
+        Args:
+            key_path: A dotted path (``"model.encoder.dim"``) or its parts
+                (``["model", "encoder", "dim"]``).
+            values: Values to sweep.
+
+        Raises:
+            ConfigError: As :meth:`add_parameter`; also for an empty path or a part that is not
+                a non-empty string.
+        """
+        if isinstance(key_path, str):
+            return self.add_parameter(key_path, values)
+        parts = list(key_path) if isinstance(key_path, Sequence) else []
+        if not parts or not all(isinstance(part, str) and part for part in parts):
+            raise ConfigError(
+                f"key_path must be a dotted string or a list of key names, got {key_path!r}"
+            )
+        return self.add_parameter(".".join(parts), values)
+
     def add_linked_parameters(
         self,
         keys_or_values: Sequence[str] | Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
@@ -268,10 +292,12 @@ class ParameterGrid:
             seed: Integer seed (default 0).
             **params: The distribution's parameters.
 
+        A ``"choice"`` distribution draws with replacement, so ``n_samples`` may exceed the
+        number of choices. A value drawn twice makes identical experiments, which the sweep
+        refuses like any other name clash (``ParameterGridSearch.generate_experiments``).
+
         Raises:
-            ConfigError: Unknown distribution, bad parameters, ``n_samples < 1``, more choice
-                samples than choices, or a draw that repeats a value (the same experiment would
-                run twice).
+            ConfigError: Unknown distribution, bad parameters or ``n_samples < 1``.
         """
         built = build_distribution(distribution, params)
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
@@ -279,11 +305,6 @@ class ParameterGrid:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed for {key!r} must be an int, got {seed!r}")
         samples = built.sample(random.Random(f"{seed}:{key}"), n_samples)
-        if len({repr(value) for value in samples}) != len(samples):
-            raise ConfigError(
-                f"{built.name} distribution for {key!r} drew repeated values {samples!r}; each "
-                "would be the same experiment; lower n_samples or use add_parameter"
-            )
         spec = {"key": key, "distribution": built.name, "n_samples": n_samples, "seed": seed}
         spec.update(built.params())
         self._add_axis(_Axis("distribution", [{key: value} for value in samples], spec), [key])
@@ -412,6 +433,15 @@ class ParameterGrid:
     def computed_keys(self) -> list[str]:
         """Keys set by computed parameters, in the order they were added."""
         return [key for key, _ in self._computed]
+
+    def get_parameter_names(self) -> list[str]:
+        """Every key this grid sets: the swept keys (:meth:`swept_keys`), then the computed ones.
+
+        Example:
+            >>> ParameterGrid("g").add_parameter("optimizer.lr", [0.1]).get_parameter_names()
+            ['optimizer.lr']
+        """
+        return self.swept_keys() + self.computed_keys()
 
     # ---------------------------------------------------------------- expansion
     def generate_permutations(
