@@ -131,15 +131,34 @@ def _rows_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, A
     return [dict(zip(keys, row, strict=True)) for row in zip(*lists.values(), strict=True)]
 
 
-def _rows_from_tuples(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+def _rows_from_tuples(
+    keys: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows for ``keys``: each a sequence of values in key order, or a dict keyed by them."""
     result = []
     for row in rows:
-        if isinstance(row, (str, bytes)) or len(row) != len(keys):
+        if isinstance(row, Mapping):
+            result.append(_row_from_mapping(keys, row))
+            continue
+        # a set (or a string) has no order to match the keys by: refuse rather than guess
+        if isinstance(row, (str, bytes, set, frozenset)) or len(row) != len(keys):
             raise ConfigError(
-                f"linked row {row!r} does not give one value for each of the keys {list(keys)}"
+                f"linked row {row!r} does not give one value for each of the keys {list(keys)}; "
+                "give a tuple of values in key order or a dict keyed by them"
             )
         result.append(dict(zip(keys, copy.deepcopy(list(row)), strict=True)))
     return result
+
+
+def _row_from_mapping(keys: Sequence[str], row: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [key for key in keys if key not in row]
+    unexpected = [key for key in row if key not in keys]
+    if missing or unexpected:
+        raise ConfigError(
+            f"linked row {dict(row)!r} must have exactly the keys {list(keys)}: "
+            f"missing {missing}, unexpected {unexpected}"
+        )
+    return {key: copy.deepcopy(row[key]) for key in keys}
 
 
 def _rows_from_dicts(rows: Sequence[Mapping[str, Any]], what: str) -> list[dict[str, Any]]:
@@ -234,7 +253,9 @@ class ParameterGrid:
         Three spellings of one group:
         ``add_linked_parameters(["optimizer.lr", "training.max_epochs"], [(0.1, 1), (0.01, 2)])``,
         ``add_linked_parameters({"optimizer.lr": [0.1, 0.01], "training.max_epochs": [1, 2]})``
-        or ``add_linked_parameters([{"optimizer.lr": 0.1, ...}, {...}])``. Rows of every linked
+        or ``add_linked_parameters([{"optimizer.lr": 0.1, ...}, {...}])``. With a list of keys,
+        a row may also be a dict, matched by key in any order (``{"training.max_epochs": 1,
+        "optimizer.lr": 0.1}``); it must have exactly those keys. Rows of every linked
         group of this grid form one axis (concatenated), which multiplies the other axes.
 
         Raises:
