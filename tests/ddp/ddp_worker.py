@@ -8,8 +8,9 @@ Under DDP each rank reads its shard through a ``DistributedSampler`` with batch 
 ``--single`` one process reads the same data with batch size 2B (the same global batch).
 Every rank writes ``OUT/NAME/pid_rank<r>`` when it starts and ``OUT/NAME/final_rank<r>.pt``
 (status, step, model, optimizer states, metrics, data fingerprint) when ``fit`` returns.
-Exit code: 0 completed, 3 preempted. ``--check-collectives`` instead exercises the error
-paths of ``DistributedContext`` and exits.
+Exit code: 0 completed or early-stopped, 3 preempted, 1 when ``fit`` raised (``--fail``
+injects an error on one rank: in the training step, a hook, the loader or rank 0's save).
+``--check-collectives`` instead exercises the error paths of ``DistributedContext`` and exits.
 """
 
 from __future__ import annotations
@@ -22,22 +23,94 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
 
 from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
     MultiDataLoaderConfig,
+    TrainerHooks,
 )
 
 STATUS_PREEMPTED = 3
 
 
-def dataset(n: int, seed: int) -> TensorDataset:
+def dataset(n: int, seed: int) -> FaultyDataset:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=g)
     y = x.sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
-    return TensorDataset(x, y, torch.arange(n))
+    return FaultyDataset(x, y, torch.arange(n))
+
+
+class InjectedFailure(ValueError):
+    """The error ``--fail`` raises."""
+
+
+class Fault:
+    """``--fail WHERE:RANK:STEP``: raise on one rank once ``global_step`` reaches STEP."""
+
+    def __init__(self, spec: str | None, rank: int) -> None:
+        where, fail_rank, step = (spec or "none:-1:0").split(":")
+        self.where, self.step, self.armed = where, int(step), int(fail_rank) == rank
+        self.trainer: GenericTrainer | None = None
+
+    def due(self, where: str) -> bool:
+        return (
+            self.armed
+            and self.where == where
+            and self.trainer is not None
+            and self.trainer.global_step >= self.step
+        )
+
+    def check(self, where: str) -> None:
+        if self.due(where):
+            raise InjectedFailure(f"injected failure in the {where} at step {self.step}")
+
+
+class FaultHooks(TrainerHooks):
+    """The hook and save faults: a hook that raises, a payload rank 0 cannot write."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+
+    def on_after_optimizer_step(self, trainer, optimizer_idx):
+        self.fault.check("hook")
+
+    def on_checkpoint_save(self, trainer, payload):
+        if self.fault.due("save"):
+            payload["unwritable"] = object()  # CheckpointManager.save raises on rank 0
+
+
+class FaultyDataset(TensorDataset):
+    """Raises in ``__getitem__`` once the fault is due (the loader fault)."""
+
+    fault: Fault | None = None
+
+    def __getitem__(self, index):
+        if self.fault is not None:
+            self.fault.check("loader")
+        return super().__getitem__(index)
+
+
+class RankShard(IterableDataset):
+    """An iterable loader whose shards differ in length across ranks (resumable)."""
+
+    def __init__(self, data: TensorDataset, rank: int, num_items: int) -> None:
+        self.data, self.items, self.pos = data, list(range(rank, num_items, 2)), 0
+
+    def __iter__(self):
+        if self.pos >= len(self.items):
+            self.pos = 0
+        while self.pos < len(self.items):
+            self.pos += 1
+            yield self.data[self.items[self.pos - 1]]
+
+    def state_dict(self) -> dict:
+        return {"pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos = state["pos"]
 
 
 class Net(torch.nn.Module):
@@ -71,6 +144,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--default-checkpoint", action="store_true", help="CheckpointConfig defaults (root only)"
     )
+    parser.add_argument("--save-every-epochs", type=int, default=None)
+    parser.add_argument("--save-every-minutes", type=float, default=None)
+    parser.add_argument("--val-every-steps", type=int, default=None)
+    parser.add_argument("--early-stop", type=int, default=None, help="patience (val/loss)")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--nonfinite-skip", default=None, help="RANK:STEP: NaN loss there")
+    parser.add_argument("--iterable", action="store_true", help="loader 'b' uneven iterable")
+    parser.add_argument("--fail", default=None, help="WHERE:RANK:STEP (step|hook|loader|save)")
+    parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
+    parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
     parser.add_argument("--check-collectives", action="store_true")
     return parser.parse_args()
 
@@ -80,6 +163,8 @@ def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list
     data = {name: dataset(n, seed) for seed, (name, n) in enumerate(sizes.items())}
 
     def make(name: str, shuffle: bool) -> DataLoader:
+        if args.iterable and name == "b":
+            return DataLoader(RankShard(data[name], rank, 28 - 4 * rank), batch_size=args.batch)
         if args.single:
             return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle)
         if args.no_sampler:
@@ -96,13 +181,30 @@ def checkpoint_section(args: argparse.Namespace) -> dict:
     return {
         "root_dir": args.out,
         "save_every_n_steps": args.save_every,
-        "save_every_n_epochs": None,
+        "save_every_n_epochs": args.save_every_epochs,
+        "save_every_n_minutes": args.save_every_minutes,
         "max_checkpoints": 2,
     }
 
 
-def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
+def extra_config(args: argparse.Namespace) -> dict:
+    extra: dict = {}
+    if args.val_every_steps:
+        extra["validation"] = {"frequency": "every_n_steps", "every_n_steps": args.val_every_steps}
+    if args.early_stop:
+        extra.update(
+            early_stopping_patience=args.early_stop,
+            early_stopping_metric="val/loss",
+            early_stopping_min_delta=1e6,  # no evaluation counts as an improvement
+        )
+    if args.nonfinite_skip:
+        extra["on_nonfinite_loss"] = "skip"
+    return extra
+
+
+def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> GenericTrainer:
     weighted = args.strategy == "weighted"
+    rank = int(os.environ.get("RANK", "0"))
     config = GenericTrainerConfig(
         experiment_name=args.name,
         seed=7,
@@ -111,6 +213,7 @@ def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
             sampling_strategy=args.strategy,
             dataloader_names=["a", "b"],
             dataloader_weights=[2.0, 1.0] if weighted else None,
+            alternating_pattern=[0, 0, 1] if args.strategy == "alternating" else None,
         ),
         per_loader_optimizer_id=[0, 1],
         checkpoint=checkpoint_section(args),
@@ -122,6 +225,7 @@ def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
         },
         logging={"progress_bar": False},
         log_loss_every_n_steps=1,
+        **extra_config(args),
     )
     trunk_and_a = [*model.trunk.parameters(), *model.heads[0].parameters()]
     optimizers = [
@@ -129,13 +233,20 @@ def build_trainer(args: argparse.Namespace, model: Net) -> GenericTrainer:
         torch.optim.SGD(model.heads[1].parameters(), lr=0.05),
     ]
     trainer = GenericTrainer(config, model, optimizers)
+    fault.trainer = trainer
+    trainer.add_hook(FaultHooks(fault))
+    nan_rank, nan_step = map(int, (args.nonfinite_skip or "-1:-1").split(":"))
 
     def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         if args.slow_ms:
             time.sleep(args.slow_ms / 1000)
+        fault.check("step")
         x, y, _ = batch
         pred = trainer.model(x, dataloader_idx)
-        return {"loss": torch.nn.functional.mse_loss(pred.float(), y)}
+        loss = torch.nn.functional.mse_loss(pred.float(), y)
+        if rank == nan_rank and trainer.global_step == nan_step:
+            loss = loss * float("nan")
+        return {"loss": loss}
 
     def validation_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         x, y, _ = batch
@@ -208,10 +319,19 @@ def main() -> int:
     run_dir = Path(args.out) / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"pid_rank{rank}").write_text(str(os.getpid()))
+    if args.own_process_group:
+        dist.init_process_group("gloo")  # the trainer then leaves it up when fit fails
     model = Net()
-    trainer = build_trainer(args, model)
+    fault = Fault(args.fail, rank)
+    trainer = build_trainer(args, model, fault)
     train, val = loaders(args, rank)
-    result = trainer.fit(train, val, max_epochs=args.epochs)
+    FaultyDataset.fault = fault
+    try:
+        result = trainer.fit(train, val, max_epochs=args.epochs, max_steps=args.max_steps)
+    except BaseException:
+        if args.linger_s:  # a process that stays alive after its error (NCCL-like peers)
+            time.sleep(args.linger_s)
+        raise
     print(f"[rank{rank}] STATUS {result.status.value} {result.global_step}", flush=True)
     final = {
         "status": result.status.value,
@@ -222,7 +342,7 @@ def main() -> int:
         "fingerprint": result.data_fingerprint,
     }
     torch.save(final, run_dir / f"final_rank{rank}.pt")
-    return 0 if result.status.value == "completed" else STATUS_PREEMPTED
+    return 0 if result.status.value in ("completed", "early_stopped") else STATUS_PREEMPTED
 
 
 if __name__ == "__main__":

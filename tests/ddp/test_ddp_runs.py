@@ -195,3 +195,42 @@ def test_default_checkpoint_config_ends_cleanly_on_every_rank(tmp_path):
     run = launch(tmp_path, "default_ckpt", *COMPARABLE, "--default-checkpoint")
     assert run.wait() == 0, run.output()[-4000:]
     _assert_ranks_identical(run)
+
+
+@pytest.mark.parametrize(
+    ("where", "rank", "error"),
+    [
+        ("step", 1, "InjectedFailure: injected failure in the step at step 3"),
+        ("hook", 0, "HookError: hook FaultHooks.on_after_optimizer_step raised InjectedFailure"),
+        ("loader", 1, "InjectedFailure: injected failure in the loader at step 3"),
+        ("save", 0, "CheckpointError"),
+    ],
+)
+def test_a_rank_that_raises_stops_every_rank_naming_it(tmp_path, where, rank, error):
+    run = launch(
+        tmp_path, f"fail_{where}", *COMPARABLE, "--save-every", "2", "--fail", f"{where}:{rank}:3"
+    )
+    assert run.wait(timeout=60) != 0, "the job must fail, not hang"
+    log = run.output()
+    assert f"rank {rank} failed: {error}" in log, log[-4000:]
+    assert f"RankFailedError: rank {rank} failed" in log, log[-4000:]  # the peer names it
+    assert not list(run.run_dir.glob("final_rank*.pt"))
+
+
+def test_a_failed_rank_that_stays_alive_does_not_hang_its_peers(tmp_path):
+    """The failing rank keeps its own process group up (as a blocked NCCL peer would): the
+    peer waiting in a collective is ended by the failure watch, not the 30 min timeout."""
+    run = launch(
+        tmp_path,
+        "linger",
+        *COMPARABLE,
+        "--own-process-group",
+        "--linger-s",
+        "300",
+        "--fail",
+        "step:1:3",
+    )
+    assert run.wait(timeout=60) != 0, "the job must fail, not hang"
+    log = run.output()
+    assert "rank 1 failed: InjectedFailure" in log, log[-4000:]
+    assert "rank 0 stops: rank 1 failed: InjectedFailure" in log, log[-4000:]

@@ -325,6 +325,10 @@ class DistributedContext:
                 raise RankFailedError(f"rank {rank} failed, so rank {self.rank} stops too: {value}")
         return [value for _, value in outcomes]
 
+    def store(self) -> dist.Store:
+        """The default process group's key-value store (for out-of-band messages)."""
+        return dist.distributed_c10d._get_default_store()
+
     def barrier(self) -> None:
         """Wait for every rank."""
         if self.is_distributed:

@@ -24,6 +24,7 @@ from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
 from .devices import move_to_device
 from .distributed import DistributedContext, check_loader_lengths_agree, warn_unsharded_loaders
 from .early_stopping import EarlyStopping
+from .failures import build_failure_watch
 from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
 from .loaders import LoaderStream, build_streams, loader_length
@@ -188,29 +189,42 @@ class GenericTrainer:
         Raises:
             TypeError, ValueError: bad input, before any training step or file write.
         """
-        run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
         self._dist.setup(self.device)
+        run: Run | None = None
         try:
-            warn_unsharded_loaders(
-                self._dist,
-                [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
-            )
-            check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
-            self._wrap_model(run)
-            self._open(run)
-            with self._preemption:
-                self._restore_or_start(run, resume_from_checkpoint)
-                self._open_logger(run)
-                self._hooks.call("on_train_start", self)
-                status = self._train(run)
-                result = self._finish(run, status)
-            self._hooks.call("on_train_end", self, result)
-            return result
-        except BaseException as exc:
-            self._hooks.call("on_exception", self, exc)
-            raise
+            with build_failure_watch(self._dist) as failures:
+                try:
+                    run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
+                    return self._fit(run, resume_from_checkpoint)
+                except BaseException as exc:
+                    # NOTE [failure propagation]: the peers hear of it before this rank tears
+                    # its process group down (which breaks their pending collectives).
+                    error = failures.report(exc)
+                    if run is not None:
+                        self._hooks.call("on_exception", self, error)
+                    if error is exc:
+                        raise
+                    raise error from exc
         finally:
-            self._close()
+            if run is not None:
+                self._close()
+
+    def _fit(self, run: Run, resume_from_checkpoint: str | Path | None) -> FitResult:
+        warn_unsharded_loaders(
+            self._dist,
+            [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
+        )
+        check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
+        self._wrap_model(run)
+        self._open(run)
+        with self._preemption:
+            self._restore_or_start(run, resume_from_checkpoint)
+            self._open_logger(run)
+            self._hooks.call("on_train_start", self)
+            status = self._train(run)
+            result = self._finish(run, status)
+        self._hooks.call("on_train_end", self, result)
+        return result
 
     # ------------------------------------------------------------------ preparation
     def _prepare(self, train_loaders, val_loaders, max_epochs, max_steps) -> Run:
