@@ -126,3 +126,26 @@ def test_each_pass_sets_the_distributed_sampler_epoch_to_the_pass_index(custom_b
         stream.fetch(1, 2)[0].tolist()
         == LoaderStream(loader, 0, "a", base_seed=1).fetch(1, 2)[0].tolist()
     )
+
+
+def test_host_collectives_under_nccl_run_over_a_gloo_group_on_cpu_tensors(monkeypatch, tmp_path):
+    """Stop flags, metric sums and objects are host values: under NCCL they must not go
+    through the GPU (a copy and a host sync per step), but over a Gloo group of the same ranks.
+    Simulated in one process: a Gloo world of 1 whose default backend reads as NCCL."""
+    dist = torch.distributed
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+        monkeypatch.setattr(
+            torch.cuda, "current_device", lambda: pytest.fail("host collective touched CUDA")
+        )
+        ctx = DistributedContext(Launch(rank=0, world_size=2, local_rank=0))  # take the DDP path
+        assert ctx.reduce_max(3) == 3
+        assert ctx.reduce_sum([1.5, 2.0]) == [1.5, 2.0]
+        assert ctx._host() is not dist.group.WORLD
+        monkeypatch.undo()
+        assert dist.get_backend(ctx._host()) == "gloo"
+    finally:
+        dist.destroy_process_group()

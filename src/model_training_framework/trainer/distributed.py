@@ -152,6 +152,7 @@ class DistributedContext:
 
     launch: Launch = field(default_factory=Launch)
     owns_process_group: bool = False
+    _host_group: Any = field(default=None, repr=False)  # see NOTE [host collectives]
 
     @classmethod
     def from_environment(cls) -> DistributedContext:
@@ -207,16 +208,17 @@ class DistributedContext:
     def teardown(self) -> None:
         """Destroy the process group if :meth:`setup` created it (a user's group is kept)."""
         if self.owns_process_group and dist.is_initialized():
-            dist.destroy_process_group()
+            dist.destroy_process_group()  # also destroys the host group
         self.owns_process_group = False
+        self._host_group = None
 
     # ------------------------------------------------------------------ collectives
     def reduce_max(self, value: int) -> int:
         """Largest ``value`` over all ranks."""
         if not self.is_distributed:
             return value
-        tensor = torch.tensor([value], dtype=torch.int64, device=self._collective_device())
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         return int(tensor.item())
 
     def reduce_sum(self, values: Sequence[float]) -> list[float]:
@@ -231,8 +233,8 @@ class DistributedContext:
         self._check_same_length(len(values))
         if not values:
             return []
-        tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device())
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor = torch.tensor(list(values), dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self._host())
         return tensor.tolist()
 
     def all_reduce_mean_(self, tensors: Sequence[torch.Tensor]) -> None:
@@ -259,7 +261,7 @@ class DistributedContext:
         if not self.is_distributed:
             return [obj]
         gathered: list[Any] = [None] * self.world_size
-        dist.all_gather_object(gathered, obj)
+        dist.all_gather_object(gathered, obj, group=self._host())
         return gathered
 
     def broadcast_object(self, obj: Any) -> Any:
@@ -267,7 +269,7 @@ class DistributedContext:
         if not self.is_distributed:
             return obj
         holder = [obj]
-        dist.broadcast_object_list(holder, src=0)
+        dist.broadcast_object_list(holder, src=0, group=self._host())
         return holder[0]
 
     def rank_zero_call(self, fn: Callable[[], T]) -> T:
@@ -332,13 +334,11 @@ class DistributedContext:
     def barrier(self) -> None:
         """Wait for every rank."""
         if self.is_distributed:
-            dist.barrier()
+            dist.barrier(group=self._host())
 
     def _check_same_length(self, length: int) -> None:
-        tensor = torch.tensor(
-            [length, -length], dtype=torch.int64, device=self._collective_device()
-        )
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        tensor = torch.tensor([length, -length], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         longest, shortest = int(tensor[0]), -int(tensor[1])
         if longest != shortest:
             raise ValueError(
@@ -347,10 +347,16 @@ class DistributedContext:
                 "step functions must return the same metric keys on every rank"
             )
 
-    def _collective_device(self) -> torch.device:
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
+    # NOTE [host collectives]: decisions and metrics (stop flags, metric sums, objects) are
+    # host values. Under NCCL a collective on them would need a GPU tensor, a copy and a host
+    # sync, so they go over a Gloo group of the same ranks, on CPU tensors: no GPU sync. The
+    # group is made at the first such collective, which every rank reaches in the same order.
+    def _host(self) -> Any:
+        """The process group for host-valued collectives (the default group when it is Gloo)."""
+        if self._host_group is None:
+            is_gloo = dist.get_backend() == dist.Backend.GLOO
+            self._host_group = dist.group.WORLD if is_gloo else dist.new_group(backend="gloo")
+        return self._host_group
 
 
 def _local_rank() -> int:

@@ -4,7 +4,9 @@ NOTE [preemption]: signal handlers only record what was asked (``StopRequest``);
 saved from inside a handler. The trainer calls :meth:`PreemptionHandler.agreed_request` at
 every optimizer-step boundary on every rank; it reduces the local requests with MAX, so when
 only one rank got the signal all ranks still stop at the same step (no rank waits in a
-collective that the others skipped). Rank 0 then writes the checkpoint, calls
+collective that the others skipped). That all-reduce runs on a CPU tensor over a Gloo group
+(see NOTE [host collectives] in distributed.py), so even under NCCL the per-step agreement never
+synchronises the GPU. Rank 0 then writes the checkpoint, calls
 :meth:`PreemptionHandler.requeue_if_under_slurm` (preemption only) and ``fit`` returns.
 
 Signals:
