@@ -113,6 +113,22 @@ def test_resume_finds_a_train_run_by_name_and_continues_it(project, capsys):
     assert (status["status"], status["global_step"]) == ("completed", 5)
 
 
+def test_resume_with_checkpoint_keeps_the_runs_own_progress(project, caplog):
+    config = project.write_config(training={"max_steps": 3})
+    assert main(["train", str(config)]) == 0
+    record = project.run_dir() / "experiment.yaml"
+    data = yaml.safe_load(record.read_text())
+    data["training"]["max_steps"] = 5
+    record.write_text(yaml.safe_dump(data))
+    elsewhere = project.root / "pretrained.ckpt"  # never read: the run has its own checkpoint
+
+    assert main(["resume", "tiny", "--checkpoint", str(elsewhere)]) == 0
+
+    status = json.loads((project.run_dir() / "status.json").read_text())
+    assert (status["status"], status["global_step"]) == ("completed", 5)
+    assert "own latest checkpoint" in caplog.text
+
+
 def test_resume_without_a_checkpoint_fails_clearly(project, capsys):
     grid = _grid(project)
     main(["sweep", str(grid), "--dry-run"])

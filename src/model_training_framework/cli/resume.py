@@ -4,7 +4,9 @@ NAME is an experiment name or a run directory. The experiment's config is looked
 order: ``NAME`` itself when it is a run directory (its ``experiment.yaml``), a sweep
 experiment ``<experiments dir>/**/NAME/config.yaml``, then the run directory
 ``<runs dir>/NAME/experiment.yaml`` written by ``mtf train``. Training continues from the run's
-latest checkpoint (``--checkpoint`` picks another); it fails when there is no checkpoint. To
+latest checkpoint; it fails when there is no checkpoint. ``--checkpoint PATH`` gives a starting
+checkpoint for a run that has none of its own yet: once the run has saved a checkpoint, its own
+latest wins (a warning says so), so repeating the command never throws progress away. To
 resume a Slurm sweep on the cluster, submit it again (``mtf sweep --slurm``): each job resumes
 from its own latest checkpoint.
 """
@@ -97,7 +99,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint.root_dir of 'mtf train' runs (default: ./runs)",
     )
     parser.add_argument(
-        "--checkpoint", default=None, help="resume from this checkpoint file instead of the latest"
+        "--checkpoint",
+        default=None,
+        help=(
+            "start from this checkpoint file while the run has no checkpoint of its own "
+            "(afterwards the run's own latest wins)"
+        ),
     )
     parser.set_defaults(
         handler=lambda args: run_resume(

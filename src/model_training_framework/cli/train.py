@@ -102,7 +102,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--resume",
         default=None,
         metavar="latest|CKPT",
-        help="resume from this checkpoint ('latest': fail if there is none); default: resume "
-        "automatically when the run directory has a checkpoint",
+        help="'latest': resume from the run's latest checkpoint, fail if there is none; CKPT: "
+        "start from this file while the run has no checkpoint of its own (afterwards the "
+        "run's own latest wins); default: resume automatically when the run directory has a "
+        "checkpoint",
     )
     parser.set_defaults(handler=lambda args: run_train(args.config, args.overrides, args.resume))

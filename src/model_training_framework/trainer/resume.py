@@ -1,5 +1,12 @@
-"""Resume precedence (SPEC section 4): an explicit checkpoint, else the run's latest, else a
-warm start that loads weights only."""
+"""Resume precedence (SPEC section 4): the run's own latest checkpoint, else an explicit
+initial checkpoint, else a warm start that loads weights only.
+
+NOTE [requeue-safe resume]: a requeued SLURM job (or a rerun) repeats the same command, so
+``fit(resume_from_checkpoint=PATH)`` runs again after the run has saved checkpoints of its own.
+PATH is therefore an *initial* checkpoint: it is used only while the run directory has no
+checkpoint; once it has one, the run's own latest wins (and a warning says so), as with
+torchtitan's ``initial_load_path``. Otherwise every requeue would start over from PATH.
+"""
 
 from __future__ import annotations
 
@@ -18,40 +25,74 @@ __all__ = ["find_checkpoint", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
+LATEST = "latest"
+
 
 def find_checkpoint(
     manager: Any, dist: Any, resume_from: str | Path | None, *, auto_resume: bool, run_dir: Path
 ) -> tuple[Path, dict[str, Any]] | None:
     """The checkpoint to resume from and its payload, or None to start fresh.
 
-    ``resume_from`` is a path or ``"latest"``; without it the run's latest checkpoint is used
-    when ``auto_resume``. Rank 0 chooses, so every rank loads the same file, and an error on
-    rank 0 reaches every rank (no rank is left waiting in a collective).
+    * ``resume_from=PATH``: the run's own latest checkpoint when the run directory has one
+      (with a warning that PATH was not used), else PATH (see NOTE [requeue-safe resume]).
+    * ``resume_from="latest"``: the run's own latest checkpoint; an error when there is none.
+    * ``resume_from=None``: the run's own latest checkpoint when ``auto_resume``, else None.
+
+    Rank 0 chooses, so every rank loads the same file, and an error on rank 0 reaches every
+    rank (no rank is left waiting in a collective).
 
     Raises:
         CheckpointError: ``"latest"`` was asked for but the run has no checkpoint, or the file
             cannot be loaded.
     """
-    if resume_from is not None and str(resume_from) != "latest":
-        return Path(resume_from), manager.load(resume_from)
+    explicit = resume_from is not None and str(resume_from) != LATEST
     if resume_from is None and not auto_resume:
         return None
     chosen = None
+    damaged = ""
 
     def choose() -> str | None:
-        nonlocal chosen
-        chosen = manager.load_latest_valid()
+        nonlocal chosen, damaged
+        try:
+            chosen = manager.load_latest_valid()
+        except CheckpointError as err:
+            if not explicit:
+                raise
+            damaged = str(err)  # the error itself advises resuming from another file
         return None if chosen is None else str(chosen[0])
 
-    path = dist.rank_zero_call(choose)
-    if path is None:
-        if resume_from is not None:
-            raise CheckpointError(
-                f"resume_from_checkpoint='latest' but {run_dir} has no checkpoint; drop the "
-                "argument to start fresh"
-            )
-        return None
-    return chosen if chosen is not None else (Path(path), manager.load(path))
+    own = dist.rank_zero_call(choose)
+    if own is not None:
+        if explicit and dist.is_rank_zero:
+            _warn_initial_checkpoint_not_used(Path(resume_from), Path(own), run_dir)
+        return chosen if chosen is not None else (Path(own), manager.load(own))
+    if explicit:
+        if damaged:
+            logger.warning("using resume_from_checkpoint=%s because %s", resume_from, damaged)
+        return Path(resume_from), manager.load(resume_from)
+    if resume_from is not None:
+        raise CheckpointError(
+            f"resume_from_checkpoint='latest' but {run_dir} has no checkpoint; drop the "
+            "argument to start fresh"
+        )
+    return None
+
+
+def _warn_initial_checkpoint_not_used(initial: Path, own: Path, run_dir: Path) -> None:
+    if initial.resolve() == own.resolve():
+        return
+    # A warning, not info: Python logging shows warnings without any setup.
+    logger.warning(
+        "resuming from this run's own latest checkpoint %s, not from resume_from_checkpoint=%s: "
+        "that file is only the starting point while %s has no checkpoint of its own (so a "
+        "requeued or rerun job continues where it stopped). To start over from %s, use a new "
+        "experiment_name or remove the checkpoints in %s",
+        own,
+        initial,
+        run_dir,
+        initial,
+        run_dir,
+    )
 
 
 def warm_start(
