@@ -1,14 +1,16 @@
-"""Early stopping on any logged metric, with state saved in checkpoints."""
+"""Early stopping on any logged metric, with state saved in checkpoints, and the check that
+every monitored metric (early stopping, ``best.ckpt``) is one the run produces."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
-__all__ = ["EarlyStopping"]
+__all__ = ["EarlyStopping", "MonitoredMetricsCheck"]
 
 
 class EarlyStopping:
@@ -54,3 +56,68 @@ class EarlyStopping:
             self.best, self.bad_evaluations = state["best"], int(state["bad_evaluations"])
         except KeyError as err:
             raise CheckpointError(f"checkpoint early-stopping state lacks {err}") from err
+
+
+class MonitoredMetricsCheck:
+    """Checks, at the first evaluation that should produce it, that each monitored metric is
+    produced.
+
+    A typo such as ``val/los`` (or a custom aggregation that returns no ``loss``) would
+    otherwise silently switch early stopping or ``best.ckpt`` off. A ``val/`` metric is checked
+    at the first validation pass (at the first logging of training metrics when the run has no
+    validation loaders, which can never produce it); a ``train/`` metric at the first logging of
+    training metrics (``train/loss``). Other names (metrics that hooks log) are not checked.
+
+    Args:
+        monitored: config field path -> metric name it monitors (None: that feature is off).
+        has_validation: whether the run has validation loaders.
+
+    Example:
+        >>> check = MonitoredMetricsCheck({"early_stopping_metric": "val/loss"}, has_validation=True)
+        >>> check.check({"train/loss": 1.0}, {"train/loss": 1.0})  # not an evaluation: no check
+        >>> check.check({"val/loss": 0.5}, {"train/loss": 1.0, "val/loss": 0.5})
+    """
+
+    def __init__(self, monitored: Mapping[str, str | None], *, has_validation: bool) -> None:
+        val_trigger = _VAL_PREFIX if has_validation else _TRAIN_LOSS
+        self._pending = {
+            field: (name, val_trigger if name.startswith(_VAL_PREFIX) else _TRAIN_LOSS)
+            for field, name in monitored.items()
+            if name is not None and name.startswith((_VAL_PREFIX, _TRAIN_PREFIX))
+        }
+
+    def check(self, logged_now: Mapping[str, float], logged_so_far: Mapping[str, float]) -> None:
+        """Called at every logging boundary; checks the metrics whose evaluation this is.
+
+        Args:
+            logged_now: the metrics logged at this boundary.
+            logged_so_far: every metric logged so far (including ``logged_now``).
+
+        Raises:
+            ConfigError: a monitored metric is not among ``logged_so_far``; names the metrics
+                that were produced and the closest match.
+        """
+        if not self._pending:
+            return
+        for field, (name, trigger) in list(self._pending.items()):
+            if not any(key.startswith(trigger) for key in logged_now):
+                continue
+            del self._pending[field]
+            if name not in logged_so_far:
+                raise _not_produced(field, name, logged_so_far)
+
+
+_VAL_PREFIX = "val/"
+_TRAIN_PREFIX = "train/"
+_TRAIN_LOSS = "train/loss"
+
+
+def _not_produced(field: str, name: str, logged: Mapping[str, float]) -> ConfigError:
+    produced = sorted(k for k in logged if not k.startswith("profile/"))
+    close = difflib.get_close_matches(name, produced, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(
+        f"{field} is {name!r}, but the first evaluation produced no such metric{hint}; "
+        f"metrics produced: {', '.join(produced)}. Set {field} to one of them (a custom "
+        "validation.aggregation_fn must return that key without 'val/')"
+    )

@@ -33,6 +33,7 @@ class Run:
     metrics: Any = None
     fingerprint: Any = None
     early_stopping: Any = None
+    monitored_check: Any = None
     checkpoints: Any = None
     trace: Any = None
     is_distributed: bool = False

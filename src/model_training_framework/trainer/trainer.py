@@ -23,7 +23,7 @@ from .checks import check_loaders, check_optimizers, check_step_function, checke
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
 from .devices import move_to_device
 from .distributed import DistributedContext, check_loader_lengths_agree, warn_unsharded_loaders
-from .early_stopping import EarlyStopping
+from .early_stopping import EarlyStopping, MonitoredMetricsCheck
 from .failures import build_failure_watch
 from .fingerprint import DataFingerprint, NullFingerprint
 from .hooks import HookDispatcher, TrainerHooks
@@ -291,6 +291,15 @@ class GenericTrainer:
             cfg.early_stopping_metric,
             cfg.early_stopping_mode,
             cfg.early_stopping_min_delta,
+        )
+        run.monitored_check = MonitoredMetricsCheck(
+            {
+                "early_stopping_metric": cfg.early_stopping_metric
+                if run.early_stopping.enabled
+                else None,
+                "checkpoint.monitor_metric": cfg.checkpoint.monitor_metric,
+            },
+            has_validation=bool(run.val_loaders),
         )
         run.checkpoints = CheckpointManager(
             cfg.checkpoint,
@@ -613,6 +622,8 @@ class GenericTrainer:
         if metrics:
             self._logger.log_scalars(metrics, self.global_step)
             self._last_metrics.update(metrics)
+            if self._run is not None:
+                self._run.monitored_check.check(metrics, self._last_metrics)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, run: Run, *, preempted: bool) -> None:

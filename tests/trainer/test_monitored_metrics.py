@@ -1,0 +1,98 @@
+"""A monitored metric (early stopping, best.ckpt) that the run never produces is a ConfigError
+at the first evaluation, naming the metrics that were produced (never a silent no-op)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.errors import ConfigError
+from model_training_framework.trainer import (
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+)
+
+
+def _loader(seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        TensorDataset(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)),
+        batch_size=4,
+    )
+
+
+def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    x, y = batch
+    return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+
+
+def loss_free_aggregation(per_loader):
+    """A custom aggregation that forgets to return ``loss``."""
+    return {"mean_error": sum(m["loss"] for m in per_loader.values()) / len(per_loader)}
+
+
+def _fit(tmp_path, *, val: bool = True, max_epochs: int = 3, **config):
+    trainer = GenericTrainer(
+        GenericTrainerConfig(
+            experiment_name="m",
+            seed=0,
+            checkpoint={"root_dir": str(tmp_path), **config.pop("checkpoint", {})},
+            train_loader_config=MultiDataLoaderConfig(),
+            **config,
+        ),
+        torch.nn.Linear(3, 1),
+        [torch.optim.SGD(torch.nn.Linear(3, 1).parameters(), lr=0.1)],
+    )
+    trainer.set_training_step(_step)
+    trainer.set_validation_step(_step)
+    return trainer.fit([_loader()], [_loader(1)] if val else None, max_epochs=max_epochs)
+
+
+def test_mistyped_early_stopping_metric_is_an_error_naming_the_produced_ones(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        _fit(tmp_path, early_stopping_patience=1, early_stopping_metric="val/los")
+    message = str(caught.value)
+    assert "early_stopping_metric is 'val/los'" in message
+    assert "did you mean 'val/loss'?" in message
+    assert "metrics produced: " in message and "val/dl_" in message and "train/loss" in message
+
+
+def test_custom_aggregation_without_loss_is_an_error_for_the_default_metric(tmp_path):
+    with pytest.raises(ConfigError, match=r"early_stopping_metric is 'val/loss'.*val/mean_error"):
+        _fit(
+            tmp_path,
+            early_stopping_patience=2,
+            validation={
+                "aggregation": "custom",
+                "aggregation_fn": f"{__name__}.loss_free_aggregation",
+            },
+        )
+
+
+def test_mistyped_checkpoint_monitor_metric_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"checkpoint.monitor_metric is 'val/accuracy'"):
+        _fit(tmp_path, checkpoint={"monitor_metric": "val/accuracy"})
+
+
+def test_validation_metric_monitored_without_validation_loaders_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"early_stopping_metric is 'val/loss'.*train/loss"):
+        _fit(tmp_path, val=False, early_stopping_patience=1)
+
+
+def test_mistyped_training_metric_is_an_error_at_the_first_training_log(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'train/loss'"):
+        _fit(tmp_path, val=False, early_stopping_patience=1, early_stopping_metric="train/los")
+
+
+def test_produced_monitored_metrics_train_and_stop_as_configured(tmp_path):
+    result = _fit(
+        tmp_path,
+        max_epochs=30,
+        early_stopping_patience=1,
+        early_stopping_min_delta=1e9,  # nothing counts as an improvement: stop at the 2nd check
+        checkpoint={"monitor_metric": "val/loss"},
+    )
+    assert result.status.value == "early_stopped" and result.epoch == 2
+    assert (tmp_path / "m" / "best.ckpt").exists()
