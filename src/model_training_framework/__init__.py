@@ -31,6 +31,8 @@ if TYPE_CHECKING:
         HookError,
         LauncherError,
         MTFError,
+        RunDirectoryBusyError,
+        RunDirectoryLockError,
         SchedulingError,
     )
     from model_training_framework.runner import LocalLauncher
@@ -89,6 +91,8 @@ __all__ = [
     "ParameterGridSearch",
     "PerformanceConfig",
     "PreemptionConfig",
+    "RunDirectoryBusyError",
+    "RunDirectoryLockError",
     "SBATCHTemplateEngine",
     "SLURMJobMonitor",
     "SLURMLauncher",
@@ -156,6 +160,8 @@ _LAZY_NAMES: dict[str, str] = {
             "HookError",
             "LauncherError",
             "MTFError",
+            "RunDirectoryBusyError",
+            "RunDirectoryLockError",
             "SchedulingError",
         ],
         _ERRORS,

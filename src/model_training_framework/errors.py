@@ -12,6 +12,8 @@ __all__ = [
     "HookError",
     "LauncherError",
     "MTFError",
+    "RunDirectoryBusyError",
+    "RunDirectoryLockError",
     "SchedulingError",
 ]
 
@@ -38,3 +40,11 @@ class HookError(MTFError):
 
 class LauncherError(MTFError):
     """Submitting or monitoring a job failed (sbatch missing, refused, timed out, ...)."""
+
+
+class RunDirectoryLockError(MTFError):
+    """The run directory's lock file cannot be created or locked (see trainer/run_lock.py)."""
+
+
+class RunDirectoryBusyError(RunDirectoryLockError):
+    """Another live process owns the run directory; the message names the directory and owner."""

@@ -1,6 +1,10 @@
-"""`mtf status` also lists runs started from Python (checkpoints but no status.json)."""
+"""`mtf status` lists runs started from Python (checkpoints but no status.json) and tells
+running runs (their lock is held) from stale ones (recorded running, lock free)."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -11,6 +15,7 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
 )
+from model_training_framework.trainer.run_lock import RunDirectoryLock
 
 
 def test_status_reads_epoch_and_step_from_the_latest_checkpoint(tmp_path, capsys):
@@ -33,3 +38,50 @@ def test_status_reads_epoch_and_step_from_the_latest_checkpoint(tmp_path, capsys
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[:4] == ["api_run", "checkpointed", "2", "4"]
     assert row[4].startswith("train/loss=")
+
+
+def _status_rows(capsys, folder) -> dict[str, dict]:
+    capsys.readouterr()
+    assert main(["status", str(folder), "--json"]) == 0
+    return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+
+
+def test_a_locked_run_is_running_and_a_recorded_running_run_with_a_free_lock_is_stale(
+    tmp_path, capsys
+):
+    runs = tmp_path / "runs"
+    for name in ("live", "dead", "done"):
+        (runs / name).mkdir(parents=True)
+    (runs / "live" / "status.json").write_text(json.dumps({"status": "preempted"}))
+    (runs / "dead" / "status.json").write_text(json.dumps({"status": "running", "pid": 1}))
+    (runs / "done" / "status.json").write_text(json.dumps({"status": "completed"}))
+    with RunDirectoryLock(runs / "dead"):  # its owner ran once and is gone now
+        pass
+    with RunDirectoryLock(runs / "done"):
+        pass
+    with RunDirectoryLock(runs / "live"), RunDirectoryLock(runs / "fresh"):
+        rows = _status_rows(capsys, runs)
+        table = _table(capsys, runs)
+
+    assert rows["live"]["status"] == "running"
+    assert f"pid {os.getpid()}" in rows["live"]["owner"]
+    assert rows["fresh"]["status"] == "running"  # locked, nothing written yet
+    assert rows["dead"]["status"] == "stale"
+    assert rows["dead"]["owner"].endswith("(exited)")
+    assert (rows["done"]["status"], rows["done"]["owner"]) == ("completed", None)
+    assert table[0] == ["experiment", "status", "epoch", "step", "loss", "job", "owner"]
+
+
+def test_a_recorded_running_run_without_a_lock_file_keeps_its_recorded_status(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "old"  # written before run directories had locks
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text(json.dumps({"status": "running"}))
+
+    assert _status_rows(capsys, tmp_path / "runs")["old"]["status"] == "running"
+    assert _table(capsys, tmp_path / "runs")[0][-1] == "job"  # no owner column
+
+
+def _table(capsys, folder) -> list[list[str]]:
+    capsys.readouterr()
+    assert main(["status", str(folder)]) == 0
+    return [line.split() for line in capsys.readouterr().out.splitlines()]

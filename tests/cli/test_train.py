@@ -11,6 +11,7 @@ import yaml
 
 from model_training_framework.cli.main import EXIT_ERROR, EXIT_PREEMPTED, main
 from model_training_framework.trainer.checkpoint_io import read_checkpoint
+from model_training_framework.trainer.run_lock import RunDirectoryLock
 
 from .conftest import COMPONENTS, experiment_dict
 
@@ -176,3 +177,21 @@ def test_train_falls_back_to_the_working_directorys_repository(project, tmp_path
 
     checkpoint = read_checkpoint(project.run_dir() / "latest.ckpt")
     assert checkpoint["code_version"]["commit"] == _git(project.root, "rev-parse", "HEAD")
+
+
+def test_train_on_a_run_directory_owned_by_a_live_process_is_refused_writing_nothing(
+    project, capsys
+):
+    config = project.write_config()
+    run_dir = project.run_dir()
+    with RunDirectoryLock(run_dir):  # a live owner (a second open file: flock refuses it too)
+        before = sorted(path.name for path in run_dir.iterdir())
+        lock_record = (run_dir / ".lock").read_bytes()
+
+        assert main(["train", str(config)]) == EXIT_ERROR
+
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("mtf: error:") and "\n" not in err
+        assert f"run directory {run_dir} is owned by a live process" in err
+        assert sorted(path.name for path in run_dir.iterdir()) == before == [".lock"]
+        assert (run_dir / ".lock").read_bytes() == lock_record

@@ -21,6 +21,8 @@ import signal
 import pytest
 import torch
 
+from model_training_framework.trainer.run_lock import RunDirectoryLock, read_lock_state
+
 from ..trainer.resume_utils import assert_states_equal
 from .ddp_worker import Net
 from .launch import launch
@@ -177,6 +179,31 @@ def test_collective_errors_reach_every_rank_instead_of_hanging(tmp_path):
         "rank 0 all_ranks_call error: RankFailedError: rank 1 failed, so rank 0 stops too: "
         "OSError: disk full" in log
     )
+
+
+def test_only_rank_zero_holds_the_run_directory_lock(tmp_path):
+    run = launch(tmp_path, "locked", *RESUMABLE)
+    run.wait_for(
+        "a checkpoint and both pids",
+        lambda: bool(run.checkpoint_steps()) and len(run.worker_pids()) == 2,
+    )
+    state = read_lock_state(run.run_dir)
+    assert run.wait() == 0, run.output()[-4000:]
+    assert state.is_held and state.owner.pid == run.worker_pids()[0]
+    assert not read_lock_state(run.run_dir).is_held
+
+
+def test_a_run_directory_owned_by_a_live_process_stops_every_rank_without_writing(tmp_path):
+    with RunDirectoryLock(tmp_path / "owned"):
+        run = launch(tmp_path, "owned", *COMPARABLE)
+        assert run.wait(timeout=60) != 0
+    log = run.output()
+    owned = f"run directory {tmp_path / 'owned'} is owned by a live process (host"
+    assert f"RunDirectoryBusyError: {owned}" in log, log[-4000:]  # rank 0
+    assert "RankZeroError: rank 0 failed, so rank 1 stops too: RunDirectoryBusyError" in log
+    assert f"pid {os.getpid()}" in log
+    written = sorted(p.name for p in run.run_dir.iterdir() if not p.name.startswith("pid_rank"))
+    assert written == [".lock"], written
 
 
 def _assert_same_final(reference, resumed) -> None:

@@ -7,6 +7,11 @@ and sweep jobs, or only checkpoints: runs started from Python, such as ``mtf dem
 For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ``failed``, ...,
 or ``pending`` when it has not started), epoch, step, the latest ``val/loss`` or ``train/loss``
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
+
+A run whose directory lock (``.lock``) a live process holds is ``running``, whatever its files
+say, and the owner (host, pid, start, SLURM job) is shown. A run whose ``status.json`` says
+``running`` but whose lock is free is ``stale``: its process died without recording an end
+(SIGKILL, node failure, out of memory); rerun it to resume from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ __all__ = ["ExperimentStatus", "add_parser", "collect_status", "run_status"]
 _CONFIG = "config.yaml"
 _MAX_DEPTH = 4
 _LOSS_KEYS = ("val/loss", "train/loss")
+RUNNING = "running"
+STALE = "stale"
 
 
 @dataclass
@@ -39,13 +46,14 @@ class ExperimentStatus:
     run_dir: str
     job_id: str | None = None
     job_state: str | None = None
+    owner: str | None = None
 
 
 def _find(root: Path, filename: str) -> list[Path]:
     found = []
     for depth in range(_MAX_DEPTH + 1):
         pattern = "/".join(["*"] * depth + [filename])
-        found += [p.parent for p in root.glob(pattern) if not _hidden(p.relative_to(root))]
+        found += [p.parent for p in root.glob(pattern) if not _hidden(p.parent.relative_to(root))]
     return sorted(set(found))
 
 
@@ -62,18 +70,30 @@ def _run_dir_of(experiment_dir: Path) -> tuple[str, Path]:
 
 def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentStatus:
     from ..runner.experiment import read_status
+    from ..trainer.run_lock import LOCK_NAME, read_lock_state
 
     record = read_status(run_dir) or _record_from_checkpoint(run_dir) or {"status": "pending"}
     metrics = record.get("metrics") or {}
     loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
+    status, owner = record["status"], None
+    if (run_dir / LOCK_NAME).is_file():  # runs without a lock file are judged by their records
+        lock = read_lock_state(run_dir)
+        owner = None if lock.owner is None else lock.owner.describe()
+        if lock.is_held:
+            status = RUNNING
+        elif status == RUNNING:
+            status, owner = STALE, None if owner is None else f"{owner} (exited)"
+        else:
+            owner = None
     row = ExperimentStatus(
         name=name,
-        status=record["status"],
+        status=status,
         epoch=record.get("epoch"),
         global_step=record.get("global_step"),
         loss_key=loss_key,
         loss=None if loss_key is None else metrics[loss_key],
         run_dir=str(run_dir),
+        owner=owner,
     )
     submission = None if experiment_dir is None else experiment_dir / "submission.json"
     if submission is not None and submission.is_file():
@@ -113,7 +133,10 @@ def collect_status(directory: Path) -> list[ExperimentStatus]:
     for experiment_dir in _find(directory, _CONFIG):
         name, run_dir = _run_dir_of(experiment_dir)
         rows[str(run_dir.resolve())] = _row(name, run_dir, experiment_dir)
-    for run_dir in _find(directory, "status.json") + _find(directory, "latest.ckpt"):
+    from ..trainer.run_lock import LOCK_NAME
+
+    run_dirs = _find(directory, "status.json") + _find(directory, "latest.ckpt")
+    for run_dir in run_dirs + _find(directory, LOCK_NAME):
         rows.setdefault(str(run_dir.resolve()), _row(run_dir.name, run_dir, None))
     return sorted(rows.values(), key=lambda row: row.name)
 
@@ -140,11 +163,14 @@ def _format(row: ExperimentStatus) -> list[str]:
     )
     epoch = "" if row.epoch is None else str(row.epoch)
     step = "" if row.global_step is None else str(row.global_step)
-    return [row.name, row.status, epoch, step, loss, job]
+    return [row.name, row.status, epoch, step, loss, job, row.owner or ""]
 
 
 def _print_table(rows: list[ExperimentStatus]) -> None:
-    table = [["experiment", "status", "epoch", "step", "loss", "job"]] + [_format(r) for r in rows]
+    header = ["experiment", "status", "epoch", "step", "loss", "job", "owner"]
+    table = [header] + [_format(r) for r in rows]
+    if not any(row.owner for row in rows):
+        table = [line[:-1] for line in table]
     widths = [max(len(line[col]) for line in table) for col in range(len(table[0]))]
     for line in table:
         print(

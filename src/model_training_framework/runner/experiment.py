@@ -456,25 +456,28 @@ def run_experiment(
         trainer.set_validation_step(validation_step)
     factory = _import_callable(config.model["factory"], "model.factory")  # imported already
     trainer.set_code_directories(_code_directories(config_path, factory, training_step))
-    if trainer.is_rank_zero:
-        config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
-        _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
-    try:
-        result = trainer.fit(
-            train_loaders=train_loaders,
-            val_loaders=val_loaders or None,
-            max_epochs=config.training.max_epochs,
-            max_steps=config.training.max_steps,
-            resume_from_checkpoint=resume,
-        )
-    except BaseException as err:
-        if trainer.is_rank_zero:  # a crashed run must not stay "running" in mtf status
-            record = {**_status_record(None), "status": "failed", "error": repr(err)}
-            record.pop("pid")
-            _write_json(trainer.run_dir / STATUS_RECORD, record)
-        raise
-    if trainer.is_rank_zero:
-        _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
+    # Owned before the records are written: a run directory that a live process trains in
+    # is refused here, and its experiment.yaml and status.json stay that process's.
+    with trainer.own_run_directory():
+        if trainer.is_rank_zero:
+            config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
+            _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
+        try:
+            result = trainer.fit(
+                train_loaders=train_loaders,
+                val_loaders=val_loaders or None,
+                max_epochs=config.training.max_epochs,
+                max_steps=config.training.max_steps,
+                resume_from_checkpoint=resume,
+            )
+        except BaseException as err:
+            if trainer.is_rank_zero:  # a crashed run must not stay "running" in mtf status
+                record = {**_status_record(None), "status": "failed", "error": repr(err)}
+                record.pop("pid")
+                _write_json(trainer.run_dir / STATUS_RECORD, record)
+            raise
+        if trainer.is_rank_zero:
+            _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
     return result
 
 

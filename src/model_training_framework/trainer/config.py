@@ -554,6 +554,14 @@ class FaultToleranceConfig(ConfigModel):
             "Keep a rolling hash of (loader, sample indices), logged and saved in checkpoints."
         ),
     )
+    lock_run_directory: bool = Field(
+        default=True,
+        description=(
+            "fit owns the run directory through an exclusive lock on <run_dir>/.lock: a second "
+            "process is refused before it writes anything. False trains without the lock (for "
+            "filesystems that do not support locks; see docs/fault_tolerance.md)."
+        ),
+    )
 
 
 _PYTHON_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"

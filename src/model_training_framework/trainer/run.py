@@ -43,6 +43,7 @@ class Run:
     last_saved_step: int = -1
     last_train_log_step: int = 0  # the last step whose training metrics were logged
     start_step: int = 0  # global step this fit started (or resumed) at
+    owns_run_directory: bool = False  # this fit took the run directory lock (releases it)
     epoch_fresh: bool = True
     window_size: int = 0
     last_loader: int = 0

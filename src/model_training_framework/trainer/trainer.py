@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from .results import FitResult, FitStatus, WarmStartResult
 from .resume import find_checkpoint, warm_start
 from .rng import restore_rng_state, seed_everything
 from .run import Run, build_schedule, prepare_run
+from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
 from .stepping import OptimizerStepper, parse_schedulers
 from .validation import count_samples, run_validation
 
@@ -107,6 +108,7 @@ class GenericTrainer:
         self._profiler: NullProfiler = NullProfiler()
         self._progress: ProgressDisplay | None = None
         self._run: Run | None = None
+        self._lock: RunDirectoryLock | NoRunDirectoryLock | None = None  # while owning run_dir
         self._last_metrics: dict[str, float] = {}
         self.global_step = 0
         self.current_epoch = 0
@@ -166,6 +168,32 @@ class GenericTrainer:
             self._run.schedule.update_weights(list(weights))
         self.config.train_loader_config.dataloader_weights = list(weights)
 
+    @contextmanager
+    def own_run_directory(self) -> Iterator[None]:
+        """Own :attr:`run_dir` for the block: lock ``<run_dir>/.lock`` and record this process.
+
+        ``fit`` takes this lock itself; use the block only to write your own files into the run
+        directory before ``fit`` without racing another process (``fit`` inside the block keeps
+        the ownership). Under DDP call it on every rank: rank 0 holds the lock, and a refusal
+        reaches every rank.
+
+        Raises:
+            RunDirectoryBusyError: a live process owns the run directory (the message names it).
+            RunDirectoryLockError: the filesystem does not support file locks.
+
+        Example:
+            >>> with trainer.own_run_directory():                      # doctest: +SKIP
+            ...     (trainer.run_dir / "notes.txt").write_text("lr sweep, run 3")
+            ...     trainer.fit(train_loaders=[loader])
+        """
+        taken = self._take_run_directory()
+        self._dist.rank_zero_call(self._lock.record_owner)
+        try:
+            yield
+        finally:
+            if taken:
+                self._release_run_directory()
+
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Log extra scalars at the current global step (rank 0 only)."""
         self._logger.log_scalars(metrics, self.global_step)
@@ -206,8 +234,12 @@ class GenericTrainer:
                         raise
                     raise error from exc
         finally:
-            if run is not None:
-                self._close()
+            try:
+                if run is not None:
+                    self._close()
+            finally:
+                if run is not None and run.owns_run_directory:
+                    self._release_run_directory()
 
     def _fit(self, run: Run, resume_from_checkpoint: str | Path | None) -> FitResult:
         warn_unsharded_loaders(
@@ -215,6 +247,7 @@ class GenericTrainer:
             [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
         )
         check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
+        run.owns_run_directory = self._take_run_directory()  # before anything is written
         self._wrap_model(run)
         self._open(run)
         with self._preemption:
@@ -262,9 +295,29 @@ class GenericTrainer:
             model = torch.compile(model)
         self._forward_model = model
 
+    def _take_run_directory(self) -> bool:
+        """Lock the run directory on rank 0, agreed by every rank (NOTE [run directory lock]).
+
+        Returns:
+            False when this trainer already owns it (``own_run_directory``), else True.
+        """
+        if self._lock is not None:
+            return False
+        lock = build_run_lock(self.run_dir, enabled=self.config.fault_tolerance.lock_run_directory)
+        self._dist.rank_zero_call(lock.acquire)
+        self._lock = lock
+        return True
+
+    def _release_run_directory(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
     def _open(self, run: Run) -> None:
         cfg = self.config
         rank_zero = self._dist.is_rank_zero
+        if rank_zero:
+            self._lock.record_owner()  # the first write of this fit
         base_seed = self._dist.broadcast_object(
             cfg.seed if cfg.seed is not None else int(torch.randint(2**62, (1,)).item())
         )
