@@ -533,7 +533,11 @@ def test_sections_have_the_field_names_of_the_design_contract():
             "async_save",
         },
         "preemption": {"signal", "max_checkpoint_sec", "requeue_job", "resume_from_latest_symlink"},
-        "fault_tolerance": {"require_resumable_iterables", "record_data_fingerprint"},
+        "fault_tolerance": {
+            "require_resumable_iterables",
+            "record_data_fingerprint",
+            "lock_run_directory",
+        },
         "hooks": {"hook_classes", "hook_configs", "continue_on_hook_error"},
     }
     for section, names in expected.items():
