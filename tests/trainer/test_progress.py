@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import io
 
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.trainer import (
+    CheckpointConfig,
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+)
 from model_training_framework.trainer.config import LoggingConfig
 from model_training_framework.trainer.loggers import ConsoleLogger
 from model_training_framework.trainer.progress import (
@@ -43,7 +52,7 @@ def test_plain_lines_are_throttled_and_carry_percent_and_eta():
     stream, clock = io.StringIO(), _Clock()
     progress = ProgressDisplay(stream=stream, min_interval_s=30.0, clock=clock)
     assert not progress.is_live
-    progress.start(total_steps=100, epoch=2)
+    progress.start(total_batches=100, epoch=2)
     clock.now_s += 10.0
     progress.update(10, METRICS)  # first update: shown at once
     clock.now_s += 10.0
@@ -52,52 +61,52 @@ def test_plain_lines_are_throttled_and_carry_percent_and_eta():
     progress.update(50, METRICS)  # 40 s after the last line: shown
     lines = stream.getvalue().splitlines()
     assert lines == [
-        "epoch 2 step 10/100 (10%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:01:30",
-        "epoch 2 step 50/100 (50%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:00:50",
+        "epoch 2 batch 10/100 (10%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:01:30",
+        "epoch 2 batch 50/100 (50%) | loss=0.4312, a=0.41, b=0.45, 812 samples/s | ETA 0:00:50",
     ]
 
 
 def test_plain_close_shows_the_last_state_reached():
     stream, clock = io.StringIO(), _Clock()
     progress = ProgressDisplay(stream=stream, clock=clock)
-    progress.start(total_steps=None, epoch=0, initial_step=40)
+    progress.start(total_batches=None, epoch=0, initial_batch=40)
     progress.update(41, {"train/loss": 1.0})
     progress.update(42, {"train/loss": 0.5})
     progress.close()
     progress.close()
     assert stream.getvalue().splitlines() == [
-        "epoch 0 step 41 | loss=1",
-        "epoch 0 step 42 | loss=0.5",
+        "epoch 0 batch 41 | loss=1",
+        "epoch 0 batch 42 | loss=0.5",
     ]
 
 
 def test_starting_the_next_epoch_flushes_the_previous_one():
     stream, clock = io.StringIO(), _Clock()
     progress = ProgressDisplay(stream=stream, clock=clock)
-    progress.start(total_steps=4, epoch=0)
+    progress.start(total_batches=4, epoch=0)
     progress.update(1)
     progress.update(4)
-    progress.start(total_steps=4, epoch=1)
-    assert stream.getvalue().splitlines()[-1] == "epoch 0 step 4/4 (100%) | ETA 0:00:00"
+    progress.start(total_batches=4, epoch=1)
+    assert stream.getvalue().splitlines()[-1] == "epoch 0 batch 4/4 (100%) | ETA 0:00:00"
 
 
 def test_live_bar_on_a_terminal_shows_epoch_position_and_postfix():
     stream = _Terminal()
     progress = ProgressDisplay(stream=stream)
     assert progress.is_live
-    progress.start(total_steps=200, epoch=3, initial_step=50)
+    progress.start(total_batches=200, epoch=3, initial_batch=50)
     progress.update(120, METRICS)
     progress.close()
     final = stream.getvalue().split("\r")[-1]
     assert final.startswith("epoch 3:  60%")
-    assert "120/200" in final
+    assert "120/200" in final and "batch/s" in final
     assert "loss=0.4312, a=0.41, b=0.45, 812 samples/s" in final
 
 
 def test_disabled_display_writes_nothing():
     stream = _Terminal()
     progress = ProgressDisplay(enabled=False, stream=stream)
-    progress.start(total_steps=10, epoch=0)
+    progress.start(total_batches=10, epoch=0)
     progress.update(5, METRICS)
     progress.close()
     assert stream.getvalue() == ""
@@ -112,7 +121,7 @@ def test_build_shows_progress_only_on_rank_zero_with_progress_bar_on():
         stream = io.StringIO()
         config = LoggingConfig(progress_bar=progress_bar)
         progress = build_progress_display(config, is_rank_zero=is_rank_zero, stream=stream)
-        progress.start(total_steps=2, epoch=0)
+        progress.start(total_batches=2, epoch=0)
         progress.update(1)
         progress.close()
         assert bool(stream.getvalue()) == expect_output, (progress_bar, is_rank_zero)
@@ -121,7 +130,7 @@ def test_build_shows_progress_only_on_rank_zero_with_progress_bar_on():
 def test_console_lines_print_above_the_live_bar_without_breaking_it():
     stream = _Terminal()
     progress = ProgressDisplay(stream=stream)
-    progress.start(total_steps=200, epoch=1)
+    progress.start(total_batches=200, epoch=1)
     progress.update(10, {"train/loss": 0.5})
     ConsoleLogger(stream).log_scalars({"epoch": 1, "train/loss": 0.5}, step=10)
     progress.update(20, {"train/loss": 0.4})
@@ -130,3 +139,29 @@ def test_console_lines_print_above_the_live_bar_without_breaking_it():
     # The bar is cleared, the line written whole, and the bar drawn again after it.
     assert "\repoch 1 step 10 | train/loss 0.5\n\repoch 1:" in output
     assert output.endswith("loss=0.4]\n")
+
+
+def test_trainer_progress_counts_the_epochs_batches_while_log_lines_name_the_global_step(
+    tmp_path, capsys
+):
+    """Epoch 1 of 8 batches ends at global step 16: `batch 8/8` on the progress line and
+    `step 16` on the log line, so the two numbers are never confused."""
+    config = GenericTrainerConfig(
+        experiment_name="names",
+        train_loader_config=MultiDataLoaderConfig(),
+        checkpoint=CheckpointConfig(root_dir=str(tmp_path)),
+        log_loss_every_n_steps=8,
+    )
+    model = torch.nn.Linear(2, 1)
+    trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    trainer.set_training_step(
+        lambda trainer, batch, *args: {
+            "loss": torch.nn.functional.mse_loss(trainer.model(batch[0]), batch[1])
+        }
+    )
+    data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
+    trainer.fit([DataLoader(data, batch_size=2)], max_epochs=2)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("epoch 1 batch 8/8 (100%) | loss=") for line in lines), lines
+    assert any(line.startswith("epoch 1 step 16 | train/loss") for line in lines), lines
+    assert not any(" step 8/8" in line or " step 16/" in line for line in lines), lines

@@ -5,13 +5,16 @@ lines at most every ``min_interval_s`` seconds when it is not (CI and SLURM logs
 nothing when disabled (``logging.progress_bar: false`` or a rank other than 0). The trainer calls
 ``update`` at log intervals only, and each call costs a few microseconds.
 
+The display counts the *batches* of the current epoch (``batch 120/1000``); log lines name the
+global optimizer *step* (``epoch 1 step 1120``), a different number.
+
 Live bar::
 
-    epoch 1:  12%|██▍          | 120/1000 [00:15<01:50, 8.0step/s, loss=0.431, a=0.41, b=0.45, 812 samples/s]
+    epoch 1:  12%|██▍          | 120/1000 [00:15<01:50, 8.0batch/s, loss=0.431, a=0.41, b=0.45, 812 samples/s]
 
 Plain line::
 
-    epoch 1 step 120/1000 (12%) | loss=0.431, a=0.41, b=0.45, 812 samples/s | ETA 0:01:50
+    epoch 1 batch 120/1000 (12%) | loss=0.431, a=0.41, b=0.45, 812 samples/s | ETA 0:01:50
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ _TRAIN_LOSS_KEY = "train/loss"
 
 
 class _View(Protocol):
-    def start(self, total_steps: int | None, epoch: int, initial_step: int) -> None: ...
+    def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None: ...
 
-    def update(self, step: int, postfix: str) -> None: ...
+    def update(self, batch: int, postfix: str) -> None: ...
 
     def close(self) -> None: ...
 
 
 class ProgressDisplay:
-    """Shows training progress for one epoch at a time.
+    """Shows training progress for one epoch at a time, counted in batches of the epoch.
 
     Args:
         enabled: ``False`` shows nothing at all.
@@ -53,7 +56,7 @@ class ProgressDisplay:
 
     Example:
         >>> progress = ProgressDisplay()                      # doctest: +SKIP
-        >>> progress.start(total_steps=1000, epoch=1)         # doctest: +SKIP
+        >>> progress.start(total_batches=1000, epoch=1)       # doctest: +SKIP
         >>> progress.update(120, {"train/loss": 0.43})        # doctest: +SKIP
         >>> progress.close()                                  # doctest: +SKIP
     """
@@ -80,20 +83,20 @@ class ProgressDisplay:
         """Whether a live bar (rather than plain lines or nothing) is drawn."""
         return isinstance(self._view, _LiveBar)
 
-    def start(self, total_steps: int | None, epoch: int, *, initial_step: int = 0) -> None:
+    def start(self, total_batches: int | None, epoch: int, *, initial_batch: int = 0) -> None:
         """Begin showing an epoch; ends the previous epoch's display first.
 
         Args:
-            total_steps: Steps this display counts to (``None`` when unknown: no ETA).
+            total_batches: Batches in the epoch (``None`` when unknown: no ETA).
             epoch: Epoch number shown in the description.
-            initial_step: Position to start from (a resumed run mid-epoch).
+            initial_batch: Batches already done (a resumed run mid-epoch).
         """
         self._view.close()
-        self._view.start(total_steps, epoch, initial_step)
+        self._view.start(total_batches, epoch, initial_batch)
 
-    def update(self, step: int, metrics: Mapping[str, float] | None = None) -> None:
-        """Move to ``step`` (same units as ``total_steps``) and show the latest metrics."""
-        self._view.update(step, format_progress_postfix(metrics or {}))
+    def update(self, batch: int, metrics: Mapping[str, float] | None = None) -> None:
+        """Move to ``batch`` batches done in the epoch and show the latest metrics."""
+        self._view.update(batch, format_progress_postfix(metrics or {}))
 
     def close(self) -> None:
         """Finish the current display; calling it again does nothing."""
@@ -143,10 +146,10 @@ def format_progress_postfix(metrics: Mapping[str, float]) -> str:
 
 
 class _NoView:
-    def start(self, total_steps: int | None, epoch: int, initial_step: int) -> None:
+    def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None:
         pass
 
-    def update(self, step: int, postfix: str) -> None:
+    def update(self, batch: int, postfix: str) -> None:
         pass
 
     def close(self) -> None:
@@ -158,21 +161,21 @@ class _LiveBar:
         self._stream = stream
         self._bar: tqdm | None = None
 
-    def start(self, total_steps: int | None, epoch: int, initial_step: int) -> None:
+    def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None:
         self._bar = tqdm(
-            total=total_steps,
-            initial=initial_step,
+            total=total_batches,
+            initial=initial_batch,
             desc=f"epoch {epoch}",
-            unit="step",
+            unit="batch",
             file=self._stream,
             dynamic_ncols=True,
             leave=True,
         )
 
-    def update(self, step: int, postfix: str) -> None:
+    def update(self, batch: int, postfix: str) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(postfix, refresh=False)
-            self._bar.update(step - self._bar.n)
+            self._bar.update(batch - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -187,24 +190,24 @@ class _PlainLines:
         self._clock = clock
         self._epoch = 0
         self._total: int | None = None
-        self._first_step = 0
+        self._first_batch = 0
         self._started_at = 0.0
         self._last_line_at: float | None = None
         self._pending: str | None = None
         self._is_open = False
 
-    def start(self, total_steps: int | None, epoch: int, initial_step: int) -> None:
-        self._epoch, self._total, self._first_step = epoch, total_steps, initial_step
+    def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None:
+        self._epoch, self._total, self._first_batch = epoch, total_batches, initial_batch
         self._started_at = self._clock()
         self._last_line_at = None
         self._pending = None
         self._is_open = True
 
-    def update(self, step: int, postfix: str) -> None:
+    def update(self, batch: int, postfix: str) -> None:
         if not self._is_open:
             return
         now = self._clock()
-        self._pending = self._line(step, postfix, now)
+        self._pending = self._line(batch, postfix, now)
         if self._last_line_at is None or now - self._last_line_at >= self._min_interval_s:
             self._emit(now)
 
@@ -218,14 +221,14 @@ class _PlainLines:
         tqdm.write(self._pending, file=self._stream)
         self._last_line_at, self._pending = now, None
 
-    def _line(self, step: int, postfix: str, now: float) -> str:
-        fields = [f"epoch {self._epoch} step {step}"]
+    def _line(self, batch: int, postfix: str, now: float) -> str:
+        fields = [f"epoch {self._epoch} batch {batch}"]
         if self._total:
-            fields[0] += f"/{self._total} ({100.0 * step / self._total:.0f}%)"
+            fields[0] += f"/{self._total} ({100.0 * batch / self._total:.0f}%)"
         if postfix:
             fields.append(postfix)
-        done = step - self._first_step
+        done = batch - self._first_batch
         if self._total and done > 0:
-            remaining_s = (now - self._started_at) / done * (self._total - step)
+            remaining_s = (now - self._started_at) / done * (self._total - batch)
             fields.append(f"ETA {datetime.timedelta(seconds=round(max(remaining_s, 0.0)))}")
         return " | ".join(fields)

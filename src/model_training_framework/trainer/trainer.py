@@ -754,7 +754,7 @@ class GenericTrainer:
             self._progress.start(
                 run.schedule.epoch_length(),
                 self.current_epoch,
-                initial_step=run.schedule_position(),
+                initial_batch=run.schedule_position(),
             )
 
     def _all_reduce_gradients(self) -> None:
