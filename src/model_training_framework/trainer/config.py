@@ -439,7 +439,10 @@ class LoggingConfig(ConfigModel):
     )
     progress_bar: bool = Field(
         default=True,
-        description="Live progress bar on a terminal (plain log lines when not a TTY).",
+        description=(
+            "Live progress bar on a terminal (plain log lines when not a TTY); it counts the "
+            "epoch's batches (`batch 120/1000`), log lines the global step (`step 1120`)."
+        ),
     )
 
     @field_validator("composite_loggers")
