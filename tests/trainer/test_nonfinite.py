@@ -198,3 +198,15 @@ def test_skip_drops_the_whole_accumulation_window(tmp_path):
     assert trainer.skipped_nonfinite == 1
     assert torch.equal(seen.params[3], seen.params[2])
     assert not torch.equal(seen.params[4], seen.params[3])
+
+
+def test_with_gradient_clipping_the_clip_norm_is_the_gradient_check(tmp_path):
+    cfg = _config(
+        tmp_path,
+        log_loss_every_n_steps=10,
+        performance={"clip_grad_norm": 1.0},
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 3},
+    )
+    with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 5\b"):
+        _trainer(cfg, _nan_gradient_at(5)).fit([_loader()], max_steps=20, max_epochs=5)
+    assert _saved_steps(tmp_path / "run") == [3]

@@ -78,6 +78,12 @@ def _as_floats(values: Sequence[Any]) -> list[float]:
     Floats (pending values restored from a checkpoint) and tensors give the same numbers, so a
     resumed run logs the same means as an uninterrupted one.
     """
+    if (
+        values
+        and all(type(v) is not float and v.dim() == 0 for v in values)
+        and len({v.device for v in values}) == 1
+    ):  # the usual case: one stack, one read
+        return torch.stack(list(values)).to(torch.float64).tolist()
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for value in values:
         if not isinstance(value, float):

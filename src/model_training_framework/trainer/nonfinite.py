@@ -23,52 +23,43 @@ that a checkpoint then stores, and reading a device value every step would stall
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["FiniteGuard", "gradient_flag"]
+__all__ = ["MAX_UNCHECKED_STEPS", "FiniteGuard", "GradientGroups", "group_by_device"]
 
 _BIG = 2**62
 # Without logging or saves, values are still checked (and dropped) this often, in steps.
 MAX_UNCHECKED_STEPS = 1000
 
+# Gradients to check, one list per (device, dtype): the fused kernel takes one of each.
+GradientGroups = list[tuple[torch.device, list[torch.Tensor]]]
 
-def gradient_flag(grads: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """A one-element device tensor: 0 when every gradient is finite, 1 otherwise (no sync).
 
-    Gradients are grouped by device and dtype (the fused kernel takes one of each); the flag
-    lives on the first group's device.
+def group_by_device(params: Sequence[torch.Tensor]) -> list[tuple[torch.device, list[Any]]]:
+    """Parameters grouped by device and dtype (their gradients share both)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[Any]] = {}
+    for param in params:
+        groups.setdefault((param.device, param.dtype), []).append(param)
+    return [(device, group) for (device, _), group in groups.items()]
+
+
+class _Flags:
+    """One float per optimizer step on a device, zero while that step's gradients are finite.
+
+    The fused check only ever writes 1 into a slot, so after a clean check the buffer is still
+    all zeros and needs no reset; a clip-norm probe overwrites its slot.
     """
-    if not grads:
-        return None
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for grad in grads:
-        if grad.is_sparse:
-            grad = grad.coalesce()._values()
-        groups.setdefault((grad.device, grad.dtype), []).append(grad)
-    flag: torch.Tensor | None = None
-    for (device, _), group in groups.items():
-        found = torch.zeros(1, device=device)
-        torch._amp_foreach_non_finite_check_and_unscale_(group, found, _ones(device))
-        flag = found if flag is None else flag + found.to(flag.device)
-    return flag
 
-
-_ONES: dict[torch.device, torch.Tensor] = {}
-
-
-def _ones(device: torch.device) -> torch.Tensor:
-    one = _ONES.get(device)
-    if one is None:
-        one = _ONES[device] = torch.ones(1, device=device)
-    return one
+    def __init__(self, device: torch.device) -> None:
+        self.buffer = torch.zeros(MAX_UNCHECKED_STEPS, device=device)
+        self.slots = list(self.buffer.split(1))  # views, made once
+        self.one = torch.ones(1, device=device)
 
 
 class FiniteGuard:
-    """Keeps each step's losses and gradient probe on the device; reads them when asked.
-
-    A probe is a one-element device tensor that is non-zero (or NaN) when the step's gradients
-    were not finite: :func:`gradient_flag`, or ``norm * 0`` for a clip norm.
+    """Keeps each step's losses and a gradient flag on the device; reads them when asked.
 
     Args:
         mode: ``"raise"`` or ``"skip"`` (``on_nonfinite_loss``).
@@ -77,42 +68,67 @@ class FiniteGuard:
     Example:
         >>> guard = FiniteGuard("raise")                      # doctest: +SKIP
         >>> guard.add_loss(loss)                              # every micro-batch
-        >>> guard.close_window(step, probe)                   # every optimizer step
+        >>> guard.close_window(step, grad_groups, None)       # every optimizer step
         >>> guard.raise_if_bad()                              # at log steps and before saves
     """
 
     def __init__(self, mode: str, *, reduce_max: Callable[[int], int] = lambda x: x) -> None:
         self.is_skip = mode == "skip"
         self._reduce_max = reduce_max
+        self._flags: dict[torch.device, _Flags] = {}
         self._losses: list[torch.Tensor] = []
-        self._loss_steps: list[int] = []  # per closed window: its step, once per loss
-        self._probes: list[torch.Tensor] = []
-        self._probe_steps: list[int] = []
-        self._last_step = 0
-        self._num_windows = 0
+        self._window_ends: list[int] = []  # len(self._losses) when each window closed
+        self._steps: list[int] = []  # global step of each closed window (its flag slot)
+        self._touched: set[torch.device] = set()  # devices whose flags hold this interval
 
     # ------------------------------------------------------------------ recording (hot path)
     def add_loss(self, loss: torch.Tensor) -> None:
         """Keep one micro-batch's (detached) loss until the next check."""
         self._losses.append(loss)
 
-    def close_window(self, step: int, probe: torch.Tensor | None) -> None:
-        """Record optimizer step ``step``'s gradient ``probe`` (no sync)."""
-        self._loss_steps.extend([step] * (len(self._losses) - len(self._loss_steps)))
-        if probe is not None:
-            self._probes.append(probe)
-            self._probe_steps.append(step)
-        self._last_step = step
-        self._num_windows += 1
-        if self._num_windows >= MAX_UNCHECKED_STEPS:  # same step on every rank
+    def close_window(self, step: int, grads: GradientGroups, norm: torch.Tensor | None) -> None:
+        """``"raise"``: record optimizer step ``step``'s gradient check (no sync).
+
+        Args:
+            step: the global step being taken.
+            grads: the stepped optimizer's gradients by device (empty: not checked here).
+            norm: the clip's total norm, when clipping computed one (then ``grads`` is unused).
+        """
+        self._write_flag(len(self._steps), grads, norm)
+        self._window_ends.append(len(self._losses))
+        self._steps.append(step)
+        if len(self._steps) >= MAX_UNCHECKED_STEPS:  # the same step on every rank
             self.raise_if_bad()
 
-    def window_is_finite(self, probe: torch.Tensor | None) -> bool:
-        """``"skip"``: whether the open window's losses and gradient ``probe`` are finite on
-        every rank (one host read, and one collective under DDP); forgets them."""
-        mask = _bad_mask(self._losses, [] if probe is None else [probe])
-        self._forget()
-        return not self._reduce_max(int(mask is not None and bool(mask.any())))
+    def window_is_finite(self, grads: GradientGroups, norm: torch.Tensor | None) -> bool:
+        """``"skip"``: whether the open window's losses and gradients are finite on every rank
+        (one host read, and one collective under DDP); forgets them."""
+        self._write_flag(0, grads, norm)
+        mask = self._bad_mask(1)
+        is_bad = mask is not None and bool(mask.any())
+        if is_bad:
+            self._reset_flags()
+        self._losses.clear()
+        self._touched.clear()
+        return not self._reduce_max(int(is_bad))
+
+    def _write_flag(self, slot: int, grads: GradientGroups, norm: torch.Tensor | None) -> None:
+        if norm is not None:
+            flags = self._flags_on(norm.device)
+            torch.mul(norm.reshape(1), 0, out=flags.slots[slot])  # NaN unless finite
+            return
+        for device, group in grads:
+            if not group:
+                continue
+            flags = self._flags_on(device)
+            torch._amp_foreach_non_finite_check_and_unscale_(group, flags.slots[slot], flags.one)
+
+    def _flags_on(self, device: torch.device) -> _Flags:
+        flags = self._flags.get(device)
+        if flags is None:
+            flags = self._flags[device] = _Flags(device)
+        self._touched.add(device)
+        return flags
 
     # ------------------------------------------------------------------ checking
     def first_bad_step(self) -> tuple[int, str] | None:
@@ -142,7 +158,7 @@ class FiniteGuard:
         """
         if self.is_skip:
             return
-        checked_at = self._last_step
+        checked_at = self._steps[-1] if self._steps else None
         found = self.first_bad_step()
         if found is None:
             return
@@ -156,38 +172,49 @@ class FiniteGuard:
         )
 
     def _local_first_bad(self) -> tuple[int, str] | None:
-        mask = _bad_mask(self._losses, self._probes)
+        num_steps = len(self._steps)
+        mask = self._bad_mask(num_steps)
         if mask is None or not bool(mask.any()):
             return None
+        self._reset_flags()
         num_losses = len(self._losses)
         found = []
         for idx in mask.nonzero().flatten().tolist():
-            if idx < num_losses:
-                found.append((self._loss_steps[idx], "loss"))
+            if idx < num_losses:  # the window whose end is the first one past this loss
+                window = next(w for w, end in enumerate(self._window_ends) if end > idx)
+                found.append((self._steps[window], "loss"))
             else:
-                found.append((self._probe_steps[idx - num_losses], "gradients"))
+                found.append((self._steps[(idx - num_losses) % num_steps], "gradients"))
         return min(found, key=lambda item: (item[0], item[1] != "loss"))
 
+    def _bad_mask(self, num_slots: int) -> torch.Tensor | None:
+        """One boolean device tensor: which kept losses are not finite, then which gradient
+        flags are set (the first ``num_slots`` of each device that holds some)."""
+        parts = []
+        if self._losses:
+            parts.append(~torch.isfinite(_stack_scalars(self._losses)))
+        for device in self._touched:
+            parts.append(self._flags[device].buffer[:num_slots] != 0)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([part.to(parts[0].device) for part in parts])
+
+    def _reset_flags(self) -> None:
+        for device in self._touched:
+            self._flags[device].buffer.zero_()
+
     def _forget(self) -> None:
-        self._num_windows = 0
         self._losses.clear()
-        self._loss_steps.clear()
-        self._probes.clear()
-        self._probe_steps.clear()
+        self._window_ends.clear()
+        self._steps.clear()
+        self._touched.clear()
 
 
-def _bad_mask(
-    losses: Sequence[torch.Tensor], probes: Sequence[torch.Tensor]
-) -> torch.Tensor | None:
-    """One boolean device tensor: which losses are not finite, then which probes are set."""
-    parts = []
-    if losses:
-        device = losses[0].device
-        values = torch.stack([v.reshape(()).float().to(device) for v in losses])
-        parts.append(~torch.isfinite(values))
-    if probes:
-        device = parts[0].device if parts else probes[0].device
-        parts.append(torch.cat([p.reshape(-1).float().to(device) for p in probes]) != 0)
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+def _stack_scalars(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One 1-d tensor of one-element tensors (a single stack when they are alike)."""
+    if all(v.dim() == 0 for v in values):
+        return torch.stack(list(values)).float()
+    device = values[0].device
+    return torch.stack([v.reshape(()).float().to(device) for v in values])

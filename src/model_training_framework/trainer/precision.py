@@ -6,13 +6,12 @@ The trainer chooses once (``build_precision``) and then always calls the same me
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError
-from .nonfinite import gradient_flag
 
 __all__ = ["Autocast", "NoPrecision", "Precision", "build_precision"]
 
@@ -39,15 +38,11 @@ class Precision:
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         """Make gradients of ``optimizer`` true-scale before clipping (no-op without a scaler)."""
 
-    def gradient_probe(
-        self, params: Sequence[torch.nn.Parameter], norm: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """A device tensor that is non-zero (or NaN) when the gradients of ``params`` are not
-        finite, without a host sync: ``norm * 0`` for a clip norm that was computed anyway,
-        else one fused check. None when a GradScaler checks them (it skips such steps)."""
-        if norm is not None:
-            return norm * 0  # NaN for a NaN or infinite norm
-        return gradient_flag([p.grad for p in params if p.grad is not None])
+    @property
+    def checks_gradients(self) -> bool:
+        """Whether the trainer checks gradients for non-finite values before a step (False
+        under a GradScaler: it skips such steps itself and lowers its scale)."""
+        return True
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Step ``optimizer`` (the scaler may skip a step with inf/NaN gradients, then updates
@@ -91,12 +86,9 @@ class Autocast(Precision):
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
 
-    def gradient_probe(
-        self, params: Sequence[torch.nn.Parameter], norm: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        if self.scaler is not None:
-            return None  # the scaler skips a step with non-finite gradients and lowers its scale
-        return super().gradient_probe(params, norm)
+    @property
+    def checks_gradients(self) -> bool:
+        return self.scaler is None
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:

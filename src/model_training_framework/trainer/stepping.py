@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from .nonfinite import FiniteGuard
+from .nonfinite import FiniteGuard, group_by_device
 from .precision import Precision
 
 __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
@@ -103,6 +103,10 @@ class OptimizerStepper:
             for i in range(len(self.optimizers))
         ]
         self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
+        # Gradients are checked before each step, by device and dtype; not under a GradScaler.
+        self._checked = [
+            group_by_device(params) if precision.checks_gradients else [] for params in self._params
+        ]
         in_optimizers = {id(p) for params in self._params for p in params}
         self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
 
@@ -132,11 +136,17 @@ class OptimizerStepper:
         self._precision.unscale(optimizer)  # no-op without a GradScaler
         norm = None if self._clip is None else torch.nn.utils.clip_grad_norm_(params, self._clip)
         before_step()
-        probe = self._precision.gradient_probe(params, norm)
-        if guard.is_skip:
-            stepped = guard.window_is_finite(probe)
+        checked = self._checked[optimizer_idx]
+        if checked and norm is None:
+            grads = [
+                (device, [p.grad for p in group if p.grad is not None]) for device, group in checked
+            ]
         else:
-            guard.close_window(global_step, probe)
+            grads, norm = [], norm if checked else None
+        if guard.is_skip:
+            stepped = guard.window_is_finite(grads, norm)
+        else:
+            guard.close_window(global_step, grads, norm)
             stepped = True
         if stepped:
             self._precision.step(optimizer)
