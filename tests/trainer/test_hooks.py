@@ -106,8 +106,11 @@ def test_method_assigned_on_the_instance_is_called():
     assert log == ["val_start"]
 
 
-def test_hook_methods_cover_the_spec_list():
+def test_hook_methods_cover_the_spec_list_and_the_reference_additions():
     assert set(HOOK_METHODS) == {
+        "on_before_backward",
+        "on_after_backward",
+        "on_gradient_clip",
         "on_train_start",
         "on_train_end",
         "on_epoch_start",

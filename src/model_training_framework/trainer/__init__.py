@@ -1,5 +1,12 @@
 """Fault-tolerant multi-dataloader trainer: public names only."""
 
+from model_training_framework.trainer.builtin_hooks import (
+    EarlyStoppingHook,
+    GradientMonitorHook,
+    LoggingHook,
+    ModelCheckpointHook,
+    RuntimeProfilingHook,
+)
 from model_training_framework.trainer.config import (
     CheckpointConfig,
     DistributedConfig,
@@ -24,17 +31,22 @@ from model_training_framework.trainer.trainer import GenericTrainer
 __all__ = [
     "CheckpointConfig",
     "DistributedConfig",
+    "EarlyStoppingHook",
     "EpochLengthPolicy",
     "FaultToleranceConfig",
     "FitResult",
     "FitStatus",
     "GenericTrainer",
     "GenericTrainerConfig",
+    "GradientMonitorHook",
     "HooksConfig",
     "LoggingConfig",
+    "LoggingHook",
+    "ModelCheckpointHook",
     "MultiDataLoaderConfig",
     "PerformanceConfig",
     "PreemptionConfig",
+    "RuntimeProfilingHook",
     "SamplingStrategy",
     "TrainerHooks",
     "ValAggregation",

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import CheckpointError, ConfigError, HookError
+from model_training_framework.trainer.legacy_hooks import bind_hook_method
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import HooksConfig
@@ -35,9 +36,14 @@ class TrainerHooks:
                 on_epoch_start(trainer, epoch)
                 for batch in schedule:                  # every micro-batch
                     on_train_batch_start(trainer, batch, batch_idx, dataloader_idx, name)
-                    outputs = training_step(...)        # forward + backward
+                    outputs = training_step(...)        # forward
+                    on_before_backward(trainer, loss)   # loss as it is back-propagated
+                    loss.backward()
+                    on_after_backward(trainer)
                     on_train_batch_end(trainer, batch, batch_idx, dataloader_idx, name, outputs)
                     if the accumulation window closes:
+                        # with performance.clip_grad_norm, after clipping:
+                        on_gradient_clip(trainer, optimizer_idx, total_norm)
                         on_before_optimizer_step(trainer, optimizer_idx)   # grads unscaled, clipped
                         optimizer.step()
                         on_after_optimizer_step(trainer, optimizer_idx)
@@ -56,6 +62,10 @@ class TrainerHooks:
         on_train_end(trainer, fit_result)
 
         # when resuming:  on_checkpoint_load(trainer, payload) before on_train_start
+
+    Hooks written for the reference framework's signatures of ``on_train_batch_start``,
+    ``on_train_end`` and ``on_validation_start`` still work, with a ``DeprecationWarning`` when
+    they are added (see :mod:`.legacy_hooks`).
 
     State: a hook with state that must survive a restart returns it from :meth:`state_dict`
     and restores it in :meth:`load_state_dict`; the trainer saves it in every checkpoint.
@@ -117,6 +127,19 @@ class TrainerHooks:
     ) -> None:
         """After the validation step of every validation batch, with its outputs."""
 
+    def on_before_backward(self, trainer: Any, loss: Any) -> None:
+        """Before backward of every micro-batch, with the loss tensor that is back-propagated
+        (already multiplied by the loader's loss weight and divided by the accumulation steps).
+        """
+
+    def on_after_backward(self, trainer: Any) -> None:
+        """After backward of every micro-batch (gradients of the window so far are in .grad)."""
+
+    def on_gradient_clip(self, trainer: Any, optimizer_idx: int, total_norm: Any) -> None:
+        """After ``performance.clip_grad_norm`` clipped the gradients of optimizer
+        ``optimizer_idx``; ``total_norm`` is their norm before clipping, a 0-d tensor on the
+        device (reading it with ``float()`` synchronises the GPU)."""
+
     def on_before_optimizer_step(self, trainer: Any, optimizer_idx: int) -> None:
         """Gradients are final (unscaled, clipped); the optimizer is about to step."""
 
@@ -132,6 +155,12 @@ class TrainerHooks:
     def on_exception(self, trainer: Any, exception: BaseException) -> None:
         """``fit`` is failing with ``exception``; it is re-raised afterwards."""
 
+    def configure(self, config: Any) -> None:
+        """Called once when the hook is registered, with the trainer's ``GenericTrainerConfig``,
+        before ``fit`` builds anything from it. Built-in hooks switch on trainer features here
+        (``EarlyStoppingHook`` sets the ``early_stopping_*`` fields); most hooks need nothing.
+        """
+
     def state_dict(self) -> dict:
         """State to save in checkpoints (empty by default)."""
         return {}
@@ -145,6 +174,12 @@ HOOK_METHODS: tuple[str, ...] = tuple(
     for name in vars(TrainerHooks)
     if name.startswith("on_") and callable(vars(TrainerHooks)[name])
 )
+
+# Positional arguments the trainer passes to each hook method (after self).
+_NUM_ARGS: dict[str, int] = {
+    name: len(inspect.signature(getattr(TrainerHooks, name)).parameters) - 1
+    for name in HOOK_METHODS
+}
 
 _Call = tuple[str, Callable[..., None]]  # (hook label for messages, bound method)
 
@@ -192,16 +227,26 @@ class HookDispatcher:
         """Register ``hook``; it is called after the hooks already registered.
 
         Raises:
-            TypeError: ``hook`` is not a :class:`TrainerHooks` instance.
+            TypeError: ``hook`` is not a :class:`TrainerHooks` instance, or one of its methods
+                takes arguments the trainer does not pass.
+
+        Warns:
+            DeprecationWarning: a method has the reference framework's signature (it is
+                adapted; see :mod:`.legacy_hooks`).
         """
         _check_is_hook_instance(hook)
         key = _state_key(hook, self._hooks)
+        label = type(hook).__qualname__ if key.endswith("#0") else key
+        # Signatures are checked (and old ones adapted) once here, never per call.
+        bound = [
+            (name, bind_hook_method(label, name, getattr(hook, name), _NUM_ARGS[name]))
+            for name in HOOK_METHODS
+            if _overrides(hook, name)
+        ]
         self._hooks.append(hook)
         self._keys.append(key)
-        label = type(hook).__qualname__ if key.endswith("#0") else key
-        for name in HOOK_METHODS:
-            if _overrides(hook, name):
-                self._calls[name] = (*self._calls[name], (label, getattr(hook, name)))
+        for name, method in bound:
+            self._calls[name] = (*self._calls[name], (label, method))
 
     def has(self, method_name: str) -> bool:
         """Whether any registered hook overrides ``method_name``."""

@@ -39,6 +39,7 @@ class Run:
     is_distributed: bool = False
     has_batch_start_hooks: bool = True
     has_batch_end_hooks: bool = True
+    has_backward_hooks: bool = True
     checkpoint_path: Any = None
     last_saved_step: int = -1
     last_train_log_step: int = 0  # the last step whose training metrics were logged

@@ -29,6 +29,10 @@ def _do_nothing() -> None:
     pass
 
 
+def _ignore_norm(norm: torch.Tensor) -> None:
+    pass
+
+
 @dataclass
 class ScheduledLR:
     """A learning-rate scheduler, the optimizer it follows, and when it steps."""
@@ -117,6 +121,7 @@ class OptimizerStepper:
         guard: FiniteGuard,
         *,
         before_step: Callable[[], None] = _do_nothing,
+        after_clip: Callable[[torch.Tensor], None] = _ignore_norm,
     ) -> bool:
         """Unscale and clip the gradients of optimizer ``optimizer_idx``, call ``before_step``
         (gradients are final then), check them (see NOTE [non-finite steps]), step the
@@ -127,6 +132,7 @@ class OptimizerStepper:
             global_step: the step being taken (recorded with the gradient check).
             guard: keeps the check for later (``"raise"``) or reads it now (``"skip"``).
             before_step: called once the gradients are final.
+            after_clip: called with the total norm before clipping, when clipping is on.
 
         Returns:
             False when ``"skip"`` dropped the window (non-finite loss or gradients).
@@ -135,6 +141,8 @@ class OptimizerStepper:
         params = self._params[optimizer_idx]
         self._precision.unscale(optimizer)  # no-op without a GradScaler
         norm = None if self._clip is None else torch.nn.utils.clip_grad_norm_(params, self._clip)
+        if norm is not None:
+            after_clip(norm)
         before_step()
         checked = self._checked[optimizer_idx]
         if checked and norm is None:

@@ -100,6 +100,8 @@ class GenericTrainer:
             perf.clip_grad_norm,
         )
         self._hooks = HookDispatcher.from_config(config.hooks)
+        for hook in self._hooks.hooks:
+            hook.configure(self.config)
         self._training_step: Callable[..., Any] | None = None
         self._validation_step: Callable[..., Any] | None = None
         self._warm_start_fn: Callable[..., WarmStartResult] | None = None
@@ -143,8 +145,15 @@ class GenericTrainer:
         self._validation_step = check_step_function(fn, "validation_step")
 
     def add_hook(self, hook: TrainerHooks) -> None:
-        """Register a ``TrainerHooks`` instance (called after hooks from the config)."""
+        """Register a ``TrainerHooks`` instance (called after hooks from the config).
+
+        Raises:
+            TypeError: ``hook`` is not a ``TrainerHooks`` instance, or a method of it takes
+                arguments the trainer does not pass.
+            ConfigError: a built-in hook's settings conflict with the config.
+        """
         self._hooks.add(hook)
+        hook.configure(self.config)
 
     def set_warm_start_loader(self, fn: Callable[[Any, str | None], WarmStartResult]) -> None:
         """Load weights only when a run starts fresh: ``fn(trainer, checkpoint_path)``."""
@@ -339,6 +348,9 @@ class GenericTrainer:
         run.is_distributed = self._dist.is_distributed
         run.has_batch_start_hooks = self._hooks.has("on_train_batch_start")
         run.has_batch_end_hooks = self._hooks.has("on_train_batch_end")
+        run.has_backward_hooks = self._hooks.has("on_before_backward") or self._hooks.has(
+            "on_after_backward"
+        )
         run.early_stopping = EarlyStopping(
             cfg.early_stopping_patience,
             cfg.early_stopping_metric,
@@ -482,7 +494,12 @@ class GenericTrainer:
             loss = checked_loss(outputs)
             t2 = time.perf_counter()
             scale = run.loss_scales[idx]
-            self._precision.backward(loss if scale == 1.0 else loss * scale)
+            scaled = loss if scale == 1.0 else loss * scale
+            if run.has_backward_hooks:
+                self._hooks.call("on_before_backward", self, scaled)
+            self._precision.backward(scaled)
+            if run.has_backward_hooks:
+                self._hooks.call("on_after_backward", self)
         loss = loss.detach()  # stays on the device: see NOTE [non-finite steps]
         self._guard.add_loss(loss)
         self._profiler.sync()
@@ -527,6 +544,7 @@ class GenericTrainer:
             self.global_step + 1,
             self._guard,
             before_step=lambda: self._hooks.call("on_before_optimizer_step", self, opt_idx),
+            after_clip=lambda norm: self._hooks.call("on_gradient_clip", self, opt_idx, norm),
         ):
             self.skipped_nonfinite += 1
         run.window_size = 0
