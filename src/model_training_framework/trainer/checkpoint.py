@@ -47,6 +47,7 @@ from model_training_framework.io_utils import (
     remove_stale_temp_files,
     temp_path_for,
 )
+from model_training_framework.trainer.checkpoint_checks import check_finite, describe_save_error
 from model_training_framework.trainer.checkpoint_inspect import describe_checkpoint
 from model_training_framework.trainer.checkpoint_io import (
     BEST_NAME,
@@ -225,9 +226,9 @@ class CheckpointManager:
             self._write_and_publish(content, path, is_best)
         except BaseException as err:
             self._best_value = self._best_before_save
-            if isinstance(err, OSError):
-                raise self._save_failed(path, err) from err
-            raise
+            if isinstance(err, (KeyboardInterrupt, CheckpointError)):
+                raise  # a (second) Ctrl-C stops at once; the temporary file is already gone
+            raise self._save_failed(path, err) from err
         return path
 
     def wait(self) -> None:
@@ -379,15 +380,20 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ internals
     def _resume_candidates(self, skipped: list[str]) -> list[Path]:
-        """latest.ckpt's target first, then periodic files newest first; notes a dangling link."""
-        candidates = []
+        """Periodic files newest (highest step) first, then latest.ckpt's target if it is no
+        periodic file (a copied run); notes a dangling link.
+
+        The newest complete file wins even over latest.ckpt's target: a crash between a file's
+        rename and the pointer update leaves the pointer one save behind, and every periodic
+        file is complete (written under a temporary name, renamed when done).
+        """
+        candidates = list(reversed(self.checkpoint_paths()))
         pointer = self.run_dir / LATEST_NAME
         latest = self.latest_path()
-        if latest is not None:
+        if latest is not None and latest not in candidates:
             candidates.append(latest)
-        elif pointer.is_symlink():
+        elif latest is None and pointer.is_symlink():
             skipped.append(f"{LATEST_NAME}: points to {os.readlink(pointer)}, which does not exist")
-        candidates.extend(p for p in reversed(self.checkpoint_paths()) if p not in candidates)
         return candidates
 
     def _get_code_version(self) -> dict[str, Any]:
@@ -414,10 +420,12 @@ class CheckpointManager:
         return improved
 
     def _save_failed(self, path: Path | None, error: BaseException) -> CheckpointError:
+        if isinstance(error, CheckpointError):
+            return error
         kind = "asynchronous save" if self._config.async_save else "save"
         return CheckpointError(
-            f"{kind} of {path} failed: {error!r}; earlier checkpoints in {self.run_dir} are "
-            "intact (check free disk space and permissions)"
+            f"{kind} of {path} failed: {describe_save_error(error, path)}; earlier checkpoints "
+            f"in {self.run_dir} are intact (check free disk space and permissions)"
         )
 
     def _start_background_write(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
@@ -432,7 +440,8 @@ class CheckpointManager:
         self._thread.start()
 
     def _write_and_publish(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
-        """See NOTE [save order]."""
+        """See NOTE [save order] and NOTE [finite checkpoints]."""
+        check_finite(content, path)
         if not self.run_dir.is_dir():
             self.run_dir.mkdir(parents=True)
             fsync_directory(self.run_dir.parent)  # the new directory entry survives a crash too
@@ -444,22 +453,35 @@ class CheckpointManager:
         logger.info("saved checkpoint %s%s", path, " (new best)" if is_best else "")
 
     def _rotate(self, keep: Path) -> None:
+        """Delete older files of ``keep``'s step (one checkpoint per step: an epoch-end save
+        after a step save at the same step supersedes it), then the oldest beyond
+        ``max_checkpoints``; never ``keep`` nor the file ``latest.ckpt`` names.
+
+        Every file here passed NOTE [finite checkpoints], so the newest finite checkpoint is
+        never deleted in favour of a non-finite one.
+        """
         protected = {keep.name}
         latest = self.latest_path()
         if latest is not None:
             protected.add(latest.name)
         paths = self.checkpoint_paths()
+        removed = [
+            path
+            for path in paths
+            if path.name not in protected and self._step_of(path) == self._step_of(keep)
+        ]
+        paths = [path for path in paths if path not in removed]
         num_excess = len(paths) - self._config.max_checkpoints
-        removed = []
-        for path in paths:
-            if len(removed) >= num_excess:
-                break
-            if path.name not in protected:
-                path.unlink(missing_ok=True)
-                removed.append(path.name)
+        removed += [path for path in paths if path.name not in protected][: max(num_excess, 0)]
+        for path in removed:
+            path.unlink(missing_ok=True)
         if removed:
             fsync_directory(self.run_dir)
-            logger.debug("rotation removed %s", ", ".join(removed))
+            logger.debug("rotation removed %s", ", ".join(path.name for path in removed))
+
+    def _step_of(self, path: Path) -> int | None:
+        key = self._pattern.sort_key(path)
+        return None if key is None else key[0]
 
     def _link_best(self, path: Path) -> None:
         best = self.run_dir / BEST_NAME

@@ -22,7 +22,7 @@ import string
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -315,9 +315,42 @@ def write_checkpoint(path: str | Path, content: Mapping[str, Any]) -> None:
         content: The file content (see :func:`make_file_content`).
 
     Raises:
-        OSError: The write failed; an existing file at ``path`` is untouched.
+        OSError: The write failed (the error the file raised, e.g. ENOSPC); an existing file at
+            ``path`` is untouched.
+        KeyboardInterrupt: A Ctrl-C arrived during the write (no file is left behind).
     """
-    atomic_write(path, lambda handle: torch.save(dict(content), handle))
+
+    def write(handle: BinaryIO) -> None:
+        recorder = _WriteErrorRecorder(handle)
+        try:
+            torch.save(dict(content), recorder)
+        except RuntimeError as err:
+            # torch.save turns an exception raised by the file's write (ENOSPC, a Ctrl-C) into
+            # "RuntimeError: [enforce fail at inline_container.cc] unexpected pos": raise the
+            # original, so callers see the cause (and a KeyboardInterrupt stays one).
+            if recorder.error is not None:
+                raise recorder.error from err
+            raise
+
+    atomic_write(path, write)
+
+
+class _WriteErrorRecorder:
+    """A binary file wrapper that remembers the exception its ``write`` raised."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._handle.write(data)
+        except BaseException as err:  # recorded for write_checkpoint, and re-raised
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._handle.flush()
 
 
 def read_checkpoint(
