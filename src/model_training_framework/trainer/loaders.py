@@ -9,6 +9,9 @@ no global RNG state is consumed by opening a loader. Inside worker processes eve
 Python, NumPy and torch from ``(base_seed, loader_idx, pass_idx, batch_idx)`` so random
 augmentations do not depend on where a run was resumed. Iterable datasets take part through the
 ``state_dict()``/``load_state_dict()`` protocol (torchdata's ``StatefulDataLoader`` as is).
+A pre-batched map-style dataset (``DataLoader(dataset, batch_size=None)``) returns a whole batch
+per item: its item order is planned the same way, one item per batch, and the item's index is
+the position (and what the data fingerprint records).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch.utils.data import (
 
 from ..errors import CheckpointError
 from .rng import derive_seed
+from .validation import count_samples
 
 __all__ = ["LoaderStream", "build_streams", "loader_length"]
 
@@ -73,6 +77,28 @@ def _rebuild_seeded_batch(items: list, seed: int) -> _SeededBatch:
     return batch
 
 
+class _SeededIndex(int):
+    """The index of a pre-batched item, carrying the seed its worker uses for this batch."""
+
+    seed: int
+
+    def __reduce__(self):  # keep the seed when the index is sent to a worker process
+        return (_rebuild_seeded_index, (int(self), self.seed))
+
+
+def _rebuild_seeded_index(index: int, seed: int) -> _SeededIndex:
+    item = _SeededIndex(index)
+    item.seed = seed
+    return item
+
+
+def _reseed_in_worker(seed: int | None) -> None:
+    if seed is not None and torch.utils.data.get_worker_info() is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+
 class _WorkerSeededDataset(Dataset):
     """Map-style wrapper: in a worker process, reseed all RNGs per batch before fetching it."""
 
@@ -85,14 +111,12 @@ class _WorkerSeededDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: Any) -> Any:
-        return self.dataset[index]
+        # only pre-batched items come here (one whole batch per index)
+        _reseed_in_worker(getattr(index, "seed", None))
+        return self.dataset[int(index)]
 
     def __getitems__(self, indices: Sequence[Any]) -> list:
-        seed = getattr(indices, "seed", None)
-        if seed is not None and torch.utils.data.get_worker_info() is not None:
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)
+        _reseed_in_worker(getattr(indices, "seed", None))
         if self._getitems is not None:
             return self._getitems(list(indices))
         return [self.dataset[i] for i in indices]
@@ -102,16 +126,22 @@ class _PassIndexSampler:
     """The batch sampler handed to our DataLoader: yields the batches of one pass from a start.
 
     ``__iter__`` snapshots the current plan, so a live iterator is never changed under it.
+
+    Args:
+        is_prebatched: yield one item index per batch (a DataLoader with ``batch_size=None``)
+            instead of a list of sample indices.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, is_prebatched: bool = False) -> None:
         self.batches: _PassBatches | None = None
         self.start = 0
+        self._is_prebatched = is_prebatched
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[Any]:
         batches, start = self.batches, self.start
         assert batches is not None, "a pass must be planned before iterating"
-        return map(batches.batch, range(start, len(batches)))  # no generator frame per batch
+        fetch = batches.item if self._is_prebatched else batches.batch
+        return map(fetch, range(start, len(batches)))  # no generator frame per batch
 
     def __len__(self) -> int:
         return 0 if self.batches is None else len(self.batches) - self.start
@@ -171,6 +201,15 @@ class _PassBatches:
         batch = _SeededBatch(indices)
         batch.seed = derive_seed(self._seed, k)
         return batch
+
+    def item(self, k: int) -> int:
+        """Batch ``k`` of a pre-batched dataset (one item per batch): the item's index."""
+        index = int(self._compute(k)[0])
+        if not self._seed_workers:
+            return index
+        item = _SeededIndex(index)
+        item.seed = derive_seed(self._seed, k)
+        return item
 
     def _compute(self, k: int) -> list[int]:
         if self._explicit is not None:
@@ -239,6 +278,8 @@ class LoaderStream:
         self.name = name
         self._base_seed = base_seed
         self._is_iterable = isinstance(loader.dataset, IterableDataset)
+        # batch_size=None: every item of the dataset is a whole batch
+        self._is_prebatched = loader.batch_sampler is None
         self._pass_idx = -1
         self._next_batch = 0
         self._iterator: Iterator[Any] | None = None
@@ -251,7 +292,7 @@ class LoaderStream:
             self._owned = loader
             self._index_sampler = None
         else:
-            self._index_sampler = _PassIndexSampler()
+            self._index_sampler = _PassIndexSampler(is_prebatched=self._is_prebatched)
             self._owned = self._build_loader(loader)
 
     # ------------------------------------------------------------------ construction
@@ -286,10 +327,12 @@ class LoaderStream:
         if loader.num_workers > 0:
             kwargs["prefetch_factor"] = loader.prefetch_factor
             kwargs["multiprocessing_context"] = loader.multiprocessing_context
-        if loader.batch_sampler is None:
-            raise ValueError(
-                f"train loader '{self.name}' has batch_size=None (no automatic batching); give it "
-                "a batch_size so the trainer can resume it by batch position"
+        if self._is_prebatched:
+            return DataLoader(
+                _WorkerSeededDataset(loader.dataset),
+                batch_size=None,
+                sampler=self._index_sampler,
+                **kwargs,
             )
         return DataLoader(
             _WorkerSeededDataset(loader.dataset), batch_sampler=self._index_sampler, **kwargs
@@ -303,6 +346,9 @@ class LoaderStream:
         seed = self._pass_seed(pass_idx)
         self._generator.manual_seed(seed)
         batch_sampler = self.loader.batch_sampler
+        if self._is_prebatched:  # one item per batch, in the order of the loader's sampler
+            indices = _sampler_indices(self.loader.sampler, self._generator, pass_idx)
+            return _PassBatches(indices, 1, False, seed, seed_workers=self.loader.num_workers > 0)
         if type(batch_sampler) is BatchSampler:
             indices = _sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
             return _PassBatches(
@@ -371,6 +417,13 @@ class LoaderStream:
     def batch_size_hint(self) -> int | None:
         """The configured batch size, used to count samples without inspecting batches."""
         return getattr(self.loader, "batch_size", None)
+
+    def num_samples(self, batch: Any, indices: Sequence[int] | None) -> int:
+        """Samples in a fetched batch: its sample indices, else the batch's leading dimension
+        (pre-batched items and iterable datasets), else the batch size."""
+        if indices is not None and not self._is_prebatched:
+            return len(indices)
+        return count_samples(batch, self.batch_size_hint())
 
     def rebase_seed(self, base_seed: int) -> None:
         """Use the run's data seed from a checkpoint (the sample order derives from it)."""

@@ -43,7 +43,7 @@ from .rng import restore_rng_state, seed_everything
 from .run import Run, build_schedule, prepare_run
 from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
 from .stepping import OptimizerStepper, parse_schedulers
-from .validation import count_samples, run_validation
+from .validation import run_validation
 
 __all__ = ["GenericTrainer"]
 
@@ -504,11 +504,7 @@ class GenericTrainer:
         self._guard.add_loss(loss)
         self._profiler.sync()
         t3 = time.perf_counter()
-        num_samples = (
-            len(indices)
-            if indices is not None
-            else count_samples(batch, run.streams[idx].batch_size_hint())
-        )
+        num_samples = run.streams[idx].num_samples(batch, indices)
         run.metrics.add(idx, numeric_items(outputs, loss), num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if run.has_batch_end_hooks:
