@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .checkpoint import CheckpointManager
 from .checks import check_loaders, check_optimizers, check_step_function, checked_loss
 from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
-from .devices import move_to_device
+from .devices import build_batch_mover
 from .distributed import DistributedContext, check_loader_lengths_agree, warn_unsharded_loaders
 from .early_stopping import EarlyStopping, MonitoredMetricsCheck
 from .failures import build_failure_watch
@@ -89,6 +89,7 @@ class GenericTrainer:
         self.device = self._dist.device_for(config.device)
         self._dist.setup(self.device)  # now, so users can build DistributedSamplers before fit
         self._module = model.to(self.device)
+        self._move_batch = build_batch_mover(self.device)
         self._forward_model: torch.nn.Module = self._module
         perf = config.performance
         self._precision = build_precision(perf.use_amp, perf.amp_dtype, self.device)
@@ -524,8 +525,7 @@ class GenericTrainer:
                 slot = run.schedule.mark_exhausted(slot.loader_idx)
                 if slot is None:
                     return None
-        if self.device.type != "cpu":
-            batch = move_to_device(batch, self.device)
+        batch = self._move_batch(batch)  # NOTE [device prefetch]; nothing on CPU
         indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
         run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
         return slot, batch, indices
