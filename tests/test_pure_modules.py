@@ -19,6 +19,7 @@ PURE_MODULES = [
     "trainer.schedule",
     "trainer.schedule_orders",
     "trainer.aggregation",
+    "trainer.config_diff",
     "config.grid",
     "config.distributions",
     "config.paths",

@@ -537,6 +537,7 @@ def test_sections_have_the_field_names_of_the_design_contract():
             "require_resumable_iterables",
             "record_data_fingerprint",
             "lock_run_directory",
+            "allow_schedule_changes_on_resume",
         },
         "hooks": {"hook_classes", "hook_configs", "continue_on_hook_error"},
     }

@@ -541,8 +541,10 @@ def test_warm_start_loads_weights_only_when_starting_fresh(tmp_path):
 def test_checkpoint_of_a_different_model_shape_is_a_clear_error(tmp_path):
     _trainer(_config(tmp_path)).fit([_loader()], max_epochs=1)
     model = torch.nn.Linear(3, 2)
-    with pytest.raises(CheckpointError, match="does not fit this model"):
+    with pytest.raises(CheckpointError, match="does not fit this run") as caught:
         _trainer(_config(tmp_path), model).fit([_loader()], max_epochs=2)
+    assert "model.weight: [1, 3] -> [2, 3]" in str(caught.value)
+    assert "model.bias: [1] -> [2]" in str(caught.value)
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_an_older_one(tmp_path, caplog):

@@ -565,6 +565,15 @@ class FaultToleranceConfig(ConfigModel):
             "filesystems that do not support locks; see docs/fault_tolerance.md)."
         ),
     )
+    allow_schedule_changes_on_resume: bool = Field(
+        default=False,
+        description=(
+            "Resuming a checkpoint whose run had other train_loader_config.dataloader_weights "
+            "or performance.gradient_accumulation_steps is an error before anything is "
+            "written; true continues with the new values from the resumed step (a warning "
+            "lists them)."
+        ),
+    )
 
 
 _PYTHON_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"

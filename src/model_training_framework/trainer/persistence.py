@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .resume_check import OPTIMIZER_HPARAMS_KEY
 from .rng import capture_rng_state
 
 __all__ = ["LoopCounters", "TrainerParts", "build_payload", "restore_payload"]
@@ -45,7 +46,11 @@ class TrainerParts:
 def build_payload(
     parts: TrainerParts, run: Any, counters: LoopCounters, config: dict[str, Any]
 ) -> dict[str, Any]:
-    """Collect the checkpoint payload (a collective under DDP: call it on every rank)."""
+    """Collect the checkpoint payload (a collective under DDP: call it on every rank).
+
+    ``config`` is the trainer config as the fit started; with the optimizers' hyperparameters
+    as they were built (``run.optimizer_hparams``) it lets a resume tell what changed.
+    """
     rank_state = {
         "rng": capture_rng_state(),
         "fingerprint": run.fingerprint.state_dict(),
@@ -80,6 +85,7 @@ def build_payload(
         "rng": [state["rng"] for state in per_rank],
         "hooks": parts.hooks.state_dict(),
         "config": config,
+        OPTIMIZER_HPARAMS_KEY: run.optimizer_hparams,
     }
 
 

@@ -45,6 +45,10 @@ class Run:
     last_train_log_step: int = 0  # the last step whose training metrics were logged
     start_step: int = 0  # global step this fit started (or resumed) at
     owns_run_directory: bool = False  # this fit took the run directory lock (releases it)
+    config_record: dict[str, Any] = field(default_factory=dict)  # the config as fit started
+    optimizer_hparams: list[list[dict]] = field(default_factory=list)  # as built, before resume
+    resume_point: tuple[Any, dict[str, Any]] | None = None  # (path, payload) to resume from
+    resume_diff: Any = None  # config_diff.ResumeDiff against the checkpoint's run
     epoch_fresh: bool = True
     window_size: int = 0
     last_loader: int = 0

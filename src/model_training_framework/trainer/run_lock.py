@@ -173,7 +173,7 @@ class RunDirectoryLock:
     Example:
         >>> lock = RunDirectoryLock(run_dir)   # doctest: +SKIP
         >>> lock.acquire()                     # doctest: +SKIP
-        >>> ...                                # train
+        >>> ...                                # train   # doctest: +SKIP
         >>> lock.release()                     # doctest: +SKIP
     """
 

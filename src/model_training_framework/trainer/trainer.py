@@ -39,6 +39,7 @@ from .profiling import NullProfiler, TraceWindow, build_profiler
 from .progress import ProgressDisplay, build_progress_display
 from .results import FitResult, FitStatus, WarmStartResult
 from .resume import find_checkpoint, warm_start
+from .resume_check import WEIGHTS_KEY, RunFacts, check_resume, optimizer_hyperparameters
 from .rng import restore_rng_state, seed_everything
 from .run import Run, build_schedule, prepare_run
 from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
@@ -257,11 +258,15 @@ class GenericTrainer:
             [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
         )
         check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
-        run.owns_run_directory = self._take_run_directory()  # before anything is written
+        run.config_record = _plain_config(self.config)
+        run.optimizer_hparams = optimizer_hyperparameters(self.optimizers)
+        # Ownership, the checkpoint to resume and its fit with this run: all before any write.
+        run.owns_run_directory = self._take_run_directory()
+        self._find_resume_point(run, resume_from_checkpoint)
         self._wrap_model(run)
         self._open(run)
         with self._preemption:
-            self._restore_or_start(run, resume_from_checkpoint)
+            self._restore_or_start(run)
             self._open_logger(run)
             self._hooks.call("on_train_start", self)
             status = self._train(run)
@@ -392,17 +397,44 @@ class GenericTrainer:
         self._run = run
 
     # ------------------------------------------------------------------ resume
-    def _restore_or_start(self, run: Run, resume_from: str | Path | None) -> None:
-        found = find_checkpoint(
-            run.checkpoints,
+    def _find_resume_point(self, run: Run, resume_from: str | Path | None) -> None:
+        """Choose the checkpoint to resume (if any) and check that it fits this run; reads
+        only, so a refused resume writes nothing."""
+        reader = CheckpointManager(self.config.checkpoint, self.run_dir, is_rank_zero=False)
+        run.resume_point = find_checkpoint(
+            reader,
             self._dist,
             resume_from,
             auto_resume=self.config.preemption.resume_from_latest_symlink,
             run_dir=self.run_dir,
         )
-        if found is not None:
-            path, payload = found
+        if run.resume_point is None:
+            return
+        path, payload = run.resume_point
+        current = RunFacts(
+            config=run.config_record,
+            model_state=self._module.state_dict(),
+            optimizer_layout=[[len(g["params"]) for g in o.param_groups] for o in self.optimizers],
+            optimizer_hparams=run.optimizer_hparams,
+            world_size=self._dist.world_size,
+            loader_names=run.names,
+            loader_lengths=list(run.schedule.lengths),
+        )
+        allow = self.config.fault_tolerance.allow_schedule_changes_on_resume
+        run.resume_diff = self._dist.rank_zero_call(
+            lambda: check_resume(
+                path, RunFacts.from_payload(payload), current, allow_schedule_changes=allow
+            )
+        )
+
+    def _restore_or_start(self, run: Run) -> None:
+        if run.resume_point is not None:
+            path, payload = run.resume_point
             self._load_payload(run, payload)
+            weighted = run.schedule.strategy is SamplingStrategy.WEIGHTED
+            if weighted and run.resume_diff.changed(WEIGHTS_KEY):
+                # allowed (else check_resume refused): the new weights replace the restored ones
+                run.schedule.update_weights(self.config.train_loader_config.dataloader_weights)
             run.checkpoint_path = path
             run.start_step = run.last_saved_step = run.last_train_log_step = self.global_step
             return
@@ -419,7 +451,7 @@ class GenericTrainer:
             self.config.logging,
             self.run_dir,
             is_rank_zero=self._dist.is_rank_zero,
-            hparams=_plain_config(self.config),
+            hparams=run.config_record,
             start_step=run.start_step,
         )
         if run.checkpoint_path is None:
@@ -729,7 +761,7 @@ class GenericTrainer:
         counters = LoopCounters(
             self.global_step, self.current_epoch, self.skipped_nonfinite, self._last_metrics
         )
-        return build_payload(self._parts(), run, counters, _plain_config(self.config))
+        return build_payload(self._parts(), run, counters, run.config_record)
 
     # ------------------------------------------------------------------ finishing
     def _finish(self, run: Run, status: FitStatus) -> FitResult:
