@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -195,3 +196,41 @@ def test_train_on_a_run_directory_owned_by_a_live_process_is_refused_writing_not
         assert f"run directory {run_dir} is owned by a live process" in err
         assert sorted(path.name for path in run_dir.iterdir()) == before == [".lock"]
         assert (run_dir / ".lock").read_bytes() == lock_record
+
+
+def test_train_rerun_with_a_changed_learning_rate_warns_naming_it(project, caplog):
+    config = project.write_config(training={"max_epochs": 1})
+    assert main(["train", str(config)]) == 0
+
+    with caplog.at_level(logging.WARNING, logger="model_training_framework.trainer.resume_check"):
+        assert main(["train", str(config), "--set", "optimizer.lr=0.05"]) == 0
+
+    assert "optimizers[0].param_groups[0].lr: 0.01 -> 0.05" in caplog.text
+
+
+def test_train_rerun_with_a_changed_width_is_refused_listing_the_shapes(project, capsys):
+    config = project.write_config(training={"max_epochs": 1})
+    assert main(["train", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["train", str(config), "--set", "model.hidden=16"]) == EXIT_ERROR
+
+    err = capsys.readouterr().err
+    assert "does not fit this run; nothing was written" in err
+    assert "model.0.weight: [8, 4] -> [16, 4]" in err and "model.2.weight: [1, 8] -> [1, 16]" in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="#20 item 4: run_experiment writes experiment.yaml and status.json before fit's checks",
+)
+def test_train_rerun_with_a_changed_width_changes_no_file(project):
+    config = project.write_config(training={"max_epochs": 1})
+    assert main(["train", str(config)]) == 0
+    files = sorted(p for p in project.run_dir().rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+
+    assert main(["train", str(config), "--set", "model.hidden=16"]) == EXIT_ERROR
+
+    files = sorted(p for p in project.run_dir().rglob("*") if p.is_file())
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
