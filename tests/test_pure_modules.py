@@ -26,6 +26,7 @@ PURE_MODULES = [
     "config.naming",
     "slurm.template",
     "slurm.parsing",
+    "slurm.launch",
 ]
 # errors.py is imported by PURE modules for their exception types; it must be stdlib-only too.
 ALLOWED_PACKAGE_MODULES = {f"{PACKAGE}.{name}" for name in PURE_MODULES} | {f"{PACKAGE}.errors"}

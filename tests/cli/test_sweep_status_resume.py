@@ -45,6 +45,27 @@ def test_dry_run_writes_every_experiment_and_shows_the_job_script(project, capsy
     assert not (project.root / "runs").exists()  # nothing trained
 
 
+def test_dry_run_shows_exec_for_one_task_and_srun_for_more(project, capsys):
+    grid = _grid(project)
+    grid_dict = yaml.safe_load(grid.read_text())
+    grid_dict["parameters"]["slurm.ntasks_per_node"] = [1, 2]
+    grid.write_text(yaml.safe_dump(grid_dict), encoding="utf-8")
+
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    scripts = {}
+    for line in out.splitlines():
+        if line.strip().endswith(("(launch: exec)", "(launch: srun)")):
+            path, _, launch = line.strip().partition("  ")
+            scripts[launch] = (project.root / path).read_text() if path else ""
+    assert set(scripts) == {"(launch: exec)", "(launch: srun)"}, out
+    single, multi = scripts["(launch: exec)"], scripts["(launch: srun)"]
+    assert "\nexec " in single and "\nsrun " not in single
+    assert "\nsrun " in multi and "\nexec " not in multi
+    assert "trap 'kill -USR1 \"$mtf_srun_pid\" 2>/dev/null || true' USR1" in multi
+
+
 @pytest.mark.slow  # two subprocesses importing torch
 def test_local_sweep_runs_every_experiment_and_status_reports_them(project, capsys):
     grid = _grid(project)

@@ -94,7 +94,7 @@ class FaultyDataset(TensorDataset):
 
 
 class RankShard(IterableDataset):
-    """An iterable loader whose shards differ in length across ranks (resumable)."""
+    """An iterable loader without a length whose shards differ across ranks (resumable)."""
 
     def __init__(self, data: TensorDataset, rank: int, num_items: int) -> None:
         self.data, self.items, self.pos = data, list(range(rank, num_items, 2)), 0
@@ -214,6 +214,11 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
             dataloader_names=["a", "b"],
             dataloader_weights=[2.0, 1.0] if weighted else None,
             alternating_pattern=[0, 0, 1] if args.strategy == "alternating" else None,
+            **(
+                {"epoch_length_policy": "fixed_num_steps", "steps_per_epoch": 9}
+                if args.iterable
+                else {}
+            ),
         ),
         per_loader_optimizer_id=[0, 1],
         checkpoint=checkpoint_section(args),

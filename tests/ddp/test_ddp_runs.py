@@ -259,3 +259,65 @@ def test_a_failed_rank_that_stays_alive_does_not_hang_its_peers(tmp_path):
     log = run.output()
     assert "rank 1 failed: InjectedFailure" in log, log[-4000:]
     assert "rank 0 stops: rank 1 failed: InjectedFailure" in log, log[-4000:]
+
+
+# Every decision that leads to a collective, exercised where it used to split the ranks: each
+# run must end with exit code 0 on both ranks and bit-identical parameters across ranks.
+DECISION_RUNS = {
+    "step_save_on_last_step": ["--save-every", "5"],  # 10 steps: saves at 5 and 10
+    "max_steps_on_a_save": ["--save-every", "3", "--max-steps", "6"],
+    "sequential": ["--strategy", "sequential", "--default-checkpoint"],
+    "round_robin": ["--strategy", "round_robin", "--default-checkpoint", "--shuffle"],
+    "weighted": ["--strategy", "weighted", "--default-checkpoint", "--save-every", "3"],
+    "alternating": ["--strategy", "alternating", "--default-checkpoint", "--save-every", "4"],
+    "partial_window": ["--accum", "4", "--save-every-epochs", "1", "--save-every", "2"],
+    "step_validation": ["--default-checkpoint", "--val-every-steps", "2"],
+    "early_stopping": ["--default-checkpoint", "--val-every-steps", "2", "--early-stop", "1"],
+    "time_trigger": ["--save-every-minutes", "0.0005", "--slow-ms", "10"],
+    "nonfinite_skip_on_one_rank": ["--default-checkpoint", "--nonfinite-skip", "1:3"],
+    "uneven_iterable": ["--default-checkpoint", "--iterable"],
+}
+
+
+@pytest.fixture(scope="module")
+def decision_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_decisions")
+    launched = {}
+    for name, args in DECISION_RUNS.items():
+        launched[name] = launch(out, name, "--epochs", "2", *args)
+    for run in launched.values():
+        run.wait(timeout=180)
+    return launched
+
+
+@pytest.mark.parametrize("name", list(DECISION_RUNS))
+def test_every_rank_ends_cleanly_with_identical_parameters(decision_runs, name):
+    run = decision_runs[name]
+    assert run.proc.returncode == 0, run.output()[-4000:]
+    rank0, _ = _assert_ranks_identical(run)
+    assert rank0["status"] == ("early_stopped" if name == "early_stopping" else "completed")
+    assert run.checkpoint_steps()[-1] == rank0["global_step"], "the last step is saved"
+
+
+def test_early_stopping_stops_before_the_last_step(decision_runs):
+    early, full = (
+        decision_runs["early_stopping"].final(0),
+        decision_runs["step_validation"].final(0),
+    )
+    assert early["global_step"] == 4 < full["global_step"]  # 2nd validation; patience 1
+
+
+def test_time_trigger_saved_between_step_and_epoch_saves(decision_runs):
+    assert len(decision_runs["time_trigger"].checkpoint_steps()) == 2  # max_checkpoints
+    assert "saved checkpoint" in decision_runs["time_trigger"].output()
+
+
+def test_a_nonfinite_step_on_one_rank_is_skipped_on_both(decision_runs):
+    rank0, rank1 = (decision_runs["nonfinite_skip_on_one_rank"].final(r) for r in (0, 1))
+    assert rank0["metrics"]["train/skipped_nonfinite"] == 1.0
+    assert rank1["metrics"]["train/skipped_nonfinite"] == 1.0
+
+
+def test_an_iterable_loader_that_runs_dry_on_one_rank_ends_the_pass_on_both(decision_runs):
+    run = decision_runs["uneven_iterable"]
+    assert "train loader 'b' ran dry on another rank: rank 0 drops" in run.output()

@@ -17,6 +17,7 @@ import pytest
 
 from model_training_framework.slurm import parsing as parsing_module
 from model_training_framework.slurm import template as template_module
+from model_training_framework.slurm.launch import launch_lines
 from model_training_framework.slurm.template import (
     Directives,
     SBATCHTemplateEngine,
@@ -58,6 +59,8 @@ def _context(**overrides: object) -> dict[str, object]:
         ),
     }
     context.update(overrides)
+    num_tasks = int(context["NODES"]) * int(context["NTASKS_PER_NODE"])  # type: ignore[call-overload]
+    context.setdefault("LAUNCH", launch_lines(context["COMMAND"], num_tasks))  # type: ignore[arg-type]
     return context
 
 

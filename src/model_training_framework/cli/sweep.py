@@ -70,9 +70,9 @@ def _print_plan(search: Any, result: Any) -> None:
 def _dry_run(launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None) -> int:
     result = launcher.submit_experiment_batch(experiments, None, max_concurrent, dry_run=True)
     _print_plan(search, result)
-    print("job scripts (not submitted):")
+    print("job scripts (not submitted; launch: exec for one task, srun for more):")
     for item in result.results:
-        print(f"  {item.script_path}")
+        print(f"  {item.script_path}  (launch: {item.launch})")
     first = result.results[0].script_path
     print(f"\n--- {first} ---")
     print(first.read_text(encoding="utf-8"), end="")

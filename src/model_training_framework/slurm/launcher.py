@@ -44,6 +44,7 @@ from model_training_framework.slurm.experiments import (
     prepare_experiment_dirs,
     to_experiment_specs,
 )
+from model_training_framework.slurm.launch import launch_lines, launch_mode
 from model_training_framework.slurm.snapshot import (
     CodeVersion,
     take_snapshot,
@@ -103,6 +104,8 @@ class ExperimentSubmission:
             when not submitted (dry run or failure).
         error: why submission (or, locally, the run) failed; None on success.
         exit_code: local runs only: the process exit status.
+        launch: how the job script starts the command: ``"exec"`` (one task in total) or
+            ``"srun"`` (more); None for the local runner.
     """
 
     experiment_name: str
@@ -111,6 +114,7 @@ class ExperimentSubmission:
     job_id: str | None = None
     error: str | None = None
     exit_code: int | None = None
+    launch: str | None = None
 
     @property
     def is_success(self) -> bool:
@@ -218,9 +222,7 @@ class SLURMLauncher:
             ValueError: an invalid experiment name or slurm section (before any file is written).
         """
         (prepared,) = self._prepare([experiment], script_path, dry_run)
-        result = ExperimentSubmission(
-            prepared.spec.name, prepared.paths.experiment_dir, prepared.paths.script_path
-        )
+        result = _submission(prepared)
         if not dry_run:
             result.job_id = self.commands.sbatch(prepared.paths.script_path)
             logger.info("submitted %s as job %s", prepared.spec.name, result.job_id)
@@ -253,10 +255,7 @@ class SLURMLauncher:
                 f"max_concurrent must be a positive int or None, got {max_concurrent!r}"
             )
         prepared = self._prepare(experiments, script_path, dry_run)
-        results = [
-            ExperimentSubmission(item.spec.name, item.paths.experiment_dir, item.paths.script_path)
-            for item in prepared
-        ]
+        results = [_submission(item) for item in prepared]
         outcome = BatchSubmissionResult(results, is_dry_run=dry_run)
         for indices in _group_by_resources(prepared).values():
             self._submit_array(
@@ -320,6 +319,16 @@ class SLURMLauncher:
                 "script_path is None but the template or command uses SCRIPT_PATH; pass the training script path"
             )
         slurm = spec.slurm
+        command = ShellCommand([word.format_map(words) for word in self.command])
+        num_tasks = _num_tasks(spec)
+        if num_tasks > 1 and "LAUNCH" not in self.engine.placeholders:
+            logger.warning(
+                "experiment %s asks for %d tasks but template %s has no {{LAUNCH}} line: "
+                "start the command with srun yourself, or sbatch runs it once",
+                spec.name,
+                num_tasks,
+                self.engine.source,
+            )
         context: dict[str, object] = {
             "JOB_NAME": spec.name,
             "EXPERIMENT_NAME": spec.name,
@@ -343,7 +352,8 @@ class SLURMLauncher:
             "QOS": slurm["qos"] or "",
             "SIGNAL_GRACE_S": slurm["signal_grace_s"],
             "EXTRA_DIRECTIVES": Directives(slurm["extra_directives"] or []),
-            "COMMAND": ShellCommand([word.format_map(words) for word in self.command]),
+            "COMMAND": command,
+            "LAUNCH": launch_lines(command, num_tasks),
             **self.extra_context,
         }
         return self.engine.render(context)
@@ -382,6 +392,19 @@ class SLURMLauncher:
         for task_idx, result in enumerate(results):
             result.job_id = f"{array_id}_{task_idx}"
         logger.info("submitted %d experiments as job array %s", len(prepared), array_id)
+
+
+def _num_tasks(spec: ExperimentSpec) -> int:
+    return spec.slurm["nodes"] * spec.slurm["ntasks_per_node"]
+
+
+def _submission(item: _Prepared) -> ExperimentSubmission:
+    return ExperimentSubmission(
+        item.spec.name,
+        item.paths.experiment_dir,
+        item.paths.script_path,
+        launch=launch_mode(_num_tasks(item.spec)),
+    )
 
 
 def _option_name(directive: str) -> str:

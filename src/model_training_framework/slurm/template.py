@@ -14,7 +14,9 @@ is written:
   the template is loaded (the quoting would be wrong there): write ``cd {{CODE_DIR}}``, not
   ``cd "{{CODE_DIR}}"``.
 - a line holding only a placeholder whose value is :class:`Directives` expands to one
-  ``#SBATCH <item>`` line per item (``{{EXTRA_DIRECTIVES}}``).
+  ``#SBATCH <item>`` line per item (``{{EXTRA_DIRECTIVES}}``); one whose value is
+  :class:`ShellLines` expands to those lines of shell code, written by the launcher itself
+  (``{{LAUNCH}}``).
 
 Example:
     >>> engine = SBATCHTemplateEngine("#SBATCH --job-name={{JOB_NAME}}\\necho {{MSG}} $HOME\\n")
@@ -39,6 +41,7 @@ __all__ = [
     "Directives",
     "SBATCHTemplateEngine",
     "ShellCommand",
+    "ShellLines",
     "TemplateError",
     "default_template_text",
     "sbatch_directives",
@@ -102,6 +105,26 @@ class Directives:
         object.__setattr__(self, "items", tuple(cleaned))
 
 
+@dataclass(frozen=True)
+class ShellLines:
+    """Lines of shell code that the launcher composed itself (user values inside are already
+    quoted), inserted as they are where a placeholder stands alone on its line.
+
+    Args:
+        lines: one line per item; none may contain a newline.
+    """
+
+    lines: tuple[str, ...]
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        if isinstance(lines, str):
+            raise TypeError(f"ShellLines expects a list of lines, got the string {lines!r}")
+        for line in lines:
+            if "\n" in line or "\r" in line:
+                raise TemplateError(f"shell line {line!r} contains a newline; give one per item")
+        object.__setattr__(self, "lines", tuple(lines))
+
+
 def default_template_text() -> str:
     """Return the text of the built-in template ``slurm/templates/default.sbatch.sh``.
 
@@ -161,7 +184,7 @@ class SBATCHTemplateEngine:
 
         Args:
             context: placeholder name -> value (str, int, float, Path, :class:`ShellCommand`,
-                :class:`Directives`); extra names are ignored.
+                :class:`Directives`, :class:`ShellLines`); extra names are ignored.
 
         Returns:
             The rendered script.
@@ -269,6 +292,9 @@ def _render_line(line: str, kind: str, context: Mapping[str, object], line_no: i
         if isinstance(value, Directives):
             ending = "\n" if line.endswith("\n") else ""
             return "".join(f"{_DIRECTIVE_PREFIX} {item}\n" for item in value.items) or ending
+        if isinstance(value, ShellLines):
+            indent = line[: len(line) - len(line.lstrip())]
+            return "".join(f"{indent}{text}\n" for text in value.lines)
         kind = _COMMAND
     is_empty = False
 
@@ -286,6 +312,11 @@ def _render_line(line: str, kind: str, context: Mapping[str, object], line_no: i
 
 
 def _format_value(name: str, value: object, kind: str, line_no: int) -> str:
+    if isinstance(value, ShellLines):
+        raise TemplateError(
+            f"line {line_no}: {{{{{name}}}}} holds lines of shell code and must stand alone on "
+            "its line"
+        )
     if isinstance(value, Directives):
         raise TemplateError(
             f"line {line_no}: {{{{{name}}}}} holds #SBATCH directives and must stand alone on its line"

@@ -29,10 +29,12 @@ from torch.utils.data import DistributedSampler, IterableDataset
 from .loaders import loader_length
 
 __all__ = [
+    "AgreedError",
     "DistributedContext",
     "Launch",
     "RankFailedError",
     "RankZeroError",
+    "RanksDisagreeError",
     "check_loader_lengths_agree",
     "detect_launch",
     "has_distributed_sampler",
@@ -47,8 +49,18 @@ T = TypeVar("T")
 _PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=30)
 
 
-class RankFailedError(RuntimeError):
+class AgreedError(Exception):
+    """An error that every rank raises together, decided through one collective (so there is
+    nothing to announce to the other ranks)."""
+
+
+class RankFailedError(AgreedError, RuntimeError):
     """Raised on the other ranks when a step failed on one rank; the message names that rank."""
+
+
+class RanksDisagreeError(AgreedError, ValueError):
+    """Raised on every rank when the ranks were given different inputs (loader lengths, fit
+    arguments, metric keys)."""
 
 
 class RankZeroError(RankFailedError):
@@ -225,8 +237,8 @@ class DistributedContext:
         """Element-wise sum of ``values`` over all ranks.
 
         Raises:
-            ValueError: on every rank, when the ranks passed lists of different lengths (they
-                accumulated different loaders or metric keys); nothing is summed then.
+            RanksDisagreeError: on every rank, when the ranks passed lists of different lengths
+                (they accumulated different loaders or metric keys); nothing is summed then.
         """
         if not self.is_distributed:
             return list(values)
@@ -302,6 +314,9 @@ class DistributedContext:
     def all_ranks_call(self, fn: Callable[[], T]) -> list[T]:
         """Run ``fn`` on every rank and return every rank's result, in rank order.
 
+        ``fn`` itself must not run a collective: if it failed on one rank before that
+        collective, the others would wait in it.
+
         One ``all_gather_object`` carries each rank's result or error, so when ``fn`` raises on
         any rank, every rank raises: the failing rank its own error, the others
         :class:`RankFailedError` naming the first failing rank and its message. Results must be
@@ -341,7 +356,7 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         longest, shortest = int(tensor[0]), -int(tensor[1])
         if longest != shortest:
-            raise ValueError(
+            raise RanksDisagreeError(
                 f"metric reduction across ranks got lists of {shortest} to {longest} values "
                 f"(rank {self.rank} has {length}); every rank must run the same loaders and its "
                 "step functions must return the same metric keys on every rank"
@@ -364,21 +379,38 @@ def _local_rank() -> int:
 
 
 def check_loader_lengths_agree(
-    dist_context: DistributedContext, loaders: Sequence[Any], names: Sequence[str]
+    dist_context: DistributedContext,
+    loaders: Sequence[Any],
+    names: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
-    """Every rank must see the same number of batches per train loader (same schedule).
+    """Every rank must see the same number of batches per train loader (same schedule) and
+    the same ``settings`` (what else steers the loop: ``fit``'s limits, validation lengths).
+
+    One ``all_gather_object``, once per ``fit``.
 
     Raises:
-        ValueError: on every rank, naming the first loader whose lengths differ.
+        RanksDisagreeError: on every rank, naming the first loader or setting that differs.
     """
-    all_lengths = dist_context.gather_objects([loader_length(loader) for loader in loaders])
+    settings = dict(settings or {})
+    gathered = dist_context.gather_objects(
+        ([loader_length(loader) for loader in loaders], settings)
+    )
     for idx, name in enumerate(names):
-        per_rank = [rank_lengths[idx] for rank_lengths in all_lengths]
+        per_rank = [rank_lengths[idx] for rank_lengths, _ in gathered]
         if len(set(per_rank)) > 1:
-            raise ValueError(
+            raise RanksDisagreeError(
                 f"train loader '{name}' has different lengths on different ranks ({per_rank}); "
                 "every rank must follow the same schedule: use a DistributedSampler (drop_last "
                 "or padding) so each rank gets equal batches"
+            )
+    for key in settings:
+        per_rank = [rank_settings[key] for _, rank_settings in gathered]
+        if any(value != per_rank[0] for value in per_rank):
+            raise RanksDisagreeError(
+                f"{key} differs across ranks ({per_rank}); every rank must take the same "
+                "decisions: call fit() with the same arguments on every rank and give "
+                "validation loaders a DistributedSampler so each rank gets equal batches"
             )
 
 

@@ -16,7 +16,7 @@ plain ``srun`` (no launcher has to help):
    :class:`RankFailedError` naming rank R; if it is still inside ``fit`` after a grace period
    (NCCL, or a failing rank that does not exit), the watcher ends the process with exit code 1.
 
-Errors that every rank already raises together (:class:`RankFailedError` from an agreed
+Errors that every rank already raises together (an :class:`AgreedError`, decided through a
 collective) are not announced again. The process-group timeout stays the last resort.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from torch.distributed import DistError as _DistError
 
-from .distributed import RankFailedError
+from .distributed import AgreedError, RankFailedError
 
 __all__ = ["FailureWatch", "NullFailureWatch", "build_failure_watch"]
 
@@ -131,7 +131,7 @@ class FailureWatch:
         from torch.distributed) becomes a :class:`RankFailedError` naming that rank; any other
         error keeps its type and gets a note naming it.
         """
-        if isinstance(error, RankFailedError):
+        if isinstance(error, AgreedError):
             self._acknowledge()  # every rank raises it together already: nothing to announce
             return error
         mine = f"rank {self._rank} failed: {type(error).__name__}: {error}"

@@ -414,6 +414,11 @@ class LoaderStream:
             return None
         return self._batches.indices(batch_idx)
 
+    @property
+    def is_iterable(self) -> bool:
+        """Whether the loader wraps an IterableDataset (its pass ends when it runs dry)."""
+        return self._is_iterable
+
     def batch_size_hint(self) -> int | None:
         """The configured batch size, used to count samples without inspecting batches."""
         return getattr(self.loader, "batch_size", None)

@@ -40,10 +40,13 @@ def find_checkpoint(
 
     Rank 0 chooses, so every rank loads the same file, and an error on rank 0 reaches every
     rank (no rank is left waiting in a collective).
+    Every rank then loads the file, and a rank that cannot (say, the file is missing on
+    its node) stops every rank.
 
     Raises:
         CheckpointError: ``"latest"`` was asked for but the run has no checkpoint, or the file
             cannot be loaded.
+        RankFailedError: another rank could not load it.
     """
     explicit = resume_from is not None and str(resume_from) != LATEST
     if resume_from is None and not auto_resume:
@@ -65,11 +68,11 @@ def find_checkpoint(
     if own is not None:
         if explicit and dist.is_rank_zero:
             _warn_initial_checkpoint_not_used(Path(resume_from), Path(own), run_dir)
-        return chosen if chosen is not None else (Path(own), manager.load(own))
+        return Path(own), _load_everywhere(manager, dist, own, chosen)
     if explicit:
         if damaged:
             logger.warning("using resume_from_checkpoint=%s because %s", resume_from, damaged)
-        return Path(resume_from), manager.load(resume_from)
+        return Path(resume_from), _load_everywhere(manager, dist, resume_from, None)
     if resume_from is not None:
         raise CheckpointError(
             f"resume_from_checkpoint='latest' but {run_dir} has no checkpoint; drop the "
@@ -93,6 +96,19 @@ def _warn_initial_checkpoint_not_used(initial: Path, own: Path, run_dir: Path) -
         initial,
         run_dir,
     )
+
+
+def _load_everywhere(
+    manager: Any, dist: Any, path: str | Path, chosen: tuple[Path, dict[str, Any]] | None
+) -> dict[str, Any]:
+    """Load ``path`` on every rank (rank 0 may have it already); one collective agrees."""
+    payloads: list[dict[str, Any]] = []
+
+    def load() -> None:
+        payloads.append(chosen[1] if chosen is not None else manager.load(path))
+
+    dist.all_ranks_call(load)
+    return payloads[0]
 
 
 def warm_start(

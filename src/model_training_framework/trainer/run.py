@@ -51,6 +51,7 @@ class Run:
     resume_diff: Any = None  # config_diff.ResumeDiff against the checkpoint's run
     epoch_fresh: bool = True
     window_size: int = 0
+    is_window_synced: bool = False  # its last micro-batch all-reduced gradients (DDP)
     last_loader: int = 0
     last_log_time: float = field(default_factory=time.perf_counter)
 

@@ -252,17 +252,27 @@ class GenericTrainer:
                 if run is not None and run.owns_run_directory:
                     self._release_run_directory()
 
-    def _fit(self, run: Run, resume_from_checkpoint: str | Path | None) -> FitResult:
+    def _fit(self, run: Run, resume_from: str | Path | None) -> FitResult:
         warn_unsharded_loaders(
             self._dist,
             [("train", run.train_loaders, run.names), ("val", run.val_loaders, run.val_names)],
         )
-        check_loader_lengths_agree(self._dist, run.train_loaders, run.names)
+        check_loader_lengths_agree(
+            self._dist,
+            run.train_loaders,
+            run.names,
+            {
+                "validation loader lengths": [loader_length(v) for v in run.val_loaders],
+                "max_epochs": run.max_epochs,
+                "max_steps": run.max_steps,
+                "resume_from_checkpoint": None if resume_from is None else str(resume_from),
+            },
+        )
         run.config_record = _plain_config(self.config)
         run.optimizer_hparams = optimizer_hyperparameters(self.optimizers)
         # Ownership, the checkpoint to resume and its fit with this run: all before any write.
         run.owns_run_directory = self._take_run_directory()
-        self._find_resume_point(run, resume_from_checkpoint)
+        self._find_resume_point(run, resume_from)
         self._wrap_model(run)
         self._open(run)
         with self._preemption:
@@ -517,9 +527,16 @@ class GenericTrainer:
         if run.has_batch_start_hooks:
             self._hooks.call("on_train_batch_start", self, batch, batch_idx, idx, name)
         run.window_size += 1
-        closes = run.window_size == run.grad_accum
+        # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients;
+        # the epoch's last planned batch closes a partial window the same way, so DDP's own
+        # bookkeeping of no_sync passes ends with it (a window cut short by a loader that ran
+        # dry is all-reduced by hand instead).
+        closes = (
+            run.window_size == run.grad_accum
+            or run.schedule_position() == run.schedule.epoch_length()
+        )
+        run.is_window_synced = closes
         t1 = time.perf_counter()
-        # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients.
         with _NO_CONTEXT if closes or not run.is_distributed else self._forward_model.no_sync():
             outputs = self._precision.run_step(
                 self._training_step, self, batch, batch_idx, idx, name
@@ -551,22 +568,39 @@ class GenericTrainer:
         while True:
             stream: LoaderStream = run.streams[slot.loader_idx]
             try:
-                batch = stream.fetch(slot.pass_idx, slot.batch_idx)
-                break
+                batch, ran_dry = stream.fetch(slot.pass_idx, slot.batch_idx), False
             except StopIteration:
-                slot = run.schedule.mark_exhausted(slot.loader_idx)
-                if slot is None:
-                    return None
+                ran_dry = True
+            if stream.is_iterable and run.is_distributed:
+                ran_dry = self._agree_ran_dry(stream, ran_dry)
+            if not ran_dry:
+                break
+            slot = run.schedule.mark_exhausted(slot.loader_idx)
+            if slot is None:
+                return None
         batch = self._move_batch(batch)  # NOTE [device prefetch]; nothing on CPU
         indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
         run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
         return slot, batch, indices
 
+    def _agree_ran_dry(self, stream: LoaderStream, ran_dry: bool) -> bool:
+        """An iterable loader ends its pass on every rank as soon as it runs dry on one (one
+        small all-reduce per batch of an iterable loader); the others drop the batch they got."""
+        agreed = bool(self._dist.reduce_max(int(ran_dry)))
+        if agreed and not ran_dry:
+            logger.warning(
+                "train loader '%s' ran dry on another rank: rank %d drops the rest of its pass "
+                "(give every rank an equal shard to use all its data)",
+                stream.name,
+                self._dist.rank,
+            )
+        return agreed
+
     def _optimizer_step(self, run: Run, loader_idx: int) -> None:
         opt_idx = run.optimizer_ids[loader_idx]
         t0 = time.perf_counter()
-        if run.is_distributed and run.window_size < run.grad_accum:
-            self._all_reduce_gradients()  # a partial window at epoch end ran under no_sync
+        if run.is_distributed and not run.is_window_synced:
+            self._all_reduce_gradients()  # a window cut short ran under no_sync
         if not self._stepper.step(
             opt_idx,
             self.global_step + 1,
@@ -575,7 +609,7 @@ class GenericTrainer:
             after_clip=lambda norm: self._hooks.call("on_gradient_clip", self, opt_idx, norm),
         ):
             self.skipped_nonfinite += 1
-        run.window_size = 0
+        run.window_size, run.is_window_synced = 0, False
         self.global_step += 1
         self._hooks.call("on_after_optimizer_step", self, opt_idx)
         run.trace.at_step(self.global_step)
@@ -638,9 +672,8 @@ class GenericTrainer:
     ) -> FitStatus | None:
         """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
         early_stop = False
-        if (
-            metrics and run.early_stopping.enabled
-        ):  # metrics are logged at the same steps on every rank
+        # The monitored metric is logged at the same steps on every rank, reduced over ranks.
+        if run.early_stopping.enabled and run.early_stopping.metric in metrics:
             early_stop = bool(self._dist.reduce_max(int(run.early_stopping.update(metrics))))
         request = self._preemption.agreed_request()
         should_save = run.checkpoints.should_save(
@@ -767,7 +800,7 @@ class GenericTrainer:
     def _finish(self, run: Run, status: FitStatus) -> FitResult:
         if status == FitStatus.COMPLETED and run.last_saved_step != self.global_step:
             self._save_checkpoint(run, preempted=False)
-        run.checkpoints.wait()
+        self._dist.all_ranks_call(run.checkpoints.wait)  # an async save's error reaches all
         summary = self._profiler.summary() if self.global_step > run.start_step else ""
         if summary and self._dist.is_rank_zero:
             logger.info("%s", summary)

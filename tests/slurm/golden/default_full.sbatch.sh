@@ -16,8 +16,9 @@
 #SBATCH --cpus-per-task=2
 #SBATCH --mem=4G
 #SBATCH --time=01:00:00
-# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit; the
-# training process is exec'd below, so it is the one that receives it, checkpoints and requeues.
+# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit. One task:
+# the training process is exec'd below, so it receives it itself. More tasks: the batch shell
+# starts them with srun and forwards the signal; they checkpoint and rank 0 requeues.
 #SBATCH --signal=B:USR1@120
 #SBATCH --requeue
 #SBATCH --exclusive
@@ -31,5 +32,17 @@ export PYTHONPATH=/runs/.mtf_code/abc/code${PYTHONPATH:+:$PYTHONPATH}
 # Run from the code snapshot taken at submission, never from the live working tree.
 cd /runs/.mtf_code/abc/code
 echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
-# COMMAND is "PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given another.
-exec /usr/bin/python3 /code/train.py --config /runs/exp1/config.yaml
+# LAUNCH runs COMMAND ("PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given
+# another): exec'd for one task in total, through srun for more (nodes x ntasks-per-node).
+# launch=srun: 8 tasks in total; the batch shell forwards USR1 and TERM to them
+srun /usr/bin/python3 /code/train.py --config /runs/exp1/config.yaml &
+mtf_srun_pid=$!
+trap 'kill -USR1 "$mtf_srun_pid" 2>/dev/null || true' USR1
+trap 'kill -TERM "$mtf_srun_pid" 2>/dev/null || true' TERM
+mtf_status=0
+wait "$mtf_srun_pid" || mtf_status=$?
+while kill -0 "$mtf_srun_pid" 2>/dev/null; do
+  mtf_status=0
+  wait "$mtf_srun_pid" || mtf_status=$?
+done
+exit "$mtf_status"

@@ -11,8 +11,9 @@
 #SBATCH --cpus-per-task=2
 #SBATCH --mem=4G
 #SBATCH --time=01:00:00
-# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit; the
-# training process is exec'd below, so it is the one that receives it, checkpoints and requeues.
+# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit. One task:
+# the training process is exec'd below, so it receives it itself. More tasks: the batch shell
+# starts them with srun and forwards the signal; they checkpoint and rank 0 requeues.
 #SBATCH --signal=B:USR1@120
 #SBATCH --requeue
 
@@ -25,5 +26,7 @@ export PYTHONPATH=/runs/.mtf_code/abc/code${PYTHONPATH:+:$PYTHONPATH}
 # Run from the code snapshot taken at submission, never from the live working tree.
 cd /runs/.mtf_code/abc/code
 echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
-# COMMAND is "PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given another.
+# LAUNCH runs COMMAND ("PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given
+# another): exec'd for one task in total, through srun for more (nodes x ntasks-per-node).
+# launch=exec: 1 task in total
 exec /usr/bin/python3 /code/train.py --config /runs/exp1/config.yaml

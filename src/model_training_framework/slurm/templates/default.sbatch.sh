@@ -16,8 +16,9 @@
 #SBATCH --cpus-per-task={{CPUS_PER_TASK}}
 #SBATCH --mem={{MEM}}
 #SBATCH --time={{TIME}}
-# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit; the
-# training process is exec'd below, so it is the one that receives it, checkpoints and requeues.
+# Preemption: SIGUSR1 to the batch shell SIGNAL_GRACE_S seconds before the time limit. One task:
+# the training process is exec'd below, so it receives it itself. More tasks: the batch shell
+# starts them with srun and forwards the signal; they checkpoint and rank 0 requeues.
 #SBATCH --signal=B:USR1@{{SIGNAL_GRACE_S}}
 #SBATCH --requeue
 {{EXTRA_DIRECTIVES}}
@@ -30,5 +31,6 @@ export PYTHONPATH={{CODE_DIR}}${PYTHONPATH:+:$PYTHONPATH}
 # Run from the code snapshot taken at submission, never from the live working tree.
 cd {{CODE_DIR}}
 echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
-# COMMAND is "PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given another.
-exec {{COMMAND}}
+# LAUNCH runs COMMAND ("PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given
+# another): exec'd for one task in total, through srun for more (nodes x ntasks-per-node).
+{{LAUNCH}}
