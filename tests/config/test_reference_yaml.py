@@ -123,6 +123,11 @@ def test_reference_trainer_config_loads_and_trains(tmp_path):
             "composite",
             ["tensorboard", "wandb"],
         ),
+        (
+            {"use_wandb": True, "logger_type": "console", "composite_loggers": ["tensorboard"]},
+            "composite",
+            ["console", "wandb"],  # composite_loggers was unused next to 'console'
+        ),
         ({"use_wandb": False}, "console", None),
         ({"use_wandb": False, "logger_type": "tensorboard"}, "tensorboard", None),
     ],

@@ -23,8 +23,8 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     RuntimeProfilingHook,
     TrainerHooks,
-    legacy_hooks,
 )
+from model_training_framework.trainer import hooks as hooks_module
 from model_training_framework.trainer.hooks import HookDispatcher
 
 
@@ -120,10 +120,10 @@ def test_signatures_are_read_once_when_the_hook_is_added(tmp_path, monkeypatch):
     with pytest.warns(DeprecationWarning):
         trainer.add_hook(ReferenceStyleHook())
 
-    def no_more_reading(*args, **kwargs):
-        raise AssertionError("a hook signature was read while training")
+    def no_more_binding(*args, **kwargs):
+        raise AssertionError("a hook method was bound (its signature read) while training")
 
-    monkeypatch.setattr(legacy_hooks.inspect, "signature", no_more_reading)
+    monkeypatch.setattr(hooks_module, "bind_hook_method", no_more_binding)
     trainer.fit([_loader(), _loader()], max_epochs=1)
 
 

@@ -184,8 +184,8 @@ class UseWandbRule(LegacyRule):
             _warn(old, "logging.logger_type: wandb")
             parent["logger_type"] = "wandb"
             return
-        loggers = parent.get("composite_loggers") or (
-            [] if logger_type == "composite" else [logger_type]
+        loggers = list(
+            (parent.get("composite_loggers") or []) if logger_type == "composite" else [logger_type]
         )
         _warn(old, "logging.logger_type: composite", " with 'wandb' in logging.composite_loggers")
         parent["logger_type"] = "composite"
