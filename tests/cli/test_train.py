@@ -220,10 +220,6 @@ def test_train_rerun_with_a_changed_width_is_refused_listing_the_shapes(project,
     assert "model.0.weight: [8, 4] -> [16, 4]" in err and "model.2.weight: [1, 8] -> [1, 16]" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#20 item 4: run_experiment writes experiment.yaml and status.json before fit's checks",
-)
 def test_train_rerun_with_a_changed_width_changes_no_file(project):
     config = project.write_config(training={"max_epochs": 1})
     assert main(["train", str(config)]) == 0
@@ -234,3 +230,64 @@ def test_train_rerun_with_a_changed_width_changes_no_file(project):
 
     files = sorted(p for p in project.run_dir().rglob("*") if p.is_file())
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+
+def _snapshot(run_dir):
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def test_a_rejected_rerun_writes_nothing_and_the_run_still_resumes(project, monkeypatch, capsys):
+    monkeypatch.setenv("PREEMPT_AT_STEP", "5")
+    monkeypatch.delenv("PREEMPTED", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    model = {
+        "factory": f"{project.module}.build_model",
+        "training_step": f"{project.module}.preempting_step",
+        "validation_step": f"{project.module}.validation_step",
+    }
+    config = project.write_config(model=model)
+    assert main(["train", str(config)]) == EXIT_PREEMPTED
+    before = _snapshot(project.run_dir())
+    assert json.loads(before["status.json"])["status"] == "preempted"
+
+    one_loader = experiment_dict(project.module, model=model)
+    one_loader["data"]["train"] = one_loader["data"]["train"][:1]
+    other = project.root / "one_loader.yaml"
+    other.write_text(yaml.safe_dump(one_loader))
+    assert main(["train", str(other)]) == EXIT_ERROR
+    assert "does not fit this run" in capsys.readouterr().err
+
+    assert _snapshot(project.run_dir()) == before  # config, status, logs, checkpoints
+    assert main(["resume", "tiny", "--runs-dir", str(project.root / "runs")]) == 0
+    assert _status(project.run_dir())["global_step"] == 16
+
+
+@pytest.mark.parametrize("stop", ["completed", "early_stopped"])
+def test_a_finished_run_rerun_with_the_same_limits_returns_at_once(project, stop):
+    changes = {"training": {"max_epochs": 20}}
+    if stop == "early_stopped":  # nothing counts as an improvement: stops at the 2nd evaluation
+        changes.update(early_stopping_patience=1, early_stopping_min_delta=1e9)
+    else:
+        changes["training"] = {"max_epochs": 2}
+    config = project.write_config(**changes)
+    assert main(["train", str(config)]) == 0
+    first = _status(project.run_dir())
+    assert first["status"] == stop
+    checkpoints = _snapshot(project.run_dir())
+
+    for _rerun in range(2):
+        assert main(["train", str(config)]) == 0
+        again = _status(project.run_dir())
+        assert (again["status"], again["global_step"], again["epoch"]) == (
+            stop,
+            first["global_step"],
+            first["epoch"],
+        )
+    after = _snapshot(project.run_dir())
+    assert {k: v for k, v in after.items() if k.endswith(".ckpt")} == {
+        k: v for k, v in checkpoints.items() if k.endswith(".ckpt")
+    }

@@ -308,3 +308,9 @@ def test_load_hooks_bad_kwargs_show_the_signature():
         match=r"ScaledCounter\(step=1, \*, label='counter'\): got an unexpected keyword argument 'stride'",
     ):
         load_hooks(_hooks_config([path], {path: {"stride": 2}}))
+
+
+def test_a_stateless_hook_added_since_the_checkpoint_loads_without_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        HookDispatcher([OnlyTrainStart([])]).load_state_dict({})
+    assert caplog.text == ""

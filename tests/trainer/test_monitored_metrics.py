@@ -96,3 +96,20 @@ def test_produced_monitored_metrics_train_and_stop_as_configured(tmp_path):
     )
     assert result.status.value == "early_stopped" and result.epoch == 2
     assert (tmp_path / "m" / "best.ckpt").exists()
+
+
+def test_an_early_stopped_run_rerun_with_the_same_limits_returns_at_once(tmp_path):
+    settings = dict(
+        max_epochs=30,
+        early_stopping_patience=1,
+        early_stopping_min_delta=1e9,  # nothing counts as an improvement: stop at the 2nd check
+    )
+    first = _fit(tmp_path, **settings)
+    again = _fit(tmp_path, **settings)
+    assert (again.status, again.global_step, again.epoch) == (
+        first.status,
+        first.global_step,
+        first.epoch,
+    )
+    more = _fit(tmp_path, **{**settings, "max_epochs": 31})  # other limits: trains on
+    assert more.global_step > first.global_step

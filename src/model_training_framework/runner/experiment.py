@@ -75,6 +75,7 @@ from model_training_framework.trainer.config import (
     MultiDataLoaderConfig,
     PerformanceConfig,
 )
+from model_training_framework.trainer.hooks import TrainerHooks
 from model_training_framework.trainer.results import FitResult
 
 __all__ = [
@@ -456,29 +457,43 @@ def run_experiment(
         trainer.set_validation_step(validation_step)
     factory = _import_callable(config.model["factory"], "model.factory")  # imported already
     trainer.set_code_directories(_code_directories(config_path, factory, training_step))
-    # Owned before the records are written: a run directory that a live process trains in
-    # is refused here, and its experiment.yaml and status.json stay that process's.
-    with trainer.own_run_directory():
+    trainer.add_hook(_RunRecords(config))
+    return trainer.fit(
+        train_loaders=train_loaders,
+        val_loaders=val_loaders or None,
+        max_epochs=config.training.max_epochs,
+        max_steps=config.training.max_steps,
+        resume_from_checkpoint=resume,
+    )
+
+
+class _RunRecords(TrainerHooks):
+    """Writes the run's records from inside ``fit``, which owns the run directory meanwhile.
+
+    ``experiment.yaml`` and the ``running`` status are written when ``fit`` has accepted the run
+    (its checks passed, it resumed or started), so a rejected rerun writes nothing; the final
+    status when it ends, and ``failed`` (with the error) when it fails after that.
+    """
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self._config = config
+        self._has_started = False
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._has_started = True
         if trainer.is_rank_zero:
-            config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
+            self._config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
             _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
-        try:
-            result = trainer.fit(
-                train_loaders=train_loaders,
-                val_loaders=val_loaders or None,
-                max_epochs=config.training.max_epochs,
-                max_steps=config.training.max_steps,
-                resume_from_checkpoint=resume,
-            )
-        except BaseException as err:
-            if trainer.is_rank_zero:  # a crashed run must not stay "running" in mtf status
-                record = {**_status_record(None), "status": "failed", "error": repr(err)}
-                record.pop("pid")
-                _write_json(trainer.run_dir / STATUS_RECORD, record)
-            raise
+
+    def on_train_end(self, trainer: Any, result: FitResult) -> None:
         if trainer.is_rank_zero:
             _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
-    return result
+
+    def on_exception(self, trainer: Any, exception: BaseException) -> None:
+        if self._has_started and trainer.is_rank_zero:  # a crashed run must not stay "running"
+            record = {**_status_record(None), "status": "failed", "error": repr(exception)}
+            record.pop("pid")
+            _write_json(trainer.run_dir / STATUS_RECORD, record)
 
 
 def _code_directories(

@@ -312,7 +312,8 @@ class HookDispatcher:
 
         A saved key without a registered hook is an error when its state is non-empty (that
         state would be lost) and is only logged when it is empty (a stateless hook was
-        removed). A registered hook without saved state keeps its fresh state, with a warning.
+        removed). A registered hook without saved state keeps its fresh state, with a warning when it has
+        state to lose (a stateless hook added since is fine).
 
         Raises:
             CheckpointError: saved non-empty state has no matching hook, or ``state`` is not a
@@ -326,11 +327,12 @@ class HookDispatcher:
         self._check_saved_keys_have_hooks(state)
         for key, hook in zip(self._keys, self._hooks, strict=True):
             if key not in state:
-                logger.warning(
-                    "hook %s has no saved state in the checkpoint (added since it was written); "
-                    "it starts fresh",
-                    key,
-                )
+                if hook.state_dict():  # a stateless hook added since loses nothing: no warning
+                    logger.warning(
+                        "hook %s has no saved state in the checkpoint (added since it was "
+                        "written); it starts fresh",
+                        key,
+                    )
                 continue
             try:
                 hook.load_state_dict(dict(state[key]))

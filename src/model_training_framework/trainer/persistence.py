@@ -81,6 +81,7 @@ def build_payload(
             "skipped_nonfinite": counters.skipped_nonfinite,
             "world_size": parts.dist.world_size,
             "last_metrics": dict(counters.last_metrics),
+            "stopped_early_under": run.stopped_early_under,
         },
         "rng": [state["rng"] for state in per_rank],
         "hooks": parts.hooks.state_dict(),
@@ -138,6 +139,8 @@ def restore_payload(
         run.checkpoints.load_state_dict(payload["checkpoint_manager"])
         parts.hooks.load_state_dict(payload["hooks"])
         run.epoch_fresh = state["epoch_fresh"]
+        # Absent from files written before early stops were recorded: those did not stop early.
+        run.stopped_early_under = state.get("stopped_early_under")
         counters = LoopCounters(
             state["global_step"],
             state["epoch"],

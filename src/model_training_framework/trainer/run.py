@@ -44,6 +44,9 @@ class Run:
     last_saved_step: int = -1
     last_train_log_step: int = 0  # the last step whose training metrics were logged
     start_step: int = 0  # global step this fit started (or resumed) at
+    # The limits under which the resumed run stopped early (None: it did not): a rerun with
+    # the same limits returns at once instead of training further.
+    stopped_early_under: dict[str, int | None] | None = None
     owns_run_directory: bool = False  # this fit took the run directory lock (releases it)
     config_record: dict[str, Any] = field(default_factory=dict)  # the config as fit started
     optimizer_hparams: list[list[dict]] = field(default_factory=list)  # as built, before resume
@@ -58,6 +61,10 @@ class Run:
     def steps_done(self, global_step: int) -> bool:
         """Whether ``max_steps`` optimizer steps have been taken."""
         return self.max_steps is not None and global_step >= self.max_steps
+
+    def limits(self) -> dict[str, int | None]:
+        """This fit's training limits, as recorded with an early stop."""
+        return {"max_epochs": self.max_epochs, "max_steps": self.max_steps}
 
     def schedule_position(self) -> int:
         """Batches handed out so far in the current epoch."""

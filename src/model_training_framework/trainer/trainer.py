@@ -491,6 +491,15 @@ class GenericTrainer:
 
     # ------------------------------------------------------------------ the loop
     def _train(self, run: Run) -> FitStatus:
+        if run.stopped_early_under == run.limits():  # a finished run stays finished
+            self._logger.log_text(
+                "status",
+                f"the run already stopped early at step {self.global_step}; nothing to do "
+                "(raise training.max_epochs or max_steps to train further)",
+                self.global_step,
+            )
+            return FitStatus.EARLY_STOPPED
+        run.stopped_early_under = None
         self._module.train()
         self._stepper.zero_grad()
         while self.current_epoch < run.max_epochs and not run.steps_done(self.global_step):
@@ -683,6 +692,7 @@ class GenericTrainer:
             should_save = bool(self._dist.reduce_max(int(should_save)))
         if early_stop:
             self._log(self._flush_train_metrics(run))
+            run.stopped_early_under = run.limits()  # saved: a rerun returns at once
         if should_save or request != StopRequest.NONE or early_stop:
             self._save_checkpoint(run, preempted=request == StopRequest.PREEMPT)
         if request != StopRequest.NONE:
