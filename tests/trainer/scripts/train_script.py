@@ -1,6 +1,9 @@
 """A real training run for kill-and-resume tests: rerun it until it prints COMPLETED.
 
 Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W] [--tensorboard]
+       [--hidden H] [--lr LR] [--wait-for FILE [--wait-at-step S]]
+``--wait-for`` holds training at step S (default 1) until FILE exists: a test can act while the
+run is certainly alive and mid-training.
 On completion it writes ROOT/NAME/final.pt (model, optimizer state, data fingerprint).
 Exit code 3 means preempted (checkpoint written); rerunning resumes.
 """
@@ -31,10 +34,13 @@ def dataset(n: int, seed: int) -> TensorDataset:
 
 
 class Net(torch.nn.Module):
-    def __init__(self, ballast_mb: int) -> None:
+    def __init__(self, ballast_mb: int, hidden: int = 32) -> None:
         super().__init__()
         self.body = torch.nn.Sequential(
-            torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 1)
+            torch.nn.Linear(8, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(hidden, 1),
         )
         # Large checkpoints make a kill during a checkpoint write likely.
         self.register_buffer("ballast", torch.zeros(ballast_mb * 262144))
@@ -51,9 +57,13 @@ def main() -> int:
     parser.add_argument("--ballast-mb", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--tensorboard", action="store_true", help="log to TensorBoard too")
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--wait-for", type=Path, default=None)
+    parser.add_argument("--wait-at-step", type=int, default=1)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = Net(args.ballast_mb)
+    model = Net(args.ballast_mb, args.hidden)
     config = GenericTrainerConfig(
         experiment_name=args.name,
         seed=7,
@@ -71,13 +81,18 @@ def main() -> int:
         },
         log_loss_every_n_steps=5,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.7)
     trainer = GenericTrainer(config, model, [opt], [sched])
 
     def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         if args.slow_ms:
             time.sleep(args.slow_ms / 1000)
+        waits = args.wait_for is not None and trainer.global_step >= args.wait_at_step
+        if waits and not args.wait_for.exists():
+            print("WAITING", trainer.global_step, flush=True)
+            while not args.wait_for.exists():
+                time.sleep(0.02)
         x, y, _ = batch
         return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
 
