@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -167,7 +168,8 @@ def atomic_symlink(link: str | Path, target: str) -> None:
 
 
 def remove_stale_temp_files(directory: str | Path) -> list[Path]:
-    """Delete temporary files that an interrupted :func:`atomic_write` left in ``directory``.
+    """Delete temporary files (and directories of sharded checkpoints) that an interrupted
+    write left in ``directory``.
 
     Call this only where no other process is writing into ``directory`` at the same time.
 
@@ -182,9 +184,13 @@ def remove_stale_temp_files(directory: str | Path) -> list[Path]:
         return []
     removed = []
     for candidate in sorted(folder.iterdir()):
-        if is_temp_file(candidate) and (candidate.is_symlink() or candidate.is_file()):
+        if not is_temp_file(candidate):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():  # a sharded checkpoint's
+            shutil.rmtree(candidate)
+        else:
             candidate.unlink(missing_ok=True)
-            removed.append(candidate)
+        removed.append(candidate)
     if removed:
         logger.info(
             "removed %d temporary file(s) left by an interrupted write in %s: %s",

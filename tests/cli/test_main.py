@@ -11,7 +11,7 @@ from model_training_framework.cli import main as cli_main
 from model_training_framework.runner.exit_codes import exit_code_for
 from model_training_framework.trainer import FitStatus
 
-COMMANDS = ["train", "sweep", "status", "resume", "plot", "inspect", "demo"]
+COMMANDS = ["train", "sweep", "status", "resume", "plot", "inspect", "consolidate", "demo"]
 
 
 def test_top_level_help_lists_every_command(capsys):

@@ -11,6 +11,9 @@ Every rank writes ``OUT/NAME/pid_rank<r>`` when it starts and ``OUT/NAME/final_r
 Exit code: 0 completed or early-stopped, 3 preempted, 1 when ``fit`` raised (``--fail``
 injects an error on one rank: in the training step, a hook, the loader or rank 0's save).
 ``--check-collectives`` instead exercises the error paths of ``DistributedContext`` and exits.
+``--fsdp`` trains with ``distributed.strategy: fsdp`` (sharded checkpoint directories); the
+states in ``final_rank<r>.pt`` (and with ``--dump-start`` in ``start_rank<r>.pt``, taken when
+training starts, after a resume) are then the full tensors gathered from every rank.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
 
 from model_training_framework.trainer import (
@@ -155,6 +164,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
     parser.add_argument("--check-collectives", action="store_true")
+    parser.add_argument("--fsdp", action="store_true", help="distributed.strategy: fsdp")
+    parser.add_argument("--fsdp-wrap", action="store_true", help="fsdp_wrap the trunk")
+    parser.add_argument("--async-save", action="store_true")
+    parser.add_argument("--dump-start", action="store_true", help="write start_rank<r>.pt")
     return parser.parse_args()
 
 
@@ -231,7 +244,12 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
         logging={"progress_bar": False},
         log_loss_every_n_steps=1,
         **extra_config(args),
+        distributed={
+            "strategy": "fsdp" if args.fsdp else "ddp",
+            "fsdp_wrap": ["Sequential"] if args.fsdp_wrap else [],
+        },
     )
+    config.checkpoint.async_save = args.async_save
     trunk_and_a = [*model.trunk.parameters(), *model.heads[0].parameters()]
     optimizers = [
         torch.optim.SGD(trunk_and_a, lr=0.05, momentum=0.9),
@@ -263,7 +281,35 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
 
     trainer.set_training_step(training_step)
     trainer.set_validation_step(validation_step)
+    if args.dump_start:
+        trainer.add_hook(DumpAtStart(Path(args.out) / args.name))
     return trainer
+
+
+def full_states(trainer: GenericTrainer) -> dict:
+    """Model and optimizer states with full tensors (gathered from every rank under FSDP)."""
+    model, optimizers = trainer.unwrapped_model, trainer.optimizers
+    if not isinstance(model, FSDPModule):
+        return {
+            "model": model.state_dict(),
+            "optimizers": [opt.state_dict() for opt in optimizers],
+        }
+    options = StateDictOptions(full_state_dict=True, cpu_offload=False)
+    return {
+        "model": get_model_state_dict(model, options=options),
+        "optimizers": [get_optimizer_state_dict(model, opt, options=options) for opt in optimizers],
+    }
+
+
+class DumpAtStart(TrainerHooks):
+    """Writes the (gathered) states as training starts: what a resume loaded."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def on_train_start(self, trainer) -> None:
+        states = {"global_step": trainer.global_step, **full_states(trainer)}
+        torch.save(states, self.run_dir / f"start_rank{int(os.environ.get('RANK', '0'))}.pt")
 
 
 def check_collectives(rank: int) -> int:
@@ -341,8 +387,7 @@ def main() -> int:
     final = {
         "status": result.status.value,
         "global_step": result.global_step,
-        "model": model.state_dict(),
-        "optimizers": [opt.state_dict() for opt in trainer.optimizers],
+        **full_states(trainer),
         "metrics": result.metrics,
         "fingerprint": result.data_fingerprint,
     }

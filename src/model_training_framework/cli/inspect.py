@@ -1,6 +1,7 @@
 """``mtf inspect CKPT``: show what a checkpoint holds, without a model or the training code.
 
-CKPT is a checkpoint file or a run directory (its ``latest.ckpt`` is used). Shown: format and
+CKPT is a checkpoint file, a sharded checkpoint directory (FSDP) or a run directory (its
+``latest.ckpt`` is used). Shown: format and
 framework version, creation time, code version (git commit, uncommitted changes), epoch and
 global step, each loader's position, the schedule, the last metrics (``--all-metrics`` adds the
 ``profile/`` timings), and per payload section the number of tensors and their size.
@@ -18,6 +19,7 @@ from typing import Any
 __all__ = ["add_parser", "format_description", "run_inspect"]
 
 _LATEST = "latest.ckpt"
+_SHARDED_STATE = "trainer_state.pt"  # see trainer/checkpoint_dcp.py (not imported: no torch here)
 
 
 def _size(num_bytes: int) -> str:
@@ -95,9 +97,13 @@ def run_inspect(path: Path, as_json: bool, all_metrics: bool) -> int:
     """Print the checkpoint description; returns the exit code."""
     from ..trainer.checkpoint import describe_checkpoint
 
-    file = path / _LATEST if path.is_dir() else path
-    if path.is_dir() and not file.exists():
-        raise FileNotFoundError(f"{path} is a directory without {_LATEST}; pass a .ckpt file")
+    is_run_dir = path.is_dir() and (path / _LATEST).exists()
+    file = path / _LATEST if is_run_dir else path
+    if path.is_dir() and not is_run_dir and not (path / _SHARDED_STATE).exists():
+        raise FileNotFoundError(
+            f"{path} is a directory without {_LATEST} and not a sharded checkpoint (no "
+            f"{_SHARDED_STATE}); pass a .ckpt file or directory"
+        )
     info = describe_checkpoint(file)
     print(
         json.dumps(info, indent=2, default=str)

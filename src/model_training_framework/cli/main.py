@@ -27,7 +27,7 @@ from ..runner.exit_codes import (
     EXIT_PREEMPTED,
     one_line_message,
 )
-from . import demo, inspect, plot, resume, status, sweep, train
+from . import consolidate, demo, inspect, plot, resume, status, sweep, train
 
 __all__ = [
     "EXIT_ERROR",
@@ -38,7 +38,7 @@ __all__ = [
     "main",
 ]
 
-COMMANDS = [train, sweep, status, resume, plot, inspect, demo]
+COMMANDS = [train, sweep, status, resume, plot, inspect, consolidate, demo]
 
 _EPILOG = """\
 exit codes: 0 success; 1 some sweep experiments failed; 2 bad input; 3 preempted (checkpointed,

@@ -7,6 +7,10 @@ Layout of a run directory ``<checkpoint.root_dir>/<experiment_name>/``::
     latest.ckpt -> epoch_1_step_200.ckpt    relative symlink to the last file written
     best.ckpt                 hard link to (or copy of) the file with the best monitored metric
 
+With ``distributed.strategy: fsdp`` each checkpoint is a directory of the same name holding
+every rank's shards (see ``checkpoint_dcp.py``); the format is chosen once
+(``checkpoint_format.py``) and everything below applies to files and directories alike.
+
 # NOTE [save order]: one save is: write the new file atomically (temp file in the run
 # directory, fsync, rename, fsync the directory), then repoint ``latest.ckpt`` atomically
 # (a temporary symlink renamed over it), then delete the oldest periodic files beyond
@@ -28,11 +32,9 @@ Example:
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,23 +44,18 @@ from typing import Any, Protocol
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import (
     atomic_symlink,
-    atomic_write,
     fsync_directory,
     remove_stale_temp_files,
-    temp_path_for,
 )
-from model_training_framework.trainer.checkpoint_checks import check_finite, describe_save_error
+from model_training_framework.trainer.checkpoint_checks import describe_save_error
+from model_training_framework.trainer.checkpoint_format import CheckpointFormat, SingleFileFormat
 from model_training_framework.trainer.checkpoint_inspect import describe_checkpoint
 from model_training_framework.trainer.checkpoint_io import (
     BEST_NAME,
     FORMAT_VERSION,
     LATEST_NAME,
-    CpuSnapshot,
     FilenamePattern,
-    check_payload_types,
     make_file_content,
-    read_checkpoint,
-    write_checkpoint,
 )
 from model_training_framework.trainer.code_version import get_code_version
 
@@ -76,8 +73,6 @@ logger = logging.getLogger(__name__)
 _BEST_VALUE = "best_value"
 _MONITOR_METRIC = "monitor_metric"
 _MONITOR_MODE = "monitor_mode"
-
-_HARD_LINK_UNSUPPORTED = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
 
 
 class _CheckpointSettings(Protocol):
@@ -99,12 +94,15 @@ class CheckpointManager:
     Args:
         config: The ``checkpoint`` section (``CheckpointConfig``).
         run_dir: ``<root_dir>/<experiment_name>``; created on the first save.
-        is_rank_zero: Only rank 0 writes; on other ranks :meth:`save` is a no-op.
+        is_rank_zero: Only rank 0 writes metadata and pointers; other ranks take part in
+            :meth:`save` only when the format is collective (sharded checkpoints).
         code_version: Recorded in every file; default: :func:`get_code_version` of
             ``code_directory`` on first save.
         code_directory: Where the code being run lives (a directory, or several tried in
             order); default: the running script's directory, else the working directory.
         clock: Seconds from a monotonic clock, for ``save_every_n_minutes`` (injectable).
+        checkpoint_format: How one checkpoint is stored; default :class:`SingleFileFormat`
+            (the sharding strategy chooses it).
 
     Raises:
         ValueError: ``config.filename_template`` is not a usable template.
@@ -119,6 +117,7 @@ class CheckpointManager:
         code_version: Mapping[str, Any] | None = None,
         code_directory: str | Path | Sequence[str | Path] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        checkpoint_format: CheckpointFormat | None = None,
     ) -> None:
         self._config = config
         self.run_dir = Path(run_dir)
@@ -132,7 +131,7 @@ class CheckpointManager:
         self._thread: threading.Thread | None = None
         self._thread_target: Path | None = None
         self._thread_error: BaseException | None = None
-        self._snapshot = CpuSnapshot()  # see NOTE [snapshot buffers]
+        self.checkpoint_format = checkpoint_format or SingleFileFormat()
         self._best_before_save: float | None = None
         if is_rank_zero:
             remove_stale_temp_files(self.run_dir)
@@ -203,33 +202,41 @@ class CheckpointManager:
             ValueError: The payload uses a reserved metadata key.
         """
         self._last_save_s = self._clock() if now_s is None else now_s
-        if not self._is_rank_zero:
+        fmt = self.checkpoint_format
+        if not (self._is_rank_zero or fmt.is_collective):
             return None
         self.wait()
-        check_payload_types(payload)
-        metrics = dict(metrics or {})
-        self._best_before_save = self._best_value  # restored if this save fails
-        is_best = self._update_best(metrics)
-        content = make_file_content(
-            payload,
-            epoch=epoch,
-            global_step=step,
-            metrics=metrics,
-            code_version=self._get_code_version(),
-            manager_state=self.state_dict(),
-        )
         path = self.run_dir / self._pattern.format(epoch=epoch, step=step)
-        if self._config.async_save:
-            self._start_background_write(self._snapshot.take(content), path, is_best)
-            return path
+        content, is_best = dict(payload), False
+        if self._is_rank_zero:
+            fmt.check_payload(payload)
+            metrics = dict(metrics or {})
+            self._best_before_save = self._best_value  # restored if this save fails
+            is_best = self._update_best(metrics)
+            content = make_file_content(
+                payload,
+                epoch=epoch,
+                global_step=step,
+                metrics=metrics,
+                code_version=self._get_code_version(),
+                manager_state=self.state_dict(),
+            )
+            self._make_run_dir()
+        asynchronous = self._config.async_save
         try:
-            self._write_and_publish(content, path, is_best)
+            write = fmt.prepare_write(
+                content, path, is_rank_zero=self._is_rank_zero, asynchronous=asynchronous
+            )
+            if asynchronous:
+                self._start_background_write(write, path, is_best)
+            else:
+                self._write_and_publish(write, path, is_best)
         except BaseException as err:
             self._best_value = self._best_before_save
             if isinstance(err, (KeyboardInterrupt, CheckpointError)):
                 raise  # a (second) Ctrl-C stops at once; the temporary file is already gone
             raise self._save_failed(path, err) from err
-        return path
+        return path if self._is_rank_zero else None
 
     def wait(self) -> None:
         """Block until the in-flight asynchronous save is done.
@@ -255,13 +262,13 @@ class CheckpointManager:
         pointer = self.run_dir / LATEST_NAME
         if pointer.is_symlink():
             target = self.run_dir / os.readlink(pointer)
-            return target if target.is_file() else None
-        return pointer if pointer.is_file() else None
+            return target if self.checkpoint_format.is_checkpoint(target) else None
+        return pointer if self.checkpoint_format.is_checkpoint(pointer) else None
 
     def best_path(self) -> Path | None:
         """Return ``<run_dir>/best.ckpt`` if it exists, else None."""
         best = self.run_dir / BEST_NAME
-        return best if best.is_file() else None
+        return best if self.checkpoint_format.is_checkpoint(best) else None
 
     def checkpoint_paths(self) -> list[Path]:
         """Return the periodic checkpoints that exist, oldest (lowest step) first."""
@@ -270,7 +277,11 @@ class CheckpointManager:
         keyed = []
         for candidate in self.run_dir.iterdir():
             key = self._pattern.sort_key(candidate)
-            if key is not None and candidate.is_file() and not candidate.is_symlink():
+            if (
+                key is not None
+                and not candidate.is_symlink()
+                and self.checkpoint_format.is_checkpoint(candidate)
+            ):
                 keyed.append((key, candidate))
         return [path for _, path in sorted(keyed)]
 
@@ -293,7 +304,9 @@ class CheckpointManager:
             CheckpointError: Missing, truncated, corrupt, foreign or other format version.
         """
         self.wait()
-        return read_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        return self.checkpoint_format.read(
+            Path(path), map_location=map_location, weights_only=weights_only
+        )
 
     def load_latest_valid(self, *, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]] | None:
         """Load the checkpoint to auto-resume from.
@@ -316,7 +329,7 @@ class CheckpointManager:
         skipped: list[str] = []
         for path in self._resume_candidates(skipped):
             try:
-                content = read_checkpoint(path, map_location=map_location)
+                content = self.checkpoint_format.read(path, map_location=map_location)
             except CheckpointError as err:
                 skipped.append(f"{path.name}: {err}")
                 continue
@@ -428,10 +441,10 @@ class CheckpointManager:
             f"in {self.run_dir} are intact (check free disk space and permissions)"
         )
 
-    def _start_background_write(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
+    def _start_background_write(self, write: Callable[[], None], path: Path, is_best: bool) -> None:
         def run() -> None:
             try:
-                self._write_and_publish(content, path, is_best)
+                self._write_and_publish(write, path, is_best)
             except BaseException as err:  # handed to the caller by wait(), never dropped
                 self._thread_error = err
 
@@ -439,13 +452,16 @@ class CheckpointManager:
         self._thread = threading.Thread(target=run, name=f"checkpoint-save-{path.name}")
         self._thread.start()
 
-    def _write_and_publish(self, content: dict[str, Any], path: Path, is_best: bool) -> None:
-        """See NOTE [save order] and NOTE [finite checkpoints]."""
-        check_finite(content, path)
+    def _make_run_dir(self) -> None:
         if not self.run_dir.is_dir():
             self.run_dir.mkdir(parents=True)
             fsync_directory(self.run_dir.parent)  # the new directory entry survives a crash too
-        write_checkpoint(path, content)
+
+    def _write_and_publish(self, write: Callable[[], None], path: Path, is_best: bool) -> None:
+        """See NOTE [save order]; ``write`` completes the format's write of ``path``."""
+        write()
+        if not self._is_rank_zero:
+            return
         atomic_symlink(self.run_dir / LATEST_NAME, path.name)
         self._rotate(keep=path)
         if is_best:
@@ -474,7 +490,7 @@ class CheckpointManager:
         num_excess = len(paths) - self._config.max_checkpoints
         removed += [path for path in paths if path.name not in protected][: max(num_excess, 0)]
         for path in removed:
-            path.unlink(missing_ok=True)
+            self.checkpoint_format.remove(path)
         if removed:
             fsync_directory(self.run_dir)
             logger.debug("rotation removed %s", ", ".join(path.name for path in removed))
@@ -484,20 +500,4 @@ class CheckpointManager:
         return None if key is None else key[0]
 
     def _link_best(self, path: Path) -> None:
-        best = self.run_dir / BEST_NAME
-        temp = temp_path_for(best)
-        try:
-            os.link(path, temp)
-        except OSError as err:
-            if err.errno not in _HARD_LINK_UNSUPPORTED:
-                raise
-            # Filesystems without hard links: copy instead (costs a second write).
-            with path.open("rb") as source:
-                atomic_write(best, lambda handle: shutil.copyfileobj(source, handle))
-            return
-        try:
-            os.replace(temp, best)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        fsync_directory(self.run_dir)
+        self.checkpoint_format.link_best(path, self.run_dir / BEST_NAME)

@@ -23,7 +23,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """Summarise a checkpoint for ``mtf inspect``.
 
     Args:
-        path: The checkpoint file.
+        path: The checkpoint file, or the directory of a sharded checkpoint.
 
     Returns:
         ``path``, ``file_size_bytes``, the metadata (format and framework version, creation
@@ -36,14 +36,27 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: As :func:`read_checkpoint`.
     """
     file = Path(path)
-    content = read_checkpoint(file)
+    if file.is_dir():
+        from model_training_framework.trainer.checkpoint_dcp import (
+            DcpDirectoryFormat,
+            tensor_sections,
+        )
+
+        content = DcpDirectoryFormat().read(file)
+        sharded = tensor_sections(file)
+        size = sum(item.stat().st_size for item in file.iterdir() if item.is_file())
+    else:
+        content, sharded, size = read_checkpoint(file), {}, file.stat().st_size
     payload_keys = [k for k in content if k not in METADATA_KEYS]
     return {
         "path": str(file),
-        "file_size_bytes": file.stat().st_size,
+        "file_size_bytes": size,
         **{key: content[key] for key in METADATA_KEYS if key != MANAGER_KEY},
         "trainer": _summarise(content.get("trainer")),
-        "sections": {key: _count_tensors(content[key]) for key in payload_keys},
+        "sections": {
+            **sharded,
+            **{key: _count_tensors(content[key]) for key in payload_keys},
+        },
     }
 
 

@@ -202,13 +202,24 @@ class DistributedContext:
             device = torch.device("cuda", self.launch.local_rank)
         return device
 
-    def setup(self, device: torch.device) -> None:
+    def setup(self, device: torch.device, *, single_process: bool = False) -> None:
         """Initialise the process group (NCCL on CUDA, Gloo otherwise) unless the user did.
+
+        Args:
+            device: this process's device.
+            single_process: also create a group of one process when there is no launch (FSDP2
+                shards over a device mesh even with one rank); it needs no rendezvous.
 
         Raises:
             RuntimeError: the rendezvous failed (``MASTER_ADDR``/``MASTER_PORT`` unreachable).
         """
-        if not self.is_distributed or dist.is_initialized():
+        if dist.is_initialized():
+            return
+        if not self.is_distributed:
+            if single_process:
+                backend = "nccl" if device.type == "cuda" else "gloo"
+                dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+                self.owns_process_group = True
             return
         if device.type == "cuda":
             torch.cuda.set_device(device)

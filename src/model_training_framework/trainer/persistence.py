@@ -4,20 +4,24 @@ NOTE [exact resume]: what a resumed run needs to continue bit-identically is exa
 written here: model, optimizers, schedulers, scaler, the loader schedule's cursor, each rank's
 loader positions, pending metrics, data fingerprint and RNG states, early-stopping state, hook
 state and the loop counters. Checkpoints are taken only at optimizer-step boundaries, so no
-partial gradients are in flight. Per-rank parts are gathered to rank 0, which writes the file.
+partial gradients are in flight. Per-rank parts are gathered to rank 0, which writes them; the
+model and optimizer states come from the sharding strategy (full tensors under DDP, each rank's
+shards under FSDP2) and are stored by the checkpoint format it chose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError
-from .resume_check import OPTIMIZER_HPARAMS_KEY
-from .rng import capture_rng_state
+from .reshard import check_reshardable, resume_data_position, seed_rank
+from .resume_check import OPTIMIZER_HPARAMS_KEY, OPTIMIZER_LAYOUT_KEY
+from .rng import capture_rng_state, restore_rng_state
 
 __all__ = ["LoopCounters", "TrainerParts", "build_payload", "restore_payload"]
 
@@ -41,6 +45,7 @@ class TrainerParts:
     stepper: Any
     precision: Any
     hooks: Any
+    sharding: Any
 
 
 def build_payload(
@@ -58,11 +63,9 @@ def build_payload(
         "metrics": run.metrics.state_dict(),
     }
     per_rank = parts.dist.gather_objects(rank_state)
-    stepper_state = parts.stepper.state_dict()
     return {
-        "model": parts.module.state_dict(),
-        "optimizers": stepper_state["optimizers"],
-        "schedulers": stepper_state["schedulers"],
+        **parts.sharding.state_dicts(parts.module, parts.stepper.optimizers),
+        "schedulers": parts.stepper.scheduler_state_dicts(),
         "scaler": parts.precision.state_dict(),
         "trainer": {
             "epoch": counters.epoch,
@@ -87,15 +90,14 @@ def build_payload(
         "hooks": parts.hooks.state_dict(),
         "config": config,
         OPTIMIZER_HPARAMS_KEY: run.optimizer_hparams,
+        OPTIMIZER_LAYOUT_KEY: [
+            [len(group["params"]) for group in optimizer.param_groups]
+            for optimizer in parts.stepper.optimizers
+        ],
     }
 
 
-def _check_compatible(state: Mapping[str, Any], run: Any, world_size: int) -> None:
-    if state["world_size"] != world_size:
-        raise CheckpointError(
-            f"checkpoint was written by {state['world_size']} processes, this run has "
-            f"{world_size}; resume with the same world size"
-        )
+def _check_loaders(state: Mapping[str, Any], run: Any) -> None:
     if state["loader_names"] != run.names:
         raise CheckpointError(
             f"checkpoint was trained on loaders {state['loader_names']}, this run has "
@@ -104,37 +106,47 @@ def _check_compatible(state: Mapping[str, Any], run: Any, world_size: int) -> No
 
 
 def restore_payload(
-    parts: TrainerParts, run: Any, payload: Mapping[str, Any]
-) -> tuple[LoopCounters, dict[str, Any]]:
-    """Load every component's state from ``payload``.
+    parts: TrainerParts, run: Any, payload: Mapping[str, Any], path: Path
+) -> tuple[LoopCounters, Callable[[], None]]:
+    """Load every component's state from ``payload`` (read from the checkpoint at ``path``).
 
     Returns:
-        The loop counters and this rank's RNG state, which the caller restores last (after the
-        ``on_checkpoint_load`` hooks, so nothing they draw shifts the random streams).
+        The loop counters and a function that restores this rank's RNG state, which the
+        caller calls last (after the ``on_checkpoint_load`` hooks, so nothing they draw shifts
+        the random streams).
 
     Raises:
-        CheckpointError: a missing key, another world size or loader set, or a model whose
-            shapes or keys differ from the checkpoint's.
+        CheckpointError: a missing key, another loader set, another world size for a format
+            that cannot reshard, or a model whose shapes or keys differ from the checkpoint's.
     """
-    rank = parts.dist.rank
+    dist, rank = parts.dist, parts.dist.rank
+    fmt = run.checkpoints.checkpoint_format
     try:
         state = payload["trainer"]
-        _check_compatible(state, run, parts.dist.world_size)
-        try:
-            parts.module.load_state_dict(payload["model"])
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"checkpoint does not fit this model (different shape or keys): {err}"
-            ) from err
-        parts.stepper.load_state_dict(payload)
+        _check_loaders(state, run)
+        same_world = state["world_size"] == dist.world_size
+        if not same_world:
+            check_reshardable(
+                state["world_size"],
+                dist.world_size,
+                format_reshards=fmt.reshards,
+                streams_state=state["streams"],
+            )
+        tensors = fmt.load_tensors(
+            path,
+            payload,
+            lambda: parts.sharding.state_dicts(parts.module, parts.stepper.optimizers),
+        )
+        parts.sharding.load_state_dicts(parts.module, parts.stepper.optimizers, tensors)
+        parts.stepper.load_scheduler_state_dicts(payload["schedulers"])
         parts.precision.load_state_dict(payload["scaler"])
-        run.schedule.load_state_dict(state["schedule"])
         run.base_seed = state["base_seed"]
-        for stream, stream_state in zip(run.streams, state["streams_per_rank"][rank], strict=True):
+        for stream in run.streams:
             stream.rebase_seed(run.base_seed)
-            stream.load_state_dict(stream_state)
-        run.metrics.load_state_dict(state["metrics_per_rank"][rank])
-        run.fingerprint.load_state_dict(state["fingerprint"][rank])
+        if same_world:
+            _restore_rank_position(run, state, rank)
+        else:
+            resume_data_position(run.schedule, state["schedule"], run.loader_config, len(run.names))
         run.early_stopping.load_state_dict(state["early_stopping"])
         run.checkpoints.load_state_dict(payload["checkpoint_manager"])
         parts.hooks.load_state_dict(payload["hooks"])
@@ -147,7 +159,18 @@ def restore_payload(
             state["skipped_nonfinite"],
             dict(state["last_metrics"]),
         )
-        rng = payload["rng"][rank]
+        if same_world:
+            rng = payload["rng"][rank]
+            return counters, lambda: restore_rng_state(rng)
+        return counters, lambda: seed_rank(run.base_seed, counters.global_step, rank)
     except KeyError as err:
         raise CheckpointError(f"checkpoint lacks {err}: written by another format?") from err
-    return counters, rng
+
+
+def _restore_rank_position(run: Any, state: Mapping[str, Any], rank: int) -> None:
+    """This rank's loader positions, pending metrics and fingerprint (same world size)."""
+    run.schedule.load_state_dict(state["schedule"])
+    for stream, stream_state in zip(run.streams, state["streams_per_rank"][rank], strict=True):
+        stream.load_state_dict(stream_state)
+    run.metrics.load_state_dict(state["metrics_per_rank"][rank])
+    run.fingerprint.load_state_dict(state["fingerprint"][rank])

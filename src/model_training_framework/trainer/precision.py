@@ -63,11 +63,12 @@ NoPrecision = Precision
 class Autocast(Precision):
     """``torch.autocast`` on the model's device type, with a GradScaler for float16 on CUDA."""
 
-    def __init__(self, dtype_name: str, device: torch.device) -> None:
+    def __init__(self, dtype_name: str, device: torch.device, *, is_sharded: bool = False) -> None:
         self.device_type = device.type
         self.dtype = _DTYPES[dtype_name]
-        use_scaler = self.dtype is torch.float16 and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+        self.scaler = None
+        if self.dtype is torch.float16 and device.type == "cuda":
+            self.scaler = _sharded_scaler(device) if is_sharded else torch.amp.GradScaler("cuda")
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
@@ -111,6 +112,15 @@ class Autocast(Precision):
         self.scaler.load_state_dict(state["scaler"])
 
 
-def build_precision(use_amp: bool, amp_dtype: str, device: torch.device) -> Precision:
-    """``Autocast`` when ``use_amp`` else full precision."""
-    return Autocast(amp_dtype, device) if use_amp else Precision()
+def build_precision(
+    use_amp: bool, amp_dtype: str, device: torch.device, *, is_sharded: bool = False
+) -> Precision:
+    """``Autocast`` when ``use_amp`` else full precision; ``is_sharded`` (FSDP2) picks the
+    sharded GradScaler, which agrees across ranks on skipping a step with inf/NaN gradients."""
+    return Autocast(amp_dtype, device, is_sharded=is_sharded) if use_amp else Precision()
+
+
+def _sharded_scaler(device: torch.device) -> Any:
+    from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+    return ShardedGradScaler(device.type)

@@ -30,6 +30,7 @@ from .schedule import LENGTHS
 
 __all__ = [
     "OPTIMIZER_HPARAMS_KEY",
+    "OPTIMIZER_LAYOUT_KEY",
     "WEIGHTS_KEY",
     "RunFacts",
     "check_resume",
@@ -39,6 +40,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OPTIMIZER_HPARAMS_KEY = "optimizer_hparams"  # payload key: hyperparameters as built
+OPTIMIZER_LAYOUT_KEY = "optimizer_layout"  # payload key: parameters per param group
+# A format that reshards (FSDP2) resumes at another world size, where the loaders' lengths
+# (batches per rank) change with it: those differences are not compared then.
+_RESHARDABLE_KEYS = ("world_size", "train_loaders.lengths")
 WEIGHTS_KEY = "train_loader_config.dataloader_weights"
 _SWITCH = "fault_tolerance.allow_schedule_changes_on_resume"
 _UNSERIALISABLE = "repr"  # the key of a config stored as its repr (see trainer._plain_config)
@@ -89,10 +94,7 @@ class RunFacts:
             return cls(
                 config=payload["config"],
                 model_state=payload["model"],
-                optimizer_layout=[
-                    [len(group["params"]) for group in state["param_groups"]]
-                    for state in payload["optimizers"]
-                ],
+                optimizer_layout=_optimizer_layout(payload),
                 # absent from checkpoints written before it was recorded
                 optimizer_hparams=payload.get(OPTIMIZER_HPARAMS_KEY),
                 world_size=trainer_state["world_size"],
@@ -122,8 +124,21 @@ class RunFacts:
         return signature
 
 
+def _optimizer_layout(payload: Mapping[str, Any]) -> list[list[int]]:
+    if OPTIMIZER_LAYOUT_KEY in payload:  # sharded checkpoints: optimizer states are flat
+        return [list(groups) for groups in payload[OPTIMIZER_LAYOUT_KEY]]
+    return [
+        [len(group["params"]) for group in state["param_groups"]] for state in payload["optimizers"]
+    ]
+
+
 def check_resume(
-    path: Path, saved: RunFacts, current: RunFacts, *, allow_schedule_changes: bool
+    path: Path,
+    saved: RunFacts,
+    current: RunFacts,
+    *,
+    allow_schedule_changes: bool,
+    reshards: bool = False,
 ) -> ResumeDiff:
     """Compare the checkpoint's run with this one; raise or warn (see the module docstring).
 
@@ -132,6 +147,8 @@ def check_resume(
         saved: :meth:`RunFacts.from_payload` of the checkpoint.
         current: This run's facts, taken before the checkpoint is loaded.
         allow_schedule_changes: ``fault_tolerance.allow_schedule_changes_on_resume``.
+        reshards: the checkpoint format loads at another world size (world size and loader
+            lengths are then not compared).
 
     Returns:
         The differences (empty when the runs match).
@@ -148,10 +165,15 @@ def check_resume(
             path,
         )
     with_hparams = saved.optimizer_hparams is not None and current.optimizer_hparams is not None
-    diff = compare_signatures(
-        saved.signature(with_config=with_config, with_hparams=with_hparams),
-        current.signature(with_config=with_config, with_hparams=with_hparams),
-    )
+    signatures = [
+        facts.signature(with_config=with_config, with_hparams=with_hparams)
+        for facts in (saved, current)
+    ]
+    if reshards:
+        for signature in signatures:
+            for key in _RESHARDABLE_KEYS:
+                signature.pop(key, None)
+    diff = compare_signatures(*signatures)
     _raise_if_refused(path, diff, allow_schedule_changes)
     _warn(path, diff, allow_schedule_changes)
     return diff

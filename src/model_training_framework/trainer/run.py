@@ -28,6 +28,7 @@ class Run:
     max_epochs: int
     max_steps: int | None
     grad_accum: int
+    loader_config: Any = None  # train_loader_config (rebuilds schedules of other world sizes)
     base_seed: int = 0
     streams: list[Any] = field(default_factory=list)
     metrics: Any = None
@@ -131,4 +132,5 @@ def prepare_run(
         max_epochs=max_epochs,
         max_steps=max_steps,
         grad_accum=grad_accum,
+        loader_config=config.train_loader_config,
     )

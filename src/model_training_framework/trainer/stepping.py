@@ -179,23 +179,19 @@ class OptimizerStepper:
         """Current learning rate of each optimizer (its first parameter group)."""
         return [float(opt.param_groups[0]["lr"]) for opt in self.optimizers]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "schedulers": [s.scheduler.state_dict() for s in self.schedulers],
-        }
+    def scheduler_state_dicts(self) -> list[dict[str, Any]]:
+        """The schedulers' states (optimizer states belong to the sharding strategy)."""
+        return [s.scheduler.state_dict() for s in self.schedulers]
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        try:
-            optimizers, schedulers = state["optimizers"], state["schedulers"]
-        except KeyError as err:
-            raise CheckpointError(f"checkpoint lacks {err} state") from err
-        if len(optimizers) != len(self.optimizers) or len(schedulers) != len(self.schedulers):
+    def load_scheduler_state_dicts(self, states: Sequence[Mapping[str, Any]]) -> None:
+        """Restore :meth:`scheduler_state_dicts` output.
+
+        Raises:
+            CheckpointError: the checkpoint holds another number of schedulers.
+        """
+        if len(states) != len(self.schedulers):
             raise CheckpointError(
-                f"checkpoint holds {len(optimizers)} optimizers and {len(schedulers)} schedulers; "
-                f"this run has {len(self.optimizers)} and {len(self.schedulers)}"
+                f"checkpoint holds {len(states)} schedulers; this run has {len(self.schedulers)}"
             )
-        for opt, opt_state in zip(self.optimizers, optimizers, strict=True):
-            opt.load_state_dict(opt_state)
-        for sched, sched_state in zip(self.schedulers, schedulers, strict=True):
+        for sched, sched_state in zip(self.schedulers, states, strict=True):
             sched.scheduler.load_state_dict(sched_state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +40,16 @@ from .progress import ProgressDisplay, build_progress_display
 from .results import FitResult, FitStatus, WarmStartResult
 from .resume import find_checkpoint, warm_start
 from .resume_check import WEIGHTS_KEY, RunFacts, check_resume, optimizer_hyperparameters
-from .rng import restore_rng_state, seed_everything
+from .rng import seed_everything
 from .run import Run, build_schedule, prepare_run
 from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
+from .sharding import build_strategy, needs_process_group
 from .stepping import OptimizerStepper, parse_schedulers
 from .validation import run_validation
 
 __all__ = ["GenericTrainer"]
 
 logger = logging.getLogger(__name__)
-
-# Reused for every non-DDP micro-step (a nullcontext can be entered any number of times).
-_NO_CONTEXT = nullcontext()
 
 _STOP_STATUS = {
     StopRequest.PREEMPT: FitStatus.PREEMPTED,
@@ -88,12 +86,22 @@ class GenericTrainer:
         self.optimizers = check_optimizers(optimizers)
         self._dist = DistributedContext.from_environment()
         self.device = self._dist.device_for(config.device)
-        self._dist.setup(self.device)  # now, so users can build DistributedSamplers before fit
+        # Now, so users can build DistributedSamplers before fit (and FSDP2 can shard).
+        self._dist.setup(
+            self.device, single_process=needs_process_group(config.distributed.strategy)
+        )
         self._module = model.to(self.device)
         self._move_batch = build_batch_mover(self.device)
+        self._sharding = build_strategy(config.distributed, self._dist, self.device)
+        self._sharding.prepare(self._module, self.optimizers)
         self._forward_model: torch.nn.Module = self._module
         perf = config.performance
-        self._precision = build_precision(perf.use_amp, perf.amp_dtype, self.device)
+        self._precision = build_precision(
+            perf.use_amp,
+            perf.amp_dtype,
+            self.device,
+            is_sharded=needs_process_group(config.distributed.strategy),
+        )
         self._stepper = OptimizerStepper(
             self.optimizers,
             parse_schedulers(schedulers, len(self.optimizers)),
@@ -307,15 +315,7 @@ class GenericTrainer:
         )
 
     def _wrap_model(self, run: Run) -> None:
-        model = self._module
-        if self._dist.is_distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            unused = self.config.distributed.find_unused_parameters
-            if unused is None:  # several loaders usually means per-loader heads
-                unused = len(run.train_loaders) > 1
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=ids, find_unused_parameters=unused
-            )
+        model = self._sharding.wrap(self._module, num_loaders=len(run.train_loaders))
         if self.config.performance.compile_model:
             model = torch.compile(model)
         self._forward_model = model
@@ -387,6 +387,7 @@ class GenericTrainer:
             self.run_dir,
             is_rank_zero=rank_zero,
             code_directory=self._code_directories,
+            checkpoint_format=self._sharding.checkpoint_format,
         )
         self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
         self._guard = FiniteGuard(cfg.on_nonfinite_loss, reduce_max=self._dist.reduce_max)
@@ -410,7 +411,12 @@ class GenericTrainer:
     def _find_resume_point(self, run: Run, resume_from: str | Path | None) -> None:
         """Choose the checkpoint to resume (if any) and check that it fits this run; reads
         only, so a refused resume writes nothing."""
-        reader = CheckpointManager(self.config.checkpoint, self.run_dir, is_rank_zero=False)
+        reader = CheckpointManager(
+            self.config.checkpoint,
+            self.run_dir,
+            is_rank_zero=False,
+            checkpoint_format=self._sharding.checkpoint_format,
+        )
         run.resume_point = find_checkpoint(
             reader,
             self._dist,
@@ -431,16 +437,21 @@ class GenericTrainer:
             loader_lengths=list(run.schedule.lengths),
         )
         allow = self.config.fault_tolerance.allow_schedule_changes_on_resume
+        reshards = self._sharding.checkpoint_format.reshards
         run.resume_diff = self._dist.rank_zero_call(
             lambda: check_resume(
-                path, RunFacts.from_payload(payload), current, allow_schedule_changes=allow
+                path,
+                RunFacts.from_payload(payload),
+                current,
+                allow_schedule_changes=allow,
+                reshards=reshards,
             )
         )
 
     def _restore_or_start(self, run: Run) -> None:
         if run.resume_point is not None:
             path, payload = run.resume_point
-            self._load_payload(run, payload)
+            self._load_payload(run, payload, path)
             weighted = run.schedule.strategy is SamplingStrategy.WEIGHTED
             if weighted and run.resume_diff.changed(WEIGHTS_KEY):
                 # allowed (else check_resume refused): the new weights replace the restored ones
@@ -477,17 +488,19 @@ class GenericTrainer:
             logger.info("%s", notice)
 
     def _parts(self) -> TrainerParts:
-        return TrainerParts(self._dist, self._module, self._stepper, self._precision, self._hooks)
+        return TrainerParts(
+            self._dist, self._module, self._stepper, self._precision, self._hooks, self._sharding
+        )
 
-    def _load_payload(self, run: Run, payload: dict[str, Any]) -> None:
-        counters, rng_state = restore_payload(self._parts(), run, payload)
+    def _load_payload(self, run: Run, payload: dict[str, Any], path: Path) -> None:
+        counters, restore_rng = restore_payload(self._parts(), run, payload, path)
         self.global_step, self.current_epoch = counters.global_step, counters.epoch
         self.skipped_nonfinite, self._last_metrics = (
             counters.skipped_nonfinite,
             counters.last_metrics,
         )
         self._hooks.call("on_checkpoint_load", self, payload)
-        restore_rng_state(rng_state)  # last: nothing may draw from the streams before training
+        restore_rng()  # last: nothing may draw from the streams before training
 
     # ------------------------------------------------------------------ the loop
     def _train(self, run: Run) -> FitStatus:
@@ -536,17 +549,17 @@ class GenericTrainer:
         if run.has_batch_start_hooks:
             self._hooks.call("on_train_batch_start", self, batch, batch_idx, idx, name)
         run.window_size += 1
-        # NOTE [no_sync]: under DDP only the window's last micro-batch all-reduces gradients;
-        # the epoch's last planned batch closes a partial window the same way, so DDP's own
-        # bookkeeping of no_sync passes ends with it (a window cut short by a loader that ran
-        # dry is all-reduced by hand instead).
+        # NOTE [no_sync]: only the window's last micro-batch synchronises gradients (DDP's
+        # all-reduce, FSDP2's reduce-scatter); the epoch's last planned batch closes a partial
+        # window the same way (a window cut short by a loader that ran dry is synchronised by
+        # the sharding strategy's finish_partial_window instead).
         closes = (
             run.window_size == run.grad_accum
             or run.schedule_position() == run.schedule.epoch_length()
         )
         run.is_window_synced = closes
         t1 = time.perf_counter()
-        with _NO_CONTEXT if closes or not run.is_distributed else self._forward_model.no_sync():
+        with self._sharding.gradient_sync(self._forward_model, closes_window=closes):
             outputs = self._precision.run_step(
                 self._training_step, self, batch, batch_idx, idx, name
             )
@@ -608,8 +621,8 @@ class GenericTrainer:
     def _optimizer_step(self, run: Run, loader_idx: int) -> None:
         opt_idx = run.optimizer_ids[loader_idx]
         t0 = time.perf_counter()
-        if run.is_distributed and not run.is_window_synced:
-            self._all_reduce_gradients()  # a window cut short ran under no_sync
+        if not run.is_window_synced:  # a window cut short ran without gradient sync
+            self._sharding.finish_partial_window(self._module)
         if not self._stepper.step(
             opt_idx,
             self.global_step + 1,
@@ -784,7 +797,8 @@ class GenericTrainer:
 
     def _write_checkpoint(self, run: Run, payload: dict[str, Any], preempted: bool) -> Path | None:
         """Rank 0 writes (and on preemption waits for the file and requeues); other ranks only
-        restart their save timer. Returns the file written (None on other ranks)."""
+        restart their save timer, or write their shards when the format is sharded (FSDP).
+        Returns the checkpoint written (None on other ranks)."""
         started = time.monotonic()
         path = run.checkpoints.save(
             payload, epoch=self.current_epoch, step=self.global_step, metrics=self._last_metrics
@@ -836,7 +850,7 @@ class GenericTrainer:
         self._logger = NullLogger()
         self._run = None
         self._forward_model = self._module
-        self._dist.teardown()
+        self._sharding.release(self._dist)
 
     def _start_progress(self, run: Run) -> None:
         if self._progress is not None:
@@ -845,11 +859,6 @@ class GenericTrainer:
                 self.current_epoch,
                 initial_batch=run.schedule_position(),
             )
-
-    def _all_reduce_gradients(self) -> None:
-        self._dist.all_reduce_mean_(
-            [p.grad for p in self._module.parameters() if p.grad is not None]
-        )
 
 
 def _is_due(step: int, every_n_steps: int | None) -> bool:
