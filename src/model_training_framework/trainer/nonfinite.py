@@ -22,6 +22,7 @@ that a checkpoint then stores, and reading a device value every step would stall
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -173,6 +174,8 @@ class FiniteGuard:
 
     def _local_first_bad(self) -> tuple[int, str] | None:
         num_steps = len(self._steps)
+        if not num_steps:
+            return None  # checks run at optimizer-step boundaries: no step, no values
         mask = self._bad_mask(num_steps)
         if mask is None or not bool(mask.any()):
             return None
@@ -180,9 +183,10 @@ class FiniteGuard:
         num_losses = len(self._losses)
         found = []
         for idx in mask.nonzero().flatten().tolist():
-            if idx < num_losses:  # the window whose end is the first one past this loss
-                window = next(w for w, end in enumerate(self._window_ends) if end > idx)
-                found.append((self._steps[window], "loss"))
+            if idx < num_losses:  # the first window that ends after this loss
+                window = bisect.bisect_right(self._window_ends, idx)
+                step = self._steps[window] if window < num_steps else self._steps[-1] + 1
+                found.append((step, "loss"))
             else:
                 found.append((self._steps[(idx - num_losses) % num_steps], "gradients"))
         return min(found, key=lambda item: (item[0], item[1] != "loss"))
