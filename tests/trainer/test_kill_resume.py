@@ -4,6 +4,7 @@ random moments, rerun until done, and must end bit-identical to an uninterrupted
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -153,3 +154,34 @@ def test_logs_hold_each_step_once_after_a_kill_and_resume(tmp_path):
     accumulator.Reload()
     tb_steps = [event.step for event in accumulator.Scalars("train/loss")]
     assert tb_steps == loss_steps
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["workers", "persistent_workers"])
+def test_sigterm_to_the_whole_process_group_preempts_with_a_checkpoint(tmp_path, persistent):
+    """What Slurm and systemd do: SIGTERM to every process, DataLoader workers included. The
+    workers ignore it; the main process checkpoints and ends "preempted"; a rerun finishes."""
+    extra = ["--slow-ms", "20", "--workers", "2", *(["--persistent"] if persistent else [])]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(SCRIPT), str(tmp_path), "run", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a job step has
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.strip() == "STEP 4":
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 3, out
+    assert "killed by signal" not in out, out
+    status = [line.split() for line in out.splitlines() if line.startswith("STATUS")]
+    assert status and status[0][1] == "preempted", out
+    stopped_at = int(status[0][2])
+    latest = torch.load(tmp_path / "run" / "latest.ckpt", weights_only=True)
+    assert latest["global_step"] == stopped_at >= 4
+
+    code, out = _run(tmp_path, "run", *extra)
+    assert code == 0 and "STATUS completed" in out, out

@@ -116,6 +116,11 @@ class PreemptionHandler:
         self._previous: dict[signal.Signals, SignalHandler] = {}
         self._requeued = False
 
+    @property
+    def signals(self) -> tuple[signal.Signals, ...]:
+        """The signals that request a preemption (the configured one and SIGTERM)."""
+        return self._preempt_signals
+
     # -- installation ------------------------------------------------------------------------
 
     def install(self) -> None:

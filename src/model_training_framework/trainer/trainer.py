@@ -46,6 +46,7 @@ from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
 from .sharding import build_strategy, needs_process_group
 from .stepping import OptimizerStepper, parse_schedulers
 from .validation import run_validation
+from .worker_signals import shield_workers
 
 __all__ = ["GenericTrainer"]
 
@@ -347,6 +348,8 @@ class GenericTrainer:
             cfg.seed if cfg.seed is not None else int(torch.randint(2**62, (1,)).item())
         )
         run.base_seed = base_seed
+        self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
+        shield_workers([*run.train_loaders, *run.val_loaders], self._preemption.signals)
         run.streams = build_streams(
             run.train_loaders,
             run.names,
@@ -389,7 +392,6 @@ class GenericTrainer:
             code_directory=self._code_directories,
             checkpoint_format=self._sharding.checkpoint_format,
         )
-        self._preemption = PreemptionHandler(cfg.preemption, reduce_max=self._dist.reduce_max)
         self._guard = FiniteGuard(cfg.on_nonfinite_loss, reduce_max=self._dist.reduce_max)
         self._profiler = build_profiler(
             cfg.profile_training,

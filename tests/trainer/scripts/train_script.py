@@ -1,7 +1,7 @@
 """A real training run for kill-and-resume tests: rerun it until it prints COMPLETED.
 
 Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W] [--tensorboard]
-       [--hidden H] [--lr LR] [--wait-for FILE [--wait-at-step S]]
+       [--persistent] [--hidden H] [--lr LR] [--wait-for FILE [--wait-at-step S]]
 ``--wait-for`` holds training at step S (default 1) until FILE exists: a test can act while the
 run is certainly alive and mid-training.
 On completion it writes ROOT/NAME/final.pt (model, optimizer state, data fingerprint).
@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--wait-for", type=Path, default=None)
     parser.add_argument("--wait-at-step", type=int, default=1)
+    parser.add_argument("--persistent", action="store_true", help="persistent loader workers")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = Net(args.ballast_mb, args.hidden)
@@ -98,8 +99,14 @@ def main() -> int:
 
     trainer.set_training_step(step)
     loaders = [
-        DataLoader(dataset(40, 1), batch_size=4, shuffle=True, num_workers=args.workers),
-        DataLoader(dataset(28, 2), batch_size=4, shuffle=True, num_workers=args.workers),
+        DataLoader(
+            dataset(n, seed),
+            batch_size=4,
+            shuffle=True,
+            num_workers=args.workers,
+            persistent_workers=args.persistent,
+        )
+        for n, seed in ((40, 1), (28, 2))
     ]
 
     class Announce(TrainerHooks):
