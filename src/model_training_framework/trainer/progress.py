@@ -40,7 +40,7 @@ _TRAIN_LOSS_KEY = "train/loss"
 class _View(Protocol):
     def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None: ...
 
-    def update(self, batch: int, postfix: str) -> None: ...
+    def update(self, batch: int, metrics: Mapping[str, float]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -96,7 +96,7 @@ class ProgressDisplay:
 
     def update(self, batch: int, metrics: Mapping[str, float] | None = None) -> None:
         """Move to ``batch`` batches done in the epoch and show the latest metrics."""
-        self._view.update(batch, format_progress_postfix(metrics or {}))
+        self._view.update(batch, metrics or {})
 
     def close(self) -> None:
         """Finish the current display; calling it again does nothing."""
@@ -149,7 +149,7 @@ class _NoView:
     def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None:
         pass
 
-    def update(self, batch: int, postfix: str) -> None:
+    def update(self, batch: int, metrics: Mapping[str, float]) -> None:
         pass
 
     def close(self) -> None:
@@ -172,9 +172,9 @@ class _LiveBar:
             leave=True,
         )
 
-    def update(self, batch: int, postfix: str) -> None:
+    def update(self, batch: int, metrics: Mapping[str, float]) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.set_postfix_str(format_progress_postfix(metrics), refresh=False)
             self._bar.update(batch - self._bar.n)
 
     def close(self) -> None:
@@ -193,7 +193,9 @@ class _PlainLines:
         self._first_batch = 0
         self._started_at = 0.0
         self._last_line_at: float | None = None
-        self._pending: str | None = None
+        # (batch, metrics, time) of the newest update not shown yet; its line is built only
+        # when it is printed (most updates are replaced before then)
+        self._pending: tuple[int, dict[str, float], float] | None = None
         self._is_open = False
 
     def start(self, total_batches: int | None, epoch: int, initial_batch: int) -> None:
@@ -203,11 +205,11 @@ class _PlainLines:
         self._pending = None
         self._is_open = True
 
-    def update(self, batch: int, postfix: str) -> None:
+    def update(self, batch: int, metrics: Mapping[str, float]) -> None:
         if not self._is_open:
             return
         now = self._clock()
-        self._pending = self._line(batch, postfix, now)
+        self._pending = (batch, dict(metrics), now)
         if self._last_line_at is None or now - self._last_line_at >= self._min_interval_s:
             self._emit(now)
 
@@ -218,7 +220,10 @@ class _PlainLines:
         self._is_open = False
 
     def _emit(self, now: float) -> None:
-        tqdm.write(self._pending, file=self._stream)
+        assert self._pending is not None
+        batch, metrics, updated_at = self._pending
+        line = self._line(batch, format_progress_postfix(metrics), updated_at)
+        tqdm.write(line, file=self._stream)
         self._last_line_at, self._pending = now, None
 
     def _line(self, batch: int, postfix: str, now: float) -> str:
