@@ -84,10 +84,16 @@ def test_a_bool_differs_from_the_number_it_equals():
     assert [c.key for c in diff.other] == ["x", "y"]
 
 
-def test_the_switch_that_allows_schedule_changes_is_itself_not_a_change():
-    key = "fault_tolerance.allow_schedule_changes_on_resume"
-
-    assert not compare_signatures({key: False}, {key: True})
+@pytest.mark.parametrize(
+    ("key", "saved", "current"),
+    [
+        ("fault_tolerance.allow_schedule_changes_on_resume", False, True),
+        ("experiment_name", "old", "old-from-step-400"),  # started from another run's file
+        ("checkpoint.root_dir", "/scratch/runs", "/home/me/runs"),  # a moved run directory
+    ],
+)
+def test_the_switch_and_the_run_directory_names_are_not_changes(key, saved, current):
+    assert not compare_signatures({key: saved}, {key: current})
 
 
 def test_identical_signatures_have_no_difference():

@@ -44,8 +44,13 @@ __all__ = [
 ]
 
 ABSENT = "<absent>"
-# The switch itself may change between runs without counting as a change.
-_IGNORED = ("fault_tolerance.allow_schedule_changes_on_resume",)
+# Not changes of the training: the switch itself, and the names of the run directory (a run
+# started from another run's checkpoint, or a run directory that was moved).
+_IGNORED = (
+    "fault_tolerance.allow_schedule_changes_on_resume",
+    "experiment_name",
+    "checkpoint.root_dir",
+)
 _MAX_VALUE_CHARS = 60
 
 

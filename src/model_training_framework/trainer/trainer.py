@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,32 +187,6 @@ class GenericTrainer:
             self._run.schedule.update_weights(list(weights))
         self.config.train_loader_config.dataloader_weights = list(weights)
 
-    @contextmanager
-    def own_run_directory(self) -> Iterator[None]:
-        """Own :attr:`run_dir` for the block: lock ``<run_dir>/.lock`` and record this process.
-
-        ``fit`` takes this lock itself; use the block only to write your own files into the run
-        directory before ``fit`` without racing another process (``fit`` inside the block keeps
-        the ownership). Under DDP call it on every rank: rank 0 holds the lock, and a refusal
-        reaches every rank.
-
-        Raises:
-            RunDirectoryBusyError: a live process owns the run directory (the message names it).
-            RunDirectoryLockError: the filesystem does not support file locks.
-
-        Example:
-            >>> with trainer.own_run_directory():                      # doctest: +SKIP
-            ...     (trainer.run_dir / "notes.txt").write_text("lr sweep, run 3")
-            ...     trainer.fit(train_loaders=[loader])
-        """
-        taken = self._take_run_directory()
-        self._dist.rank_zero_call(self._lock.record_owner)
-        try:
-            yield
-        finally:
-            if taken:
-                self._release_run_directory()
-
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Log extra scalars at the current global step (rank 0 only)."""
         self._logger.log_scalars(metrics, self.global_step)
@@ -280,7 +253,7 @@ class GenericTrainer:
         run.config_record = _plain_config(self.config)
         run.optimizer_hparams = optimizer_hyperparameters(self.optimizers)
         # Ownership, the checkpoint to resume and its fit with this run: all before any write.
-        run.owns_run_directory = self._take_run_directory()
+        self._take_run_directory(run)
         self._find_resume_point(run, resume_from)
         self._wrap_model(run)
         self._open(run)
@@ -321,18 +294,12 @@ class GenericTrainer:
             model = torch.compile(model)
         self._forward_model = model
 
-    def _take_run_directory(self) -> bool:
-        """Lock the run directory on rank 0, agreed by every rank (NOTE [run directory lock]).
-
-        Returns:
-            False when this trainer already owns it (``own_run_directory``), else True.
-        """
-        if self._lock is not None:
-            return False
+    def _take_run_directory(self, run: Run) -> None:
+        """Lock the run directory on rank 0, agreed by every rank (NOTE [run directory lock])."""
         lock = build_run_lock(self.run_dir, enabled=self.config.fault_tolerance.lock_run_directory)
         self._dist.rank_zero_call(lock.acquire)
         self._lock = lock
-        return True
+        run.owns_run_directory = True
 
     def _release_run_directory(self) -> None:
         lock, self._lock = self._lock, None
