@@ -15,6 +15,7 @@ expected. Kill-and-resume and preemption-and-resume end bit-identical to an unin
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 
@@ -137,6 +138,37 @@ def test_sigusr1_to_one_rank_preempts_both_with_one_checkpoint_then_resumes_exac
     second = launch(tmp_path, "preempted", *RESUMABLE)
     assert second.wait() == 0, second.output()[-4000:]
     _assert_same_final(runs["resumable"], second)
+
+
+def test_sigusr1_to_a_random_rank_at_random_steps_resumes_exactly(runs, tmp_path):
+    """Three preemptions, each of a random rank at a random step, then a run to the end: both
+    ranks stop together every time, and the end is bit-identical to an uninterrupted run."""
+    rng = random.Random(20261204)
+    total = runs["resumable"].final(0)["global_step"]
+    stopped_at = 0
+    for _ in range(3):
+        run = launch(tmp_path, "random_preempt", *RESUMABLE)
+        target = rng.randint(stopped_at + 1, stopped_at + 3)
+        run.wait_for(
+            f"a checkpoint at step >= {target}",
+            lambda run=run, target=target: (
+                len(run.worker_pids()) == 2 and any(s >= target for s in run.checkpoint_steps())
+            ),
+        )
+        rank = rng.choice([0, 1])
+        os.kill(run.worker_pids()[rank], signal.SIGUSR1)
+        assert run.wait() != 0, "torchrun reports the workers' exit code 3 (preempted)"
+        finals = [run.final(0), run.final(1)]
+        assert [f["status"] for f in finals] == ["preempted", "preempted"], run.output()[-4000:]
+        assert finals[0]["global_step"] == finals[1]["global_step"] > stopped_at
+        stopped_at = finals[0]["global_step"]
+        assert stopped_at in run.checkpoint_steps()
+        for path in run.run_dir.glob("final_rank*.pt"):
+            path.unlink()
+    assert stopped_at < total, "the preemptions must all land before the end"
+    last = launch(tmp_path, "random_preempt", *RESUMABLE)
+    assert last.wait() == 0, last.output()[-4000:]
+    _assert_same_final(runs["resumable"], last)
 
 
 def test_loader_lengths_that_differ_across_ranks_stop_every_rank_with_a_clear_error(tmp_path):

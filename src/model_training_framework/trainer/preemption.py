@@ -219,6 +219,11 @@ class PreemptionHandler:
         ``preemption.max_checkpoint_sec`` (the trainer then warns)."""
         return elapsed_s > self._max_checkpoint_sec
 
+    def note_requeued(self) -> None:
+        """Record that rank 0 requeued the job, so this rank too ignores the SIGTERM with which
+        Slurm ends the old run and finishes what follows ``fit`` (see :meth:`uninstall`)."""
+        self._requeued = True
+
     def requeue_if_under_slurm(self) -> bool:
         """Ask Slurm to requeue this job (``scontrol requeue $SLURM_JOB_ID``).
 

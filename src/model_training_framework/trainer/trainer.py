@@ -760,14 +760,20 @@ class GenericTrainer:
         self._guard.raise_if_bad()  # never persist a non-finite step
         payload = self._build_payload(run)
         self._hooks.call("on_checkpoint_save", self, payload)
-        paths = self._dist.all_ranks_call(lambda: self._write_checkpoint(run, payload, preempted))
-        run.checkpoint_path = paths[0]
+        outcomes = self._dist.all_ranks_call(
+            lambda: self._write_checkpoint(run, payload, preempted)
+        )
+        run.checkpoint_path, requeued = outcomes[0]
+        if requeued:
+            self._preemption.note_requeued()
         run.last_saved_step = self.global_step
 
-    def _write_checkpoint(self, run: Run, payload: dict[str, Any], preempted: bool) -> Path | None:
+    def _write_checkpoint(
+        self, run: Run, payload: dict[str, Any], preempted: bool
+    ) -> tuple[Path | None, bool]:
         """Rank 0 writes (and on preemption waits for the file and requeues); other ranks only
         restart their save timer, or write their shards when the format is sharded (FSDP).
-        Returns the checkpoint written (None on other ranks)."""
+        Returns the checkpoint written (None on other ranks) and whether the job was requeued."""
         started = time.monotonic()
         path = run.checkpoints.save(
             payload, epoch=self.current_epoch, step=self.global_step, metrics=self._last_metrics
@@ -780,8 +786,8 @@ class GenericTrainer:
                     "preemption checkpoint took %.1f s, over preemption.max_checkpoint_sec", elapsed
                 )
             if self._dist.is_rank_zero:
-                self._preemption.requeue_if_under_slurm()
-        return path
+                return path, self._preemption.requeue_if_under_slurm()
+        return path, False
 
     def _build_payload(self, run: Run) -> dict[str, Any]:
         counters = LoopCounters(

@@ -23,6 +23,11 @@ Output lines a test can wait for (stdout, flushed):
 Exit status: 0 completed (``<run dir>/final.pt`` holds the model state dict, the optimizer state,
 the data fingerprint and the global step), 3 preempted (checkpoint written; rerun resumes),
 1 any other status.
+
+Several tasks (``slurm.ntasks_per_node`` > 1: the job script starts them with ``srun``): each
+task is one DDP rank (Gloo), its rank taken from ``SLURM_PROCID`` by the trainer (no torchrun);
+the loaders shard the data with a ``DistributedSampler``, only rank 0 prints the progress lines,
+every rank prints its ``status=... rank=R world=W`` line and writes ``final_rank<R>.pt``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from model_training_framework.config.experiment import ExperimentConfig
 from model_training_framework.trainer import GenericTrainer
@@ -57,6 +62,13 @@ def _model(seed: int) -> torch.nn.Module:
     )
 
 
+def _loader(dataset: TensorDataset, world_size: int, seed: int) -> DataLoader:
+    if world_size == 1:
+        return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
+    sampler = DistributedSampler(dataset, shuffle=True, seed=seed)  # after the trainer: see docs
+    return DataLoader(dataset, batch_size=BATCH_SIZE, sampler=sampler)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the experiment's config.yaml")
@@ -70,13 +82,20 @@ def main() -> int:
     model = _model(experiment.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=experiment.optimizer.lr)
     trainer = GenericTrainer(experiment.to_trainer_config(), model, [optimizer])
+    rank = int(os.environ.get("RANK", "0"))  # set by the trainer under srun (from SLURM_PROCID)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     reported_steps: set[int] = set()
 
     def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         step = trainer.global_step
-        if not reported_steps:
+        if rank == 0 and not reported_steps:
             print(f"{STARTED_MARK}: global_step={step} restart={restart}", flush=True)
-        if report_every_n_steps and step % report_every_n_steps == 0 and step not in reported_steps:
+        if (
+            rank == 0
+            and report_every_n_steps
+            and step % report_every_n_steps == 0
+            and step not in reported_steps
+        ):
             print(f"[train_job] at global_step={step} restart={restart}", flush=True)
         reported_steps.add(step)
         time.sleep(step_sleep_s)
@@ -84,16 +103,17 @@ def main() -> int:
         return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
 
     trainer.set_training_step(training_step)
-    loaders = [
-        DataLoader(_dataset(num_samples, seed), batch_size=BATCH_SIZE, shuffle=True)
-        for seed in (1, 2)
-    ]
+    loaders = [_loader(_dataset(num_samples, seed), world_size, seed) for seed in (1, 2)]
     result = trainer.fit(
         loaders,
         max_epochs=experiment.training.max_epochs,
         max_steps=experiment.training.max_steps,
     )
-    print(f"[train_job] status={result.status.value} global_step={result.global_step}", flush=True)
+    suffix = f" rank={rank} world={world_size}" if world_size > 1 else ""
+    print(
+        f"[train_job] status={result.status.value} global_step={result.global_step}{suffix}",
+        flush=True,
+    )
     if result.status.value == "preempted":
         return EXIT_PREEMPTED
     if result.status.value != "completed":
@@ -105,7 +125,10 @@ def main() -> int:
         "fingerprint": result.data_fingerprint,
         "global_step": result.global_step,
     }
-    torch.save(final, run_dir / "final.pt")
+    if rank == 0:
+        torch.save(final, run_dir / "final.pt")
+    if world_size > 1:
+        torch.save(final, run_dir / f"final_rank{rank}.pt")
     return 0
 
 
