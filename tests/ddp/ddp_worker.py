@@ -168,6 +168,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fsdp-wrap", action="store_true", help="fsdp_wrap the trunk")
     parser.add_argument("--async-save", action="store_true")
     parser.add_argument("--dump-start", action="store_true", help="write start_rank<r>.pt")
+    parser.add_argument("--resume-from", default=None, help="fit(resume_from_checkpoint=...)")
     return parser.parse_args()
 
 
@@ -378,7 +379,13 @@ def main() -> int:
     train, val = loaders(args, rank)
     FaultyDataset.fault = fault
     try:
-        result = trainer.fit(train, val, max_epochs=args.epochs, max_steps=args.max_steps)
+        result = trainer.fit(
+            train,
+            val,
+            max_epochs=args.epochs,
+            max_steps=args.max_steps,
+            resume_from_checkpoint=args.resume_from,
+        )
     except BaseException:
         if args.linger_s:  # a process that stays alive after its error (NCCL-like peers)
             time.sleep(args.linger_s)

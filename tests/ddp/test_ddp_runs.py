@@ -184,6 +184,23 @@ def test_loader_lengths_that_differ_across_ranks_stop_every_rank_with_a_clear_er
     assert "[rank1] WARNING" not in log
 
 
+def test_an_explicit_checkpoint_starts_a_run_once_then_its_own_checkpoints_win(runs, tmp_path):
+    """A requeue repeats the command: resume_from_checkpoint=PATH must not restart from PATH
+    once the run has checkpoints of its own (rank 0 decides, both ranks load the same file)."""
+    initial = runs["ddp"].run_dir / "latest.ckpt"
+    first = launch(tmp_path, "target", *COMPARABLE, "--epochs", "3", "--resume-from", str(initial))
+    assert first.wait() == 0, first.output()[-4000:]
+    assert f"resumed from {initial} at epoch 2, step 10" in first.output()
+    assert "STATUS completed 15" in first.output()  # 5 optimizer steps per epoch
+    again = launch(tmp_path, "target", *COMPARABLE, "--epochs", "4", "--resume-from", str(initial))
+    assert again.wait() == 0, again.output()[-4000:]
+    log = again.output()
+    assert log.count("own latest checkpoint") == 1, log[-4000:]  # rank 0 says it, once
+    own = tmp_path / "target" / "epoch_3_step_15.ckpt"
+    assert f"resumed from {own} at epoch 3, step 15" in log, log[-4000:]
+    assert log.count("STATUS completed 20") == 2, log[-4000:]
+
+
 def test_resuming_with_a_different_world_size_is_a_clear_error(runs, tmp_path):
     shutil.copytree(runs["resumable"].run_dir, tmp_path / "resumable")
     run = launch(tmp_path, "resumable", *RESUMABLE, "--single", nproc=0)
