@@ -326,6 +326,17 @@ JOURNEYS: dict[str, list[Step]] = {
             check=_wait_for_slurm_jobs("experiments/grid"),
         ),
     ],
+    "distributed": [
+        Step(
+            "torchrun --standalone --nproc_per_node=2 -m model_training_framework.runner.experiment "
+            "--config experiment.yaml",
+            (DISTRIBUTED_MD,),
+            folder=PRODUCTION,  # the doc's experiment.yaml: the runnable example's
+            files=("runs/spirals/latest.ckpt",),
+            output=("process group up: rank 0 of 2", "process group up: rank 1 of 2"),
+            check=_check_completed("spirals", epoch=3),
+        ),
+    ],
 }
 
 # Commands that cannot run as written here, each with the reason.
@@ -341,11 +352,6 @@ ILLUSTRATIVE: dict[tuple[str, str], str] = {
     (DISTRIBUTED_MD, "torchrun --standalone --nproc_per_node=2 train.py"): (
         "train.py stands for the reader's own script"
     ),
-    (
-        DISTRIBUTED_MD,
-        "torchrun --standalone --nproc_per_node=2 -m model_training_framework.runner.experiment "
-        "--config experiment.yaml",
-    ): "experiment.yaml stands for the reader's config; tests/ddp runs the same runner under torchrun",
     (
         DISTRIBUTED_MD,
         "torchrun --nnodes=2 --nproc_per_node=4 --node_rank=$NODE_RANK --rdzv_backend=c10d "
@@ -494,6 +500,12 @@ def _run_journey(name: str, clone: Path, env: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_readme_and_quickstart_journey(clone):
     _run_journey("readme_and_quickstart", clone, _environment(clone))
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_distributed_journey(clone):
+    _run_journey("distributed", clone, _environment(clone, {"OMP_NUM_THREADS": "1"}))
 
 
 @pytest.mark.slow
