@@ -207,10 +207,12 @@ def test_early_stopping_hook_stops_training(tmp_path):
     assert result.epoch < 20
 
 
-def test_builtin_hook_conflicting_with_the_config_is_an_error(tmp_path):
+def test_builtin_hook_conflicting_with_the_config_is_an_error_that_changes_nothing(tmp_path):
     trainer = _trainer(tmp_path, early_stopping_patience=5)
     with pytest.raises(ConfigError, match="EarlyStoppingHook sets early_stopping_patience=2"):
-        trainer.add_hook(EarlyStoppingHook(patience=2))
+        trainer.add_hook(EarlyStoppingHook(monitor="train/loss", patience=2))
+    assert trainer.config.early_stopping_metric == "val/loss"  # not half applied
+    assert trainer._hooks.hooks == ()  # not registered either
 
 
 def test_model_checkpoint_hook_drives_the_trainers_checkpoints(tmp_path):

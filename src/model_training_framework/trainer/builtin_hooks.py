@@ -49,15 +49,15 @@ def _set(hook: TrainerHooks, section: Any, path: str, settings: dict[str, Any]) 
         ConfigError: the config already sets the field to another value, or the value is
             invalid for the field (the message names the field path).
     """
-    for field, value in settings.items():
-        if value is None:
-            continue
+    given = {field: value for field, value in settings.items() if value is not None}
+    for field, value in given.items():  # every conflict before any change
         current = getattr(section, field)
         if field in section.model_fields_set and current != value:
             raise ConfigError(
                 f"{type(hook).__name__} sets {path}{field}={value!r} but the config already has "
                 f"{current!r}; set it in one place (the hook or the config)"
             )
+    for field, value in given.items():
         setattr(section, field, value)
 
 

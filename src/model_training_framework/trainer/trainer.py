@@ -162,8 +162,9 @@ class GenericTrainer:
                 arguments the trainer does not pass.
             ConfigError: a built-in hook's settings conflict with the config.
         """
+        if isinstance(hook, TrainerHooks):  # else add() raises the TypeError that says so
+            hook.configure(self.config)
         self._hooks.add(hook)
-        hook.configure(self.config)
 
     def set_warm_start_loader(self, fn: Callable[[Any, str | None], WarmStartResult]) -> None:
         """Load weights only when a run starts fresh: ``fn(trainer, checkpoint_path)``."""
