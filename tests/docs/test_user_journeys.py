@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -512,3 +513,54 @@ def test_distributed_journey(clone):
 @pytest.mark.slurm
 def test_production_example_local_and_slurm_journey(clone, slurm_cluster):
     _run_journey("production_local_and_slurm", clone, _environment(clone, slurm_cluster.env))
+
+
+PREEMPTION_COMMAND = "mtf train experiment.yaml --set training.max_epochs=50"
+
+
+def _start_and_preempt(folder: Path, env: dict[str, str], *, after: str) -> tuple[int, str]:
+    """Start the README's preemption command, send SIGUSR1 once ``after`` was printed."""
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {PREEMPTION_COMMAND}"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if after in line:
+                process.send_signal(signal.SIGUSR1)  # `kill -USR1 <pid>` from another shell
+                break
+        lines.extend(process.stdout)
+        return process.wait(timeout=_COMMAND_TIMEOUT_S), "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_production_readme_preemption_walkthrough(clone):
+    """examples/production/README.md, "Try it locally": SIGUSR1 checkpoints and exits with
+    code 3; the same command again continues from that step."""
+    readme = (clone / PRODUCTION_README).read_text(encoding="utf-8")
+    assert f"`{PREEMPTION_COMMAND}`" in readme and "`kill -USR1 <pid>`" in readme
+    folder, env = clone / PRODUCTION, _environment(clone)
+
+    code, output = _start_and_preempt(folder, env, after="saved checkpoint")
+    assert code == 3, output[-3000:]
+    stopped_at = _status_json(folder, "spirals")
+    assert stopped_at["status"] == "preempted", stopped_at
+
+    code, output = _start_and_preempt(folder, env, after="saved checkpoint")
+    assert code == 3, output[-3000:]
+    assert f"step {stopped_at['global_step']}" in output.split("saved checkpoint")[0], output[
+        -3000:
+    ]
+    assert "resumed from" in output, output[-3000:]
+    assert _status_json(folder, "spirals")["global_step"] > stopped_at["global_step"]
