@@ -19,6 +19,7 @@ import shutil
 import pytest
 import torch
 
+from model_training_framework.io_utils import is_temp_file
 from model_training_framework.trainer.checkpoint_dcp import consolidate_checkpoint
 
 from ..trainer.resume_utils import assert_states_equal
@@ -100,7 +101,7 @@ def test_checkpoints_are_sharded_directories_that_rotate_and_consolidate(runs, t
         assert names == {".metadata", "__0_0.distcp", "__1_0.distcp", "trainer_state.pt"}
     latest = run.run_dir / "latest.ckpt"
     assert latest.is_symlink() and latest.resolve() == directories[-1].resolve()
-    assert not [p for p in run.run_dir.iterdir() if p.name.startswith(".")], "temporary left"
+    assert not [p for p in run.run_dir.iterdir() if is_temp_file(p)], "temporary left"
     model_file = consolidate_checkpoint(run.run_dir, tmp_path / "model.pt")
     plain = Net()
     plain.load_state_dict(torch.load(model_file, weights_only=True))
