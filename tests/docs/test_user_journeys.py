@@ -342,6 +342,11 @@ JOURNEYS: dict[str, list[Step]] = {
 
 # Commands that cannot run as written here, each with the reason.
 ILLUSTRATIVE: dict[tuple[str, str], str] = {
+    ("docs/distributed.md", "mtf consolidate runs/my_experiment/latest.ckpt model.pt"): (
+        "needs the sharded checkpoint of an FSDP run; tests/trainer/test_checkpoint_dcp.py runs "
+        "`mtf consolidate` on a sharded run directory and tests/ddp/test_fsdp_runs.py loads the "
+        "consolidated file of a 2-process run into the plain model"
+    ),
     ("README.md", "make test"): (
         "runs the whole suite, this module included (CI runs it); rebuilding .venv in a clone "
         "would take minutes"
