@@ -164,6 +164,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
     parser.add_argument("--check-collectives", action="store_true")
+    parser.add_argument(
+        "--check-stuck-collective",
+        action="store_true",
+        help="all_ranks_call whose fn fails on rank 0 before a collective rank 1 enters",
+    )
     parser.add_argument("--fsdp", action="store_true", help="distributed.strategy: fsdp")
     parser.add_argument("--fsdp-wrap", action="store_true", help="fsdp_wrap the trunk")
     parser.add_argument("--async-save", action="store_true")
@@ -360,6 +365,26 @@ def check_collectives(rank: int) -> int:
     return 0
 
 
+def check_stuck_collective(rank: int) -> int:
+    """Rank 0's step fails before a collective that rank 1's step runs (a sharded write): the
+    announced failure must end rank 1 instead of leaving it there until the timeout."""
+    from model_training_framework.trainer.distributed import DistributedContext
+    from model_training_framework.trainer.failures import build_failure_watch
+
+    ctx = DistributedContext.from_environment()
+    ctx.setup(torch.device("cpu"))
+
+    def write() -> None:
+        if rank == 0:
+            raise OSError("disk full")
+        dist.barrier()  # rank 0 never comes
+
+    with build_failure_watch(ctx) as watch:
+        ctx.failure_reporter = watch.report
+        ctx.all_ranks_call(write)
+    return 0
+
+
 def main() -> int:
     args = parse_args()
     rank = int(os.environ.get("RANK", "0"))
@@ -368,6 +393,8 @@ def main() -> int:
     )
     if args.check_collectives:
         return check_collectives(rank)
+    if args.check_stuck_collective:
+        return check_stuck_collective(rank)
     run_dir = Path(args.out) / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"pid_rank{rank}").write_text(str(os.getpid()))

@@ -253,6 +253,15 @@ def test_a_run_directory_owned_by_a_live_process_stops_every_rank_without_writin
     assert written == [".lock"], written
 
 
+def test_a_step_that_fails_before_a_collective_its_peers_entered_does_not_hang(tmp_path):
+    run = launch(tmp_path, "stuck", "--check-stuck-collective")
+    assert run.wait(timeout=60) != 0, "the job must fail, not hang"
+    log = run.output()
+    assert "rank 0 failed: OSError: disk full" in log, log[-4000:]
+    assert "rank 1 stops: rank 0 failed: OSError: disk full" in log, log[-4000:]
+    assert "rank 1 is still busy" in log, log[-4000:]
+
+
 def _assert_same_final(reference, resumed) -> None:
     for rank in (0, 1):
         ref, got = reference.final(rank), resumed.final(rank)

@@ -165,6 +165,8 @@ class DistributedContext:
     launch: Launch = field(default_factory=Launch)
     owns_process_group: bool = False
     _host_group: Any = field(default=None, repr=False)  # see NOTE [host collectives]
+    # Set by the trainer during fit: announces an error to the other ranks (failures.py).
+    failure_reporter: Callable[[BaseException], object] | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls) -> DistributedContext:
@@ -325,8 +327,9 @@ class DistributedContext:
     def all_ranks_call(self, fn: Callable[[], T]) -> list[T]:
         """Run ``fn`` on every rank and return every rank's result, in rank order.
 
-        ``fn`` itself must not run a collective: if it failed on one rank before that
-        collective, the others would wait in it.
+        ``fn`` should not run a collective: if it failed on one rank before that collective,
+        the others would wait in it. When it must (a sharded checkpoint write), the error is
+        first announced through :attr:`failure_reporter`, which ends peers stuck there.
 
         One ``all_gather_object`` carries each rank's result or error, so when ``fn`` raises on
         any rank, every rank raises: the failing rank its own error, the others
@@ -345,6 +348,8 @@ class DistributedContext:
         except Exception as err:  # re-raised below, after every rank learnt the outcome
             error = err
             outcome = ("error", f"{type(err).__name__}: {err}")
+            if self.failure_reporter is not None:
+                self.failure_reporter(err)
         outcomes = self.gather_objects(outcome)
         if error is not None:
             raise error

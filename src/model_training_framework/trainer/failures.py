@@ -105,6 +105,7 @@ class FailureWatch:
         self._ack_lock = threading.Lock()
         self._has_acked = False
         self._thread: threading.Thread | None = None
+        self._reported: BaseException | None = None
         self.peer_failure: str | None = None
 
     def __enter__(self) -> FailureWatch:
@@ -134,6 +135,8 @@ class FailureWatch:
         if isinstance(error, AgreedError):
             self._acknowledge()  # every rank raises it together already: nothing to announce
             return error
+        if error is self._reported:
+            return error  # announced already (by DistributedContext.all_ranks_call)
         mine = f"rank {self._rank} failed: {type(error).__name__}: {error}"
         try:
             first = _text(self._store.compare_set(self._key, "", mine))
@@ -142,8 +145,11 @@ class FailureWatch:
             return error
         if first == mine:
             logger.error("%s; stopping every rank", mine)
+            self._reported = error
             self._wait_for_acknowledgements()
             return error
+        if first.startswith(f"rank {self._rank} failed:"):
+            return error  # this rank's earlier failure broke what it did next
         self._acknowledge()
         if type(error) is RuntimeError or isinstance(error, _DistError):
             return RankFailedError(f"{first} (rank {self._rank} stopped because of it)")

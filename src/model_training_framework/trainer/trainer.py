@@ -215,6 +215,7 @@ class GenericTrainer:
         run: Run | None = None
         try:
             with build_failure_watch(self._dist) as failures:
+                self._dist.failure_reporter = failures.report
                 try:
                     run = self._prepare(train_loaders, val_loaders, max_epochs, max_steps)
                     return self._fit(run, resume_from_checkpoint)
@@ -228,6 +229,7 @@ class GenericTrainer:
                         raise
                     raise error from exc
         finally:
+            self._dist.failure_reporter = None
             try:
                 if run is not None:
                     self._close()
