@@ -63,7 +63,7 @@ def test_dry_run_shows_exec_for_one_task_and_srun_for_more(project, capsys):
     single, multi = scripts["(launch: exec)"], scripts["(launch: srun)"]
     assert "\nexec " in single and "\nsrun " not in single
     assert "\nsrun " in multi and "\nexec " not in multi
-    assert "trap 'kill -USR1 \"$mtf_srun_pid\" 2>/dev/null || true' USR1" in multi
+    assert "trap 'kill -USR1 $! 2>/dev/null || true' USR1" in multi
 
 
 @pytest.mark.slow  # two subprocesses importing torch

@@ -44,7 +44,11 @@ def test_one_task_keeps_exec_and_more_tasks_use_srun():
     )
     multi = launch_lines(COMMAND, 4).lines
     assert multi[0].startswith("# launch=srun: 4 tasks in total")
-    assert multi[1] == "srun python train.py --config 'my dir/config.yaml' &"
+    assert "srun python train.py --config 'my dir/config.yaml' &" in multi
+    # The traps are set before srun starts: no moment where the signal would end the shell.
+    assert max(i for i, line in enumerate(multi) if line.startswith("trap")) < multi.index(
+        "srun python train.py --config 'my dir/config.yaml' &"
+    )
 
 
 def test_a_job_without_tasks_is_an_error():

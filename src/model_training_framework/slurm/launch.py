@@ -7,6 +7,8 @@ task the script ``exec``s the command, so the training process is the batch shel
 task, rank from ``SLURM_PROCID``, no torchrun) and stays alive to forward the preemption signal
 and SIGTERM to ``srun``, which passes signals on to every task; ``wait`` returns early when a
 trapped signal arrives, so the script waits again until ``srun`` ends and exits with its status.
+The traps are set before ``srun`` starts, so a signal can never end the batch shell itself; one
+that arrives before ``srun`` exists is dropped (only a signal at the very start of a job).
 
 Example:
     >>> lines = launch_lines(ShellCommand(["python", "train.py"]), num_tasks=1)
@@ -51,17 +53,16 @@ def launch_lines(command: ShellCommand, num_tasks: int) -> ShellLines:
     quoted = shlex.join(command.words)
     if launch_mode(num_tasks) == EXEC:
         return ShellLines(["# launch=exec: 1 task in total", f"exec {quoted}"])
-    traps = [
-        f"trap 'kill -{name} \"$mtf_srun_pid\" 2>/dev/null || true' {name}"
-        for name in _FORWARDED_SIGNALS
-    ]
+    # $! (the last background job: srun) is set as soon as srun is forked, before this shell
+    # runs another command, so a trap can never see srun started but not yet named.
+    traps = [f"trap 'kill -{name} $! 2>/dev/null || true' {name}" for name in _FORWARDED_SIGNALS]
     return ShellLines(
         [
             f"# launch=srun: {num_tasks} tasks in total; the batch shell forwards "
             f"{' and '.join(_FORWARDED_SIGNALS)} to them",
+            *traps,  # first: no moment where the signal would end this shell
             f"srun {quoted} &",
             "mtf_srun_pid=$!",
-            *traps,
             "mtf_status=0",
             'wait "$mtf_srun_pid" || mtf_status=$?',
             'while kill -0 "$mtf_srun_pid" 2>/dev/null; do',

@@ -35,10 +35,10 @@ echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${
 # LAUNCH runs COMMAND ("PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given
 # another): exec'd for one task in total, through srun for more (nodes x ntasks-per-node).
 # launch=srun: 8 tasks in total; the batch shell forwards USR1 and TERM to them
+trap 'kill -USR1 $! 2>/dev/null || true' USR1
+trap 'kill -TERM $! 2>/dev/null || true' TERM
 srun /usr/bin/python3 /code/train.py --config /runs/exp1/config.yaml &
 mtf_srun_pid=$!
-trap 'kill -USR1 "$mtf_srun_pid" 2>/dev/null || true' USR1
-trap 'kill -TERM "$mtf_srun_pid" 2>/dev/null || true' TERM
 mtf_status=0
 wait "$mtf_srun_pid" || mtf_status=$?
 while kill -0 "$mtf_srun_pid" 2>/dev/null; do
