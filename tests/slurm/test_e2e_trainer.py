@@ -155,3 +155,33 @@ def test_preempted_array_task_requeues_resumes_and_matches_uninterrupted_run(
         _assert_same_run(_final(slurm_root / name), _final(local_root / name))
     first, second = (_final(local_root / name)["model"] for name, _ in names_seeds)
     assert not all(torch.equal(first[key], second[key]) for key in first)  # seeds matter
+
+
+def test_scancel_of_a_job_with_loader_workers_checkpoints_as_a_preemption(slurm_cluster, tmp_path):
+    """scancel without --signal: Slurm sends SIGTERM to every process of the job, DataLoader
+    workers included. The workers ignore it and the trainer checkpoints, ending "preempted"."""
+    project = _git_project(tmp_path / "project")
+    commands = SlurmCommands(env=slurm_cluster.env)
+    launcher = SLURMLauncher(
+        project_root=project, experiments_dir=tmp_path / "slurm_experiments", commands=commands
+    )
+    slurm_root = tmp_path / "slurm_runs"
+    experiment = _experiment("e2e_scancel", 13, slurm_root, STEP_SLEEP_S)
+    experiment["custom_params"]["num_workers"] = 2
+    experiment["preemption"] = {"requeue_job": False}  # a cancelled job is not requeued
+    batch = launcher.submit_experiment_batch([experiment], project / "train_job.py")
+    assert batch.success_count == 1, batch.failed
+    target = batch.results[0]
+    log = target.experiment_dir / "logs" / f"slurm-{target.job_id}.out"
+
+    _wait_for_match(log, SIGNAL_AFTER, timeout_s=60)
+    commands.scancel([target.job_id])
+    stopped = _wait_for_match(log, STOPPED, timeout_s=30)
+    SLURMJobMonitor(commands).wait_for_jobs([target.job_id], timeout_s=60, poll_interval_s=0.5)
+
+    text = log.read_text() + log.with_suffix(".err").read_text()
+    assert "killed by signal" not in text, text
+    status, step = stopped.group(1), int(stopped.group(2))
+    assert status == "preempted" and REPORT_EVERY_N_STEPS <= step < TOTAL_STEPS, text
+    latest = torch.load(slurm_root / "e2e_scancel" / "latest.ckpt", weights_only=True)
+    assert latest["global_step"] == step

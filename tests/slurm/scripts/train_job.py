@@ -12,6 +12,7 @@ auto-resumes from that run's latest checkpoint when one exists.
 - ``num_samples`` (default 32): samples per loader (batch size 4).
 - ``report_every_n_steps`` (default 0: never): print a progress line when a training step
   starts after a multiple of this many optimizer steps.
+- ``num_workers`` (default 0): DataLoader worker processes per loader.
 
 Output lines a test can wait for (stdout, flushed):
 
@@ -62,11 +63,11 @@ def _model(seed: int) -> torch.nn.Module:
     )
 
 
-def _loader(dataset: TensorDataset, world_size: int, seed: int) -> DataLoader:
+def _loader(dataset: TensorDataset, world_size: int, seed: int, num_workers: int) -> DataLoader:
     if world_size == 1:
-        return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True)
+        return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=num_workers)
     sampler = DistributedSampler(dataset, shuffle=True, seed=seed)  # after the trainer: see docs
-    return DataLoader(dataset, batch_size=BATCH_SIZE, sampler=sampler)
+    return DataLoader(dataset, batch_size=BATCH_SIZE, sampler=sampler, num_workers=num_workers)
 
 
 def main() -> int:
@@ -77,6 +78,7 @@ def main() -> int:
     step_sleep_s = float(experiment.custom_params.get("step_sleep_s", 0.0))
     num_samples = int(experiment.custom_params.get("num_samples", 32))
     report_every_n_steps = int(experiment.custom_params.get("report_every_n_steps", 0))
+    num_workers = int(experiment.custom_params.get("num_workers", 0))
     restart = os.environ.get("SLURM_RESTART_COUNT", "0")
 
     model = _model(experiment.seed)
@@ -103,7 +105,9 @@ def main() -> int:
         return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
 
     trainer.set_training_step(training_step)
-    loaders = [_loader(_dataset(num_samples, seed), world_size, seed) for seed in (1, 2)]
+    loaders = [
+        _loader(_dataset(num_samples, seed), world_size, seed, num_workers) for seed in (1, 2)
+    ]
     result = trainer.fit(
         loaders,
         max_epochs=experiment.training.max_epochs,
