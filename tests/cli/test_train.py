@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from model_training_framework.cli.main import EXIT_ERROR, EXIT_PREEMPTED, main
-from model_training_framework.io_utils import is_temp_file
 from model_training_framework.trainer.checkpoint_io import read_checkpoint
 from model_training_framework.trainer.run_lock import RunDirectoryLock
 
@@ -294,37 +291,3 @@ def test_a_finished_run_rerun_with_the_same_limits_returns_at_once(project, stop
     assert {k: v for k, v in after.items() if k.endswith(".ckpt")} == {
         k: v for k, v in checkpoints.items() if k.endswith(".ckpt")
     }
-
-
-@pytest.mark.slow
-def test_a_second_ctrl_c_during_a_checkpoint_save_exits_130_without_torch_internals(project):
-    """Checkpoints of ~100 MB at every step: the first Ctrl-C asks to stop after the step, the
-    second, 50 ms later, lands in a synchronous save and must stop at once with exit 130."""
-    config = project.write_config(
-        model={
-            "factory": f"{project.module}.build_model",
-            "training_step": f"{project.module}.training_step",
-            "hidden": 5_000_000,
-        },
-        data={"train": [{"name": "a", "factory": f"{project.module}.data", "batch_size": 16}]},
-        checkpoint={"root_dir": "runs", "save_every_n_steps": 1},
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "model_training_framework.cli.main", "train", str(config)],
-        cwd=project.root,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "saved checkpoint" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    err = "".join(lines) + proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
-    assert "inline_container" not in err and "Traceback" not in err, err
-    assert not [p for p in project.run_dir().iterdir() if is_temp_file(p)]

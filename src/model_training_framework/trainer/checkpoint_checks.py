@@ -3,15 +3,17 @@
 NOTE [finite checkpoints]: no checkpoint may hold NaN or infinite floating-point state: a
 resumed run would start from it and fail again, and rotation would delete the last good files
 in its favour. Every save therefore checks the floating-point tensors it is about to write
-with one fused max-abs reduction per device (``torch._foreach_norm`` with ``ord=inf``, which is
-NaN or inf exactly when some element is) and a single host read per device, once per save, never
-per step. Only when that finds something does a second pass name the offending entries.
+with one fused 2-norm per device (``torch._foreach_norm``, as gradient clipping computes it;
+NaN or inf whenever some element is) and a single host read per device, once per save, never
+per step. A non-finite norm can also be an overflow of huge finite values (a float16 tensor
+whose norm passes 65504), so only the tensors it flags get an exact ``isfinite`` check, which
+decides and names the offending entries. (The max-abs norm would never overflow, but on CPU it
+costs ~40x more than the 2-norm.)
 """
 
 from __future__ import annotations
 
 import errno
-import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,19 +39,22 @@ def check_finite(content: Mapping[str, Any], path: Path) -> None:
         CheckpointError: names the file and the first non-finite entries by key path; nothing
             has been written.
     """
-    by_device: dict[torch.device, list[torch.Tensor]] = {}
-    for _, tensor in _float_tensors(content):
-        by_device.setdefault(tensor.device, []).append(tensor)
-    is_finite = True
-    for tensors in by_device.values():
-        norms = torch._foreach_norm(tensors, math.inf)
-        is_finite &= bool(torch.stack([n.float() for n in norms]).isfinite().all())
-    if is_finite:
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for where, tensor in _float_tensors(content):
+        by_device.setdefault(tensor.device, []).append((where, tensor))
+    bad = []
+    for entries in by_device.values():
+        norms = torch._foreach_norm([tensor for _, tensor in entries], 2.0)
+        is_finite = torch.stack([norm.float() for norm in norms]).isfinite()
+        if bool(is_finite.all()):
+            continue
+        flagged = (entries[idx] for idx in torch.nonzero(~is_finite).flatten().tolist())
+        bad += [where for where, tensor in flagged if not bool(tensor.isfinite().all())]
+    if not bad:
         return
-    bad = [where for where, t in _float_tensors(content) if not bool(t.isfinite().all())]
-    shown = ", ".join(bad[:_MAX_NAMED]) + (
-        f" and {len(bad) - _MAX_NAMED} more" if bad[_MAX_NAMED:] else ""
-    )
+    shown = ", ".join(bad[:_MAX_NAMED])
+    if len(bad) > _MAX_NAMED:
+        shown += f" and {len(bad) - _MAX_NAMED} more"
     raise CheckpointError(
         f"refusing to write checkpoint {path}: {shown} hold NaN or infinite values, so a "
         "resumed run would start from broken weights; earlier checkpoints are kept. The last "
