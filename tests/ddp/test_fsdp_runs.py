@@ -7,14 +7,17 @@ after gathering the full tensors on every rank.
 
 Tolerances: the FSDP run matches the DDP run with rtol=atol=1e-6 (reduce-scatter and all-reduce
 may sum in another order; measured: bit-identical on this machine). Kill-and-resume at the same
-world size and fallback past a damaged checkpoint end bit-identical to an uninterrupted run.
+world size, SIGUSR1 to one rank (preemption, with asynchronous sharded saves) and fallback past
+a damaged checkpoint end bit-identical to an uninterrupted run.
 Resuming at another world size (2 -> 1, 1 -> 2) loads bit-identical model and optimizer state;
 the data that follows is split differently, so only the step count is compared after that.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -164,6 +167,28 @@ def test_resuming_at_another_world_size_loads_the_same_state_and_continues(
         final = resumed.final(rank)
         assert final["status"] == "completed"
         assert final["global_step"] == saved_step + STEPS_PER_EPOCH[resumed_by]
+
+
+def test_sigusr1_to_one_rank_preempts_both_with_an_async_sharded_save_then_resumes_exactly(
+    runs, tmp_path
+):
+    args = [*RESUMABLE, "--async-save"]
+    first = launch(tmp_path, "preempted", *args)
+    first.wait_for(
+        "a first checkpoint",
+        lambda: bool(first.checkpoint_steps()) and len(first.worker_pids()) == 2,
+    )
+    os.kill(first.worker_pids()[1], signal.SIGUSR1)  # rank 1 only; torchrun gets nothing
+    assert first.wait(timeout=180) != 0, "torchrun reports the workers' exit code 3 (preempted)"
+    finals = [first.final(0), first.final(1)]
+    assert [f["status"] for f in finals] == ["preempted", "preempted"], first.output()[-4000:]
+    stopped_at = finals[0]["global_step"]
+    assert finals[1]["global_step"] == stopped_at
+    assert stopped_at in first.checkpoint_steps(), "no checkpoint at the preemption step"
+    assert stopped_at < runs["resumable"].final(0)["global_step"]
+    second = launch(tmp_path, "preempted", *args)
+    assert second.wait(timeout=180) == 0, second.output()[-4000:]
+    _assert_same_final(runs["resumable"], second)
 
 
 def _assert_same_final(reference, resumed) -> None:
