@@ -47,15 +47,20 @@ def test_rerun_with_more_epochs_continues_from_the_latest_checkpoint(project):
     assert (status["epoch"], status["global_step"]) == (3, 24)
 
 
-def test_preempted_run_exits_with_the_preempted_code_and_resumes(project, monkeypatch):
+def _preempting_at_step_5(project, monkeypatch) -> dict[str, str]:
+    """The ``model`` section of a run whose training step asks for preemption at step 5."""
     monkeypatch.setenv("PREEMPT_AT_STEP", "5")
     monkeypatch.delenv("PREEMPTED", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    model = {
+    return {
         "factory": f"{project.module}.build_model",
         "training_step": f"{project.module}.preempting_step",
         "validation_step": f"{project.module}.validation_step",
     }
+
+
+def test_preempted_run_exits_with_the_preempted_code_and_resumes(project, monkeypatch):
+    model = _preempting_at_step_5(project, monkeypatch)
     config = project.write_config(model=model)
 
     assert main(["train", str(config)]) == EXIT_PREEMPTED
@@ -241,14 +246,7 @@ def _snapshot(run_dir):
 
 
 def test_a_rejected_rerun_writes_nothing_and_the_run_still_resumes(project, monkeypatch, capsys):
-    monkeypatch.setenv("PREEMPT_AT_STEP", "5")
-    monkeypatch.delenv("PREEMPTED", raising=False)
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    model = {
-        "factory": f"{project.module}.build_model",
-        "training_step": f"{project.module}.preempting_step",
-        "validation_step": f"{project.module}.validation_step",
-    }
+    model = _preempting_at_step_5(project, monkeypatch)
     config = project.write_config(model=model)
     assert main(["train", str(config)]) == EXIT_PREEMPTED
     before = _snapshot(project.run_dir())
