@@ -23,6 +23,20 @@ import torch
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 RUN_TIMEOUT_S = 90.0
+# Worker arguments shared by the DDP and FSDP suites: a configuration whose result does not
+# depend on the summation order, and one slow enough to be killed mid-run and resumed.
+COMPARABLE = ["--strategy", "round_robin"]
+RESUMABLE = [
+    "--strategy",
+    "weighted",
+    "--shuffle",
+    "--epochs",
+    "3",
+    "--save-every",
+    "2",
+    "--slow-ms",
+    "60",
+]
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 _STEP = re.compile(r"step_(\d+)\.ckpt$")
 

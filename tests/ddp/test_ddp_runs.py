@@ -26,22 +26,9 @@ from model_training_framework.trainer.run_lock import RunDirectoryLock, read_loc
 
 from ..trainer.resume_utils import assert_states_equal
 from .ddp_worker import Net
-from .launch import launch
+from .launch import COMPARABLE, RESUMABLE, launch
 
 pytestmark = pytest.mark.ddp
-
-COMPARABLE = ["--strategy", "round_robin"]
-RESUMABLE = [
-    "--strategy",
-    "weighted",
-    "--shuffle",
-    "--epochs",
-    "3",
-    "--save-every",
-    "2",
-    "--slow-ms",
-    "60",
-]
 
 
 @pytest.fixture(scope="module")

@@ -27,24 +27,13 @@ from model_training_framework.trainer.checkpoint_dcp import consolidate_checkpoi
 
 from ..trainer.resume_utils import assert_states_equal
 from .ddp_worker import Net
-from .launch import launch
+from .launch import COMPARABLE, launch
+from .launch import RESUMABLE as RESUMABLE_ARGS
 
 pytestmark = pytest.mark.ddp
 
 FSDP = ["--fsdp", "--fsdp-wrap"]
-COMPARABLE = ["--strategy", "round_robin"]
-RESUMABLE = [
-    *FSDP,
-    "--strategy",
-    "weighted",
-    "--shuffle",
-    "--epochs",
-    "3",
-    "--save-every",
-    "2",
-    "--slow-ms",
-    "60",
-]
+RESUMABLE = [*FSDP, *RESUMABLE_ARGS]
 ONE_EPOCH = [*FSDP, "--shuffle", "--epochs", "1"]
 TWO_EPOCHS = [*FSDP, "--shuffle", "--epochs", "2", "--dump-start"]
 # Steps per epoch: 2 ranks x batch 4: loaders of 5 and 4 batches -> 9 micro-batches -> 5 steps
