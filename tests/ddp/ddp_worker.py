@@ -83,6 +83,10 @@ class FaultHooks(TrainerHooks):
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
 
+    def on_train_start(self, trainer):
+        if dist.is_initialized():  # which backend the trainer's process group runs on
+            print(f"BACKEND {dist.get_backend()} world {dist.get_world_size()}", flush=True)
+
     def on_after_optimizer_step(self, trainer, optimizer_idx):
         self.fault.check("hook")
 
@@ -169,6 +173,7 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="all_ranks_call whose fn fails on rank 0 before a collective rank 1 enters",
     )
+    parser.add_argument("--device", default="cpu", help="'cpu' (Gloo) or 'cuda' (NCCL)")
     parser.add_argument("--fsdp", action="store_true", help="distributed.strategy: fsdp")
     parser.add_argument("--fsdp-wrap", action="store_true", help="fsdp_wrap the trunk")
     parser.add_argument("--async-save", action="store_true")
@@ -188,7 +193,11 @@ def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list
             return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle)
         if args.no_sampler:
             return DataLoader(data[name], batch_size=args.batch, shuffle=shuffle)
-        sampler = DistributedSampler(data[name], shuffle=shuffle, seed=11)
+        # explicit replicas and rank: no process group exists yet (the trainer makes it)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        sampler = DistributedSampler(
+            data[name], num_replicas=world, rank=rank, shuffle=shuffle, seed=11
+        )
         return DataLoader(data[name], batch_size=args.batch, sampler=sampler)
 
     return [make("a", args.shuffle), make("b", args.shuffle)], [make("val", False)]
@@ -227,7 +236,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
     config = GenericTrainerConfig(
         experiment_name=args.name,
         seed=7,
-        device="cpu",
+        device=args.device,
         train_loader_config=MultiDataLoaderConfig(
             sampling_strategy=args.strategy,
             dataloader_names=["a", "b"],

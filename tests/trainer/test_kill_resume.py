@@ -195,3 +195,28 @@ def test_sigterm_to_the_whole_process_group_preempts_with_a_checkpoint(tmp_path,
 
     code, out = _run(tmp_path, "run", *extra)
     assert code == 0 and "STATUS completed" in out, out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_cuda_sigkill_resumes_bit_identically_with_dropout(tmp_path, precision):
+    """On a GPU: dropout draws from the CUDA RNG, fp16 runs a GradScaler, bf16 autocast; two
+    SIGKILLs mid-training and the resumed run still ends bit-identical to the uninterrupted one."""
+    extra = ["--device", "cuda", "--precision", precision, "--ballast-mb", "8"]
+    code, out = _run(tmp_path, "reference", *extra)
+    assert code == 0, out
+    rng = random.Random(99)
+    for _kill in range(2):
+        code, out = _run(
+            tmp_path,
+            "killed",
+            *extra,
+            kill_after_s=0.0,
+            after_training_starts=True,
+            after_steps=rng.randint(4, 9),
+        )
+        assert code == -signal.SIGKILL, out
+    code, out = _run(tmp_path, "killed", *extra)
+    assert code == 0, out
+    assert "resumed from" in out, out
+    _assert_same_final(tmp_path, "reference", "killed")

@@ -2,6 +2,7 @@
 
 Usage: python train_script.py ROOT NAME [--slow-ms N] [--ballast-mb M] [--workers W] [--tensorboard]
        [--persistent] [--hidden H] [--lr LR] [--wait-for FILE [--wait-at-step S]]
+       [--device D] [--precision fp32|fp16|bf16]
 ``--wait-for`` holds training at step S (default 1) until FILE exists: a test can act while the
 run is certainly alive and mid-training.
 On completion it writes ROOT/NAME/final.pt (model, optimizer state, data fingerprint).
@@ -25,6 +26,10 @@ from model_training_framework.trainer import (
     SamplingStrategy,
     TrainerHooks,
 )
+
+
+# autocast dtype per --precision (fp32: no autocast; fp16 on CUDA adds a GradScaler)
+_AMP_DTYPES = {"fp32": "bfloat16", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def dataset(n: int, seed: int) -> TensorDataset:
@@ -62,6 +67,8 @@ def main() -> int:
     parser.add_argument("--wait-for", type=Path, default=None)
     parser.add_argument("--wait-at-step", type=int, default=1)
     parser.add_argument("--persistent", action="store_true", help="persistent loader workers")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=sorted(_AMP_DTYPES), default="fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = Net(args.ballast_mb, args.hidden)
@@ -74,7 +81,12 @@ def main() -> int:
             dataloader_weights=[2.0, 1.0],
         ),
         checkpoint={"root_dir": args.root, "save_every_n_steps": 3, "max_checkpoints": 2},
-        performance={"gradient_accumulation_steps": 2},
+        device=args.device,
+        performance={
+            "gradient_accumulation_steps": 2,
+            "use_amp": args.precision != "fp32",
+            "amp_dtype": _AMP_DTYPES[args.precision],
+        },
         logging={
             "progress_bar": False,
             "logger_type": "composite" if args.tensorboard else "console",
