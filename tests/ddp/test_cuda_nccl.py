@@ -33,7 +33,12 @@ def _assert_same_final(reference, resumed) -> None:
 def test_torchrun_job_on_cuda_preempted_then_killed_resumes_bit_identically(tmp_path, strategy):
     """One process under torchrun: plain (no process group for a world of one) and FSDP2 (a
     one-process NCCL group, sharded DCP checkpoints)."""
-    NCCL = [*RESUMABLE, "--device", "cuda", *(["--fsdp", "--fsdp-wrap"] if strategy == "fsdp" else [])]
+    NCCL = [
+        *RESUMABLE,
+        "--device",
+        "cuda",
+        *(["--fsdp", "--fsdp-wrap"] if strategy == "fsdp" else []),
+    ]
     reference = launch(tmp_path, "reference", *NCCL, nproc=1)
     assert reference.wait() == 0, reference.output()[-4000:]
     if strategy == "fsdp":

@@ -27,7 +27,6 @@ from model_training_framework.trainer import (
     TrainerHooks,
 )
 
-
 # autocast dtype per --precision (fp32: no autocast; fp16 on CUDA adds a GradScaler)
 _AMP_DTYPES = {"fp32": "bfloat16", "fp16": "float16", "bf16": "bfloat16"}
 
