@@ -7,7 +7,7 @@ Prints the median synchronous save time (write + fsync + pointer + rotation), th
 save() blocks with async_save=True (payload check + snapshot copy to CPU), the median time
 until the background write finished, and the ratio blocked / synchronous. The first save of
 each mode is a warm-up, reported apart: the async one allocates the snapshot buffers that later
-saves reuse (see NOTE [snapshot buffers] in trainer/checkpoint_io.py). Timings on a shared,
+saves reuse (see NOTE [snapshot buffers] in trainer/state/file_format.py). Timings on a shared,
 loaded machine are noisy (use --threads 1 there).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from model_training_framework.trainer.checkpoint import CheckpointManager
 from model_training_framework.trainer.config import CheckpointConfig
+from model_training_framework.trainer.state.manager import CheckpointManager
 
 _TENSOR_MB = 4
 

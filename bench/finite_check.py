@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from model_training_framework.trainer.checkpoint import CheckpointManager
-from model_training_framework.trainer.checkpoint_checks import check_finite
 from model_training_framework.trainer.config import CheckpointConfig
+from model_training_framework.trainer.state.checks import check_finite
+from model_training_framework.trainer.state.manager import CheckpointManager
 
 _TENSOR_MB = 4
 

@@ -61,7 +61,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
-from model_training_framework.trainer.checkpoint import CheckpointManager
+from model_training_framework.trainer.state.manager import CheckpointManager
 
 TARGETS = {"launch-bound": 1.10, "compute-bound": 1.02}
 

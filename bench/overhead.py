@@ -62,7 +62,7 @@ from model_training_framework.trainer import (
     SamplingStrategy,
     TrainerHooks,
 )
-from model_training_framework.trainer.profiling import StepProfiler
+from model_training_framework.trainer.metrics.profiling import StepProfiler
 
 IN_FEATURES, HIDDEN, CLASSES, BATCH_SIZE = 128, 256, 10, 64
 LR = 1e-3

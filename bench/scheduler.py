@@ -14,7 +14,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from model_training_framework.trainer.schedule import (
+from model_training_framework.trainer.data.schedule import (
     EpochLengthPolicy,
     LoaderSchedule,
     SamplingStrategy,

@@ -105,9 +105,9 @@ def _worker(rank: int, world_size: int, port: int, args: argparse.Namespace, out
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    from model_training_framework.trainer.checkpoint_dcp import DcpDirectoryFormat
-    from model_training_framework.trainer.distributed import DistributedContext
-    from model_training_framework.trainer.sharding import FullyShardedStrategy
+    from model_training_framework.trainer.runtime.distributed import DistributedContext
+    from model_training_framework.trainer.runtime.sharding import FullyShardedStrategy
+    from model_training_framework.trainer.state.dcp import DcpDirectoryFormat
 
     model = _model(args.size_mb)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

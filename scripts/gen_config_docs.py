@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.trainer.config import GenericTrainerConfig
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"

@@ -16,17 +16,17 @@ import pytest
 PACKAGE = "model_training_framework"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 PURE_MODULES = [
-    "trainer.schedule",
-    "trainer.schedule_orders",
-    "trainer.aggregation",
-    "trainer.config_diff",
+    "trainer.data.schedule",
+    "trainer.data.orders",
+    "trainer.metrics.aggregation",
+    "trainer.state.config_diff",
     "config.grid",
     "config.distributions",
     "config.paths",
     "config.naming",
-    "slurm.template",
-    "slurm.parsing",
-    "slurm.launch",
+    "launch.slurm.template",
+    "launch.slurm.parsing",
+    "launch.slurm.launch",
 ]
 # errors.py is imported by PURE modules for their exception types; it must be stdlib-only too.
 ALLOWED_PACKAGE_MODULES = {f"{PACKAGE}.{name}" for name in PURE_MODULES} | {f"{PACKAGE}.errors"}
@@ -91,13 +91,13 @@ def test_errors_module_imports_only_the_standard_library():
         "def f():\n    import subprocess\n",
         "from torch.utils.data import DataLoader",
         "import yaml",
-        "from ..trainer import trainer",
-        "from model_training_framework.trainer.checkpoint import CheckpointManager",
-        "from . import loaders",
+        "from ... import trainer",
+        "from model_training_framework.trainer.state.manager import CheckpointManager",
+        "from . import streams",
     ],
 )
 def test_checker_rejects_non_pure_imports(source):
-    assert violations(source, "trainer.schedule") != []
+    assert violations(source, "trainer.data.schedule") != []
 
 
 @pytest.mark.parametrize(
@@ -105,12 +105,13 @@ def test_checker_rejects_non_pure_imports(source):
     [
         "import math, heapq",
         "from collections.abc import Mapping",
-        "from ..errors import SchedulingError",
+        "from ...errors import SchedulingError",
         "from model_training_framework.errors import ConfigError",
-        "from . import aggregation",
-        "from ..config.naming import NamingStrategy",
+        "from . import orders",
+        "from ..metrics import aggregation",
+        "from ...config.naming import NamingStrategy",
         "from __future__ import annotations",
     ],
 )
 def test_checker_accepts_pure_imports(source):
-    assert violations(source, "trainer.schedule") == []
+    assert violations(source, "trainer.data.schedule") == []

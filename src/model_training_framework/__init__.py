@@ -3,8 +3,8 @@
 The most used names are re-exported here and imported lazily on first access (PEP 562), so
 ``import model_training_framework`` stays cheap and never imports an optional backend
 (tensorboard, wandb, matplotlib: those load inside the class that needs them). The
-subpackages ``trainer``, ``config``, ``slurm``, ``runner`` and ``errors`` are reachable as
-attributes too.
+subpackages (``trainer``, ``config``, ``experiment``, ``launch``, the facades ``slurm`` and
+``runner``, ``errors``) are reachable as attributes too.
 
 Example:
     >>> import model_training_framework as mtf
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
         RunDirectoryLockError,
         SchedulingError,
     )
-    from model_training_framework.runner import LocalLauncher
-    from model_training_framework.slurm import (
+    from model_training_framework.launch.local import LocalLauncher
+    from model_training_framework.launch.slurm import (
         BatchSubmissionResult,
         SBATCHTemplateEngine,
         SLURMJobMonitor,
@@ -109,7 +109,7 @@ __all__ = [
 
 _TRAINER = "model_training_framework.trainer"
 _CONFIG = "model_training_framework.config"
-_SLURM = "model_training_framework.slurm"
+_SLURM = "model_training_framework.launch.slurm"
 _ERRORS = "model_training_framework.errors"
 
 # public name -> public (sub)package that exports it
@@ -152,7 +152,7 @@ _LAZY_NAMES: dict[str, str] = {
         ["BatchSubmissionResult", "SBATCHTemplateEngine", "SLURMJobMonitor", "SLURMLauncher"],
         _SLURM,
     ),
-    "LocalLauncher": "model_training_framework.runner",
+    "LocalLauncher": "model_training_framework.launch.local",
     **dict.fromkeys(
         [
             "CheckpointError",
@@ -168,7 +168,9 @@ _LAZY_NAMES: dict[str, str] = {
     ),
 }
 
-_SUBPACKAGES = frozenset({"config", "errors", "runner", "slurm", "trainer"})
+_SUBPACKAGES = frozenset(
+    {"cli", "config", "errors", "experiment", "launch", "runner", "slurm", "trainer"}
+)
 
 
 def __getattr__(name: str) -> Any:

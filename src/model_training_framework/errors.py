@@ -43,7 +43,7 @@ class LauncherError(MTFError):
 
 
 class RunDirectoryLockError(MTFError):
-    """The run directory's lock file cannot be created or locked (see trainer/run_lock.py)."""
+    """The run directory's lock file cannot be created or locked (see trainer/state/run_lock.py)."""
 
 
 class RunDirectoryBusyError(RunDirectoryLockError):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from model_training_framework.cli import main as cli_main
-from model_training_framework.runner.exit_codes import exit_code_for
+from model_training_framework.experiment.exit_codes import exit_code_for
 from model_training_framework.trainer import FitStatus
 
 COMMANDS = ["train", "sweep", "status", "resume", "plot", "inspect", "consolidate", "demo"]

@@ -15,7 +15,7 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
 )
-from model_training_framework.trainer.run_lock import RunDirectoryLock
+from model_training_framework.trainer.state.run_lock import RunDirectoryLock
 
 
 def test_status_reads_epoch_and_step_from_the_latest_checkpoint(tmp_path, capsys):

@@ -36,7 +36,7 @@ def test_dry_run_writes_every_experiment_and_shows_the_job_script(project, capsy
     for name in names:
         assert name in out
         script = (sweep_dir / name / "job.sbatch.sh").read_text()
-        assert "-m model_training_framework.runner.experiment --config" in script
+        assert "-m model_training_framework.experiment.entry --config" in script
         assert "#SBATCH --signal=B:USR1@" in script
         config = yaml.safe_load((sweep_dir / name / "config.yaml").read_text())
         assert config["checkpoint"]["root_dir"] == str(project.root / "runs")  # made absolute

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from model_training_framework.cli.main import EXIT_ERROR, EXIT_PREEMPTED, main
-from model_training_framework.trainer.checkpoint_io import read_checkpoint
-from model_training_framework.trainer.run_lock import RunDirectoryLock
+from model_training_framework.trainer.state.file_format import read_checkpoint
+from model_training_framework.trainer.state.run_lock import RunDirectoryLock
 
 from .conftest import COMPONENTS, experiment_dict
 
@@ -207,7 +207,9 @@ def test_train_rerun_with_a_changed_learning_rate_warns_naming_it(project, caplo
     config = project.write_config(training={"max_epochs": 1})
     assert main(["train", str(config)]) == 0
 
-    with caplog.at_level(logging.WARNING, logger="model_training_framework.trainer.resume_check"):
+    with caplog.at_level(
+        logging.WARNING, logger="model_training_framework.trainer.state.resume_check"
+    ):
         assert main(["train", str(config), "--set", "optimizer.lr=0.05"]) == 0
 
     assert "optimizers[0].param_groups[0].lr: 0.01 -> 0.05" in caplog.text

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from model_training_framework.config.grid_yaml import parse_grid_document
 from model_training_framework.config.naming import NamingStrategy
-from model_training_framework.config.search import describe_experiments, load_grid_search
 from model_training_framework.errors import ConfigError
+from model_training_framework.experiment.grid_yaml import parse_grid_document
+from model_training_framework.experiment.search import describe_experiments, load_grid_search
 
 ISSUE_GRID = """\
 name: lr_sweep

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from model_training_framework.config.experiment import ExperimentConfig
-from model_training_framework.config.manager import (
+from model_training_framework.errors import ConfigError
+from model_training_framework.experiment.config import ExperimentConfig
+from model_training_framework.experiment.manager import (
     ConfigurationManager,
     read_config_file,
     substitute_env_vars,
     write_config_file,
 )
-from model_training_framework.errors import ConfigError
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_config_dir_defaults_and_list_configs(project):
 
 
 def test_strings_that_look_like_numbers_round_trip_as_strings(tmp_path):
-    from model_training_framework.config.manager import read_config_file, write_config_file
+    from model_training_framework.experiment.manager import read_config_file, write_config_file
 
     path = tmp_path / "c.yaml"
     write_config_file(path, {"model": {"tag": "1e-3", "lr": 1e-3}})

@@ -9,14 +9,14 @@ from datetime import datetime
 import pytest
 import yaml
 
-from model_training_framework.config.experiment import ExperimentConfig
 from model_training_framework.config.grid import ParameterGrid
 from model_training_framework.config.naming import NamingStrategy
-from model_training_framework.config.search import (
+from model_training_framework.errors import ConfigError
+from model_training_framework.experiment.config import ExperimentConfig
+from model_training_framework.experiment.search import (
     ParameterGridSearch,
     describe_experiments,
 )
-from model_training_framework.errors import ConfigError
 
 BASE = {
     "experiment_name": "base",

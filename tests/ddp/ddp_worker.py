@@ -329,7 +329,7 @@ class DumpAtStart(TrainerHooks):
 
 def check_collectives(rank: int) -> int:
     """Error paths of DistributedContext: each must raise on every rank, none may hang."""
-    from model_training_framework.trainer.distributed import (
+    from model_training_framework.trainer.runtime.distributed import (
         DistributedContext,
         RankFailedError,
         RankZeroError,
@@ -377,8 +377,8 @@ def check_collectives(rank: int) -> int:
 def check_stuck_collective(rank: int) -> int:
     """Rank 0's step fails before a collective that rank 1's step runs (a sharded write): the
     announced failure must end rank 1 instead of leaving it there until the timeout."""
-    from model_training_framework.trainer.distributed import DistributedContext
-    from model_training_framework.trainer.failures import build_failure_watch
+    from model_training_framework.trainer.runtime.distributed import DistributedContext
+    from model_training_framework.trainer.runtime.failures import build_failure_watch
 
     ctx = DistributedContext.from_environment()
     ctx.setup(torch.device("cpu"))

@@ -22,7 +22,7 @@ import signal
 import pytest
 import torch
 
-from model_training_framework.trainer.run_lock import RunDirectoryLock, read_lock_state
+from model_training_framework.trainer.state.run_lock import RunDirectoryLock, read_lock_state
 
 from ..trainer.resume_utils import assert_states_equal
 from .ddp_worker import Net

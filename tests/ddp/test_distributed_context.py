@@ -1,4 +1,4 @@
-"""Fast single-process checks of trainer/distributed.py (launch detection, sampler checks) and
+"""Fast single-process checks of trainer/runtime/distributed.py (launch detection, sampler checks) and
 of DistributedSampler epochs in loader streams; the multi-process behaviour is in
 test_ddp_runs.py (marker ddp)."""
 
@@ -14,14 +14,14 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from model_training_framework.trainer.distributed import (
+from model_training_framework.trainer.data.streams import LoaderStream
+from model_training_framework.trainer.runtime.distributed import (
     DistributedContext,
     Launch,
     detect_launch,
     has_distributed_sampler,
     loaders_without_distributed_sampler,
 )
-from model_training_framework.trainer.loaders import LoaderStream
 
 DATA = TensorDataset(torch.arange(12))
 

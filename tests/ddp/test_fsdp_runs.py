@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from model_training_framework.io_utils import is_temp_file
-from model_training_framework.trainer.checkpoint_dcp import consolidate_checkpoint
+from model_training_framework.trainer.state.dcp import consolidate_checkpoint
 
 from ..trainer.resume_utils import assert_states_equal
 from .ddp_worker import Net

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.trainer import GenericTrainerConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -134,7 +134,7 @@ def _write_doc_files(doc: str) -> Callable[[Path, Path], None]:
 
 def _copy_default_template(name: str) -> Callable[[Path, Path], None]:
     def prepare(clone: Path, folder: Path) -> None:
-        from model_training_framework.slurm.template import default_template_text
+        from model_training_framework.launch.slurm.template import default_template_text
 
         (folder / name).write_text(default_template_text(), encoding="utf-8")
 
@@ -329,7 +329,7 @@ JOURNEYS: dict[str, list[Step]] = {
     ],
     "distributed": [
         Step(
-            "torchrun --standalone --nproc_per_node=2 -m model_training_framework.runner.experiment "
+            "torchrun --standalone --nproc_per_node=2 -m model_training_framework.experiment.entry "
             "--config experiment.yaml",
             (DISTRIBUTED_MD,),
             folder=PRODUCTION,  # the doc's experiment.yaml: the runnable example's

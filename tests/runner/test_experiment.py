@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model_training_framework.config.experiment import ExperimentConfig, OptimizerConfig
 from model_training_framework.errors import ConfigError
-from model_training_framework.runner.experiment import (
+from model_training_framework.experiment.config import ExperimentConfig, OptimizerConfig
+from model_training_framework.experiment.entry import (
     build_loaders,
     build_model,
     build_optimizer,
@@ -127,7 +127,7 @@ def test_loader_names_fill_the_loader_configs_and_mismatches_are_errors(
 
 
 def test_a_run_whose_fit_raises_is_recorded_as_failed(module, tmp_path, monkeypatch):
-    from model_training_framework.runner.experiment import read_status, run_experiment
+    from model_training_framework.experiment.entry import read_status, run_experiment
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / f"{module}_boom.py").write_text(

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_training_framework.runner.local import LocalLauncher
+from model_training_framework.launch.local import LocalLauncher
+from model_training_framework.launch.slurm.parsing import JobState
 from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor, SLURMLauncher
-from model_training_framework.slurm.parsing import JobState
 
 pytestmark = pytest.mark.slurm
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from model_training_framework.slurm.launch import EXEC, SRUN, launch_lines, launch_mode
-from model_training_framework.slurm.template import (
+from model_training_framework.launch.slurm.launch import EXEC, SRUN, launch_lines, launch_mode
+from model_training_framework.launch.slurm.template import (
     SBATCHTemplateEngine,
     ShellCommand,
     ShellLines,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from model_training_framework.config.experiment import ExperimentConfig
-from model_training_framework.config.manager import read_config_file
 from model_training_framework.errors import LauncherError
+from model_training_framework.experiment.config import ExperimentConfig
+from model_training_framework.experiment.manager import read_config_file
+from model_training_framework.launch.slurm.template import sbatch_directives
 from model_training_framework.slurm import SlurmCommands, SLURMLauncher, read_code_version
-from model_training_framework.slurm.template import sbatch_directives
 
 SPEC_PLACEHOLDERS = [
     "JOB_NAME", "EXPERIMENT_NAME", "EXPERIMENT_DIR", "CONFIG_PATH", "SCRIPT_PATH", "PYTHON",

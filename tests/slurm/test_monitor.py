@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from model_training_framework.slurm.monitor import NOT_FOUND, JobWaitTimeout, SLURMJobMonitor
-from model_training_framework.slurm.parsing import JobState
+from model_training_framework.launch.slurm.monitor import NOT_FOUND, JobWaitTimeout, SLURMJobMonitor
+from model_training_framework.launch.slurm.parsing import JobState
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from model_training_framework.launch.slurm.parsing import JobState
 from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor, SLURMLauncher
-from model_training_framework.slurm.parsing import JobState
 
 from .test_e2e_trainer import _git_project, _wait_for_match
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_training_framework.slurm.parsing import (
+from model_training_framework.launch.slurm.parsing import (
     TERMINAL_STATES,
     JobState,
     ParseError,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from model_training_framework.launch.slurm.parsing import JobState
 from model_training_framework.slurm import (
     SlurmCommands,
     SLURMJobMonitor,
     SLURMLauncher,
     read_code_version,
 )
-from model_training_framework.slurm.parsing import JobState
 
 pytestmark = pytest.mark.slurm
 

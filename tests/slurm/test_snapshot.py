@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from model_training_framework.launch.slurm.snapshot import take_snapshot
 from model_training_framework.runner import LocalLauncher
 from model_training_framework.slurm import SLURMLauncher, read_code_version
-from model_training_framework.slurm.snapshot import take_snapshot
 
 IDENTITY = ["-c", "user.name=mtf-test", "-c", "user.email=mtf@test"]
 

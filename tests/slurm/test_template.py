@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from model_training_framework.slurm import parsing as parsing_module
-from model_training_framework.slurm import template as template_module
-from model_training_framework.slurm.launch import launch_lines
-from model_training_framework.slurm.template import (
+from model_training_framework.launch.slurm import parsing as parsing_module
+from model_training_framework.launch.slurm import template as template_module
+from model_training_framework.launch.slurm.launch import launch_lines
+from model_training_framework.launch.slurm.template import (
     Directives,
     SBATCHTemplateEngine,
     ShellCommand,

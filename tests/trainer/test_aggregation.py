@@ -1,4 +1,4 @@
-"""Tests for trainer/aggregation.py (PURE): cross-loader rules and the metric accumulator."""
+"""Tests for trainer/metrics/aggregation.py (PURE): cross-loader rules and the metric accumulator."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_training_framework.trainer import aggregation
-from model_training_framework.trainer.aggregation import (
+from model_training_framework.trainer.metrics import aggregation
+from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,
 )

@@ -19,16 +19,16 @@ import torch
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import is_temp_file
-from model_training_framework.trainer import checkpoint_io
-from model_training_framework.trainer.checkpoint import (
+from model_training_framework.trainer.config import CheckpointConfig
+from model_training_framework.trainer.state import file_format as checkpoint_io
+from model_training_framework.trainer.state.manager import (
     BEST_NAME,
     FORMAT_VERSION,
     LATEST_NAME,
     CheckpointManager,
     describe_checkpoint,
 )
-from model_training_framework.trainer.config import CheckpointConfig
-from model_training_framework.trainer.rng import capture_rng_state, restore_rng_state
+from model_training_framework.trainer.state.rng import capture_rng_state, restore_rng_state
 
 CODE_VERSION = {"commit": "abc123", "dirty": False, "source": "git"}
 
@@ -636,8 +636,9 @@ _CHILD = textwrap.dedent(
     """
     import sys, threading, torch
     from pathlib import Path
-    from model_training_framework.trainer import checkpoint, checkpoint_io
-    from model_training_framework.trainer.checkpoint import CheckpointManager
+    from model_training_framework.trainer.state import file_format as checkpoint_io
+    from model_training_framework.trainer.state import manager as checkpoint
+    from model_training_framework.trainer.state.manager import CheckpointManager
     from model_training_framework.trainer.config import CheckpointConfig
 
     run_dir, block_in = Path(sys.argv[1]), sys.argv[2]
@@ -715,7 +716,7 @@ _LOOP_CHILD = textwrap.dedent(
     """
     import sys, torch
     from pathlib import Path
-    from model_training_framework.trainer.checkpoint import CheckpointManager
+    from model_training_framework.trainer.state.manager import CheckpointManager
     from model_training_framework.trainer.config import CheckpointConfig
 
     run_dir, first_step = Path(sys.argv[1]), int(sys.argv[2])

@@ -12,13 +12,13 @@ import torch
 
 from model_training_framework.cli.main import main
 from model_training_framework.errors import CheckpointError
-from model_training_framework.trainer.checkpoint import CheckpointManager
-from model_training_framework.trainer.checkpoint_dcp import (
+from model_training_framework.trainer.state.dcp import (
     STATE_FILE,
     DcpDirectoryFormat,
     consolidate_checkpoint,
 )
-from model_training_framework.trainer.checkpoint_inspect import describe_checkpoint
+from model_training_framework.trainer.state.inspect import describe_checkpoint
+from model_training_framework.trainer.state.manager import CheckpointManager
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 

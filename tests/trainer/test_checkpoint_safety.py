@@ -14,9 +14,9 @@ import torch
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import is_temp_file
-from model_training_framework.trainer import checkpoint_io
-from model_training_framework.trainer.checkpoint import CheckpointManager
 from model_training_framework.trainer.config import CheckpointConfig
+from model_training_framework.trainer.state import file_format as checkpoint_io
+from model_training_framework.trainer.state.manager import CheckpointManager
 
 CODE_VERSION = {"commit": "abc123", "dirty": False, "source": "git"}
 

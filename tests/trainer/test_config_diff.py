@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_training_framework.trainer.config_diff import (
+from model_training_framework.trainer.state.config_diff import (
     ABSENT,
     Change,
     ChangeKind,

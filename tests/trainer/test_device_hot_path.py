@@ -17,7 +17,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
-from model_training_framework.trainer.devices import build_batch_mover
+from model_training_framework.trainer.data.devices import build_batch_mover
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

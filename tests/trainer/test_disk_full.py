@@ -23,7 +23,7 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
 )
-from model_training_framework.trainer.checkpoint_io import read_checkpoint
+from model_training_framework.trainer.state.file_format import read_checkpoint
 
 BALLAST_FLOATS = 40_000  # ~160 kB per checkpoint: a 1 MiB disk fills after a few saves
 NUM_SAVES_THAT_FIT = 2  # the injected variant

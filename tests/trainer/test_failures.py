@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch.distributed as dist
 
-from model_training_framework.trainer.distributed import RankFailedError
-from model_training_framework.trainer.failures import FailureWatch
+from model_training_framework.trainer.runtime.distributed import RankFailedError
+from model_training_framework.trainer.runtime.failures import FailureWatch
 
 
 class ExitRecorder:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from model_training_framework.trainer.fingerprint import FOLD_EVERY, DataFingerprint
+from model_training_framework.trainer.data.fingerprint import FOLD_EVERY, DataFingerprint
 
 
 def _feed(fp: DataFingerprint, batches) -> DataFingerprint:

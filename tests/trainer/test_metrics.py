@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from model_training_framework.trainer.metrics import TrainMetrics, numeric_items
+from model_training_framework.trainer.metrics.running import TrainMetrics, numeric_items
 
 
 def test_means_are_weighted_by_batch_samples():

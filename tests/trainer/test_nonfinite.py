@@ -15,7 +15,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
-from model_training_framework.trainer.checkpoint_io import read_checkpoint
+from model_training_framework.trainer.state.file_format import read_checkpoint
 
 # Tensor methods that copy a value to the host (a device sync on a GPU).
 _HOST_READS = {

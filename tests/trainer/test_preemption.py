@@ -1,4 +1,4 @@
-"""Tests for trainer/preemption.py with real signals (in-process and in a child process)."""
+"""Tests for trainer/runtime/preemption.py with real signals (in-process and in a child process)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from model_training_framework.trainer.config import PreemptionConfig
-from model_training_framework.trainer.preemption import (
+from model_training_framework.trainer.runtime.preemption import (
     PreemptionHandler,
     StopRequest,
     resolve_signal,
@@ -225,7 +225,7 @@ CHILD = textwrap.dedent(
     import faulthandler
     import time
     from model_training_framework.trainer.config import PreemptionConfig
-    from model_training_framework.trainer.preemption import PreemptionHandler, StopRequest
+    from model_training_framework.trainer.runtime.preemption import PreemptionHandler, StopRequest
 
     faulthandler.dump_traceback_later(50, exit=True)  # a hang shows where, instead of a timeout
     handler = PreemptionHandler(PreemptionConfig(signal="SIGUSR1", requeue_job=False))

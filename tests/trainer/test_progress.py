@@ -15,7 +15,7 @@ from model_training_framework.trainer import (
 )
 from model_training_framework.trainer.config import LoggingConfig
 from model_training_framework.trainer.loggers import ConsoleLogger
-from model_training_framework.trainer.progress import (
+from model_training_framework.trainer.metrics.progress import (
     ProgressDisplay,
     build_progress_display,
     format_progress_postfix,

@@ -15,10 +15,10 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
-from model_training_framework.trainer.checkpoint_io import read_checkpoint, write_checkpoint
-from model_training_framework.trainer.resume_check import OPTIMIZER_HPARAMS_KEY
+from model_training_framework.trainer.state.file_format import read_checkpoint, write_checkpoint
+from model_training_framework.trainer.state.resume_check import OPTIMIZER_HPARAMS_KEY
 
-LOGGER = "model_training_framework.trainer.resume_check"
+LOGGER = "model_training_framework.trainer.state.resume_check"
 
 
 def _loaders(num=2):

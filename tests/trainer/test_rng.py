@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from model_training_framework.errors import CheckpointError
-from model_training_framework.trainer import rng as rng_module
-from model_training_framework.trainer.rng import (
+from model_training_framework.trainer.state import rng as rng_module
+from model_training_framework.trainer.state.rng import (
     capture_rng_state,
     derive_seed,
     restore_rng_state,

@@ -19,9 +19,9 @@ from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
     TrainerHooks,
-    run_lock,
 )
-from model_training_framework.trainer.run_lock import (
+from model_training_framework.trainer.state import run_lock
+from model_training_framework.trainer.state.run_lock import (
     LOCK_NAME,
     RunDirectoryLock,
     RunOwner,

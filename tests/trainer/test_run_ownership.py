@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from model_training_framework.cli.main import main as mtf
-from model_training_framework.trainer.run_lock import read_lock_state
+from model_training_framework.trainer.state.run_lock import read_lock_state
 
 from .resume_utils import assert_states_equal
 

@@ -1,4 +1,4 @@
-"""Tests for trainer/schedule.py (PURE): worked examples, errors, cursor and state."""
+"""Tests for trainer/data/schedule.py (PURE): worked examples, errors, cursor and state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from model_training_framework.errors import SchedulingError
-from model_training_framework.trainer.schedule import (
+from model_training_framework.trainer.data.schedule import (
     EpochLengthPolicy,
     LoaderSchedule,
     SamplingStrategy,

@@ -1,4 +1,4 @@
-"""Property tests for trainer/schedule.py: quotas, balance, exact resume, a reference model."""
+"""Property tests for trainer/data/schedule.py: quotas, balance, exact resume, a reference model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_training_framework.trainer.schedule import (
+from model_training_framework.trainer.data.schedule import (
     EpochLengthPolicy,
     LoaderSchedule,
     SamplingStrategy,

@@ -23,7 +23,7 @@ from model_training_framework.trainer import (
     ValidationFrequency,
     WarmStartResult,
 )
-from model_training_framework.trainer.devices import move_to_device
+from model_training_framework.trainer.data.devices import move_to_device
 
 
 def _data(n, seed, dim=3):

@@ -17,7 +17,7 @@ __all__ = ["add_parser", "run_consolidate"]
 
 def run_consolidate(checkpoint: Path, output: Path) -> int:
     """Write the consolidated model state_dict; returns the exit code."""
-    from ..trainer.checkpoint_dcp import consolidate_checkpoint
+    from model_training_framework.trainer.state.dcp import consolidate_checkpoint
 
     written = consolidate_checkpoint(checkpoint, output)
     print(f"wrote {written}")

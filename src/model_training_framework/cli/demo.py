@@ -76,14 +76,14 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     """Train (or resume) the demo run under ``run_root/demo``; returns a process exit code."""
     import torch
 
-    from ..runner.exit_codes import exit_code_for
-    from ..trainer.config import (
+    from model_training_framework.experiment.exit_codes import exit_code_for
+    from model_training_framework.trainer.config import (
         CheckpointConfig,
         GenericTrainerConfig,
         MultiDataLoaderConfig,
         SamplingStrategy,
     )
-    from ..trainer.trainer import GenericTrainer
+    from model_training_framework.trainer.trainer import GenericTrainer
 
     run_dir = run_root / EXPERIMENT
     if fresh and run_dir.exists():

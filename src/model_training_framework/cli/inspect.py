@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["add_parser", "format_description", "run_inspect"]
 
 _LATEST = "latest.ckpt"
-_SHARDED_STATE = "trainer_state.pt"  # see trainer/checkpoint_dcp.py (not imported: no torch here)
+_SHARDED_STATE = "trainer_state.pt"  # see trainer/state/dcp.py (not imported: no torch here)
 
 
 def _size(num_bytes: int) -> str:
@@ -95,7 +95,7 @@ def format_description(info: Mapping[str, Any], all_metrics: bool = False) -> st
 
 def run_inspect(path: Path, as_json: bool, all_metrics: bool) -> int:
     """Print the checkpoint description; returns the exit code."""
-    from ..trainer.checkpoint import describe_checkpoint
+    from model_training_framework.trainer.state.manager import describe_checkpoint
 
     is_run_dir = path.is_dir() and (path / _LATEST).exists()
     file = path / _LATEST if is_run_dir else path

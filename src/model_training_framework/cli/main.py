@@ -4,7 +4,7 @@ Each command module has ``add_parser(subparsers)``, which adds the subcommand wi
 sets ``handler(args) -> exit code``. Command modules import torch and the trainer inside their
 handlers, so ``mtf --help`` stays fast.
 
-Exit codes (:mod:`model_training_framework.runner.exit_codes`): 0 success, 1 some experiments
+Exit codes (:mod:`model_training_framework.experiment.exit_codes`): 0 success, 1 some experiments
 of a sweep failed, 2 bad input (a one-line ``mtf: error: ...`` message, no traceback;
 ``MTF_DEBUG=1`` shows the traceback), 3 preempted (the run checkpointed; rerun to continue),
 130 interrupted.
@@ -18,15 +18,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import MTFError
-from ..runner.exit_codes import (
+from model_training_framework.errors import MTFError
+from model_training_framework.experiment.exit_codes import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_PREEMPTED,
     one_line_message,
 )
+
+from .. import __version__
 from . import consolidate, demo, inspect, plot, resume, status, sweep, train
 
 __all__ = [

@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run_plot"]
 
 def run_plot(run_dir: Path, output: Path | None) -> int:
     """Write the PNG and print its path; returns the exit code."""
-    from ..plotting import plot_run
+    from model_training_framework.plotting import plot_run
 
     print(plot_run(run_dir, output))
     return 0

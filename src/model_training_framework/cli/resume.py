@@ -29,7 +29,7 @@ def find_experiment_config(name: str, experiments_dir: Path, runs_dir: Path) -> 
         FileNotFoundError: nothing found (the message lists where it looked).
         ValueError: several sweep experiments share the name (the message lists them).
     """
-    from ..runner.experiment import EXPERIMENT_RECORD
+    from model_training_framework.experiment.entry import EXPERIMENT_RECORD
 
     as_path = Path(name)
     if (as_path / EXPERIMENT_RECORD).is_file():
@@ -58,9 +58,9 @@ def find_experiment_config(name: str, experiments_dir: Path, runs_dir: Path) -> 
 
 def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str | None) -> int:
     """Resume experiment ``name``; returns the exit code."""
-    from ..config.experiment import ExperimentConfig
-    from ..runner.exit_codes import exit_code_for
-    from ..runner.experiment import add_import_paths, run_experiment
+    from model_training_framework.experiment.config import ExperimentConfig
+    from model_training_framework.experiment.entry import add_import_paths, run_experiment
+    from model_training_framework.experiment.exit_codes import exit_code_for
 
     config_path = find_experiment_config(name, experiments_dir, runs_dir)
     add_import_paths(config_path)

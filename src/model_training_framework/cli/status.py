@@ -69,8 +69,8 @@ def _run_dir_of(experiment_dir: Path) -> tuple[str, Path]:
 
 
 def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentStatus:
-    from ..runner.experiment import read_status
-    from ..trainer.run_lock import LOCK_NAME, read_lock_state
+    from model_training_framework.experiment.entry import read_status
+    from model_training_framework.trainer.state.run_lock import LOCK_NAME, read_lock_state
 
     record = read_status(run_dir) or _record_from_checkpoint(run_dir) or {"status": "pending"}
     metrics = record.get("metrics") or {}
@@ -106,7 +106,7 @@ def _record_from_checkpoint(run_dir: Path) -> dict | None:
     latest = run_dir / "latest.ckpt"
     if not latest.exists():
         return None
-    from ..trainer.checkpoint import describe_checkpoint
+    from model_training_framework.trainer.state.manager import describe_checkpoint
 
     described = describe_checkpoint(latest)
     trainer_state = described.get("trainer") or {}
@@ -133,7 +133,7 @@ def collect_status(directory: Path) -> list[ExperimentStatus]:
     for experiment_dir in _find(directory, _CONFIG):
         name, run_dir = _run_dir_of(experiment_dir)
         rows[str(run_dir.resolve())] = _row(name, run_dir, experiment_dir)
-    from ..trainer.run_lock import LOCK_NAME
+    from model_training_framework.trainer.state.run_lock import LOCK_NAME
 
     run_dirs = _find(directory, "status.json") + _find(directory, "latest.ckpt")
     for run_dir in run_dirs + _find(directory, LOCK_NAME):
@@ -145,7 +145,7 @@ def _add_job_states(rows: list[ExperimentStatus]) -> None:
     job_ids = [row.job_id for row in rows if row.job_id]
     if not job_ids or shutil.which("squeue") is None:
         return
-    from ..slurm.monitor import SLURMJobMonitor
+    from model_training_framework.launch.slurm.monitor import SLURMJobMonitor
 
     states = SLURMJobMonitor().get_job_states(job_ids)
     for row in rows:

@@ -8,7 +8,7 @@ Modes (exactly one):
 * ``--local [--parallel N]``: run the experiments as local processes, N at a time.
 * ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array.
 
-Every experiment runs ``python -m model_training_framework.runner.experiment --config
+Every experiment runs ``python -m model_training_framework.experiment.entry --config
 <experiment dir>/config.yaml`` from the project root (under Slurm: from a snapshot of it), so
 the dotted paths in the config must be importable from there. Experiment directories go to
 ``<project root>/experiments/<grid file name>/`` (``--experiments-dir``); a relative
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 RUNNER_COMMAND = (
     "{PYTHON}",
     "-m",
-    "model_training_framework.runner.experiment",
+    "model_training_framework.experiment.entry",
     "--config",
     "{CONFIG_PATH}",
 )
@@ -40,7 +40,7 @@ SUBMISSION_RECORD = "submission.json"  # job id of a Slurm submission, read by `
 
 
 def _experiments(grid_path: Path, project_root: Path) -> tuple[Any, list[Any]]:
-    from ..config.search import load_grid_search
+    from model_training_framework.experiment.search import load_grid_search
 
     search = load_grid_search(grid_path)
     experiments = search.generate_experiments()
@@ -56,7 +56,7 @@ def _format_values(values: dict[str, Any]) -> str:
 
 
 def _print_plan(search: Any, result: Any) -> None:
-    from ..config.search import describe_experiments
+    from model_training_framework.experiment.search import describe_experiments
 
     described = dict(describe_experiments(search))
     width = max(len(item.experiment_name) for item in result.results)
@@ -80,7 +80,7 @@ def _dry_run(launcher: Any, search: Any, experiments: list[Any], max_concurrent:
 
 
 def _run_local(launcher: Any, search: Any, experiments: list[Any], parallel: int) -> int:
-    from ..runner.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED
+    from model_training_framework.experiment.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED
 
     result = launcher.submit_experiment_batch(experiments, None, parallel)
     _print_plan(search, result)
@@ -97,7 +97,7 @@ def _run_local(launcher: Any, search: Any, experiments: list[Any], parallel: int
 def _run_slurm(
     launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None
 ) -> int:
-    from ..runner.exit_codes import EXIT_FAILED, EXIT_OK
+    from model_training_framework.experiment.exit_codes import EXIT_FAILED, EXIT_OK
 
     result = launcher.submit_experiment_batch(experiments, None, max_concurrent)
     _print_plan(search, result)
@@ -113,8 +113,8 @@ def _run_slurm(
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``mtf sweep`` with parsed arguments; returns the exit code."""
-    from ..runner.local import LocalLauncher
-    from ..slurm.launcher import SLURMLauncher
+    from model_training_framework.launch.local import LocalLauncher
+    from model_training_framework.launch.slurm.launcher import SLURMLauncher
 
     if not args.grid.is_file():
         raise FileNotFoundError(f"grid file {args.grid} does not exist")

@@ -2,7 +2,7 @@
 
 The config names your code by dotted import paths (``model.factory``, ``model.training_step``,
 ``model.validation_step``, ``data.train[i].factory``, ...); see
-:mod:`model_training_framework.runner.experiment` and docs/quickstart.md. The working directory
+:mod:`model_training_framework.experiment.entry` and docs/quickstart.md. The working directory
 and the config file's folder are put on the Python path, so a module next to the YAML file is
 importable by its name; ``${VAR}`` and ``${VAR:-default}`` in values are taken from the
 environment. Rerunning the same command resumes from the run's latest checkpoint.
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from model_training_framework.errors import ConfigError
 
 __all__ = ["add_parser", "apply_overrides", "run_train"]
 
@@ -54,10 +54,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def run_train(config_path: Path, overrides: list[str], resume: str | None) -> int:
     """Load the experiment, apply overrides, train; returns the exit code."""
-    from ..config.experiment import ExperimentConfig
-    from ..config.manager import read_config_file, substitute_env_vars
-    from ..runner.exit_codes import exit_code_for
-    from ..runner.experiment import add_import_paths, run_experiment
+    from model_training_framework.experiment.config import ExperimentConfig
+    from model_training_framework.experiment.entry import add_import_paths, run_experiment
+    from model_training_framework.experiment.exit_codes import exit_code_for
+    from model_training_framework.experiment.manager import read_config_file, substitute_env_vars
 
     if not config_path.is_file():
         raise FileNotFoundError(f"config file {config_path} does not exist")

@@ -1,10 +1,13 @@
 """Typed experiment configs, YAML loading, parameter sweeps and experiment names.
 
-The trainer's config classes (``GenericTrainerConfig`` and its sections) are exported here too.
+This package holds the config layer itself (YAML loading, legacy keys, naming, grids and
+distributions, paths). It is also a public facade: the experiment config and sweeps (from
+``model_training_framework.experiment``) and the trainer's config classes
+(``GenericTrainerConfig`` and its sections, from ``model_training_framework.trainer.config``)
+are exported here too.
 
-Names are imported lazily on first access (PEP 562), so that ``trainer/config.py`` can use
-``config.loading`` without an import cycle through ``config.experiment``, and so that importing
-this package does not import torch.
+Names are imported lazily on first access (PEP 562): the config layer imports nothing from the
+layers above it, and importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -13,12 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from model_training_framework.config.experiment import (
-        ExperimentConfig,
-        OptimizerConfig,
-        SlurmConfig,
-        TrainingConfig,
-    )
     from model_training_framework.config.grid import (
         ChoiceDistribution,
         ConfigView,
@@ -29,19 +26,25 @@ if TYPE_CHECKING:
         UniformDistribution,
     )
     from model_training_framework.config.loading import ConfigModel, SerializableConfig
-    from model_training_framework.config.manager import (
-        ConfigurationManager,
-        read_config_file,
-        substitute_env_vars,
-        write_config_file,
-    )
     from model_training_framework.config.naming import (
         MAX_NAME_LENGTH,
         NamingStrategy,
         make_experiment_name,
         name_experiments,
     )
-    from model_training_framework.config.search import (
+    from model_training_framework.experiment.config import (
+        ExperimentConfig,
+        OptimizerConfig,
+        SlurmConfig,
+        TrainingConfig,
+    )
+    from model_training_framework.experiment.manager import (
+        ConfigurationManager,
+        read_config_file,
+        substitute_env_vars,
+        write_config_file,
+    )
+    from model_training_framework.experiment.search import (
         MANIFEST_FILENAME,
         ParameterGridSearch,
         PlannedExperiment,
@@ -134,10 +137,10 @@ __all__ = [
 _LAZY_NAMES: dict[str, str] = {
     "ConfigModel": "model_training_framework.config.loading",
     "SerializableConfig": "model_training_framework.config.loading",
-    "ExperimentConfig": "model_training_framework.config.experiment",
-    "OptimizerConfig": "model_training_framework.config.experiment",
-    "SlurmConfig": "model_training_framework.config.experiment",
-    "TrainingConfig": "model_training_framework.config.experiment",
+    "ExperimentConfig": "model_training_framework.experiment.config",
+    "OptimizerConfig": "model_training_framework.experiment.config",
+    "SlurmConfig": "model_training_framework.experiment.config",
+    "TrainingConfig": "model_training_framework.experiment.config",
     # sweeps and experiment names
     "ParameterGrid": "model_training_framework.config.grid",
     "ConfigView": "model_training_framework.config.grid",
@@ -150,15 +153,15 @@ _LAZY_NAMES: dict[str, str] = {
     "make_experiment_name": "model_training_framework.config.naming",
     "name_experiments": "model_training_framework.config.naming",
     "MAX_NAME_LENGTH": "model_training_framework.config.naming",
-    "ParameterGridSearch": "model_training_framework.config.search",
-    "PlannedExperiment": "model_training_framework.config.search",
-    "load_grid_search": "model_training_framework.config.search",
-    "describe_experiments": "model_training_framework.config.search",
-    "MANIFEST_FILENAME": "model_training_framework.config.search",
-    "ConfigurationManager": "model_training_framework.config.manager",
-    "substitute_env_vars": "model_training_framework.config.manager",
-    "read_config_file": "model_training_framework.config.manager",
-    "write_config_file": "model_training_framework.config.manager",
+    "ParameterGridSearch": "model_training_framework.experiment.search",
+    "PlannedExperiment": "model_training_framework.experiment.search",
+    "load_grid_search": "model_training_framework.experiment.search",
+    "describe_experiments": "model_training_framework.experiment.search",
+    "MANIFEST_FILENAME": "model_training_framework.experiment.search",
+    "ConfigurationManager": "model_training_framework.experiment.manager",
+    "substitute_env_vars": "model_training_framework.experiment.manager",
+    "read_config_file": "model_training_framework.experiment.manager",
+    "write_config_file": "model_training_framework.experiment.manager",
     **dict.fromkeys(_TRAINER_CONFIG_NAMES, "model_training_framework.trainer.config"),
 }
 

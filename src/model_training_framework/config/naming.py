@@ -32,7 +32,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ..errors import ConfigError
+from model_training_framework.errors import ConfigError
 
 __all__ = [
     "MAX_NAME_LENGTH",

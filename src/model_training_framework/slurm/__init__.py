@@ -1,22 +1,13 @@
-"""SLURM launcher: sbatch templates, job-array submission, code snapshots and job monitoring."""
+"""Public facade: ``from model_training_framework.slurm import SLURMLauncher`` keeps working.
 
-from model_training_framework.slurm.commands import SlurmCommands
-from model_training_framework.slurm.launcher import (
-    CLI_TRAIN_COMMAND,
-    DEFAULT_COMMAND,
-    BatchSubmissionResult,
-    ExperimentSubmission,
-    SLURMLauncher,
-)
-from model_training_framework.slurm.monitor import JobWaitTimeout, SLURMJobMonitor
-from model_training_framework.slurm.parsing import JobInfo, JobState
-from model_training_framework.slurm.snapshot import CodeVersion, read_code_version
-from model_training_framework.slurm.template import (
-    Directives,
-    SBATCHTemplateEngine,
-    ShellCommand,
-    TemplateError,
-)
+The code lives in :mod:`model_training_framework.launch.slurm`; names are imported from there
+on first access (PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "CLI_TRAIN_COMMAND",
@@ -36,3 +27,17 @@ __all__ = [
     "TemplateError",
     "read_code_version",
 ]
+
+_TARGET = "model_training_framework.launch.slurm"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_TARGET), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

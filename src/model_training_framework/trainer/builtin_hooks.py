@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import torch
 
-from ..errors import ConfigError
-from .hooks import TrainerHooks
+from model_training_framework.errors import ConfigError
+from model_training_framework.trainer.hooks import TrainerHooks
 
 __all__ = [
     "EarlyStoppingHook",

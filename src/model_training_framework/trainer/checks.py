@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from .loaders import loader_length
+from model_training_framework.trainer.data.streams import loader_length
 
 __all__ = [
     "check_loaders",

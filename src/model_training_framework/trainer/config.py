@@ -53,7 +53,7 @@ from model_training_framework.trainer.config_fields import (
     check_unique,
     enum_field,
 )
-from model_training_framework.trainer.schedule import EpochLengthPolicy, SamplingStrategy
+from model_training_framework.trainer.data.schedule import EpochLengthPolicy, SamplingStrategy
 
 __all__ = [
     "CheckpointConfig",

@@ -132,7 +132,9 @@ def _accepts(signature: inspect.Signature, num_args: int) -> bool:
 
 
 def _expected(name: str) -> str:
-    from .hooks import TrainerHooks  # the base class defines the current signatures
+    from model_training_framework.trainer.hooks import (
+        TrainerHooks,
+    )  # the base class defines the current signatures
 
     base = inspect.signature(getattr(TrainerHooks, name))
     parameters = [p.replace(annotation=p.empty) for p in base.parameters.values()]

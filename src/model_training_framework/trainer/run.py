@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checks import check_count, check_loaders
-from .loaders import loader_length
-from .schedule import LoaderSchedule
+from model_training_framework.trainer.checks import check_count, check_loaders
+from model_training_framework.trainer.data.schedule import LoaderSchedule
+from model_training_framework.trainer.data.streams import loader_length
 
 __all__ = ["Run", "build_schedule", "prepare_run"]
 

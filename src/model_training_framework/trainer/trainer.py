@@ -16,36 +16,79 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from .checkpoint import CheckpointManager
-from .checks import check_loaders, check_optimizers, check_step_function, checked_loss
-from .config import GenericTrainerConfig, SamplingStrategy, ValidationFrequency
-from .devices import build_batch_mover
-from .distributed import DistributedContext, check_loader_lengths_agree, warn_unsharded_loaders
-from .early_stopping import EarlyStopping, MonitoredMetricsCheck
-from .failures import build_failure_watch
-from .fingerprint import DataFingerprint, NullFingerprint
-from .hooks import HookDispatcher, TrainerHooks
-from .loaders import LoaderStream, build_streams, loader_length
-from .loggers import NullLogger, build_logger
-from .loggers.factory import writes_to_console
-from .metrics import NullTrainMetrics, TrainMetrics, loader_shares, lr_key, numeric_items
-from .nonfinite import FiniteGuard
-from .persistence import LoopCounters, TrainerParts, build_payload, restore_payload
-from .precision import build_precision
-from .preemption import PreemptionHandler, StopRequest
-from .profiling import NullProfiler, TraceWindow, build_profiler
-from .progress import ProgressDisplay, build_progress_display
-from .results import FitResult, FitStatus, WarmStartResult
-from .resume import find_checkpoint, warm_start
-from .resume_check import WEIGHTS_KEY, RunFacts, check_resume, optimizer_hyperparameters
-from .rng import seed_everything
-from .run import Run, build_schedule, prepare_run
-from .run_lock import NoRunDirectoryLock, RunDirectoryLock, build_run_lock
-from .sharding import build_strategy, needs_process_group
-from .stepping import OptimizerStepper, parse_schedulers
-from .validation import run_validation
-from .worker_signals import shield_workers
+from model_training_framework.errors import ConfigError
+from model_training_framework.trainer.checks import (
+    check_loaders,
+    check_optimizers,
+    check_step_function,
+    checked_loss,
+)
+from model_training_framework.trainer.config import (
+    GenericTrainerConfig,
+    SamplingStrategy,
+    ValidationFrequency,
+)
+from model_training_framework.trainer.data.devices import build_batch_mover
+from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
+from model_training_framework.trainer.data.streams import LoaderStream, build_streams, loader_length
+from model_training_framework.trainer.hooks import HookDispatcher, TrainerHooks
+from model_training_framework.trainer.loggers import NullLogger, build_logger
+from model_training_framework.trainer.loggers.factory import writes_to_console
+from model_training_framework.trainer.metrics.early_stopping import (
+    EarlyStopping,
+    MonitoredMetricsCheck,
+)
+from model_training_framework.trainer.metrics.profiling import (
+    NullProfiler,
+    TraceWindow,
+    build_profiler,
+)
+from model_training_framework.trainer.metrics.progress import (
+    ProgressDisplay,
+    build_progress_display,
+)
+from model_training_framework.trainer.metrics.running import (
+    NullTrainMetrics,
+    TrainMetrics,
+    loader_shares,
+    lr_key,
+    numeric_items,
+)
+from model_training_framework.trainer.optim.nonfinite import FiniteGuard
+from model_training_framework.trainer.optim.precision import build_precision
+from model_training_framework.trainer.optim.stepper import OptimizerStepper, parse_schedulers
+from model_training_framework.trainer.results import FitResult, FitStatus, WarmStartResult
+from model_training_framework.trainer.run import Run, build_schedule, prepare_run
+from model_training_framework.trainer.runtime.distributed import (
+    DistributedContext,
+    check_loader_lengths_agree,
+    warn_unsharded_loaders,
+)
+from model_training_framework.trainer.runtime.failures import build_failure_watch
+from model_training_framework.trainer.runtime.preemption import PreemptionHandler, StopRequest
+from model_training_framework.trainer.runtime.sharding import build_strategy, needs_process_group
+from model_training_framework.trainer.runtime.worker_signals import shield_workers
+from model_training_framework.trainer.state.manager import CheckpointManager
+from model_training_framework.trainer.state.payload import (
+    LoopCounters,
+    TrainerParts,
+    build_payload,
+    restore_payload,
+)
+from model_training_framework.trainer.state.resume import find_checkpoint, warm_start
+from model_training_framework.trainer.state.resume_check import (
+    WEIGHTS_KEY,
+    RunFacts,
+    check_resume,
+    optimizer_hyperparameters,
+)
+from model_training_framework.trainer.state.rng import seed_everything
+from model_training_framework.trainer.state.run_lock import (
+    NoRunDirectoryLock,
+    RunDirectoryLock,
+    build_run_lock,
+)
+from model_training_framework.trainer.validation import run_validation
 
 __all__ = ["GenericTrainer"]
 

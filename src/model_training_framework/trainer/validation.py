@@ -12,9 +12,12 @@ from typing import Any
 
 import torch
 
-from .aggregation import MetricAccumulator, aggregate_validation
-from .devices import move_to_device
-from .metrics import numeric_items
+from model_training_framework.trainer.data.devices import move_to_device
+from model_training_framework.trainer.metrics.aggregation import (
+    MetricAccumulator,
+    aggregate_validation,
+)
+from model_training_framework.trainer.metrics.running import numeric_items
 
 __all__ = ["count_samples", "run_validation"]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from model_training_framework.config.experiment import ExperimentConfig
+from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.trainer import GenericTrainer
 
 EXIT_PREEMPTED = 3

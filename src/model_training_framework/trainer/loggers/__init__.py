@@ -4,13 +4,13 @@ Importing this package never imports tensorboard, wandb or matplotlib; each back
 optional package when it is constructed.
 """
 
-from .base import BaseLogger, Logger, NullLogger
-from .composite import CompositeLogger
-from .console import ConsoleLogger
-from .factory import build_logger
-from .jsonl import METRICS_FILENAME, JsonlLogger
-from .tensorboard import TensorBoardLogger
-from .wandb import WandbLogger
+from model_training_framework.trainer.loggers.base import BaseLogger, Logger, NullLogger
+from model_training_framework.trainer.loggers.composite import CompositeLogger
+from model_training_framework.trainer.loggers.console import ConsoleLogger
+from model_training_framework.trainer.loggers.factory import build_logger
+from model_training_framework.trainer.loggers.jsonl import METRICS_FILENAME, JsonlLogger
+from model_training_framework.trainer.loggers.tensorboard import TensorBoardLogger
+from model_training_framework.trainer.loggers.wandb import WandbLogger
 
 __all__ = [
     "METRICS_FILENAME",

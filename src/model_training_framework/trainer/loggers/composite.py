@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import BaseLogger, Logger
+from model_training_framework.trainer.loggers.base import BaseLogger, Logger
 
 __all__ = ["CompositeLogger"]
 

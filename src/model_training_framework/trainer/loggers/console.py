@@ -24,7 +24,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from .base import BaseLogger
+from model_training_framework.trainer.loggers.base import BaseLogger
 
 __all__ = [
     "EPOCH_KEYS",

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import ConfigError
-
-from .base import Logger, NullLogger
-from .composite import CompositeLogger
-from .console import ConsoleLogger
-from .jsonl import JsonlLogger
+from model_training_framework.trainer.loggers.base import Logger, NullLogger
+from model_training_framework.trainer.loggers.composite import CompositeLogger
+from model_training_framework.trainer.loggers.console import ConsoleLogger
+from model_training_framework.trainer.loggers.jsonl import JsonlLogger
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import LoggingConfig
@@ -31,7 +30,10 @@ def _build_console(config: LoggingConfig, run_dir: Path, start_step: int | None)
 
 
 def _build_tensorboard(config: LoggingConfig, run_dir: Path, start_step: int | None) -> Logger:
-    from .tensorboard import TENSORBOARD_SUBDIR, TensorBoardLogger
+    from model_training_framework.trainer.loggers.tensorboard import (
+        TENSORBOARD_SUBDIR,
+        TensorBoardLogger,
+    )
 
     log_dir = (
         Path(config.tensorboard_dir) if config.tensorboard_dir else run_dir / TENSORBOARD_SUBDIR
@@ -40,7 +42,7 @@ def _build_tensorboard(config: LoggingConfig, run_dir: Path, start_step: int | N
 
 
 def _build_wandb(config: LoggingConfig, run_dir: Path, start_step: int | None) -> Logger:
-    from .wandb import WandbLogger
+    from model_training_framework.trainer.loggers.wandb import WandbLogger
 
     return WandbLogger(
         run_dir,

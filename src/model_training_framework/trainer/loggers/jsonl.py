@@ -26,8 +26,12 @@ from typing import Any, BinaryIO
 import torch
 
 from model_training_framework.io_utils import atomic_write_bytes
-
-from .base import BaseLogger, encode_png, safe_file_stem, to_hwc_uint8
+from model_training_framework.trainer.loggers.base import (
+    BaseLogger,
+    encode_png,
+    safe_file_stem,
+    to_hwc_uint8,
+)
 
 __all__ = [
     "HPARAMS_FILENAME",

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import BaseLogger, flatten_params, import_optional, to_hwc_uint8
+from model_training_framework.trainer.loggers.base import (
+    BaseLogger,
+    flatten_params,
+    import_optional,
+    to_hwc_uint8,
+)
 
 __all__ = ["TENSORBOARD_SUBDIR", "TensorBoardLogger"]
 

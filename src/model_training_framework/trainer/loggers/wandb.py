@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import BaseLogger, import_optional, to_hwc_uint8
+from model_training_framework.trainer.loggers.base import BaseLogger, import_optional, to_hwc_uint8
 
 __all__ = ["WANDB_MODE_ENV", "WandbLogger"]
 

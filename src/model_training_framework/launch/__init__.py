@@ -1,0 +1,1 @@
+"""Launchers: run experiments locally (:mod:`.local`) or on Slurm (:mod:`.slurm`)."""

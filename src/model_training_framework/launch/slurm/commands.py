@@ -1,0 +1,183 @@
+"""The only module that runs Slurm's command line tools (and git, for snapshots).
+
+Every call has a timeout and turns failures into :class:`~model_training_framework.errors.LauncherError`
+messages that show the command, its exit status and its stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model_training_framework.errors import LauncherError
+from model_training_framework.launch.slurm.parsing import parse_sbatch_job_id
+
+__all__ = ["DEFAULT_TIMEOUT_S", "CommandResult", "SlurmCommands", "run_command"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60.0
+_ACCOUNTING_DISABLED = "accounting storage is disabled"
+_INVALID_JOB_ID = "Invalid job id"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """Outcome of one command: argv, exit status, stdout and stderr (text)."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_command(
+    args: Sequence[str],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    check: bool = True,
+    input_bytes: bytes | None = None,
+) -> CommandResult:
+    """Run a command and capture its output.
+
+    Args:
+        args: program and arguments.
+        timeout_s: seconds before the command is killed.
+        env: full environment for the child (None inherits ours).
+        cwd: working directory.
+        check: raise when the exit status is not 0.
+        input_bytes: data written to the child's stdin.
+
+    Returns:
+        The :class:`CommandResult`.
+
+    Raises:
+        LauncherError: the program is missing, timed out, or (``check``) exited non-zero; the
+            message includes stderr.
+    """
+    shown = shlex.join(args)
+    try:
+        completed = subprocess.run(
+            list(args),
+            capture_output=True,
+            timeout=timeout_s,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            input=input_bytes,
+            check=False,
+        )
+    except FileNotFoundError as err:
+        raise LauncherError(
+            f"cannot run {shown!r}: program {args[0]!r} not found on PATH; install it (for Slurm: "
+            "run on a login node, or use LocalLauncher on a machine without Slurm)"
+        ) from err
+    except subprocess.TimeoutExpired as err:
+        raise LauncherError(
+            f"{shown!r} did not finish within {timeout_s:g} s; is the Slurm controller up?"
+        ) from err
+    result = CommandResult(
+        tuple(args),
+        completed.returncode,
+        completed.stdout.decode(errors="replace"),
+        completed.stderr.decode(errors="replace"),
+    )
+    if check and result.returncode != 0:
+        raise LauncherError(
+            f"{shown!r} failed with exit status {result.returncode}: "
+            f"{(result.stderr.strip() or result.stdout.strip() or '(no output)')}"
+        )
+    return result
+
+
+@dataclass
+class SlurmCommands:
+    """Thin wrappers around sbatch, squeue, sacct, scontrol and scancel.
+
+    Args:
+        timeout_s: per-command timeout.
+        env: extra environment variables (e.g. ``SLURM_CONF``) on top of ``os.environ``.
+    """
+
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def _run(self, args: Sequence[str], *, check: bool = True) -> CommandResult:
+        logger.debug("running %s", shlex.join(args))
+        return run_command(
+            args, timeout_s=self.timeout_s, env={**os.environ, **self.env}, check=check
+        )
+
+    def sbatch(self, script_path: str | Path, extra_args: Sequence[str] = ()) -> str:
+        """Submit a script with ``sbatch --parsable`` and return the job id.
+
+        Raises:
+            LauncherError: sbatch is missing, refused the job (stderr shown) or printed no id.
+        """
+        result = self._run(["sbatch", "--parsable", *extra_args, str(script_path)])
+        try:
+            return parse_sbatch_job_id(result.stdout)
+        except ValueError as err:
+            raise LauncherError(
+                f"sbatch accepted {script_path} but {err}; stderr: {result.stderr.strip()}"
+            ) from err
+
+    def squeue(self) -> str:
+        """This user's jobs known to the controller, all states, array tasks one per line."""
+        return self._run(["squeue", "--me", "-t", "all", "-r", "-h", "-o", "%i|%T|%r|%j"]).stdout
+
+    def scontrol_show_job(self, job_id: str) -> str:
+        """``scontrol -o show job ID``; empty text when the controller no longer knows the job."""
+        result = self._run(["scontrol", "-o", "show", "job", job_id], check=False)
+        if result.returncode != 0:
+            if _INVALID_JOB_ID in result.stderr + result.stdout:
+                return ""
+            raise LauncherError(f"scontrol show job {job_id} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def sacct(self, job_ids: Sequence[str], *, jobcomp: bool = False) -> str | None:
+        """``sacct -P -n -o JobID,JobName,State,ExitCode -j IDS`` (``-c``: the jobcomp log).
+
+        Returns:
+            The output, or None when accounting (or the jobcomp log) is disabled here.
+        """
+        fields = "JobIDRaw,JobName,State,ExitCode" if jobcomp else "JobID,JobName,State,ExitCode"
+        args = [
+            "sacct",
+            *(["-c"] if jobcomp else []),
+            "-P",
+            "-n",
+            "-o",
+            fields,
+            "-j",
+            ",".join(job_ids),
+        ]
+        result = self._run(args, check=False)
+        if result.returncode != 0:
+            if _ACCOUNTING_DISABLED in (result.stdout + result.stderr):
+                return None
+            raise LauncherError(
+                f"{shlex.join(args)!r} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result.stdout
+
+    def scancel(
+        self, job_ids: Sequence[str], *, signal: str | None = None, batch_only: bool = False
+    ) -> None:
+        """Cancel jobs, or with ``signal`` send them a signal (``batch_only``: only the batch shell)."""
+        args = ["scancel"]
+        if signal:
+            args.append(f"--signal={signal}")
+        if batch_only:
+            args.append("--batch")
+        self._run([*args, *job_ids])
+
+    def scontrol_requeue(self, job_id: str) -> None:
+        """``scontrol requeue ID``."""
+        self._run(["scontrol", "requeue", job_id])

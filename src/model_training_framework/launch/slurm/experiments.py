@@ -1,0 +1,161 @@
+"""What the launchers need from an experiment, and its directory layout.
+
+Accepts an ``ExperimentConfig`` (or any object with ``experiment_name``, ``slurm`` and
+``to_yaml(path)``) or a plain dict with ``experiment_name`` (and optionally ``slurm``).
+Everything is validated before any file is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_training_framework.experiment.manager import write_config_file
+
+__all__ = [
+    "SLURM_DEFAULTS",
+    "ExperimentPaths",
+    "ExperimentSpec",
+    "prepare_experiment_dirs",
+    "to_experiment_specs",
+]
+
+# Same defaults as experiment/config.py's SlurmConfig (docs/design-config-fields.md).
+SLURM_DEFAULTS: dict[str, object] = {
+    "account": None,
+    "partition": None,
+    "nodes": 1,
+    "ntasks_per_node": 1,
+    "gpus_per_node": 0,
+    "cpus_per_task": 1,
+    "mem": "4G",
+    "time": "01:00:00",
+    "constraint": None,
+    "qos": None,
+    "extra_directives": [],
+    "signal_grace_s": 120,
+}
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated experiment: its name, slurm resources, and the original object."""
+
+    name: str
+    slurm: Mapping[str, object]
+    source: object
+
+    def write_config(self, path: Path) -> None:
+        """Write the experiment's config as YAML to ``path`` (atomically, plain YAML).
+
+        Raises:
+            ConfigError: a dict experiment holds a value plain YAML cannot represent.
+        """
+        if isinstance(self.source, Mapping):
+            write_config_file(path, self.source)
+        else:
+            self.source.to_yaml(path)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ExperimentPaths:
+    """Absolute paths of one experiment directory."""
+
+    experiment_dir: Path
+    config_path: Path
+    script_path: Path
+    log_dir: Path
+    code_version_path: Path
+
+    @classmethod
+    def under(cls, experiments_dir: Path, name: str) -> ExperimentPaths:
+        """Paths of experiment ``name`` below ``experiments_dir``."""
+        root = Path(experiments_dir).resolve() / name
+        return cls(
+            root,
+            root / "config.yaml",
+            root / "job.sbatch.sh",
+            root / "logs",
+            root / "code_version.json",
+        )
+
+
+def _validate_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"experiment_name {name!r} cannot name a directory: use 1-200 characters from "
+            "[A-Za-z0-9._-], not starting with '.' (e.g. 'resnet_lr0.1')"
+        )
+    return name
+
+
+def _slurm_section(raw: object, name: str) -> dict[str, object]:
+    if raw is None:
+        raw = {}
+    elif hasattr(raw, "model_dump"):
+        raw = raw.model_dump()
+    if not isinstance(raw, Mapping):
+        raise TypeError(
+            f"experiment {name!r}: slurm section must be a mapping, got {type(raw).__name__}"
+        )
+    unknown = sorted(set(raw) - set(SLURM_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"experiment {name!r}: unknown slurm key(s) {unknown}; known keys: {sorted(SLURM_DEFAULTS)}"
+        )
+    section = {**SLURM_DEFAULTS, **raw}
+    extra = section["extra_directives"] or []
+    if isinstance(extra, str) or not all(isinstance(item, str) for item in extra):
+        raise TypeError(
+            f"experiment {name!r}: slurm.extra_directives must be a list of strings, got {extra!r}"
+        )
+    return section
+
+
+def _to_spec(experiment: object) -> ExperimentSpec:
+    if isinstance(experiment, Mapping):
+        name = _validate_name(experiment.get("experiment_name"))
+        return ExperimentSpec(name, _slurm_section(experiment.get("slurm"), name), experiment)
+    if not hasattr(experiment, "experiment_name") or not hasattr(experiment, "to_yaml"):
+        raise TypeError(
+            f"expected an ExperimentConfig or a dict with 'experiment_name', got {type(experiment).__name__}"
+        )
+    name = _validate_name(experiment.experiment_name)
+    return ExperimentSpec(
+        name, _slurm_section(getattr(experiment, "slurm", None), name), experiment
+    )
+
+
+def to_experiment_specs(experiments: Sequence[object]) -> list[ExperimentSpec]:
+    """Validate experiments: names usable as directories and unique, slurm sections known.
+
+    Raises:
+        ValueError: empty input, invalid or duplicate names, unknown slurm keys.
+        TypeError: not an experiment.
+    """
+    if (
+        isinstance(experiments, Mapping)
+        or not isinstance(experiments, Sequence)
+        or isinstance(experiments, str)
+    ):
+        raise TypeError(f"expected a list of experiments, got {type(experiments).__name__}")
+    if not experiments:
+        raise ValueError("no experiments given; pass a non-empty list")
+    specs = [_to_spec(experiment) for experiment in experiments]
+    seen: set[str] = set()
+    duplicates = sorted({spec.name for spec in specs if spec.name in seen or seen.add(spec.name)})
+    if duplicates:
+        raise ValueError(f"experiment names must be unique within a batch; repeated: {duplicates}")
+    return specs
+
+
+def prepare_experiment_dirs(
+    specs: Sequence[ExperimentSpec], paths: Sequence[ExperimentPaths]
+) -> None:
+    """Create each experiment directory, its ``logs/`` and ``config.yaml``."""
+    for spec, path in zip(specs, paths, strict=True):
+        path.log_dir.mkdir(parents=True, exist_ok=True)
+        spec.write_config(path.config_path)

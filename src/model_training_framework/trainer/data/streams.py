@@ -1,0 +1,473 @@
+"""One pass over one user DataLoader, opened at any (pass, batch) position without replay.
+
+NOTE [exact resume]: the loader schedule (schedule.py) decides which loader gives the next batch
+and at which (pass_idx, batch_idx). A ``LoaderStream`` turns that position into data. For
+map-style datasets the order of sample indices of a pass is a pure function of
+``(base_seed, loader_idx, pass_idx)``: we draw the permutation from our own generator instead of
+the global RNG, so resuming at batch k only slices the index list (no batch is loaded twice) and
+no global RNG state is consumed by opening a loader. Inside worker processes every batch reseeds
+Python, NumPy and torch from ``(base_seed, loader_idx, pass_idx, batch_idx)`` so random
+augmentations do not depend on where a run was resumed. Iterable datasets take part through the
+``state_dict()``/``load_state_dict()`` protocol (torchdata's ``StatefulDataLoader`` as is).
+A pre-batched map-style dataset (``DataLoader(dataset, batch_size=None)``) returns a whole batch
+per item: its item order is planned the same way, one item per batch, and the item's index is
+the position (and what the data fingerprint records).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+)
+
+from model_training_framework.errors import CheckpointError
+from model_training_framework.trainer.state.rng import derive_seed
+from model_training_framework.trainer.validation import count_samples
+
+__all__ = ["LoaderStream", "build_streams", "loader_length"]
+
+logger = logging.getLogger(__name__)
+
+_PASS = "pass_idx"
+_NEXT_BATCH = "next_batch_idx"
+_ITERABLE_STATE = "iterable_state"
+
+
+def loader_length(loader: DataLoader) -> int | None:
+    """Number of batches in one pass of ``loader``, or None when it has no ``__len__``."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _is_stateful(obj: object) -> bool:
+    return callable(getattr(obj, "state_dict", None)) and callable(
+        getattr(obj, "load_state_dict", None)
+    )
+
+
+class _SeededBatch(list):
+    """A list of sample indices that carries the seed its worker uses for this batch."""
+
+    __slots__ = ("seed",)
+
+    def __reduce__(self):  # keep the seed when the batch is sent to a worker process
+        return (_rebuild_seeded_batch, (list(self), self.seed))
+
+
+def _rebuild_seeded_batch(items: list, seed: int) -> _SeededBatch:
+    batch = _SeededBatch(items)
+    batch.seed = seed
+    return batch
+
+
+class _SeededIndex(int):
+    """The index of a pre-batched item, carrying the seed its worker uses for this batch."""
+
+    seed: int
+
+    def __reduce__(self):  # keep the seed when the index is sent to a worker process
+        return (_rebuild_seeded_index, (int(self), self.seed))
+
+
+def _rebuild_seeded_index(index: int, seed: int) -> _SeededIndex:
+    item = _SeededIndex(index)
+    item.seed = seed
+    return item
+
+
+def _reseed_in_worker(seed: int | None) -> None:
+    if seed is not None and torch.utils.data.get_worker_info() is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+
+class _WorkerSeededDataset(Dataset):
+    """Map-style wrapper: in a worker process, reseed all RNGs per batch before fetching it."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        getitems = getattr(dataset, "__getitems__", None)
+        self._getitems = getitems if callable(getitems) else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: Any) -> Any:
+        # only pre-batched items come here (one whole batch per index)
+        _reseed_in_worker(getattr(index, "seed", None))
+        return self.dataset[int(index)]
+
+    def __getitems__(self, indices: Sequence[Any]) -> list:
+        _reseed_in_worker(getattr(indices, "seed", None))
+        if self._getitems is not None:
+            return self._getitems(list(indices))
+        return [self.dataset[i] for i in indices]
+
+
+class _PassIndexSampler:
+    """The batch sampler handed to our DataLoader: yields the batches of one pass from a start.
+
+    ``__iter__`` snapshots the current plan, so a live iterator is never changed under it.
+
+    Args:
+        is_prebatched: yield one item index per batch (a DataLoader with ``batch_size=None``)
+            instead of a list of sample indices.
+    """
+
+    def __init__(self, *, is_prebatched: bool = False) -> None:
+        self.batches: _PassBatches | None = None
+        self.start = 0
+        self._is_prebatched = is_prebatched
+
+    def __iter__(self) -> Iterator[Any]:
+        batches, start = self.batches, self.start
+        assert batches is not None, "a pass must be planned before iterating"
+        fetch = batches.item if self._is_prebatched else batches.batch
+        return map(fetch, range(start, len(batches)))  # no generator frame per batch
+
+    def __len__(self) -> int:
+        return 0 if self.batches is None else len(self.batches) - self.start
+
+
+class _PassBatches:
+    """The index batches of one pass, computed by arithmetic on one index tensor.
+
+    Args:
+        indices: the pass's sample order (None when ``explicit`` is given).
+        batch_size: samples per batch.
+        drop_last: drop a last, incomplete batch.
+        seed: the pass's seed; a worker process reseeds its RNGs per batch from it.
+        explicit: the index batches themselves, for batch samplers we cannot slice.
+        seed_workers: attach per-batch worker seeds (only worker processes read them).
+    """
+
+    def __init__(
+        self,
+        indices: torch.Tensor | None,
+        batch_size: int,
+        drop_last: bool,
+        seed: int,
+        explicit: list[list[int]] | None = None,
+        *,
+        seed_workers: bool = True,
+    ) -> None:
+        # Slicing a NumPy view costs a third of slicing the tensor (hot path: every batch).
+        self._indices = None if indices is None else indices.numpy().astype(np.int64, copy=False)
+        self._explicit = explicit
+        self._batch_size = batch_size
+        self._seed = seed
+        self._seed_workers = seed_workers
+        if explicit is not None:
+            self._len = len(explicit)
+        else:
+            assert self._indices is not None
+            total = int(self._indices.size)
+            self._len = total // batch_size if drop_last else math.ceil(total / batch_size)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def indices(self, k: int) -> Sequence[int]:
+        """Sample indices of batch ``k``: an int64 NumPy view (a list for explicit batches)."""
+        if self._explicit is not None:
+            return self._explicit[k]
+        assert self._indices is not None
+        return self._indices[k * self._batch_size : (k + 1) * self._batch_size]
+
+    def batch(self, k: int) -> list[int]:
+        """Batch ``k`` for the DataLoader: a ``_SeededBatch`` when worker processes will read
+        its seed, else the index list itself (no copy; the fetch only reads it)."""
+        indices = self._compute(k)
+        if not self._seed_workers:
+            return indices
+        batch = _SeededBatch(indices)
+        batch.seed = derive_seed(self._seed, k)
+        return batch
+
+    def item(self, k: int) -> int:
+        """Batch ``k`` of a pre-batched dataset (one item per batch): the item's index."""
+        index = int(self._compute(k)[0])
+        if not self._seed_workers:
+            return index
+        item = _SeededIndex(index)
+        item.seed = derive_seed(self._seed, k)
+        return item
+
+    def _compute(self, k: int) -> list[int]:
+        if self._explicit is not None:
+            return list(self._explicit[k])
+        assert self._indices is not None
+        return self._indices[k * self._batch_size : (k + 1) * self._batch_size].tolist()
+
+
+def _sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) -> torch.Tensor:
+    """The sample order of one pass, drawn from ``generator`` for the shuffling samplers we know."""
+    if type(sampler) is SequentialSampler:
+        return torch.arange(len(sampler.data_source))
+    if type(sampler) is RandomSampler:
+        n = len(sampler.data_source)
+        if sampler.replacement:
+            return torch.randint(n, (sampler.num_samples,), generator=generator)
+        rounds = [
+            torch.randperm(n, generator=generator) for _ in range(-(-sampler.num_samples // n))
+        ]
+        return torch.cat(rounds)[: sampler.num_samples]
+    if type(sampler) is SubsetRandomSampler:
+        order = torch.randperm(len(sampler.indices), generator=generator)
+        return torch.as_tensor(list(sampler.indices))[order]
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(pass_idx)
+        return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+    # Any other sampler: run it with the global RNG forked and seeded for this pass.
+    _set_epoch(sampler, pass_idx)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+
+
+def _set_epoch(sampler: Any, pass_idx: int) -> None:
+    """Tell a (distributed) sampler which pass comes, as ``DistributedSampler.set_epoch`` wants."""
+    set_epoch = getattr(sampler, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(pass_idx)
+
+
+class LoaderStream:
+    """Batches of one user DataLoader at positions chosen by the loader schedule.
+
+    Args:
+        loader: the user's DataLoader (map-style or iterable dataset).
+        loader_idx: position in the list given to ``fit``.
+        name: the loader's configured name.
+        base_seed: the run's data seed; with it the sample order is reproducible.
+        require_resumable: refuse iterable loaders without ``state_dict``/``load_state_dict``.
+
+    Raises:
+        ValueError: an iterable loader without the resume protocol when ``require_resumable``.
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader,
+        loader_idx: int,
+        name: str,
+        base_seed: int,
+        *,
+        require_resumable: bool = True,
+    ) -> None:
+        self.loader = loader
+        self.loader_idx = loader_idx
+        self.name = name
+        self._base_seed = base_seed
+        self._is_iterable = isinstance(loader.dataset, IterableDataset)
+        # batch_size=None: every item of the dataset is a whole batch
+        self._is_prebatched = loader.batch_sampler is None
+        self._pass_idx = -1
+        self._next_batch = 0
+        self._iterator: Iterator[Any] | None = None
+        self._batches: _PassBatches | None = None
+        self._pending_iterable_state: Any = None
+        self._stateful_source: Any = None  # what holds an iterable loader's resume state
+        self._generator = torch.Generator()
+        if self._is_iterable:
+            self._check_iterable_protocol(require_resumable)
+            self._owned = loader
+            self._index_sampler = None
+        else:
+            self._index_sampler = _PassIndexSampler(is_prebatched=self._is_prebatched)
+            self._owned = self._build_loader(loader)
+
+    # ------------------------------------------------------------------ construction
+    def _check_iterable_protocol(self, require_resumable: bool) -> None:
+        if _is_stateful(self.loader):
+            self._stateful_source = self.loader
+        elif _is_stateful(self.loader.dataset) and self.loader.num_workers == 0:
+            self._stateful_source = self.loader.dataset
+        elif require_resumable:
+            raise ValueError(
+                f"train loader '{self.name}' (index {self.loader_idx}) wraps an IterableDataset "
+                "without state_dict()/load_state_dict(), so it cannot resume exactly. Give the "
+                "dataset that protocol (with num_workers=0), use torchdata's StatefulDataLoader, "
+                "or set fault_tolerance.require_resumable_iterables=False to restart it from its "
+                "beginning on resume"
+            )
+        # Opening an iterable loader must not consume the global torch RNG (exact resume).
+        if getattr(self.loader, "generator", None) is None:
+            self.loader.generator = self._generator
+
+    def _build_loader(self, loader: DataLoader) -> DataLoader:
+        kwargs: dict[str, Any] = {
+            "num_workers": loader.num_workers,
+            "collate_fn": loader.collate_fn,
+            "pin_memory": loader.pin_memory,
+            "timeout": loader.timeout,
+            "worker_init_fn": loader.worker_init_fn,
+            "generator": self._generator,
+            "persistent_workers": loader.persistent_workers,
+            "pin_memory_device": loader.pin_memory_device,
+        }
+        if loader.num_workers > 0:
+            kwargs["prefetch_factor"] = loader.prefetch_factor
+            kwargs["multiprocessing_context"] = loader.multiprocessing_context
+        if self._is_prebatched:
+            return DataLoader(
+                _WorkerSeededDataset(loader.dataset),
+                batch_size=None,
+                sampler=self._index_sampler,
+                **kwargs,
+            )
+        return DataLoader(
+            _WorkerSeededDataset(loader.dataset), batch_sampler=self._index_sampler, **kwargs
+        )
+
+    # ------------------------------------------------------------------ planning a pass
+    def _pass_seed(self, pass_idx: int) -> int:
+        return derive_seed(self._base_seed, self.loader_idx, pass_idx)
+
+    def _plan_pass(self, pass_idx: int) -> _PassBatches:
+        seed = self._pass_seed(pass_idx)
+        self._generator.manual_seed(seed)
+        batch_sampler = self.loader.batch_sampler
+        if self._is_prebatched:  # one item per batch, in the order of the loader's sampler
+            indices = _sampler_indices(self.loader.sampler, self._generator, pass_idx)
+            return _PassBatches(indices, 1, False, seed, seed_workers=self.loader.num_workers > 0)
+        if type(batch_sampler) is BatchSampler:
+            indices = _sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
+            return _PassBatches(
+                indices,
+                batch_sampler.batch_size,
+                batch_sampler.drop_last,
+                seed,
+                seed_workers=self.loader.num_workers > 0,
+            )
+        _set_epoch(batch_sampler, pass_idx)
+        _set_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            explicit = [list(b) for b in batch_sampler]
+        return _PassBatches(
+            None, 1, False, seed, explicit=explicit, seed_workers=self.loader.num_workers > 0
+        )
+
+    def _open(self, pass_idx: int, batch_idx: int) -> None:
+        if self._is_iterable:
+            self._open_iterable(pass_idx, batch_idx)
+        else:
+            self._batches = self._plan_pass(pass_idx)
+            assert self._index_sampler is not None
+            self._index_sampler.batches = self._batches
+            self._index_sampler.start = batch_idx
+            self._generator.manual_seed(derive_seed(self._pass_seed(pass_idx), "workers"))
+            self._iterator = iter(self._owned)
+        self._pass_idx, self._next_batch = pass_idx, batch_idx
+
+    def _open_iterable(self, pass_idx: int, batch_idx: int) -> None:
+        self._generator.manual_seed(self._pass_seed(pass_idx))
+        if self._pending_iterable_state is not None and self._stateful_source is not None:
+            self._stateful_source.load_state_dict(self._pending_iterable_state)
+            self._pending_iterable_state = None
+        elif batch_idx > 0:
+            logger.warning(
+                "train loader '%s' has no resume protocol: restarting it from its beginning "
+                "instead of batch %d",
+                self.name,
+                batch_idx,
+            )
+        self._iterator = iter(self._owned)
+
+    # ------------------------------------------------------------------ fetching
+    def fetch(self, pass_idx: int, batch_idx: int) -> Any:
+        """Return the batch at ``(pass_idx, batch_idx)``.
+
+        Raises:
+            StopIteration: an iterable loader ran dry (the schedule decides what comes next).
+        """
+        if pass_idx != self._pass_idx or batch_idx != self._next_batch or self._iterator is None:
+            self._open(pass_idx, batch_idx)
+        assert self._iterator is not None
+        batch = next(self._iterator)
+        self._next_batch = batch_idx + 1
+        return batch
+
+    def sample_indices(self, pass_idx: int, batch_idx: int) -> Sequence[int] | None:
+        """Dataset indices of a fetched map-style batch (None for iterable datasets): an int64
+        NumPy view, or a list for batch samplers we cannot slice."""
+        if self._batches is None or pass_idx != self._pass_idx:
+            return None
+        return self._batches.indices(batch_idx)
+
+    @property
+    def is_iterable(self) -> bool:
+        """Whether the loader wraps an IterableDataset (its pass ends when it runs dry)."""
+        return self._is_iterable
+
+    def batch_size_hint(self) -> int | None:
+        """The configured batch size, used to count samples without inspecting batches."""
+        return getattr(self.loader, "batch_size", None)
+
+    def num_samples(self, batch: Any, indices: Sequence[int] | None) -> int:
+        """Samples in a fetched batch: its sample indices, else the batch's leading dimension
+        (pre-batched items and iterable datasets), else the batch size."""
+        if indices is not None and not self._is_prebatched:
+            return len(indices)
+        return count_samples(batch, self.batch_size_hint())
+
+    def rebase_seed(self, base_seed: int) -> None:
+        """Use the run's data seed from a checkpoint (the sample order derives from it)."""
+        self._base_seed = base_seed
+
+    # ------------------------------------------------------------------ state protocol
+    def state_dict(self) -> dict[str, Any]:
+        """Position bookkeeping; for iterable loaders also their own resume state."""
+        state: dict[str, Any] = {_PASS: self._pass_idx, _NEXT_BATCH: self._next_batch}
+        if self._stateful_source is not None:
+            state[_ITERABLE_STATE] = self._stateful_source.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore; the next ``fetch`` opens the loader where the schedule says."""
+        try:
+            self._pass_idx = -1  # force a re-open at the first fetch
+            self._next_batch = int(state[_NEXT_BATCH])
+            if self._stateful_source is not None:
+                self._pending_iterable_state = state[_ITERABLE_STATE]
+        except KeyError as err:
+            raise CheckpointError(
+                f"checkpoint has no loader state key {err} for loader '{self.name}'"
+            ) from err
+
+    def close(self) -> None:
+        """Drop the live iterator (shuts down non-persistent workers)."""
+        self._iterator = None
+
+
+def build_streams(
+    loaders: Sequence[DataLoader],
+    names: Sequence[str],
+    base_seed: int,
+    *,
+    require_resumable: bool,
+) -> list[LoaderStream]:
+    """One ``LoaderStream`` per train loader."""
+    return [
+        LoaderStream(loader, idx, name, base_seed, require_resumable=require_resumable)
+        for idx, (loader, name) in enumerate(zip(loaders, names, strict=True))
+    ]

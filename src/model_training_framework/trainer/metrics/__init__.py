@@ -1,0 +1,1 @@
+"""Metrics: running means, cross-loader aggregation, profiling, progress and early stopping."""

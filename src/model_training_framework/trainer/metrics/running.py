@@ -1,0 +1,180 @@
+"""Metric keys and the running means of training-step outputs between two log steps.
+
+Step outputs are kept as they come (0-d tensors stay on their device) and reduced only at a log
+step, so the hot path never forces a device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from model_training_framework.errors import CheckpointError
+
+__all__ = [
+    "NullTrainMetrics",
+    "TrainMetrics",
+    "loader_shares",
+    "lr_key",
+    "numeric_items",
+    "train_key",
+]
+
+
+def train_key(name: str | None, key: str) -> str:
+    """``train/dl_<name>/<key>`` for a loader, ``train/<key>`` overall."""
+    return f"train/{key}" if name is None else f"train/dl_{name}/{key}"
+
+
+def lr_key(optimizer_idx: int) -> str:
+    """Learning-rate key of optimizer ``optimizer_idx``."""
+    return f"train/lr/opt_{optimizer_idx}"
+
+
+def loader_shares(
+    names: Sequence[str], counts: Sequence[int], weights: Sequence[float] | None
+) -> dict[str, float]:
+    """WEIGHTED sampling: each loader's actual share of this epoch's batches and its target."""
+    total, weight_sum = sum(counts), sum(weights or [])
+    if not total or not weight_sum:
+        return {}
+    shares = {}
+    for name, count, weight in zip(names, counts, weights or [], strict=True):
+        shares[f"train/loader_share/dl_{name}"] = count / total
+        shares[f"train/loader_share_target/dl_{name}"] = weight / weight_sum
+    return shares
+
+
+def numeric_items(outputs: Mapping[str, Any], loss_value: Any = None) -> list[tuple[str, Any]]:
+    """The metric entries of a step's output dict: numbers and 0-d tensors (others ignored).
+
+    Args:
+        outputs: what the step function returned.
+        loss_value: stands in for the ``"loss"`` entry (training steps pass the loss they
+            already detached); the same value, so the same mean.
+
+    Returns:
+        ``(key, value)`` pairs; values are floats or detached one-element tensors.
+    """
+    items = []
+    for key, value in outputs.items():
+        if isinstance(value, torch.Tensor):
+            if loss_value is not None and key == "loss":
+                items.append((key, loss_value))
+            elif value.numel() == 1:
+                items.append((key, value.detach()))
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            items.append((key, float(value)))
+    return items
+
+
+def _as_floats(values: Sequence[Any]) -> list[float]:
+    """Values as exact float64 numbers; tensors are read with one transfer per device.
+
+    Floats (pending values restored from a checkpoint) and tensors give the same numbers, so a
+    resumed run logs the same means as an uninterrupted one.
+    """
+    if (
+        values
+        and all(type(v) is not float and v.dim() == 0 for v in values)
+        and len({v.device for v in values}) == 1
+    ):  # the usual case: one stack, one read
+        return torch.stack(list(values)).to(torch.float64).tolist()
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for value in values:
+        if not isinstance(value, float):
+            by_device.setdefault(value.device, []).append(value.reshape(()))
+    if not by_device:
+        return list(values)
+    as_floats = {
+        device: iter(torch.stack(tensors).to(torch.float64).tolist())
+        for device, tensors in by_device.items()
+    }
+    return [v if isinstance(v, float) else next(as_floats[v.device]) for v in values]
+
+
+class TrainMetrics:
+    """Sample-weighted running means of step metrics, per loader and overall, since the last
+    ``pop_means`` (each micro-step's value counts as many times as its batch has samples).
+
+    Args:
+        names: loader names, by loader index.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+        # per loader: metric key -> ([values], [samples of the batch each value came from])
+        self._values: list[dict[str, tuple[list[Any], list[int]]]] = [{} for _ in names]
+        self._samples = 0
+
+    def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
+        """Record one micro-step's metric items for loader ``loader_idx``."""
+        per_loader = self._values[loader_idx]
+        for key, value in items:
+            bucket = per_loader.get(key)
+            if bucket is None:
+                per_loader[key] = ([value], [num_samples])
+            else:
+                bucket[0].append(value)
+                bucket[1].append(num_samples)
+        self._samples += num_samples
+
+    def pop_samples(self) -> int:
+        """Samples seen since the last call."""
+        samples, self._samples = self._samples, 0
+        return samples
+
+    def pop_means(
+        self, reduce: Callable[[list[float]], list[float]] | None = None
+    ) -> dict[str, float]:
+        """Means since the last call (``reduce`` sums [weighted sum, samples] pairs across ranks)."""
+        sums: dict[str, list[float]] = {}
+        for name, per_loader in zip(self._names, self._values, strict=True):
+            for key, (values, weights) in per_loader.items():
+                total = math.fsum(v * w for v, w in zip(_as_floats(values), weights, strict=True))
+                for metric in (train_key(name, key), train_key(None, key)):
+                    acc = sums.setdefault(metric, [0.0, 0.0])
+                    acc[0] += total
+                    acc[1] += sum(weights)
+            per_loader.clear()
+        keys = sorted(sums)
+        flat = [x for k in keys for x in sums[k]]
+        if reduce is not None:
+            flat = reduce(flat)
+        return {k: flat[2 * i] / flat[2 * i + 1] for i, k in enumerate(keys) if flat[2 * i + 1]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pending values as plain floats (so a resumed run logs the same means)."""
+        return {
+            "values": [
+                {k: [_as_floats(vs), list(ws)] for k, (vs, ws) in d.items()} for d in self._values
+            ],
+            "samples": self._samples,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            values, samples = state["values"], state["samples"]
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint metrics state lacks {err}") from err
+        if len(values) != len(self._names):
+            raise CheckpointError(
+                f"checkpoint has metrics for {len(values)} loaders, this run has {len(self._names)}"
+            )
+        self._values = [{k: (list(vs), list(ws)) for k, (vs, ws) in d.items()} for d in values]
+        self._samples = int(samples)
+
+
+class NullTrainMetrics(TrainMetrics):
+    """Step metrics switched off (``log_loss_every_n_steps=None``): records nothing.
+
+    Its state has the same shape as :class:`TrainMetrics` (empty), so checkpoints load either
+    way when the setting changes between runs.
+    """
+
+    def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
+        """Ignore the step's metrics."""

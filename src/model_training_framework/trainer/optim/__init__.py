@@ -1,0 +1,1 @@
+"""The optimizer step: stepping with accumulation and clipping, mixed precision, non-finite checks."""

@@ -1,0 +1,197 @@
+"""Optimizer steps: routing, clipping, scheduler intervals and gradient hygiene.
+
+NOTE [gradient routing]: micro-batches accumulate gradients in one window of
+``gradient_accumulation_steps`` micro-batches. When the window closes, only the optimizer mapped
+to the loader whose batch closed the window steps (``per_loader_optimizer_id``). Afterwards the
+gradients of *every* parameter (model and all optimizers) are cleared, so gradients that other
+loaders' micro-batches left for other optimizers never leak into a later window. With one
+optimizer (the default) this is ordinary gradient accumulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from model_training_framework.errors import CheckpointError
+from model_training_framework.trainer.optim.nonfinite import FiniteGuard, group_by_device
+from model_training_framework.trainer.optim.precision import Precision
+
+__all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
+
+_INTERVALS = ("step", "epoch")
+
+
+def _do_nothing() -> None:
+    pass
+
+
+def _ignore_norm(norm: torch.Tensor) -> None:
+    pass
+
+
+@dataclass
+class ScheduledLR:
+    """A learning-rate scheduler, the optimizer it follows, and when it steps."""
+
+    scheduler: Any
+    optimizer_idx: int
+    interval: str = "step"
+
+
+def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> list[ScheduledLR]:
+    """Validate the ``schedulers`` argument (items aligned with optimizers by index).
+
+    Raises:
+        TypeError: not a list, or an item is neither a scheduler nor a dict.
+        ValueError: more schedulers than optimizers, or an unknown interval.
+    """
+    if schedulers is None:
+        return []
+    if not isinstance(schedulers, (list, tuple)):
+        raise TypeError(
+            f"Expected list, got {type(schedulers).__name__} for schedulers; pass "
+            "schedulers=[scheduler] (aligned with optimizers by index)"
+        )
+    if len(schedulers) > num_optimizers:
+        raise ValueError(
+            f"got {len(schedulers)} schedulers for {num_optimizers} optimizers; scheduler i "
+            "follows optimizer i, so give at most one per optimizer"
+        )
+    parsed = []
+    for idx, item in enumerate(schedulers):
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"scheduler", "interval"}
+            if "scheduler" not in item or unknown:
+                raise ValueError(
+                    f"schedulers[{idx}] must be {{'scheduler': s, 'interval': 'step'|'epoch'}}; "
+                    f"got keys {sorted(item)}"
+                )
+            sched, interval = item["scheduler"], item.get("interval", "step")
+        else:
+            sched, interval = item, "step"
+        if interval not in _INTERVALS:
+            raise ValueError(
+                f"schedulers[{idx}] interval must be 'step' or 'epoch', got {interval!r}"
+            )
+        if not callable(getattr(sched, "step", None)):
+            raise TypeError(f"schedulers[{idx}] has no step() method: got {type(sched).__name__}")
+        parsed.append(ScheduledLR(sched, idx, interval))
+    return parsed
+
+
+class OptimizerStepper:
+    """Steps one optimizer at the close of an accumulation window (see NOTE [gradient routing])."""
+
+    def __init__(
+        self,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[ScheduledLR],
+        precision: Precision,
+        model: torch.nn.Module,
+        clip_grad_norm: float | None,
+    ) -> None:
+        self.optimizers = list(optimizers)
+        self.schedulers = list(schedulers)
+        self._precision = precision
+        self._model = model
+        self._clip = clip_grad_norm
+        self._params = [
+            [p for group in opt.param_groups for p in group["params"]] for opt in self.optimizers
+        ]
+        self._step_scheds = [
+            [s for s in schedulers if s.interval == "step" and s.optimizer_idx == i]
+            for i in range(len(self.optimizers))
+        ]
+        self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
+        # Gradients are checked before each step, by device and dtype; not under a GradScaler.
+        self._checked = [
+            group_by_device(params) if precision.checks_gradients else [] for params in self._params
+        ]
+        in_optimizers = {id(p) for params in self._params for p in params}
+        self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
+
+    def step(
+        self,
+        optimizer_idx: int,
+        global_step: int,
+        guard: FiniteGuard,
+        *,
+        before_step: Callable[[], None] = _do_nothing,
+        after_clip: Callable[[torch.Tensor], None] = _ignore_norm,
+    ) -> bool:
+        """Unscale and clip the gradients of optimizer ``optimizer_idx``, call ``before_step``
+        (gradients are final then), check them (see NOTE [non-finite steps]), step the
+        optimizer and its step schedulers, then clear all gradients.
+
+        Args:
+            optimizer_idx: the optimizer of the loader whose batch closed the window.
+            global_step: the step being taken (recorded with the gradient check).
+            guard: keeps the check for later (``"raise"``) or reads it now (``"skip"``).
+            before_step: called once the gradients are final.
+            after_clip: called with the total norm before clipping, when clipping is on.
+
+        Returns:
+            False when ``"skip"`` dropped the window (non-finite loss or gradients).
+        """
+        optimizer = self.optimizers[optimizer_idx]
+        params = self._params[optimizer_idx]
+        self._precision.unscale(optimizer)  # no-op without a GradScaler
+        norm = None if self._clip is None else torch.nn.utils.clip_grad_norm_(params, self._clip)
+        if norm is not None:
+            after_clip(norm)
+        before_step()
+        checked = self._checked[optimizer_idx]
+        if checked and norm is None:
+            grads = [
+                (device, [p.grad for p in group if p.grad is not None]) for device, group in checked
+            ]
+        else:
+            grads, norm = [], norm if checked else None
+        if guard.is_skip:
+            stepped = guard.window_is_finite(grads, norm)
+        else:
+            guard.close_window(global_step, grads, norm)
+            stepped = True
+        if stepped:
+            self._precision.step(optimizer)
+            for sched in self._step_scheds[optimizer_idx]:
+                sched.scheduler.step()
+        self.zero_grad()
+        return stepped
+
+    def zero_grad(self) -> None:
+        """Clear the gradients of the model and of every optimizer's parameters."""
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        for param in self._params_outside:  # model parameters that no optimizer clears
+            param.grad = None
+
+    def end_epoch(self) -> None:
+        """Step the schedulers whose interval is ``"epoch"``."""
+        for sched in self._epoch_scheds:
+            sched.scheduler.step()
+
+    def learning_rates(self) -> list[float]:
+        """Current learning rate of each optimizer (its first parameter group)."""
+        return [float(opt.param_groups[0]["lr"]) for opt in self.optimizers]
+
+    def scheduler_state_dicts(self) -> list[dict[str, Any]]:
+        """The schedulers' states (optimizer states belong to the sharding strategy)."""
+        return [s.scheduler.state_dict() for s in self.schedulers]
+
+    def load_scheduler_state_dicts(self, states: Sequence[Mapping[str, Any]]) -> None:
+        """Restore :meth:`scheduler_state_dicts` output.
+
+        Raises:
+            CheckpointError: the checkpoint holds another number of schedulers.
+        """
+        if len(states) != len(self.schedulers):
+            raise CheckpointError(
+                f"checkpoint holds {len(states)} schedulers; this run has {len(self.schedulers)}"
+            )
+        for sched, sched_state in zip(self.schedulers, states, strict=True):
+            sched.scheduler.load_state_dict(sched_state)

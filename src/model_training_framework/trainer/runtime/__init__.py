@@ -1,0 +1,1 @@
+"""The process runtime: distributed setup, preemption signals, failure watch, worker signals and sharding."""

@@ -1,0 +1,452 @@
+"""torch.distributed helpers: detect a torchrun/srun launch, set up the process group, reduce.
+
+Everything distributed goes through one ``DistributedContext``; in a single process its
+collectives are identities, so the trainer never branches on "am I distributed".
+
+NOTE [collectives on every rank]: every method that runs a collective must be called by every
+rank, in the same order, with the same layout of values. A step only rank 0 should do (choosing
+the checkpoint to resume from) goes through :meth:`DistributedContext.rank_zero_call`, which
+hands rank 0's answer, or its error, to every rank, so no rank is left waiting in a broadcast
+that rank 0 never reached. A step every rank runs but that may fail on one of them (loading a
+checkpoint, writing one on rank 0) goes through :meth:`DistributedContext.all_ranks_call`, which
+ends with one collective that carries every rank's outcome, so all ranks raise together.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, IterableDataset
+
+from model_training_framework.trainer.data.streams import loader_length
+
+__all__ = [
+    "AgreedError",
+    "DistributedContext",
+    "Launch",
+    "RankFailedError",
+    "RankZeroError",
+    "RanksDisagreeError",
+    "check_loader_lengths_agree",
+    "detect_launch",
+    "has_distributed_sampler",
+    "loaders_without_distributed_sampler",
+    "warn_unsharded_loaders",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+class AgreedError(Exception):
+    """An error that every rank raises together, decided through one collective (so there is
+    nothing to announce to the other ranks)."""
+
+
+class RankFailedError(AgreedError, RuntimeError):
+    """Raised on the other ranks when a step failed on one rank; the message names that rank."""
+
+
+class RanksDisagreeError(AgreedError, ValueError):
+    """Raised on every rank when the ranks were given different inputs (loader lengths, fit
+    arguments, metric keys)."""
+
+
+class RankZeroError(RankFailedError):
+    """Raised on the other ranks when a step that only rank 0 runs failed there."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Rank layout read from the environment."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+
+def _slurm_master_addr() -> str:
+    nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
+    first = nodelist.split(",")[0]
+    if "[" in first:  # node[01-04] -> node01
+        prefix, rest = first.split("[", 1)
+        first = prefix + rest.split("-")[0].split(",")[0].rstrip("]")
+    return first or socket.gethostname()
+
+
+def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
+    """Rank, world size and local rank from torchrun or srun variables (else a single process).
+
+    torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` win. Under ``srun`` (a job step with
+    ``SLURM_STEP_NUM_TASKS`` > 1, or ``SLURM_NTASKS`` > 1 inside a step) ``SLURM_PROCID``,
+    ``SLURM_LOCALID`` give the layout and, when ``env`` is ``os.environ``, the rendezvous
+    variables torchrun would set (``MASTER_ADDR`` = first node, ``MASTER_PORT`` = 20000 +
+    job id mod 20000, ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) are filled in. The batch script
+    itself (no ``SLURM_STEP_ID``, or step ``batch``) is a single process.
+
+    Args:
+        env: the environment to read (default ``os.environ``).
+
+    Returns:
+        The rank layout; ``Launch()`` (rank 0 of 1) when nothing says otherwise.
+    """
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")))
+    num_tasks = _slurm_step_tasks(env)
+    if num_tasks > 1 and "SLURM_PROCID" in env:
+        launch = Launch(int(env["SLURM_PROCID"]), num_tasks, int(env.get("SLURM_LOCALID", "0")))
+        if env is os.environ:
+            os.environ.setdefault("MASTER_ADDR", _slurm_master_addr())
+            job_id = int(os.environ.get("SLURM_JOB_ID", "0") or 0)
+            os.environ.setdefault("MASTER_PORT", str(20000 + job_id % 20000))
+            os.environ.update(
+                RANK=str(launch.rank),
+                WORLD_SIZE=str(launch.world_size),
+                LOCAL_RANK=str(launch.local_rank),
+            )
+        return launch
+    return Launch()
+
+
+def _slurm_step_tasks(env: Mapping[str, str]) -> int:
+    if env.get("SLURM_STEP_NUM_TASKS"):
+        return int(env["SLURM_STEP_NUM_TASKS"])
+    step = env.get("SLURM_STEP_ID", "")
+    if step and step != "batch" and env.get("SLURM_NTASKS"):
+        return int(env["SLURM_NTASKS"])
+    return 1
+
+
+def has_distributed_sampler(loader: Any) -> bool:
+    """Whether ``loader`` shards its data by rank (a ``DistributedSampler`` or a sampler that
+    knows ``num_replicas``, used directly or inside its batch sampler)."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates = [
+        getattr(loader, "sampler", None),
+        batch_sampler,
+        getattr(batch_sampler, "sampler", None),
+    ]
+    return any(
+        isinstance(c, DistributedSampler) or hasattr(c, "num_replicas")
+        for c in candidates
+        if c is not None
+    )
+
+
+def loaders_without_distributed_sampler(loaders: Iterable[Any], names: Iterable[str]) -> list[str]:
+    """Names of the map-style loaders that would give every rank the same samples.
+
+    Iterable datasets are left out: sharding them by rank is up to the dataset.
+    """
+    return [
+        name
+        for loader, name in zip(loaders, names, strict=True)
+        if not isinstance(getattr(loader, "dataset", None), IterableDataset)
+        and not has_distributed_sampler(loader)
+    ]
+
+
+@dataclass
+class DistributedContext:
+    """The process's place in a distributed run and the collectives the trainer needs."""
+
+    launch: Launch = field(default_factory=Launch)
+    owns_process_group: bool = False
+    _host_group: Any = field(default=None, repr=False)  # see NOTE [host collectives]
+    # Set by the trainer during fit: announces an error to the other ranks (failures.py).
+    failure_reporter: Callable[[BaseException], object] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls) -> DistributedContext:
+        """Detect an existing process group or a torchrun/srun launch."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(Launch(dist.get_rank(), dist.get_world_size(), _local_rank()))
+        return cls(detect_launch())
+
+    @property
+    def rank(self) -> int:
+        """This process's global rank (0 in a single process)."""
+        return self.launch.rank
+
+    @property
+    def world_size(self) -> int:
+        """Number of processes (1 in a single process)."""
+        return self.launch.world_size
+
+    @property
+    def is_distributed(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.launch.world_size > 1
+
+    @property
+    def is_rank_zero(self) -> bool:
+        """Whether this process writes checkpoints and logs."""
+        return self.launch.rank == 0
+
+    def device_for(self, requested: str) -> torch.device:
+        """Resolve ``"auto"``/``"cuda"`` to this rank's device (``cuda:<local_rank>``)."""
+        if requested == "auto":
+            requested = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(requested)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.launch.local_rank)
+        return device
+
+    def setup(self, device: torch.device, *, single_process: bool = False) -> None:
+        """Initialise the process group (NCCL on CUDA, Gloo otherwise) unless the user did.
+
+        Args:
+            device: this process's device.
+            single_process: also create a group of one process when there is no launch (FSDP2
+                shards over a device mesh even with one rank); it needs no rendezvous.
+
+        Raises:
+            RuntimeError: the rendezvous failed (``MASTER_ADDR``/``MASTER_PORT`` unreachable).
+        """
+        if dist.is_initialized():
+            return
+        if not self.is_distributed:
+            if single_process:
+                backend = "nccl" if device.type == "cuda" else "gloo"
+                dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+                self.owns_process_group = True
+            return
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=_PROCESS_GROUP_TIMEOUT)
+        self.owns_process_group = True
+        logger.info("process group up: rank %d of %d (%s)", self.rank, self.world_size, backend)
+
+    def teardown(self) -> None:
+        """Destroy the process group if :meth:`setup` created it (a user's group is kept)."""
+        if self.owns_process_group and dist.is_initialized():
+            dist.destroy_process_group()  # also destroys the host group
+        self.owns_process_group = False
+        self._host_group = None
+
+    # ------------------------------------------------------------------ collectives
+    def reduce_max(self, value: int) -> int:
+        """Largest ``value`` over all ranks."""
+        if not self.is_distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
+        return int(tensor.item())
+
+    def reduce_sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum of ``values`` over all ranks.
+
+        Raises:
+            RanksDisagreeError: on every rank, when the ranks passed lists of different lengths
+                (they accumulated different loaders or metric keys); nothing is summed then.
+        """
+        if not self.is_distributed:
+            return list(values)
+        self._check_same_length(len(values))
+        if not values:
+            return []
+        tensor = torch.tensor(list(values), dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self._host())
+        return tensor.tolist()
+
+    def all_reduce_mean_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Average ``tensors`` in place over all ranks (one flat all-reduce per dtype).
+
+        Every rank must pass tensors of the same shapes and dtypes in the same order.
+        """
+        if not self.is_distributed or not tensors:
+            return
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            by_dtype.setdefault(tensor.dtype, []).append(tensor)
+        for group in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat)
+            flat.div_(self.world_size)
+            offset = 0
+            for tensor in group:
+                tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+                offset += tensor.numel()
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """``obj`` from every rank, in rank order (a list of one in a single process)."""
+        if not self.is_distributed:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj, group=self._host())
+        return gathered
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.is_distributed:
+            return obj
+        holder = [obj]
+        dist.broadcast_object_list(holder, src=0, group=self._host())
+        return holder[0]
+
+    def rank_zero_call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 only and return its result on every rank.
+
+        If ``fn`` raises, rank 0 re-raises the error and the other ranks raise
+        :class:`RankZeroError` with its message, so no rank waits for an answer that never
+        comes. The result must be picklable (keep it small: it is broadcast).
+
+        Raises:
+            Exception: whatever ``fn`` raised (rank 0) or :class:`RankZeroError` (others).
+        """
+        if not self.is_distributed:
+            return fn()
+        outcome: tuple[str, Any] = ("ok", None)
+        error: Exception | None = None
+        if self.is_rank_zero:
+            try:
+                outcome = ("ok", fn())
+            except Exception as err:  # re-raised below, after the other ranks are told
+                error = err
+                outcome = ("error", f"{type(err).__name__}: {err}")
+        kind, value = self.broadcast_object(outcome)
+        if error is not None:
+            raise error
+        if kind == "error":
+            raise RankZeroError(f"rank 0 failed, so rank {self.rank} stops too: {value}")
+        return value
+
+    def all_ranks_call(self, fn: Callable[[], T]) -> list[T]:
+        """Run ``fn`` on every rank and return every rank's result, in rank order.
+
+        ``fn`` should not run a collective: if it failed on one rank before that collective,
+        the others would wait in it. When it must (a sharded checkpoint write), the error is
+        first announced through :attr:`failure_reporter`, which ends peers stuck there.
+
+        One ``all_gather_object`` carries each rank's result or error, so when ``fn`` raises on
+        any rank, every rank raises: the failing rank its own error, the others
+        :class:`RankFailedError` naming the first failing rank and its message. Results must be
+        picklable and small.
+
+        Raises:
+            Exception: what ``fn`` raised here, or :class:`RankFailedError`.
+        """
+        if not self.is_distributed:
+            return [fn()]
+        error: Exception | None = None
+        outcome: tuple[str, Any]
+        try:
+            outcome = ("ok", fn())
+        except Exception as err:  # re-raised below, after every rank learnt the outcome
+            error = err
+            outcome = ("error", f"{type(err).__name__}: {err}")
+            if self.failure_reporter is not None:
+                self.failure_reporter(err)
+        outcomes = self.gather_objects(outcome)
+        if error is not None:
+            raise error
+        for rank, (kind, value) in enumerate(outcomes):
+            if kind == "error":
+                raise RankFailedError(f"rank {rank} failed, so rank {self.rank} stops too: {value}")
+        return [value for _, value in outcomes]
+
+    def store(self) -> dist.Store:
+        """The default process group's key-value store (for out-of-band messages)."""
+        return dist.distributed_c10d._get_default_store()
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self.is_distributed:
+            dist.barrier(group=self._host())
+
+    def _check_same_length(self, length: int) -> None:
+        tensor = torch.tensor([length, -length], dtype=torch.int64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
+        longest, shortest = int(tensor[0]), -int(tensor[1])
+        if longest != shortest:
+            raise RanksDisagreeError(
+                f"metric reduction across ranks got lists of {shortest} to {longest} values "
+                f"(rank {self.rank} has {length}); every rank must run the same loaders and its "
+                "step functions must return the same metric keys on every rank"
+            )
+
+    # NOTE [host collectives]: decisions and metrics (stop flags, metric sums, objects) are
+    # host values. Under NCCL a collective on them would need a GPU tensor, a copy and a host
+    # sync, so they go over a Gloo group of the same ranks, on CPU tensors: no GPU sync. The
+    # group is made at the first such collective, which every rank reaches in the same order.
+    def _host(self) -> Any:
+        """The process group for host-valued collectives (the default group when it is Gloo)."""
+        if self._host_group is None:
+            is_gloo = dist.get_backend() == dist.Backend.GLOO
+            self._host_group = dist.group.WORLD if is_gloo else dist.new_group(backend="gloo")
+        return self._host_group
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+
+
+def check_loader_lengths_agree(
+    dist_context: DistributedContext,
+    loaders: Sequence[Any],
+    names: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Every rank must see the same number of batches per train loader (same schedule) and
+    the same ``settings`` (what else steers the loop: ``fit``'s limits, validation lengths).
+
+    One ``all_gather_object``, once per ``fit``.
+
+    Raises:
+        RanksDisagreeError: on every rank, naming the first loader or setting that differs.
+    """
+    settings = dict(settings or {})
+    gathered = dist_context.gather_objects(
+        ([loader_length(loader) for loader in loaders], settings)
+    )
+    for idx, name in enumerate(names):
+        per_rank = [rank_lengths[idx] for rank_lengths, _ in gathered]
+        if len(set(per_rank)) > 1:
+            raise RanksDisagreeError(
+                f"train loader '{name}' has different lengths on different ranks ({per_rank}); "
+                "every rank must follow the same schedule: use a DistributedSampler (drop_last "
+                "or padding) so each rank gets equal batches"
+            )
+    for key in settings:
+        per_rank = [rank_settings[key] for _, rank_settings in gathered]
+        if any(value != per_rank[0] for value in per_rank):
+            raise RanksDisagreeError(
+                f"{key} differs across ranks ({per_rank}); every rank must take the same "
+                "decisions: call fit() with the same arguments on every rank and give "
+                "validation loaders a DistributedSampler so each rank gets equal batches"
+            )
+
+
+def warn_unsharded_loaders(
+    dist_context: DistributedContext,
+    groups: Sequence[tuple[str, Sequence[Any], Sequence[str]]],
+) -> None:
+    """On rank 0 of a multi-process run, warn once per loader without a DistributedSampler.
+
+    Args:
+        groups: ``(kind, loaders, names)`` triples, e.g. ``("train", loaders, names)``.
+    """
+    if not (dist_context.is_distributed and dist_context.is_rank_zero):
+        return
+    for kind, loaders, names in groups:
+        for name in loaders_without_distributed_sampler(loaders or [], names):
+            logger.warning(
+                "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
+                "samples; pass sampler=DistributedSampler(dataset) to shard it by rank",
+                kind,
+                name,
+                dist_context.world_size,
+            )

@@ -1,0 +1,503 @@
+"""Checkpoint files of one run: when to save, atomic writes, latest pointer, rotation, best.
+
+Layout of a run directory ``<checkpoint.root_dir>/<experiment_name>/``::
+
+    epoch_0_step_100.ckpt     periodic checkpoints (checkpoint.filename_template), newest
+    epoch_1_step_200.ckpt     checkpoint.max_checkpoints kept
+    latest.ckpt -> epoch_1_step_200.ckpt    relative symlink to the last file written
+    best.ckpt                 hard link to (or copy of) the file with the best monitored metric
+
+With ``distributed.strategy: fsdp`` each checkpoint is a directory of the same name holding
+every rank's shards (see ``state/dcp.py``); the format is chosen once
+(``state/format.py``) and everything below applies to files and directories alike.
+
+# NOTE [save order]: one save is: write the new file atomically (temp file in the run
+# directory, fsync, rename, fsync the directory), then repoint ``latest.ckpt`` atomically
+# (a temporary symlink renamed over it), then delete the oldest periodic files beyond
+# ``max_checkpoints`` (never the file ``latest.ckpt`` names), then link ``best.ckpt``. A crash
+# at any point leaves every earlier checkpoint intact and ``latest.ckpt`` naming a complete
+# file; temporary files of an interrupted write are removed when the next manager starts.
+
+Why a symlink: ``torch.load("latest.ckpt")`` and ``ls -l`` work as users expect, and
+``os.replace`` swaps it atomically. When its target is missing (deleted by hand),
+:meth:`CheckpointManager.latest_path` returns None and :meth:`load_latest_valid` falls back to
+the newest valid periodic checkpoint. ``best.ckpt`` is a hard link, so rotation deleting the
+periodic file does not delete the best one.
+
+Example:
+    >>> manager = CheckpointManager(config.checkpoint, run_dir)          # doctest: +SKIP
+    >>> if manager.should_save(step=step, epoch_end=False, epoch=epoch):  # doctest: +SKIP
+    ...     manager.save(payload, epoch=epoch, step=step, metrics=metrics)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from model_training_framework.errors import CheckpointError
+from model_training_framework.io_utils import (
+    atomic_symlink,
+    fsync_directory,
+    remove_stale_temp_files,
+)
+from model_training_framework.trainer.state.checks import describe_save_error
+from model_training_framework.trainer.state.code_version import get_code_version
+from model_training_framework.trainer.state.file_format import (
+    BEST_NAME,
+    FORMAT_VERSION,
+    LATEST_NAME,
+    FilenamePattern,
+    make_file_content,
+)
+from model_training_framework.trainer.state.format import CheckpointFormat, SingleFileFormat
+from model_training_framework.trainer.state.inspect import describe_checkpoint
+
+__all__ = [
+    "BEST_NAME",
+    "FORMAT_VERSION",
+    "LATEST_NAME",
+    "CheckpointManager",
+    "describe_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+# manager state_dict keys
+_BEST_VALUE = "best_value"
+_MONITOR_METRIC = "monitor_metric"
+_MONITOR_MODE = "monitor_mode"
+
+
+class _CheckpointSettings(Protocol):
+    """The CheckpointConfig fields the manager reads (see docs/design-config-fields.md)."""
+
+    save_every_n_steps: int | None
+    save_every_n_epochs: int | None
+    save_every_n_minutes: float | None
+    max_checkpoints: int
+    filename_template: str
+    monitor_metric: str | None
+    monitor_mode: Any  # "min" | "max" (or an Enum whose value is one of these)
+    async_save: bool
+
+
+class CheckpointManager:
+    """Owns the checkpoint files of one run directory (see the module docstring).
+
+    Args:
+        config: The ``checkpoint`` section (``CheckpointConfig``).
+        run_dir: ``<root_dir>/<experiment_name>``; created on the first save.
+        is_rank_zero: Only rank 0 writes metadata and pointers; other ranks take part in
+            :meth:`save` only when the format is collective (sharded checkpoints).
+        code_version: Recorded in every file; default: :func:`get_code_version` of
+            ``code_directory`` on first save.
+        code_directory: Where the code being run lives (a directory, or several tried in
+            order); default: the running script's directory, else the working directory.
+        clock: Seconds from a monotonic clock, for ``save_every_n_minutes`` (injectable).
+        checkpoint_format: How one checkpoint is stored; default :class:`SingleFileFormat`
+            (the sharding strategy chooses it).
+
+    Raises:
+        ValueError: ``config.filename_template`` is not a usable template.
+    """
+
+    def __init__(
+        self,
+        config: _CheckpointSettings,
+        run_dir: str | Path,
+        *,
+        is_rank_zero: bool = True,
+        code_version: Mapping[str, Any] | None = None,
+        code_directory: str | Path | Sequence[str | Path] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        checkpoint_format: CheckpointFormat | None = None,
+    ) -> None:
+        self._config = config
+        self.run_dir = Path(run_dir)
+        self._is_rank_zero = is_rank_zero
+        self._pattern = FilenamePattern(config.filename_template)
+        self._code_version = dict(code_version) if code_version is not None else None
+        self._code_directory = code_directory
+        self._clock = clock
+        self._last_save_s = clock()
+        self._best_value: float | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_target: Path | None = None
+        self._thread_error: BaseException | None = None
+        self.checkpoint_format = checkpoint_format or SingleFileFormat()
+        self._best_before_save: float | None = None
+        if is_rank_zero:
+            remove_stale_temp_files(self.run_dir)
+
+    # ------------------------------------------------------------------ triggers
+    def should_save(
+        self, *, step: int, epoch_end: bool, epoch: int, now_s: float | None = None
+    ) -> bool:
+        """Tell whether a periodic checkpoint is due.
+
+        Call it at every optimizer-step boundary with ``epoch_end=False`` and once after each
+        epoch with ``epoch_end=True``. Under DDP, broadcast rank 0's answer: wall clocks differ.
+
+        Args:
+            step: Optimizer steps taken so far (global step).
+            epoch_end: True for the call after an epoch finished.
+            epoch: 0-based index of the current epoch (the one that just ended if
+                ``epoch_end``).
+            now_s: Current time of the manager's clock; default: ``clock()``.
+
+        Returns:
+            True when ``save_every_n_steps`` divides ``step`` (step boundaries only),
+            ``save_every_n_epochs`` divides ``epoch + 1`` (epoch ends only), or
+            ``save_every_n_minutes`` have passed since the last save (or since this manager
+            started or resumed).
+        """
+        cfg = self._config
+        if epoch_end:
+            if cfg.save_every_n_epochs and (epoch + 1) % cfg.save_every_n_epochs == 0:
+                return True
+        elif cfg.save_every_n_steps and step > 0 and step % cfg.save_every_n_steps == 0:
+            return True
+        if cfg.save_every_n_minutes:
+            now = self._clock() if now_s is None else now_s
+            return now - self._last_save_s >= cfg.save_every_n_minutes * 60.0
+        return False
+
+    # ------------------------------------------------------------------ saving
+    def save(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        epoch: int,
+        step: int,
+        metrics: Mapping[str, float] | None = None,
+        now_s: float | None = None,
+    ) -> Path | None:
+        """Write a checkpoint (see NOTE [save order]); asynchronously if ``config.async_save``.
+
+        With ``async_save`` the payload is copied to CPU memory before this returns, so the
+        caller may keep changing its tensors; the write runs in one background thread. A
+        save first waits for the previous one, and an error of a background write is raised
+        by the next :meth:`save` or :meth:`wait`.
+
+        Args:
+            payload: Component states (tensors and plain Python values only).
+            epoch: Epoch recorded in the file name and metadata.
+            step: Global step recorded in the file name and metadata.
+            metrics: Latest metrics; ``config.monitor_metric`` among them updates ``best.ckpt``.
+            now_s: Time of this save on the manager's clock (restarts the minutes trigger).
+
+        Returns:
+            Path of the new file, or None on ranks other than 0.
+
+        Raises:
+            CheckpointError: The payload holds a type checkpoints do not store, or the previous
+                background save failed, or (synchronous) the write failed.
+            ValueError: The payload uses a reserved metadata key.
+        """
+        self._last_save_s = self._clock() if now_s is None else now_s
+        fmt = self.checkpoint_format
+        if not (self._is_rank_zero or fmt.is_collective):
+            return None
+        self.wait()
+        path = self.run_dir / self._pattern.format(epoch=epoch, step=step)
+        content, is_best = dict(payload), False
+        if self._is_rank_zero:
+            fmt.check_payload(payload)
+            metrics = dict(metrics or {})
+            self._best_before_save = self._best_value  # restored if this save fails
+            is_best = self._update_best(metrics)
+            content = make_file_content(
+                payload,
+                epoch=epoch,
+                global_step=step,
+                metrics=metrics,
+                code_version=self._get_code_version(),
+                manager_state=self.state_dict(),
+            )
+            self._make_run_dir()
+        asynchronous = self._config.async_save
+        try:
+            write = fmt.prepare_write(
+                content, path, is_rank_zero=self._is_rank_zero, asynchronous=asynchronous
+            )
+            if asynchronous:
+                self._start_background_write(write, path, is_best)
+            else:
+                self._write_and_publish(write, path, is_best)
+        except BaseException as err:
+            self._best_value = self._best_before_save
+            if isinstance(err, (KeyboardInterrupt, CheckpointError)):
+                raise  # a (second) Ctrl-C stops at once; the temporary file is already gone
+            raise self._save_failed(path, err) from err
+        return path if self._is_rank_zero else None
+
+    def wait(self) -> None:
+        """Block until the in-flight asynchronous save is done.
+
+        Raises:
+            CheckpointError: The background write failed (chained to the original error).
+        """
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        error, self._thread_error = self._thread_error, None
+        if error is not None:
+            self._best_value = self._best_before_save
+            raise self._save_failed(self._thread_target, error) from error
+
+    # ------------------------------------------------------------------ finding files
+    def latest_path(self) -> Path | None:
+        """Return the file ``latest.ckpt`` names, or None when there is none or it is missing.
+
+        A ``latest.ckpt`` that is a regular file (a run directory copied with
+        ``cp -L``) is returned itself.
+        """
+        pointer = self.run_dir / LATEST_NAME
+        if pointer.is_symlink():
+            target = self.run_dir / os.readlink(pointer)
+            return target if self.checkpoint_format.is_checkpoint(target) else None
+        return pointer if self.checkpoint_format.is_checkpoint(pointer) else None
+
+    def best_path(self) -> Path | None:
+        """Return ``<run_dir>/best.ckpt`` if it exists, else None."""
+        best = self.run_dir / BEST_NAME
+        return best if self.checkpoint_format.is_checkpoint(best) else None
+
+    def checkpoint_paths(self) -> list[Path]:
+        """Return the periodic checkpoints that exist, oldest (lowest step) first."""
+        if not self.run_dir.is_dir():
+            return []
+        keyed = []
+        for candidate in self.run_dir.iterdir():
+            key = self._pattern.sort_key(candidate)
+            if (
+                key is not None
+                and not candidate.is_symlink()
+                and self.checkpoint_format.is_checkpoint(candidate)
+            ):
+                keyed.append((key, candidate))
+        return [path for _, path in sorted(keyed)]
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self, path: str | Path, *, map_location: Any = "cpu", weights_only: bool = True
+    ) -> dict[str, Any]:
+        """Load one checkpoint file (waits for an in-flight save first).
+
+        Args:
+            path: The file.
+            map_location: Passed to ``torch.load``.
+            weights_only: See :func:`read_checkpoint`.
+
+        Returns:
+            Metadata keys plus the payload; ``content["checkpoint_manager"]`` is this
+            manager's state to pass to :meth:`load_state_dict`.
+
+        Raises:
+            CheckpointError: Missing, truncated, corrupt, foreign or other format version.
+        """
+        self.wait()
+        return self.checkpoint_format.read(
+            Path(path), map_location=map_location, weights_only=weights_only
+        )
+
+    def load_latest_valid(self, *, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]] | None:
+        """Load the checkpoint to auto-resume from.
+
+        Tries the file ``latest.ckpt`` names, then the periodic checkpoints newest first, and
+        returns the first that loads; every file skipped is named, with the reason, in one
+        warning.
+
+        Args:
+            map_location: Passed to ``torch.load``.
+
+        Returns:
+            ``(path, content)``, or None when the run directory holds no checkpoint at all.
+
+        Raises:
+            CheckpointError: Checkpoints exist but none loads (listing each and why): starting
+                fresh would silently discard the run, so the user decides.
+        """
+        self.wait()
+        skipped: list[str] = []
+        for path in self._resume_candidates(skipped):
+            try:
+                content = self.checkpoint_format.read(path, map_location=map_location)
+            except CheckpointError as err:
+                skipped.append(f"{path.name}: {err}")
+                continue
+            if skipped:
+                logger.warning(
+                    "auto-resume: skipped %d checkpoint(s) and resumed from %s instead:\n  %s",
+                    len(skipped),
+                    path,
+                    "\n  ".join(skipped),
+                )
+            return path, content
+        if skipped:
+            raise CheckpointError(
+                f"no valid checkpoint to resume from in {self.run_dir}:\n  "
+                + "\n  ".join(skipped)
+                + f"\nresume from another file with resume_from_checkpoint=PATH, or delete "
+                f"{self.run_dir} to start fresh"
+            )
+        return None
+
+    # ------------------------------------------------------------------ own state
+    def state_dict(self) -> dict[str, Any]:
+        """Return the manager's state: best monitored value and what it monitored."""
+        return {
+            _BEST_VALUE: self._best_value,
+            _MONITOR_METRIC: self._config.monitor_metric,
+            _MONITOR_MODE: self._monitor_mode(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; restarts the ``save_every_n_minutes`` timer.
+
+        The timer restarts (rather than resuming the saved time) because the file just resumed
+        from is as fresh as a new save would be. A best value recorded for a different metric
+        or mode is dropped, with a warning.
+
+        Raises:
+            CheckpointError: A key is missing (corrupt or foreign checkpoint).
+        """
+        missing = [k for k in (_BEST_VALUE, _MONITOR_METRIC, _MONITOR_MODE) if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"checkpoint manager state lacks key(s) {missing} (has {sorted(state)}); the "
+                "checkpoint is corrupt or was not written by this framework"
+            )
+        self._last_save_s = self._clock()
+        same_monitor = (state[_MONITOR_METRIC], state[_MONITOR_MODE]) == (
+            self._config.monitor_metric,
+            self._monitor_mode(),
+        )
+        if not same_monitor and state[_BEST_VALUE] is not None:
+            logger.warning(
+                "checkpoint tracked best %s (%s) but the config monitors %s (%s); best.ckpt "
+                "tracking starts over",
+                state[_MONITOR_METRIC],
+                state[_MONITOR_MODE],
+                self._config.monitor_metric,
+                self._monitor_mode(),
+            )
+        self._best_value = state[_BEST_VALUE] if same_monitor else None
+
+    # ------------------------------------------------------------------ internals
+    def _resume_candidates(self, skipped: list[str]) -> list[Path]:
+        """Periodic files newest (highest step) first, then latest.ckpt's target if it is no
+        periodic file (a copied run); notes a dangling link.
+
+        The newest complete file wins even over latest.ckpt's target: a crash between a file's
+        rename and the pointer update leaves the pointer one save behind, and every periodic
+        file is complete (written under a temporary name, renamed when done).
+        """
+        candidates = list(reversed(self.checkpoint_paths()))
+        pointer = self.run_dir / LATEST_NAME
+        latest = self.latest_path()
+        if latest is not None and latest not in candidates:
+            candidates.append(latest)
+        elif latest is None and pointer.is_symlink():
+            skipped.append(f"{LATEST_NAME}: points to {os.readlink(pointer)}, which does not exist")
+        return candidates
+
+    def _get_code_version(self) -> dict[str, Any]:
+        if self._code_version is None:
+            self._code_version = get_code_version(self._code_directory)
+        return self._code_version
+
+    def _monitor_mode(self) -> str:
+        mode = self._config.monitor_mode
+        return str(getattr(mode, "value", mode)).lower()
+
+    def _update_best(self, metrics: Mapping[str, float]) -> bool:
+        name = self._config.monitor_metric
+        if name is None or name not in metrics:
+            return False
+        value = float(metrics[name])
+        if math.isnan(value):
+            return False
+        best = self._best_value
+        is_min = self._monitor_mode() == "min"
+        improved = best is None or (value < best if is_min else value > best)
+        if improved:
+            self._best_value = value
+        return improved
+
+    def _save_failed(self, path: Path | None, error: BaseException) -> CheckpointError:
+        if isinstance(error, CheckpointError):
+            return error
+        kind = "asynchronous save" if self._config.async_save else "save"
+        return CheckpointError(
+            f"{kind} of {path} failed: {describe_save_error(error, path)}; earlier checkpoints "
+            f"in {self.run_dir} are intact (check free disk space and permissions)"
+        )
+
+    def _start_background_write(self, write: Callable[[], None], path: Path, is_best: bool) -> None:
+        def run() -> None:
+            try:
+                self._write_and_publish(write, path, is_best)
+            except BaseException as err:  # handed to the caller by wait(), never dropped
+                self._thread_error = err
+
+        self._thread_target = path
+        self._thread = threading.Thread(target=run, name=f"checkpoint-save-{path.name}")
+        self._thread.start()
+
+    def _make_run_dir(self) -> None:
+        if not self.run_dir.is_dir():
+            self.run_dir.mkdir(parents=True)
+            fsync_directory(self.run_dir.parent)  # the new directory entry survives a crash too
+
+    def _write_and_publish(self, write: Callable[[], None], path: Path, is_best: bool) -> None:
+        """See NOTE [save order]; ``write`` completes the format's write of ``path``."""
+        write()
+        if not self._is_rank_zero:
+            return
+        atomic_symlink(self.run_dir / LATEST_NAME, path.name)
+        self._rotate(keep=path)
+        if is_best:
+            self._link_best(path)
+        logger.info("saved checkpoint %s%s", path, " (new best)" if is_best else "")
+
+    def _rotate(self, keep: Path) -> None:
+        """Delete older files of ``keep``'s step (one checkpoint per step: an epoch-end save
+        after a step save at the same step supersedes it), then the oldest beyond
+        ``max_checkpoints``; never ``keep`` nor the file ``latest.ckpt`` names.
+
+        Every file here passed NOTE [finite checkpoints], so the newest finite checkpoint is
+        never deleted in favour of a non-finite one.
+        """
+        protected = {keep.name}
+        latest = self.latest_path()
+        if latest is not None:
+            protected.add(latest.name)
+        paths = self.checkpoint_paths()
+        removed = [
+            path
+            for path in paths
+            if path.name not in protected and self._step_of(path) == self._step_of(keep)
+        ]
+        paths = [path for path in paths if path not in removed]
+        num_excess = len(paths) - self._config.max_checkpoints
+        removed += [path for path in paths if path.name not in protected][: max(num_excess, 0)]
+        for path in removed:
+            self.checkpoint_format.remove(path)
+        if removed:
+            fsync_directory(self.run_dir)
+            logger.debug("rotation removed %s", ", ".join(path.name for path in removed))
+
+    def _step_of(self, path: Path) -> int | None:
+        key = self._pattern.sort_key(path)
+        return None if key is None else key[0]
+
+    def _link_best(self, path: Path) -> None:
+        self.checkpoint_format.link_best(path, self.run_dir / BEST_NAME)
