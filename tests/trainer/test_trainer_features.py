@@ -595,6 +595,31 @@ def test_update_loader_weights_takes_effect_mid_run(tmp_path):
     assert counts[1] >= 9
 
 
+def test_weights_set_by_a_hook_are_kept_by_the_schedule_across_a_resume(tmp_path):
+    class Curriculum(TrainerHooks):
+        def on_train_start(self, trainer):
+            trainer.update_loader_weights([1.0, 3.0])
+
+    loader_cfg = {
+        "sampling_strategy": SamplingStrategy.WEIGHTED,
+        "dataloader_weights": [1.0, 1.0],
+        "dataloader_names": ["a", "b"],
+    }
+    cfg = _config(tmp_path, loader=loader_cfg)
+    first = _trainer(cfg)
+    first.add_hook(Curriculum())
+    first.fit([_loader(16), _loader(16, 1)], max_epochs=1)
+    assert cfg.train_loader_config.dataloader_weights == [1.0, 1.0]  # the user's config
+
+    # The same config without the hook: the checkpoint's schedule keeps the hook's weights.
+    result = _trainer(_config(tmp_path, loader=loader_cfg)).fit(
+        [_loader(16), _loader(16, 1)], max_epochs=2
+    )
+    assert result.epoch == 2
+    assert result.metrics["train/loader_share/dl_b"] == 0.75  # 6 of the epoch's 8 batches
+    assert result.metrics["train/loader_share_target/dl_b"] == 0.75
+
+
 def test_max_steps_stops_mid_epoch(tmp_path):
     result = _trainer(_config(tmp_path)).fit([_loader(40)], max_epochs=5, max_steps=7)
     assert result.global_step == 7 and result.epoch == 0 and result.status.value == "completed"

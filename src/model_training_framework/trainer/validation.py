@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model_training_framework.trainer.data.devices import move_to_device
+from model_training_framework.trainer.data.handover import fetch_scheduled
+from model_training_framework.trainer.data.schedule import LoaderSchedule, Slot
 from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,
 )
 from model_training_framework.trainer.metrics.running import numeric_items
+
+if TYPE_CHECKING:
+    from model_training_framework.trainer.hooks import HookDispatcher
+    from model_training_framework.trainer.metrics.profiling import NullProfiler
+    from model_training_framework.trainer.optim.precision import Precision
 
 __all__ = ["count_samples", "run_validation"]
 
@@ -36,46 +43,46 @@ def count_samples(batch: Any, fallback: int | None) -> int:
     return fallback or 1
 
 
-def _fetch(loaders, iterators, schedule, slot):
-    """The batch for ``slot``; a loader that runs dry hands over to the slot the schedule gives."""
-    while slot is not None:
-        idx = slot.loader_idx
-        current = iterators.get(idx)
-        if current is None or current[0] != slot.pass_idx:
-            current = (slot.pass_idx, iter(loaders[idx]))
-            iterators[idx] = current
-        try:
-            return slot, next(current[1])
-        except StopIteration:
-            slot = schedule.mark_exhausted(idx)
-    return None
-
-
 def run_validation(
     trainer: Any,
     loaders: Sequence[Any],
     names: Sequence[str],
-    schedule: Any,
+    schedule: LoaderSchedule,
     step_fn: Callable[..., Any],
     *,
     aggregation: Any,
     primary_metric: str,
     custom_fn: Callable[..., Any] | None,
     reduce_sum: Callable[[list[float]], list[float]],
+    precision: Precision,
+    profiler: NullProfiler,
+    hooks: HookDispatcher,
 ) -> dict[str, float]:
-    """Run one validation pass and return ``val/dl_<name>/<k>`` and ``val/<k>`` metrics."""
+    """Run one validation pass and return ``val/dl_<name>/<k>`` and ``val/<k>`` metrics.
+
+    ``trainer`` is what ``step_fn`` and the ``on_validation_batch_end`` hooks receive; its
+    public ``model`` and ``device`` are used. ``precision`` gives the forward context,
+    ``profiler`` times each batch.
+    """
     model = trainer.model
     was_training = model.training
     model.eval()
     accumulator = MetricAccumulator()
     iterators: dict[int, tuple[int, Any]] = {}
-    profiler, hooks, precision = trainer._profiler, trainer._hooks, trainer._precision
+
+    def next_batch(slot: Slot) -> Any:
+        current = iterators.get(slot.loader_idx)
+        if current is None or current[0] != slot.pass_idx:
+            current = (slot.pass_idx, iter(loaders[slot.loader_idx]))
+            iterators[slot.loader_idx] = current
+        return next(current[1])
+
     schedule.start_epoch(0)
     try:
         with torch.no_grad():
             while (slot := schedule.next_slot()) is not None:
                 t0 = time.perf_counter()
-                fetched = _fetch(loaders, iterators, schedule, slot)
+                fetched = fetch_scheduled(schedule, slot, next_batch)
                 if fetched is None:
                     continue
                 slot, batch = fetched

@@ -12,7 +12,7 @@ shards under FSDP2) and are stored by the checkpoint format it chose.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,7 @@ from model_training_framework.trainer.state.resume_check import (
 )
 from model_training_framework.trainer.state.rng import capture_rng_state, restore_rng_state
 
-__all__ = ["LoopCounters", "TrainerParts", "build_payload", "restore_payload"]
-
-
-@dataclass
-class LoopCounters:
-    """The loop's own progress."""
-
-    global_step: int = 0
-    epoch: int = 0
-    skipped_nonfinite: int = 0
-    last_metrics: dict[str, float] = field(default_factory=dict)
+__all__ = ["TrainerParts", "build_payload", "restore_payload"]
 
 
 @dataclass
@@ -55,9 +45,7 @@ class TrainerParts:
     sharding: Any
 
 
-def build_payload(
-    parts: TrainerParts, run: Any, counters: LoopCounters, config: dict[str, Any]
-) -> dict[str, Any]:
+def build_payload(parts: TrainerParts, run: Any, config: dict[str, Any]) -> dict[str, Any]:
     """Collect the checkpoint payload (a collective under DDP: call it on every rank).
 
     ``config`` is the trainer config as the fit started; with the optimizers' hyperparameters
@@ -75,9 +63,7 @@ def build_payload(
         "schedulers": parts.stepper.scheduler_state_dicts(),
         "scaler": parts.precision.state_dict(),
         "trainer": {
-            "epoch": counters.epoch,
-            "global_step": counters.global_step,
-            "epoch_fresh": run.epoch_fresh,
+            **run.state.state_dict(),  # the loop counters (TrainState's fields)
             "base_seed": run.base_seed,
             "schedule": run.schedule.state_dict(),
             # rank 0's copies are also kept flat, for `mtf inspect`
@@ -88,10 +74,7 @@ def build_payload(
             "metrics_per_rank": [state["metrics"] for state in per_rank],
             "fingerprint": [state["fingerprint"] for state in per_rank],
             "early_stopping": run.early_stopping.state_dict(),
-            "skipped_nonfinite": counters.skipped_nonfinite,
             "world_size": parts.dist.world_size,
-            "last_metrics": dict(counters.last_metrics),
-            "stopped_early_under": run.stopped_early_under,
         },
         "rng": [state["rng"] for state in per_rank],
         "hooks": parts.hooks.state_dict(),
@@ -114,11 +97,12 @@ def _check_loaders(state: Mapping[str, Any], run: Any) -> None:
 
 def restore_payload(
     parts: TrainerParts, run: Any, payload: Mapping[str, Any], path: Path
-) -> tuple[LoopCounters, Callable[[], None]]:
-    """Load every component's state from ``payload`` (read from the checkpoint at ``path``).
+) -> Callable[[], None]:
+    """Load every component's state from ``payload`` (read from the checkpoint at ``path``),
+    the loop counters into ``run.state``.
 
     Returns:
-        The loop counters and a function that restores this rank's RNG state, which the
+        A function that restores this rank's RNG state, which the
         caller calls last (after the ``on_checkpoint_load`` hooks, so nothing they draw shifts
         the random streams).
 
@@ -157,19 +141,12 @@ def restore_payload(
         run.early_stopping.load_state_dict(state["early_stopping"])
         run.checkpoints.load_state_dict(payload["checkpoint_manager"])
         parts.hooks.load_state_dict(payload["hooks"])
-        run.epoch_fresh = state["epoch_fresh"]
-        # Absent from files written before early stops were recorded: those did not stop early.
-        run.stopped_early_under = state.get("stopped_early_under")
-        counters = LoopCounters(
-            state["global_step"],
-            state["epoch"],
-            state["skipped_nonfinite"],
-            dict(state["last_metrics"]),
-        )
+        run.state.load_state_dict(state)
         if same_world:
             rng = payload["rng"][rank]
-            return counters, lambda: restore_rng_state(rng)
-        return counters, lambda: seed_rank(run.base_seed, counters.global_step, rank)
+            return lambda: restore_rng_state(rng)
+        global_step = run.state.global_step
+        return lambda: seed_rank(run.base_seed, global_step, rank)
     except KeyError as err:
         raise CheckpointError(f"checkpoint lacks {err}: written by another format?") from err
 

@@ -1,0 +1,330 @@
+"""The fit loop: epochs of training steps, and what happens between steps.
+
+At each optimizer-step boundary the loop logs, validates, checks early stopping, saves a
+checkpoint when one is due and honours a stop request; at each epoch end it also steps the
+epoch schedulers and starts the next epoch. Every decision that changes what the ranks do next
+is agreed by all ranks. NOTE [exact resume]: checkpoints are written only here, between two
+training steps, so no partial gradients are in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from model_training_framework.trainer.config import (
+    GenericTrainerConfig,
+    SamplingStrategy,
+    ValidationFrequency,
+)
+from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.metrics.running import loader_shares, lr_key
+from model_training_framework.trainer.results import FitResult, FitStatus
+from model_training_framework.trainer.run import Run, build_schedule
+from model_training_framework.trainer.runtime.preemption import StopRequest
+from model_training_framework.trainer.state.payload import TrainerParts, build_payload
+from model_training_framework.trainer.validation import run_validation
+
+if TYPE_CHECKING:
+    from model_training_framework.trainer.loggers.base import Logger
+    from model_training_framework.trainer.step import TrainStep
+
+__all__ = ["FitLoop"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_STATUS = {
+    StopRequest.PREEMPT: FitStatus.PREEMPTED,
+    StopRequest.INTERRUPT: FitStatus.INTERRUPTED,
+}
+
+
+class FitLoop:
+    """Runs one fit's epochs (after its state was restored or started fresh).
+
+    Args:
+        trainer: what hooks and step functions receive.
+        run: this fit's components; ``run.state`` holds the counters.
+        step: the training step.
+        parts: the trainer's components (distributed context, hooks, stepper, ...).
+        logger: where metrics go (opened at the fit's start step).
+        validation_step: the user's validation step (None: no validation loaders).
+    """
+
+    def __init__(
+        self,
+        trainer: Any,
+        run: Run,
+        step: TrainStep,
+        parts: TrainerParts,
+        *,
+        config: GenericTrainerConfig,
+        logger: Logger,
+        validation_step: Callable[..., Any] | None,
+    ) -> None:
+        self._trainer = trainer
+        self._run = run
+        self._state = run.state
+        self._step = step
+        self._parts = parts
+        self._dist = parts.dist
+        self._hooks = parts.hooks
+        self._config = config
+        self._logger = logger
+        self._validation_step = validation_step
+
+    # ------------------------------------------------------------------ epochs
+    def train(self) -> FitStatus:
+        """Train until the limits, an early stop or a stop request; the status says which."""
+        run, state = self._run, self._state
+        plan = run.plan
+        if state.stopped_early_under == plan.limits():  # a finished run stays finished
+            self._logger.log_text(
+                "status",
+                f"the run already stopped early at step {state.global_step}; nothing to do "
+                "(raise training.max_epochs or max_steps to train further)",
+                state.global_step,
+            )
+            return FitStatus.EARLY_STOPPED
+        state.stopped_early_under = None
+        self._parts.module.train()
+        self._parts.stepper.zero_grad()
+        while state.epoch < plan.max_epochs and not plan.steps_done(state.global_step):
+            if state.epoch_fresh:
+                self._hooks.call("on_epoch_start", self._trainer, state.epoch)
+                state.epoch_fresh = False
+            run.progress.start(
+                run.schedule.epoch_length(), state.epoch, initial_batch=run.schedule_position()
+            )
+            status = self._run_epoch()
+            if status is not None:
+                return status
+        return FitStatus.COMPLETED
+
+    def _run_epoch(self) -> FitStatus | None:
+        plan, state = self._run.plan, self._state
+        while not plan.steps_done(state.global_step):
+            outcome = self._step.train_step()
+            if outcome.stepped:
+                status = self._after_optimizer_step()
+                if status is not None:
+                    return status
+            if outcome.epoch_done:
+                return self._end_epoch()
+        return None
+
+    # ------------------------------------------------------------------ boundaries
+    def _after_optimizer_step(self) -> FitStatus | None:
+        run, config = self._run, self._config
+        step = self._state.global_step
+        metrics: dict[str, float] = {}
+        every_n = config.log_loss_every_n_steps
+        log_step_metrics = _is_due(step, every_n) or (
+            every_n is not None and run.plan.steps_done(step)
+        )
+        if log_step_metrics:
+            metrics.update(self._train_metrics())
+        if _is_due(step, config.logging.log_scalars_every_n_steps):
+            metrics.update(run.profiler.pop_train_means())
+        validation = config.validation
+        if (
+            validation.frequency == ValidationFrequency.EVERY_N_STEPS
+            and step % validation.every_n_steps == 0
+        ):
+            metrics.update(self.validate())
+        self.log(metrics)
+        if log_step_metrics:
+            run.progress.update(run.schedule_position(), self._state.last_metrics)
+        return self._boundary_decisions(metrics, epoch_end=False)
+
+    def _end_epoch(self) -> FitStatus | None:
+        run, state, config = self._run, self._state, self._config
+        self._parts.stepper.end_epoch()
+        completed = state.epoch + 1
+        weighted = run.schedule.strategy is SamplingStrategy.WEIGHTED
+        metrics = (
+            loader_shares(run.names, run.schedule.counts(), run.schedule.weights)
+            if weighted
+            else {}
+        )
+        metrics.update(self._flush_train_metrics())
+        if (
+            config.validation.frequency == ValidationFrequency.PER_EPOCH
+            and completed % config.validate_every_n_epochs == 0
+        ):
+            metrics.update(self.validate())
+        self.log(metrics)
+        self._logger.log_text("data_fingerprint", run.fingerprint.hexdigest, state.global_step)
+        self._hooks.call("on_epoch_end", self._trainer, state.epoch, dict(state.last_metrics))
+        state.epoch = completed
+        state.epoch_fresh = True
+        # Start the next epoch even after the last one, so a checkpoint written now resumes
+        # into a full epoch when the run is continued with a larger max_epochs.
+        run.schedule.start_epoch(completed)
+        return self._boundary_decisions(metrics, epoch_end=True)
+
+    def _boundary_decisions(
+        self, metrics: dict[str, float], *, epoch_end: bool
+    ) -> FitStatus | None:
+        """Early stopping, checkpoint triggers and stop requests, agreed by every rank."""
+        run, state, dist = self._run, self._state, self._dist
+        early_stop = False
+        # The monitored metric is logged at the same steps on every rank, reduced over ranks.
+        if run.early_stopping.enabled and run.early_stopping.metric in metrics:
+            early_stop = bool(dist.reduce_max(int(run.early_stopping.update(metrics))))
+        request = run.preemption.agreed_request()
+        should_save = run.checkpoints.should_save(
+            step=state.global_step, epoch_end=epoch_end, epoch=state.epoch - epoch_end
+        )
+        if self._config.checkpoint.save_every_n_minutes:  # wall clocks differ across ranks
+            should_save = bool(dist.reduce_max(int(should_save)))
+        if early_stop:
+            self.log(self._flush_train_metrics())
+            state.stopped_early_under = run.plan.limits()  # saved: a rerun returns at once
+        if should_save or request != StopRequest.NONE or early_stop:
+            self.save_checkpoint(preempted=request == StopRequest.PREEMPT)
+        if request != StopRequest.NONE:
+            return _STOP_STATUS[request]
+        if early_stop:
+            logger.info(
+                "early stopping: %s did not improve for %d evaluations",
+                run.early_stopping.metric,
+                run.early_stopping.patience,
+            )
+            return FitStatus.EARLY_STOPPED
+        return None
+
+    # ------------------------------------------------------------------ metrics, validation
+    def _flush_train_metrics(self) -> dict[str, float]:
+        """The training metrics of the steps since the last log (none when it was this step).
+
+        Called at epoch ends and when an early stop ends the run, before the checkpoint of that
+        boundary, so the checkpoint holds no pending values that a resumed run would log twice.
+        """
+        if (
+            self._config.log_loss_every_n_steps is None
+            or self._state.global_step <= self._run.last_train_log_step
+        ):
+            return {}
+        return self._train_metrics()
+
+    def _train_metrics(self) -> dict[str, float]:
+        run, state, dist = self._run, self._state, self._dist
+        run.guard.raise_if_bad()  # NOTE [non-finite steps]: read at logging steps
+        run.last_train_log_step = state.global_step
+        metrics = run.metrics.pop_means(dist.reduce_sum)
+        now = time.perf_counter()
+        samples = sum(dist.reduce_sum([float(run.metrics.pop_samples())]))
+        metrics["train/samples_per_sec"] = samples / max(now - run.last_log_time, 1e-9)
+        metrics["epoch"] = float(state.epoch)
+        run.last_log_time = now
+        for idx, lr in enumerate(self._parts.stepper.learning_rates()):
+            metrics[lr_key(idx)] = lr
+        if state.skipped_nonfinite or self._config.on_nonfinite_loss == "skip":
+            metrics["train/skipped_nonfinite"] = float(state.skipped_nonfinite)
+        return metrics
+
+    def validate(self) -> dict[str, float]:
+        """One validation pass (nothing without validation loaders), with its hooks."""
+        run, config = self._run, self._config
+        plan = run.plan
+        if not plan.val_loaders:
+            return {}
+        self._hooks.call("on_validation_start", self._trainer)
+        schedule = build_schedule(
+            config.val_loader_config, [loader_length(v) for v in plan.val_loaders]
+        )
+        metrics = run_validation(
+            self._trainer,
+            plan.val_loaders,
+            plan.val_names,
+            schedule,
+            self._validation_step,
+            aggregation=config.validation.aggregation,
+            primary_metric=config.validation.primary_metric,
+            custom_fn=config.validation.resolve_aggregation_fn(),
+            reduce_sum=self._dist.reduce_sum,
+            precision=self._parts.precision,
+            profiler=run.profiler,
+            hooks=self._hooks,
+        )
+        profile = run.profiler.pop_val_means()
+        if config.logging.log_scalars_every_n_steps is not None:  # None: profiling metrics off
+            metrics.update(profile)
+        self._hooks.call("on_validation_end", self._trainer, metrics)
+        return metrics
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Log ``metrics`` at the current step and check the monitored metrics exist."""
+        if metrics:
+            state = self._state
+            self._logger.log_scalars(metrics, state.global_step)
+            state.last_metrics.update(metrics)
+            self._run.monitored_check.check(metrics, state.last_metrics)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, *, preempted: bool) -> None:
+        """Write a checkpoint; a collective: every rank calls it at the same boundary.
+
+        NOTE [same decisions]: every rank records the save (step and rank 0's path), so the
+        decisions that depend on it (the final save in ``finish``) are the same on every rank;
+        rank 0's write error reaches every rank through the one gather that ends the save.
+        """
+        run = self._run
+        run.guard.raise_if_bad()  # never persist a non-finite step
+        payload = build_payload(self._parts, run, run.config_record)
+        self._hooks.call("on_checkpoint_save", self._trainer, payload)
+        outcomes = self._dist.all_ranks_call(lambda: self._write_checkpoint(payload, preempted))
+        run.checkpoint_path, requeued = outcomes[0]
+        if requeued:
+            run.preemption.note_requeued()
+        run.last_saved_step = self._state.global_step
+
+    def _write_checkpoint(
+        self, payload: dict[str, Any], preempted: bool
+    ) -> tuple[Path | None, bool]:
+        """Rank 0 writes (and on preemption waits for the file and requeues); other ranks only
+        restart their save timer, or write their shards when the format is sharded (FSDP).
+        Returns the checkpoint written (None on other ranks) and whether the job was requeued."""
+        run, state = self._run, self._state
+        started = time.monotonic()
+        path = run.checkpoints.save(
+            payload, epoch=state.epoch, step=state.global_step, metrics=state.last_metrics
+        )
+        if preempted:
+            run.checkpoints.wait()
+            elapsed = time.monotonic() - started
+            if run.preemption.checkpoint_deadline_exceeded(elapsed):
+                logger.warning(
+                    "preemption checkpoint took %.1f s, over preemption.max_checkpoint_sec", elapsed
+                )
+            if self._dist.is_rank_zero:
+                return path, run.preemption.requeue_if_under_slurm()
+        return path, False
+
+    # ------------------------------------------------------------------ finishing
+    def finish(self, status: FitStatus) -> FitResult:
+        """The final checkpoint of a completed run (unless this step has one) and the result."""
+        run, state = self._run, self._state
+        if status == FitStatus.COMPLETED and run.last_saved_step != state.global_step:
+            self.save_checkpoint(preempted=False)
+        self._dist.all_ranks_call(run.checkpoints.wait)  # an async save's error reaches all
+        summary = run.profiler.summary() if state.global_step > run.start_step else ""
+        if summary and self._dist.is_rank_zero:
+            logger.info("%s", summary)
+        return FitResult(
+            status=status,
+            global_step=state.global_step,
+            epoch=state.epoch,
+            metrics=dict(state.last_metrics),
+            checkpoint_path=run.checkpoint_path,
+            data_fingerprint=run.fingerprint.hexdigest,
+        )
+
+
+def _is_due(step: int, every_n_steps: int | None) -> bool:
+    """Whether an interval of ``every_n_steps`` steps ends at ``step`` (None: never)."""
+    return every_n_steps is not None and step % every_n_steps == 0
