@@ -1,4 +1,9 @@
-"""Non-finite losses and gradients: found without a host read per step, never checkpointed."""
+"""Non-finite losses and gradients: found without a host read per step, never checkpointed.
+
+Every test runs with both guards: the accelerator's (device tensors read at log steps and saves)
+and the CPU's (values read as they come, see NOTE [host reads on the CPU]); the CPU's is the
+default for these CPU runs, the accelerator's is forced by emptying HOST_READ_DEVICE_TYPES.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
+from model_training_framework.trainer.optim import nonfinite
 from model_training_framework.trainer.state.file_format import read_checkpoint
 
 # Tensor methods that copy a value to the host (a device sync on a GPU).
@@ -43,6 +49,14 @@ class HostReadCountingTensor(torch.Tensor):
         if func in _HOST_READS:
             cls.reads.append(func.__name__)
         return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.fixture(autouse=True, params=["accelerator_guard", "cpu_guard"])
+def guard_kind(request, monkeypatch) -> str:
+    """Run the test with the accelerator's guard (forced on the CPU) and with the CPU's."""
+    if request.param == "accelerator_guard":
+        monkeypatch.setattr(nonfinite, "HOST_READ_DEVICE_TYPES", frozenset())
+    return request.param
 
 
 def _loader(n=40, batch_size=4, seed=0):
@@ -103,7 +117,7 @@ def _all_finite(state: dict) -> bool:
 
 
 # ---------------------------------------------------------------- no host read per step
-def test_the_loss_is_read_to_the_host_only_at_logging_steps(tmp_path):
+def _count_loss_reads(tmp_path) -> tuple[list[str], dict[str, float]]:
     def step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         return {"loss": _mse(trainer, batch).as_subclass(HostReadCountingTensor)}
 
@@ -111,11 +125,31 @@ def test_the_loss_is_read_to_the_host_only_at_logging_steps(tmp_path):
     cfg = _config(tmp_path, log_loss_every_n_steps=100)
     result = _trainer(cfg, step).fit([_loader(1200)], max_steps=300)
     assert result.global_step == 300
-    reads = HostReadCountingTensor.reads
-    # 3 logging steps (100, 200, 300) and the final checkpoint at 300: the finiteness check and
-    # the metric means read once each per check; never once per step.
-    assert 0 < len(reads) <= 3 * 3, reads
-    assert "train/loss" in result.metrics
+    return HostReadCountingTensor.reads, result.metrics
+
+
+def test_the_loss_is_read_to_the_host_only_at_logging_steps(tmp_path, guard_kind):
+    """The default on an accelerator: no host read (a device sync there) per step."""
+    reads, metrics = _count_loss_reads(tmp_path)
+    if guard_kind == "accelerator_guard":
+        # 3 logging steps (100, 200, 300) and the final checkpoint at 300: the finiteness check
+        # and the metric means read once each per check; never once per step.
+        assert 0 < len(reads) <= 3 * 3, reads
+    else:  # on the CPU a read is no sync: each loss is read once, when it comes
+        assert reads == ["item"] * 300
+    assert "train/loss" in metrics
+
+
+def test_both_guards_log_the_same_means(tmp_path, monkeypatch):
+    def fit(root: Path) -> dict[str, float]:
+        cfg = _config(root, log_loss_every_n_steps=7)
+        return _trainer(cfg, _nan_loss_at()).fit([_loader(80)], max_steps=30).metrics
+
+    monkeypatch.setattr(nonfinite, "HOST_READ_DEVICE_TYPES", frozenset({"cpu"}))
+    on_cpu = fit(tmp_path / "cpu")
+    monkeypatch.setattr(nonfinite, "HOST_READ_DEVICE_TYPES", frozenset())
+    on_accelerator = fit(tmp_path / "accelerator")
+    assert on_cpu["train/loss"] == on_accelerator["train/loss"]
 
 
 # ---------------------------------------------------------------- on_nonfinite_loss="raise"

@@ -33,7 +33,7 @@ from model_training_framework.trainer.metrics.progress import (
     build_progress_display,
 )
 from model_training_framework.trainer.metrics.running import NullTrainMetrics, TrainMetrics
-from model_training_framework.trainer.optim.nonfinite import FiniteGuard
+from model_training_framework.trainer.optim.nonfinite import FiniteGuard, build_guard
 from model_training_framework.trainer.runtime.preemption import PreemptionHandler
 from model_training_framework.trainer.runtime.worker_signals import shield_workers
 from model_training_framework.trainer.state.manager import CheckpointManager
@@ -246,6 +246,7 @@ def open_run(
     *,
     state: TrainState,
     dist: DistributedContext,
+    device: torch.device,
     run_dir: Path,
     resume: ResumePoint | None,
     config_record: dict[str, Any],
@@ -305,7 +306,7 @@ def open_run(
         early_stopping=early_stopping,
         monitored_check=MonitoredMetricsCheck(monitored, has_validation=bool(plan.val_loaders)),
         checkpoints=checkpoints,
-        guard=FiniteGuard(config.on_nonfinite_loss, reduce_max=dist.reduce_max),
+        guard=build_guard(config.on_nonfinite_loss, device, reduce_max=dist.reduce_max),
         profiler=build_profiler(
             config.profile_training,
             plan.names,

@@ -151,8 +151,8 @@ class TrainStep:
             precision.backward(scaled)
             if self._has_backward_hooks:
                 hooks.call("on_after_backward", trainer)
-        loss = loss.detach()  # stays on the device: see NOTE [non-finite steps]
-        run.guard.add_loss(loss)
+        # a device tensor (a float on the CPU): see NOTE [non-finite steps]
+        loss = run.guard.keep_loss(loss)
         run.profiler.sync()
         t3 = time.perf_counter()
         num_samples = run.streams[idx].num_samples(batch, indices)

@@ -280,6 +280,7 @@ class GenericTrainer:
             self.config,
             state=self._state,
             dist=self._dist,
+            device=self.device,
             run_dir=self.run_dir,
             resume=resume,
             config_record=record,

@@ -18,17 +18,35 @@ that a checkpoint then stores, and reading a device value every step would stall
 - ``on_nonfinite_loss="skip"``: the window's values are read at every optimizer step (one host
   sync per step, plus one small all-reduce under DDP) and a bad window is dropped: no optimizer
   or scheduler step, gradients cleared, counted in ``train/skipped_nonfinite``.
+
+NOTE [host reads on the CPU]: on the CPU a read of a tensor's value is no device sync, and
+keeping device tensors costs more there than reading them: a stack and a check at every log
+step, and slots to index per step. So when training runs on the CPU, ``HostFiniteGuard`` reads
+each loss (``.item()``) and each gradient flag as it comes and remembers only the first bad
+step; the metrics keep the loss as a float. The decisions are the same as on an accelerator:
+the error is raised at the same points (log steps, saves, every ``MAX_UNCHECKED_STEPS``), names
+the same step, and the collectives under DDP run at the same points. ``build_guard`` picks the
+class by device type (``HOST_READ_DEVICE_TYPES``).
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["MAX_UNCHECKED_STEPS", "FiniteGuard", "GradientGroups", "group_by_device"]
+__all__ = [
+    "HOST_READ_DEVICE_TYPES",
+    "MAX_UNCHECKED_STEPS",
+    "FiniteGuard",
+    "GradientGroups",
+    "HostFiniteGuard",
+    "build_guard",
+    "group_by_device",
+]
 
 _BIG = 2**62
 # Without logging or saves, values are still checked (and dropped) this often, in steps.
@@ -36,6 +54,8 @@ MAX_UNCHECKED_STEPS = 1000
 
 # Gradients to check, one list per (device, dtype): the fused kernel takes one of each.
 GradientGroups = list[tuple[torch.device, list[torch.Tensor]]]
+# Devices whose values are read as they come (see NOTE [host reads on the CPU]).
+HOST_READ_DEVICE_TYPES = frozenset({"cpu"})
 
 
 def group_by_device(params: Sequence[torch.Tensor]) -> list[tuple[torch.device, list[Any]]]:
@@ -68,7 +88,7 @@ class FiniteGuard:
 
     Example:
         >>> guard = FiniteGuard("raise")                      # doctest: +SKIP
-        >>> guard.add_loss(loss)                              # every micro-batch
+        >>> loss_value = guard.keep_loss(loss)                # every micro-batch
         >>> guard.close_window(step, grad_groups, None)       # every optimizer step
         >>> guard.raise_if_bad()                              # at log steps and before saves
     """
@@ -83,9 +103,15 @@ class FiniteGuard:
         self._touched: set[torch.device] = set()  # devices whose flags hold this interval
 
     # ------------------------------------------------------------------ recording (hot path)
-    def add_loss(self, loss: torch.Tensor) -> None:
-        """Keep one micro-batch's (detached) loss until the next check."""
+    def keep_loss(self, loss: torch.Tensor) -> Any:
+        """Keep one micro-batch's loss until the next check.
+
+        Returns:
+            The value the step metrics record: the detached loss (a float for the host guard).
+        """
+        loss = loss.detach()
         self._losses.append(loss)
+        return loss
 
     def close_window(self, step: int, grads: GradientGroups, norm: torch.Tensor | None) -> None:
         """``"raise"``: record optimizer step ``step``'s gradient check (no sync).
@@ -159,7 +185,7 @@ class FiniteGuard:
         """
         if self.is_skip:
             return
-        checked_at = self._steps[-1] if self._steps else None
+        checked_at = self._last_closed_step()
         found = self.first_bad_step()
         if found is None:
             return
@@ -171,6 +197,9 @@ class FiniteGuard:
             "drop such steps, or lower the learning rate / enable gradient clipping "
             "(performance.clip_grad_norm)"
         )
+
+    def _last_closed_step(self) -> int | None:
+        return self._steps[-1] if self._steps else None
 
     def _local_first_bad(self) -> tuple[int, str] | None:
         num_steps = len(self._steps)
@@ -214,6 +243,75 @@ class FiniteGuard:
         self._window_ends.clear()
         self._steps.clear()
         self._touched.clear()
+
+
+class HostFiniteGuard(FiniteGuard):
+    """The guard for CPU training: reads each value as it comes (see NOTE [host reads on the
+    CPU]) and keeps only the first bad step; raises at the same points as ``FiniteGuard``."""
+
+    def __init__(self, mode: str, *, reduce_max: Callable[[int], int] = lambda x: x) -> None:
+        super().__init__(mode, reduce_max=reduce_max)
+        self._is_loss_bad = False  # a loss of the open window was not finite
+        self._first_bad: tuple[int, str] | None = None
+        self._last_step: int | None = None
+        self._unchecked = 0
+        self._flag = torch.zeros(1)
+        self._one = torch.ones(1)
+
+    def keep_loss(self, loss: torch.Tensor) -> Any:
+        value = loss.item()
+        if not math.isfinite(value):
+            self._is_loss_bad = True
+        return value
+
+    def close_window(self, step: int, grads: GradientGroups, norm: torch.Tensor | None) -> None:
+        bad = self._window_fault(grads, norm)
+        if bad is not None and self._first_bad is None:
+            self._first_bad = (step, bad)
+        self._last_step = step
+        self._unchecked += 1
+        if self._unchecked >= MAX_UNCHECKED_STEPS:  # the same collective as on an accelerator
+            self.raise_if_bad()
+
+    def window_is_finite(self, grads: GradientGroups, norm: torch.Tensor | None) -> bool:
+        is_bad = self._window_fault(grads, norm) is not None
+        return not self._reduce_max(int(is_bad))
+
+    def _window_fault(self, grads: GradientGroups, norm: torch.Tensor | None) -> str | None:
+        """What was not finite in the window just closed ("loss" first), or None."""
+        is_loss_bad, self._is_loss_bad = self._is_loss_bad, False
+        if norm is not None:
+            are_grads_bad = not math.isfinite(norm.item())
+        else:
+            flag = self._flag
+            for _, group in grads:
+                if group:
+                    torch._amp_foreach_non_finite_check_and_unscale_(group, flag, self._one)
+            are_grads_bad = bool(flag.item())
+            if are_grads_bad:
+                flag.zero_()
+        if is_loss_bad:
+            return "loss"
+        return "gradients" if are_grads_bad else None
+
+    def _last_closed_step(self) -> int | None:
+        return self._last_step
+
+    def _local_first_bad(self) -> tuple[int, str] | None:
+        return self._first_bad
+
+    def _forget(self) -> None:
+        self._first_bad = None
+        self._unchecked = 0
+
+
+def build_guard(
+    mode: str, device: torch.device, *, reduce_max: Callable[[int], int] = lambda x: x
+) -> FiniteGuard:
+    """The guard for training on ``device``: ``HostFiniteGuard`` on the CPU, else ``FiniteGuard``
+    (see NOTE [host reads on the CPU])."""
+    host = device.type in HOST_READ_DEVICE_TYPES
+    return (HostFiniteGuard if host else FiniteGuard)(mode, reduce_max=reduce_max)
 
 
 def _stack_scalars(values: Sequence[torch.Tensor]) -> torch.Tensor:
