@@ -102,8 +102,12 @@ def test_status_of_an_empty_folder_is_an_error(project, capsys):
     assert "no experiments or runs under empty" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is installed here")
-def test_slurm_sweep_without_slurm_is_a_one_line_error(project, capsys):
+def test_slurm_sweep_without_slurm_is_a_one_line_error(project, capsys, monkeypatch, tmp_path):
+    """A machine without Slurm (a laptop, a GPU box): git is there, sbatch is not."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    monkeypatch.setenv("PATH", str(bin_dir))
     grid = _grid(project)
 
     assert main(["sweep", str(grid), "--slurm"]) != 0

@@ -166,7 +166,10 @@ def test_clip_grad_norm_bounds_the_update(tmp_path):
     trainer = _trainer(_config(tmp_path, performance={"clip_grad_norm": 0.5}), model, [opt])
     trainer.fit([_loader()], max_steps=1)
     delta = torch.sqrt(
-        sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before, strict=True))
+        sum(
+            ((p.cpu() - b.cpu()) ** 2).sum()
+            for p, b in zip(model.parameters(), before, strict=True)
+        )
     )
     assert float(delta) == pytest.approx(0.5, rel=1e-4)
 
@@ -527,7 +530,7 @@ def test_warm_start_loads_weights_only_when_starting_fresh(tmp_path):
 
     class Probe(TrainerHooks):
         def on_train_start(self, trainer):
-            seen_start.append(torch.equal(trainer.unwrapped_model.weight, source.weight))
+            seen_start.append(torch.equal(trainer.unwrapped_model.weight.cpu(), source.weight))
 
     trainer.add_hook(Probe())
     trainer.fit([_loader()], max_epochs=1)
@@ -679,7 +682,7 @@ def test_warm_start_from_config_dotted_path(tmp_path, monkeypatch):
 
     class Probe(TrainerHooks):
         def on_train_start(self, trainer):
-            seen.append(torch.equal(trainer.unwrapped_model.weight, source.weight))
+            seen.append(torch.equal(trainer.unwrapped_model.weight.cpu(), source.weight))
 
     trainer = _trainer(cfg, model)
     trainer.add_hook(Probe())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.dry_run:
         return _dry_run(launcher, search, experiments, args.max_concurrent)
+    if shutil.which("sbatch") is None:
+        from model_training_framework.errors import LauncherError
+
+        raise LauncherError(
+            "sbatch not found on PATH: submit from a Slurm login node, run the sweep here with "
+            "--local, or see its job scripts with --dry-run"
+        )
     return _run_slurm(launcher, search, experiments, args.max_concurrent)
 
 
