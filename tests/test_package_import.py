@@ -1,4 +1,4 @@
-"""The top-level package: lazy re-exports, and no optional backend on import (SPEC section 1).
+"""The top-level package: lazy re-exports, and no optional backend on import (fast imports).
 
 The import cost (< 1.5 s beyond ``import torch``) is measured, not asserted: this test prints
 it, and ``bench/import_time.py`` reports it against the target.
@@ -71,7 +71,7 @@ def test_importing_the_package_and_the_trainer_loads_no_optional_backend(fresh_i
     print(
         f"\nimport torch: {fresh_import['torch_s']:.2f} s; "
         f"then model_training_framework + GenericTrainer: {fresh_import['package_s']:.2f} s "
-        "(SPEC target < 1.5 s; measured by bench/import_time.py, not asserted)"
+        "(target < 1.5 s; measured by bench/import_time.py, not asserted)"
     )
     assert fresh_import["after_trainer"] == []
 

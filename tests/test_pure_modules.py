@@ -1,4 +1,5 @@
-"""PURE modules import only the standard library, errors.py and other PURE modules (STYLE.md).
+"""PURE modules import only the standard library, errors.py and other PURE modules, so they can be
+unit-tested and reasoned about without torch, the trainer or any I/O.
 
 The check reads each module's source with ``ast`` (nothing is imported), so it also sees
 imports inside functions. Every listed module must exist, so a rename cannot quietly drop
@@ -75,7 +76,7 @@ def test_pure_module_imports_only_stdlib_and_pure_modules(module):
     path = module_path(module)
     assert path.is_file(), f"PURE module {module} not found at {path}: update PURE_MODULES"
     source = path.read_text(encoding="utf-8")
-    assert violations(source, module) == [], f"{module} is PURE (STYLE.md)"
+    assert violations(source, module) == [], f"{module} is listed as PURE"
 
 
 def test_errors_module_imports_only_the_standard_library():

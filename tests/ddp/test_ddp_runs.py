@@ -1,4 +1,4 @@
-"""Real 2-process Gloo DDP runs on CPU (torchrun --standalone), SPEC section 5.
+"""Real 2-process Gloo DDP runs on CPU (torchrun --standalone): every rank takes the same decisions.
 
 Each run is ``ddp_worker.py``: two loaders (round robin or weighted), per-loader SGD
 optimizers, gradient accumulation 2 with a partial window at each epoch end, clipping, and a

@@ -1,4 +1,4 @@
-"""Real 2-process Gloo FSDP2 runs on CPU (``distributed.strategy: fsdp``), SPEC section 5.2.
+"""Real 2-process Gloo FSDP2 runs on CPU (``distributed.strategy: fsdp``) with sharded checkpoints.
 
 Each run is ``ddp_worker.py --fsdp``: the two-loader model of the DDP tests with its trunk as an
 FSDP unit (``fsdp_wrap``), per-loader SGD optimizers, gradient accumulation 2 with a partial

@@ -1,4 +1,4 @@
-"""Exact resume: stop anywhere, resume in a fresh trainer, end bit-identical (SPEC section 4)."""
+"""Exact resume: stop anywhere, resume in a fresh trainer, end bit-identical."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def as_text(slots: list[Slot]) -> str:
     return " ".join(f"{'AB'[s.loader_idx]}{s.batch_idx}" for s in slots)
 
 
-# --- SPEC section 3 worked examples: A has 3 batches, B has 5, burst 1 (binding) ---------------
+# --- The documented worked examples: A has 3 batches, B has 5, burst 1 (binding) ---------------
 
 WORKED_EXAMPLES = [
     # (strategy, policy, extra kwargs, cycle on, cycle off)

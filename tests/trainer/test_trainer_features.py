@@ -401,7 +401,7 @@ def test_nonfinite_loss_can_be_skipped_and_counted(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-# ---------------------------------------------------------------- bad input (SPEC section 10)
+# ------------------------------------------- bad input: clear errors before any step or file write
 def test_input_errors_before_any_step(tmp_path):
     cfg = _config(tmp_path, loader={"dataloader_names": ["a", "b"]})
     trainer = _trainer(cfg)

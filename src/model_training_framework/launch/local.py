@@ -6,8 +6,9 @@ command is the same (``PYTHON SCRIPT_PATH --config CONFIG_PATH``) and runs in ``
 on the live tree (the commit and dirty flag are still recorded). Output is appended to
 ``logs/local.out`` and ``logs/local.err``. Calls block until their processes have finished.
 
-This is the one documented exception to "launch/slurm/commands.py is the sole subprocess caller"
-(STYLE.md): ``run_command`` runs a command to completion and captures its output, whereas
+The launchers otherwise start every subprocess through launch/slurm/commands.py, so that
+timeouts, output capture and error messages are handled in one place. This launcher is the one
+exception: ``run_command`` runs a command to completion and captures its output, whereas
 this launcher must start several long-lived processes, stream their output into log files and
 poll them, which needs ``subprocess.Popen`` directly.
 """

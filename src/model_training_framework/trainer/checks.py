@@ -1,4 +1,5 @@
-"""Input checks that run before any training step or file write (SPEC section 10).
+"""Input checks that run before any training step or file write, so bad input fails fast
+and a rejected run leaves no partial files behind.
 
 Each error says what was wrong, what we got, and how to fix it.
 """

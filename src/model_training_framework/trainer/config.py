@@ -94,7 +94,7 @@ class ValAggregation(str, enum.Enum):
 
 
 class MultiDataLoaderConfig(ConfigModel):
-    """How several dataloaders share one epoch (SPEC section 3)."""
+    """How several dataloaders share one epoch: order, epoch length, cycling (docs/multi_loader.md)."""
 
     sampling_strategy: Annotated[SamplingStrategy, enum_field(SamplingStrategy)] = Field(
         default=SamplingStrategy.ROUND_ROBIN,
@@ -261,7 +261,7 @@ def _loader_kind(field_path: str) -> str:
 
 
 class CheckpointConfig(ConfigModel):
-    """Where and when checkpoints are written (SPEC section 4)."""
+    """Where and when checkpoints are written, and how many are kept (docs/fault_tolerance.md)."""
 
     root_dir: PathText = Field(
         default="runs",
@@ -310,7 +310,7 @@ class CheckpointConfig(ConfigModel):
 
 
 class PreemptionConfig(ConfigModel):
-    """How a preemption signal is handled (SPEC section 4)."""
+    """How a preemption signal is handled: checkpoint at the next step boundary, then requeue."""
 
     signal: Annotated[str, BeforeValidator(check_signal_name)] = Field(
         default="SIGUSR1",
@@ -341,7 +341,7 @@ class PreemptionConfig(ConfigModel):
 
 
 class PerformanceConfig(ConfigModel):
-    """Accumulation, precision, compilation and DataLoader settings (SPEC section 2.2)."""
+    """Accumulation, precision, compilation and DataLoader settings."""
 
     gradient_accumulation_steps: PositiveInt = Field(
         default=1,
@@ -405,7 +405,7 @@ _LOGGER_NAMES = Literal["console", "tensorboard", "wandb"]
 
 
 class LoggingConfig(ConfigModel):
-    """Which logging backends run and how often (SPEC section 2.5)."""
+    """Which logging backends run and how often."""
 
     logger_type: Annotated[Literal["console", "tensorboard", "wandb", "composite"], Choice] = Field(
         default="console",
@@ -463,7 +463,7 @@ class LoggingConfig(ConfigModel):
 
 
 class ValidationConfig(ConfigModel):
-    """When validation runs and how loaders are aggregated (SPEC section 2.3)."""
+    """When validation runs and how the metrics of several loaders are aggregated."""
 
     frequency: Annotated[ValidationFrequency, enum_field(ValidationFrequency)] = Field(
         default=ValidationFrequency.PER_EPOCH,
@@ -542,7 +542,7 @@ class ValidationConfig(ConfigModel):
 
 
 class FaultToleranceConfig(ConfigModel):
-    """Exact-resume requirements (SPEC section 4)."""
+    """What a run needs to resume bit-identically (docs/fault_tolerance.md, exact resume)."""
 
     require_resumable_iterables: bool = Field(
         default=True,
@@ -580,7 +580,7 @@ _PYTHON_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class DistributedConfig(ConfigModel):
-    """How several processes share the model: DDP or FSDP2 (SPEC section 5.2)."""
+    """How several processes share the model: DDP or FSDP2 (docs/distributed.md)."""
 
     strategy: Annotated[Literal["ddp", "fsdp"], Choice] = Field(
         default="ddp",
@@ -620,7 +620,7 @@ class DistributedConfig(ConfigModel):
 
 
 class HooksConfig(ConfigModel):
-    """Hooks created from dotted class paths (SPEC section 2.5)."""
+    """Hooks created from dotted class paths, with constructor arguments per class."""
 
     hook_classes: list[DottedPath] = Field(
         default_factory=list,
@@ -648,7 +648,7 @@ class HooksConfig(ConfigModel):
 
 
 class WarmStartConfig(ConfigModel):
-    """Weights-only initialisation for a fresh run (SPEC section 4, resume precedence)."""
+    """Weights-only initialisation, used only when the run has no checkpoint to resume from."""
 
     loader_class: DottedPath = Field(
         description=(

@@ -6,10 +6,11 @@ O(number of loaders) memory, and every rank and every rerun computes the same se
 
 Vocabulary used below:
 
-- *quota*: how many batches loader ``i`` is planned to give in the epoch (SPEC section 3 table).
+- *quota*: how many batches loader ``i`` is planned to give in the epoch (set by the epoch
+  length policy, see ``_POLICY_QUOTAS`` below).
 - *virtual slot*: one position of the planned sequence of length ``T = epoch_length()``. With
   ``cycle=False`` a loader whose pass ran out loses its remaining virtual slots: they are
-  skipped and the epoch gets shorter (this reproduces the SPEC worked examples).
+  skipped and the epoch gets shorter (docs/multi_loader.md's worked example shows both cases).
 - *position*: where each loader is, as ``(pass_idx, next batch_idx)``. The schedule is the
   single source of truth for it, so a resumed run reopens every loader by index arithmetic.
 
@@ -77,7 +78,7 @@ ORDER = "order"
 
 
 class SamplingStrategy(str, Enum):
-    """Which loader gives the next batch (SPEC section 3, "Order")."""
+    """Which loader gives the next batch: in turns, one after another, by weight, or by pattern."""
 
     SEQUENTIAL = "sequential"
     ROUND_ROBIN = "round_robin"
@@ -86,7 +87,7 @@ class SamplingStrategy(str, Enum):
 
 
 class EpochLengthPolicy(str, Enum):
-    """How many batches an epoch has (SPEC section 3, quota table)."""
+    """How many batches an epoch has, and so each loader's quota in it."""
 
     SUM_OF_LENGTHS = "sum_of_lengths"
     MAX_OF_LENGTHS = "max_of_lengths"
@@ -227,7 +228,9 @@ def _check_pattern(pattern: Sequence[int] | None, num_loaders: int) -> tuple[int
 
 
 # ---------------------------------------------------------------------------------------------
-# Quotas (SPEC section 3 table)
+# Quotas: how many batches each loader gives in one epoch, per epoch length policy. With L_i
+# the length of loader i: SUM gives L_i (each batch once), MAX gives max L, MIN gives min L, and
+# FIXED_NUM_STEPS splits steps_per_epoch evenly (the first loaders get the remainder).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -275,7 +278,7 @@ class LoaderSchedule:
         strategy: a :class:`SamplingStrategy` (or its value/name as a string).
         lengths: each loader's length in batches; ``None`` for loaders without ``__len__``
             (allowed only with ``EpochLengthPolicy.FIXED_NUM_STEPS``).
-        policy: how long an epoch is (SPEC section 3 table).
+        policy: how long an epoch is, and so each loader's quota.
         weights: WEIGHTED only: one positive weight per loader (need not sum to 1).
         pattern: ALTERNATING only: loader indices followed cyclically.
         steps_per_epoch: FIXED_NUM_STEPS only: batches per epoch (>= 1).
@@ -546,7 +549,7 @@ class LoaderSchedule:
         return self._epoch
 
     def epoch_length(self) -> int | None:
-        """Epoch length T (SPEC section 3 table): virtual slots before any drop.
+        """Epoch length T: the number of virtual slots before any drop.
 
         Returns:
             T; always an int here, since unknown lengths require FIXED_NUM_STEPS.

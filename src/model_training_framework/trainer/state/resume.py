@@ -1,5 +1,5 @@
-"""Resume precedence (SPEC section 4): the run's own latest checkpoint, else an explicit
-initial checkpoint, else a warm start that loads weights only.
+"""Resume precedence: the run's own latest checkpoint, else an explicit initial checkpoint,
+else a warm start that loads weights only (docs/fault_tolerance.md, "Where a run resumes from").
 
 NOTE [requeue-safe resume]: a requeued SLURM job (or a rerun) repeats the same command, so
 ``fit(resume_from_checkpoint=PATH)`` runs again after the run has saved checkpoints of its own.
