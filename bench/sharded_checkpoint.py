@@ -66,7 +66,7 @@ class _Bench:
         self.full = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
     def sharded_save(self, path: Path) -> None:
-        content = {**self.strategy.state_dicts(self.model, [self.optimizer]), "trainer": {}}
+        content = {**self._tensor_states(), "trainer": {}}
         self.fmt.prepare_write(content, path, is_rank_zero=self.rank == 0, asynchronous=False)()
 
     def rank0_save(self, path: Path) -> None:
@@ -85,10 +85,15 @@ class _Bench:
                 os.fsync(handle.fileno())
 
     def sharded_load(self, path: Path) -> None:
-        states = self.fmt.load_tensors(
-            path, {}, lambda: self.strategy.state_dicts(self.model, [self.optimizer])
-        )
-        self.strategy.load_state_dicts(self.model, [self.optimizer], states)
+        states = self.fmt.load_tensors(path, {}, self._tensor_states)
+        self.strategy.load_model_state_dict(self.model, states["model"])
+        self.strategy.load_optimizer_state_dicts(self.model, [self.optimizer], states["optimizers"])
+
+    def _tensor_states(self) -> dict:
+        return {
+            "model": self.strategy.model_state_dict(self.model),
+            "optimizers": self.strategy.optimizer_state_dicts(self.model, [self.optimizer]),
+        }
 
     def rank0_load(self, path: Path) -> None:
         from torch.distributed.checkpoint.state_dict import (

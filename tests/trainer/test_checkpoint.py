@@ -447,16 +447,14 @@ def test_describe_checkpoint_reports_metadata_positions_and_section_sizes(run_di
     manager = make_manager(run_dir)
     state = {
         "model": {"w": torch.zeros(10, 10), "b": torch.zeros(10)},
-        "trainer": {
-            "schedule": {"loader_positions": [3, 4]},
-            "rng": torch.zeros(5, dtype=torch.uint8),
-        },
+        "data": {"schedule": {"loader_positions": [3, 4]}},
+        "rng": [torch.zeros(5, dtype=torch.uint8)],  # per rank
     }
     path = manager.save(state, epoch=1, step=7)
 
     info = describe_checkpoint(path)
 
-    assert (info["format_version"], info["epoch"], info["global_step"]) == (1, 1, 7)
+    assert (info["format_version"], info["epoch"], info["global_step"]) == (FORMAT_VERSION, 1, 7)
     assert info["code_version"] == CODE_VERSION
     assert info["file_size_bytes"] == path.stat().st_size
     assert info["trainer"]["schedule"] == {"loader_positions": [3, 4]}

@@ -1,4 +1,4 @@
-"""TrainState: the loop counters in one place, saved under the checkpoint's "trainer" entry."""
+"""TrainState: the loop counters in one place, saved as the checkpoint's "train_state" entry."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_the_trainer_reads_its_counters_from_the_train_state(tmp_path):
     trainer, result = _fit(tmp_path, max_epochs=2)
     assert (trainer.global_step, trainer.current_epoch) == (8, 2) == (result.global_step, 2)
     latest = (tmp_path / "t" / "latest.ckpt").resolve()
-    counters = read_checkpoint(latest)["trainer"]
+    counters = read_checkpoint(latest)["train_state"]
     assert {k: counters[k] for k in ("epoch", "global_step", "epoch_fresh")} == {
         "epoch": 2,
         "global_step": 8,
@@ -74,7 +74,7 @@ def test_a_checkpoint_written_before_early_stops_were_recorded_resumes(tmp_path)
     _fit(tmp_path, max_epochs=1)
     latest = (tmp_path / "t" / "latest.ckpt").resolve()
     content = read_checkpoint(latest)
-    del content["trainer"]["stopped_early_under"]
+    del content["train_state"]["stopped_early_under"]
     write_checkpoint(latest, content)
 
     _, result = _fit(tmp_path, max_epochs=2)
@@ -85,7 +85,7 @@ def test_a_checkpoint_without_a_counter_is_a_checkpoint_error_naming_it(tmp_path
     _fit(tmp_path, max_epochs=1)
     latest = (tmp_path / "t" / "latest.ckpt").resolve()
     content = read_checkpoint(latest)
-    del content["trainer"]["skipped_nonfinite"]
+    del content["train_state"]["skipped_nonfinite"]
     write_checkpoint(latest, content)
 
     with pytest.raises(CheckpointError, match="skipped_nonfinite"):

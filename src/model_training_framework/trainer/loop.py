@@ -275,7 +275,7 @@ class FitLoop:
         """
         run = self._run
         run.guard.raise_if_bad()  # never persist a non-finite step
-        payload = build_payload(self._parts, run, run.config_record)
+        payload = build_payload(self._parts, run)
         self._hooks.call("on_checkpoint_save", self._trainer, payload)
         outcomes = self._dist.all_ranks_call(lambda: self._write_checkpoint(payload, preempted))
         run.checkpoint_path, requeued = outcomes[0]

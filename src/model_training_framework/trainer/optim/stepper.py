@@ -191,7 +191,8 @@ class OptimizerStepper:
         """
         if len(states) != len(self.schedulers):
             raise CheckpointError(
-                f"checkpoint holds {len(states)} schedulers; this run has {len(self.schedulers)}"
+                f"checkpoint holds {len(states)} scheduler(s); this run has "
+                f"{len(self.schedulers)}: resume with the same schedulers as the run that wrote it"
             )
         for sched, sched_state in zip(self.schedulers, states, strict=True):
             sched.scheduler.load_state_dict(sched_state)

@@ -38,9 +38,6 @@ __all__ = [
     "needs_process_group",
 ]
 
-MODEL_KEY = "model"
-OPTIMIZERS_KEY = "optimizers"
-
 # Reused for every micro-step that needs no context (a nullcontext can be entered repeatedly).
 _NO_CONTEXT = contextlib.nullcontext()
 
@@ -64,18 +61,24 @@ class ShardingStrategy(Protocol):
     def finish_partial_window(self, module: torch.nn.Module) -> None:
         """Synchronise gradients of a window that ended before its last micro-batch."""
 
-    def state_dicts(
-        self, module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
-    ) -> dict[str, Any]:
-        """``{"model": ..., "optimizers": [...]}`` as the checkpoint format stores them."""
+    def model_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
+        """The model's state as the checkpoint format stores it."""
 
-    def load_state_dicts(
+    def load_model_state_dict(self, module: torch.nn.Module, state: dict[str, Any]) -> None:
+        """Load what :meth:`model_state_dict` returned (possibly from another world size)."""
+
+    def optimizer_state_dicts(
+        self, module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
+    ) -> list[dict[str, Any]]:
+        """Every optimizer's state as the checkpoint format stores it."""
+
+    def load_optimizer_state_dicts(
         self,
         module: torch.nn.Module,
         optimizers: Sequence[torch.optim.Optimizer],
-        states: dict[str, Any],
+        states: Sequence[dict[str, Any]],
     ) -> None:
-        """Load what :meth:`state_dicts` returned (possibly from another world size)."""
+        """Load what :meth:`optimizer_state_dicts` returned (possibly from another world size)."""
 
     def release(self, dist: Any) -> None:
         """End of ``fit``: give back what only the fit needed."""
@@ -121,27 +124,29 @@ class ReplicatedStrategy:
     def finish_partial_window(self, module: torch.nn.Module) -> None:
         self._dist.all_reduce_mean_([p.grad for p in module.parameters() if p.grad is not None])
 
-    def state_dicts(
-        self, module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
-    ) -> dict[str, Any]:
-        return {
-            MODEL_KEY: module.state_dict(),
-            OPTIMIZERS_KEY: [optimizer.state_dict() for optimizer in optimizers],
-        }
+    def model_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
+        return module.state_dict()
 
-    def load_state_dicts(
-        self,
-        module: torch.nn.Module,
-        optimizers: Sequence[torch.optim.Optimizer],
-        states: dict[str, Any],
-    ) -> None:
+    def load_model_state_dict(self, module: torch.nn.Module, state: dict[str, Any]) -> None:
         try:
-            module.load_state_dict(states[MODEL_KEY])
+            module.load_state_dict(state)
         except RuntimeError as err:
             raise CheckpointError(
                 f"checkpoint does not fit this model (different shape or keys): {err}"
             ) from err
-        _load_optimizers(optimizers, states[OPTIMIZERS_KEY], load_one=_plain_optimizer_load)
+
+    def optimizer_state_dicts(
+        self, module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
+    ) -> list[dict[str, Any]]:
+        return [optimizer.state_dict() for optimizer in optimizers]
+
+    def load_optimizer_state_dicts(
+        self,
+        module: torch.nn.Module,
+        optimizers: Sequence[torch.optim.Optimizer],
+        states: Sequence[dict[str, Any]],
+    ) -> None:
+        _load_optimizers(optimizers, states, load_one=_plain_optimizer_load)
 
     def release(self, dist: Any) -> None:
         dist.teardown()
@@ -235,35 +240,34 @@ class FullyShardedStrategy:
                 stride=param.stride(),
             )
 
-    def state_dicts(
+    def model_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(module)
+
+    def load_model_state_dict(self, module: torch.nn.Module, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(module, state)
+
+    def optimizer_state_dicts(
         self, module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
-    ) -> dict[str, Any]:
-        from torch.distributed.checkpoint.state_dict import (
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
+    ) -> list[dict[str, Any]]:
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         options = _flat_optimizer_options()
-        return {
-            MODEL_KEY: get_model_state_dict(module),
-            OPTIMIZERS_KEY: [
-                get_optimizer_state_dict(module, optimizer, options=options)
-                for optimizer in optimizers
-            ],
-        }
+        return [
+            get_optimizer_state_dict(module, optimizer, options=options) for optimizer in optimizers
+        ]
 
-    def load_state_dicts(
+    def load_optimizer_state_dicts(
         self,
         module: torch.nn.Module,
         optimizers: Sequence[torch.optim.Optimizer],
-        states: dict[str, Any],
+        states: Sequence[dict[str, Any]],
     ) -> None:
-        from torch.distributed.checkpoint.state_dict import (
-            set_model_state_dict,
-            set_optimizer_state_dict,
-        )
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-        set_model_state_dict(module, states[MODEL_KEY])
         options = _flat_optimizer_options()
 
         def load_one(optimizer: torch.optim.Optimizer, state: Any) -> None:
@@ -273,7 +277,7 @@ class FullyShardedStrategy:
             for param in [p for p, entry in optimizer.state.items() if not entry]:
                 del optimizer.state[param]
 
-        _load_optimizers(optimizers, states[OPTIMIZERS_KEY], load_one=load_one)
+        _load_optimizers(optimizers, states, load_one=load_one)
 
     def release(self, dist: Any) -> None:
         """Keep the process group: the sharded parameters live on it after ``fit`` too."""
@@ -356,7 +360,8 @@ def _plain_optimizer_load(optimizer: torch.optim.Optimizer, state: Any) -> None:
 def _load_optimizers(optimizers: Sequence[torch.optim.Optimizer], states: Any, *, load_one) -> None:
     if len(states) != len(optimizers):
         raise CheckpointError(
-            f"checkpoint holds {len(states)} optimizers; this run has {len(optimizers)}"
+            f"checkpoint holds {len(states)} optimizer(s); this run has {len(optimizers)}: "
+            "resume with the same optimizers as the run that wrote it"
         )
     for optimizer, state in zip(optimizers, states, strict=True):
         load_one(optimizer, state)

@@ -43,7 +43,12 @@ from model_training_framework.trainer.state.file_format import (
     read_checkpoint,
     write_checkpoint,
 )
-from model_training_framework.trainer.state.format import TENSOR_KEYS, link_or_copy
+from model_training_framework.trainer.state.format import (
+    MODEL_KEY,
+    OPTIMIZERS_KEY,
+    TENSOR_KEYS,
+    link_or_copy,
+)
 
 __all__ = ["STATE_FILE", "DcpDirectoryFormat", "consolidate_checkpoint", "tensor_sections"]
 
@@ -52,6 +57,7 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 _METADATA_FILE = ".metadata"
 _MODEL_PREFIX = "model."
+_OPTIMIZERS_PREFIX = "optimizers."
 # What unpickling a damaged .metadata raises varies with the damage.
 _METADATA_ERRORS = (
     RuntimeError,
@@ -139,9 +145,10 @@ class DcpDirectoryFormat:
         content = read_checkpoint(
             folder / STATE_FILE, map_location=map_location, weights_only=weights_only
         )
-        # The model's shapes and dtypes without its data (on the meta device): what resume
+        # The tensors' shapes and dtypes without their data (on the meta device): what resume
         # checks and `mtf inspect` look at; load_tensors reads the data itself.
-        content["model"] = _model_on_meta(metadata)
+        content[MODEL_KEY] = _model_on_meta(metadata)
+        content[OPTIMIZERS_KEY] = _optimizers_on_meta(metadata)
         return content
 
     def load_tensors(
@@ -318,6 +325,21 @@ def _model_on_meta(metadata: Any) -> dict[str, torch.Tensor]:
         for key, item in metadata.state_dict_metadata.items()
         if key.startswith(_MODEL_PREFIX) and isinstance(item, TensorStorageMetadata)
     }
+
+
+def _optimizers_on_meta(metadata: Any) -> list[dict[str, torch.Tensor]]:
+    """Per optimizer (every index that has an entry), its tensors on the meta device."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    optimizers: dict[int, dict[str, torch.Tensor]] = {}
+    for key, item in metadata.state_dict_metadata.items():
+        if not key.startswith(_OPTIMIZERS_PREFIX):
+            continue
+        index, _, name = key.removeprefix(_OPTIMIZERS_PREFIX).partition(".")
+        tensors = optimizers.setdefault(int(index), {})
+        if isinstance(item, TensorStorageMetadata):
+            tensors[name] = torch.empty(item.size, dtype=item.properties.dtype, device="meta")
+    return [optimizers.get(index, {}) for index in range(max(optimizers, default=-1) + 1)]
 
 
 def _verify_shards(folder: Path) -> Any:

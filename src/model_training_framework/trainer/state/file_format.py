@@ -28,6 +28,7 @@ import torch
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import atomic_write
+from model_training_framework.trainer.state.layout import FORMAT_VERSION, upgrade
 
 __all__ = [
     "BEST_NAME",
@@ -50,7 +51,7 @@ __all__ = [
     "write_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+OLDEST_FORMAT_VERSION = 1  # read, and upgraded to FORMAT_VERSION (see state/layout.py)
 
 FORMAT_VERSION_KEY = "format_version"
 FRAMEWORK_VERSION_KEY = "framework_version"
@@ -365,7 +366,8 @@ def read_checkpoint(
             trusted file that holds other Python objects.
 
     Returns:
-        The file content: metadata keys plus the payload.
+        The file content: metadata keys plus the payload, in this format version's layout
+        (an older version's file is upgraded).
 
     Raises:
         CheckpointError: The file is missing, truncated, corrupt, not a checkpoint of this
@@ -389,7 +391,13 @@ def read_checkpoint(
     except _LOAD_ERRORS as err:
         raise _damaged(file, err) from err
     _check_format(file, content)
-    return content
+    try:
+        return upgrade(content)
+    except KeyError as err:
+        raise CheckpointError(
+            f"checkpoint {file} has format version {content[FORMAT_VERSION_KEY]} but lacks its "
+            f"entry {err}; it is damaged or was not written by this framework"
+        ) from err
 
 
 def _verify_zip(file: Path) -> None:
@@ -412,13 +420,13 @@ def _check_format(file: Path, content: Any) -> None:
             "(set_warm_start_loader / WarmStartConfig)"
         )
     found_version = content[FORMAT_VERSION_KEY]
-    if found_version != FORMAT_VERSION:
+    if found_version not in range(OLDEST_FORMAT_VERSION, FORMAT_VERSION + 1):
         raise CheckpointError(
             f"checkpoint {file} has format version {found_version!r} (written by "
             f"model_training_framework {content.get(FRAMEWORK_VERSION_KEY, 'unknown')}); this "
-            f"version ({_framework_version()}) reads format version {FORMAT_VERSION} only; "
-            "resume it with the framework version that wrote it, or start from a checkpoint "
-            "of this version"
+            f"version ({_framework_version()}) reads format version {FORMAT_VERSION} and "
+            f"older ones down to format version {OLDEST_FORMAT_VERSION}; resume it with the "
+            "framework version that wrote it, or start from a checkpoint of this version"
         )
 
 

@@ -29,9 +29,18 @@ from model_training_framework.trainer.state.file_format import (
     write_checkpoint,
 )
 
-__all__ = ["CheckpointFormat", "SingleFileFormat", "format_of"]
+__all__ = [
+    "MODEL_KEY",
+    "OPTIMIZERS_KEY",
+    "TENSOR_KEYS",
+    "CheckpointFormat",
+    "SingleFileFormat",
+    "format_of",
+]
 
-TENSOR_KEYS = ("model", "optimizers")
+MODEL_KEY = "model"
+OPTIMIZERS_KEY = "optimizers"
+TENSOR_KEYS = (MODEL_KEY, OPTIMIZERS_KEY)
 """Payload entries that hold the (possibly sharded) model and optimizer tensors."""
 
 _HARD_LINK_UNSUPPORTED = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}

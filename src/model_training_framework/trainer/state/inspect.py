@@ -13,6 +13,7 @@ from model_training_framework.trainer.state.file_format import (
     METADATA_KEYS,
     read_checkpoint,
 )
+from model_training_framework.trainer.state.layout import inspect_view
 
 __all__ = ["describe_checkpoint"]
 
@@ -27,8 +28,9 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``path``, ``file_size_bytes``, the metadata (format and framework version, creation
-        time, epoch, global step, metrics, code version), ``trainer`` (the trainer state with
-        each tensor replaced by a short description: schedule cursor, loader positions, ...)
+        time, epoch, global step, metrics, code version), ``trainer`` (the loop counters, loader
+        names, schedule cursor, rank 0's loader positions, RNG and pending metrics, early
+        stopping: ``layout.inspect_view``, each tensor replaced by a short description)
         and ``sections``: ``{top-level key: {"num_tensors", "num_bytes"}}`` for every
         payload entry.
 
@@ -52,10 +54,10 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         "path": str(file),
         "file_size_bytes": size,
         **{key: content[key] for key in METADATA_KEYS if key != MANAGER_KEY},
-        "trainer": _summarise(content.get("trainer")),
+        "trainer": _summarise(inspect_view(content)),
         "sections": {
-            **sharded,
             **{key: _count_tensors(content[key]) for key in payload_keys},
+            **sharded,  # a sharded checkpoint's tensors are counted from its shards
         },
     }
 

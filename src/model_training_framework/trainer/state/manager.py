@@ -53,6 +53,7 @@ from model_training_framework.trainer.state.file_format import (
     BEST_NAME,
     FORMAT_VERSION,
     LATEST_NAME,
+    MANAGER_KEY,
     FilenamePattern,
     make_file_content,
 )
@@ -297,8 +298,8 @@ class CheckpointManager:
             weights_only: See :func:`read_checkpoint`.
 
         Returns:
-            Metadata keys plus the payload; ``content["checkpoint_manager"]`` is this
-            manager's state to pass to :meth:`load_state_dict`.
+            Metadata keys plus the payload; :meth:`restore` takes this manager's own state
+            from it.
 
         Raises:
             CheckpointError: Missing, truncated, corrupt, foreign or other format version.
@@ -358,6 +359,20 @@ class CheckpointManager:
             _MONITOR_METRIC: self._config.monitor_metric,
             _MONITOR_MODE: self._monitor_mode(),
         }
+
+    def restore(self, content: Mapping[str, Any]) -> None:
+        """Restore this manager's own state from a checkpoint's content (what :meth:`save`
+        wrote there, see :meth:`load_state_dict`).
+
+        Raises:
+            CheckpointError: the content holds no manager state (corrupt or foreign).
+        """
+        if MANAGER_KEY not in content:
+            raise CheckpointError(
+                f"checkpoint holds no '{MANAGER_KEY}' state; it is corrupt or was not written "
+                "by this framework"
+            )
+        self.load_state_dict(content[MANAGER_KEY])
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output; restarts the ``save_every_n_minutes`` timer.

@@ -23,33 +23,31 @@ from model_training_framework.trainer.data.schedule import EPOCH, LENGTHS, POSIT
 from model_training_framework.trainer.run import build_schedule
 from model_training_framework.trainer.state.rng import derive_seed, seed_everything
 
-__all__ = ["check_reshardable", "resume_data_position", "seed_rank"]
+__all__ = [
+    "check_streams_reshardable",
+    "check_world_size",
+    "resume_data_position",
+    "seed_rank",
+]
 
 logger = logging.getLogger(__name__)
 
 _ITERABLE_STATE = "iterable_state"
 
 
-def check_reshardable(
-    saved_world_size: int, world_size: int, *, format_reshards: bool, streams_state: Sequence[Any]
-) -> None:
-    """Refuse a world-size change the checkpoint cannot follow; warn about one it can.
+def check_world_size(saved_world_size: int, world_size: int, *, format_reshards: bool) -> None:
+    """Refuse a world-size change the checkpoint format cannot follow; warn about one it can.
 
     Raises:
-        CheckpointError: single-file (DDP) checkpoints, or loaders with per-rank state.
+        CheckpointError: single-file (DDP) checkpoints.
     """
+    if saved_world_size == world_size:
+        return
     if not format_reshards:
         raise CheckpointError(
             f"checkpoint was written by {saved_world_size} processes, this run has "
             f"{world_size}; resume with the same world size (or train with "
             "distributed.strategy='fsdp', whose sharded checkpoints load at any world size)"
-        )
-    stateful = [idx for idx, state in enumerate(streams_state) if _ITERABLE_STATE in state]
-    if stateful:
-        raise CheckpointError(
-            f"checkpoint was written by {saved_world_size} processes, this run has "
-            f"{world_size}, and train loaders {stateful} keep their own per-rank state "
-            "(iterable datasets), which cannot be split anew; resume with the same world size"
         )
     logger.warning(
         "resuming a checkpoint written by %d processes with %d: model and optimizer state are "
@@ -59,6 +57,25 @@ def check_reshardable(
         saved_world_size,
         world_size,
     )
+
+
+def check_streams_reshardable(saved_streams: Sequence[Sequence[Any]], world_size: int) -> None:
+    """Refuse a world-size change when a train loader keeps its own per-rank state.
+
+    Args:
+        saved_streams: the checkpoint's loader states, per saved rank.
+        world_size: this run's.
+
+    Raises:
+        CheckpointError: loaders with per-rank state (iterable datasets).
+    """
+    stateful = [idx for idx, state in enumerate(saved_streams[0]) if _ITERABLE_STATE in state]
+    if stateful:
+        raise CheckpointError(
+            f"checkpoint was written by {len(saved_streams)} processes, this run has "
+            f"{world_size}, and train loaders {stateful} keep their own per-rank state "
+            "(iterable datasets), which cannot be split anew; resume with the same world size"
+        )
 
 
 def resume_data_position(

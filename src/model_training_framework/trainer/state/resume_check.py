@@ -26,16 +26,16 @@ import torch
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.data.schedule import LENGTHS
+from model_training_framework.trainer.state import layout
 from model_training_framework.trainer.state.config_diff import (
     ResumeDiff,
     compare_signatures,
     describe_changes,
     flatten,
 )
+from model_training_framework.trainer.state.format import MODEL_KEY
 
 __all__ = [
-    "OPTIMIZER_HPARAMS_KEY",
-    "OPTIMIZER_LAYOUT_KEY",
     "WEIGHTS_KEY",
     "RunFacts",
     "check_resume",
@@ -44,8 +44,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZER_HPARAMS_KEY = "optimizer_hparams"  # payload key: hyperparameters as built
-OPTIMIZER_LAYOUT_KEY = "optimizer_layout"  # payload key: parameters per param group
 # A format that reshards (FSDP2) resumes at another world size, where the loaders' lengths
 # (batches per rank) change with it: those differences are not compared then.
 _RESHARDABLE_KEYS = ("world_size", "train_loaders.lengths")
@@ -95,19 +93,20 @@ class RunFacts:
             CheckpointError: the payload lacks a key (a corrupt or foreign checkpoint).
         """
         try:
-            trainer_state = payload["trainer"]
+            run = payload[layout.RUN_KEY]
             return cls(
-                config=payload["config"],
-                model_state=payload["model"],
-                optimizer_layout=_optimizer_layout(payload),
-                # absent from checkpoints written before it was recorded
-                optimizer_hparams=payload.get(OPTIMIZER_HPARAMS_KEY),
-                world_size=trainer_state["world_size"],
-                loader_names=list(trainer_state["loader_names"]),
-                loader_lengths=list(trainer_state["schedule"][LENGTHS]),
+                config=run[layout.CONFIG],
+                model_state=payload[MODEL_KEY],
+                optimizer_layout=[list(groups) for groups in run[layout.OPTIMIZER_LAYOUT]],
+                optimizer_hparams=run[layout.OPTIMIZER_HPARAMS],  # None: not recorded
+                world_size=run[layout.WORLD_SIZE],
+                loader_names=list(run[layout.LOADER_NAMES]),
+                loader_lengths=list(payload[layout.DATA_KEY][layout.SCHEDULE][LENGTHS]),
             )
         except KeyError as err:
-            raise CheckpointError(f"checkpoint lacks {err}: written by another format?") from err
+            raise CheckpointError(
+                f"checkpoint lacks {err}: it is damaged or was not written by this framework"
+            ) from err
 
     def signature(self, *, with_config: bool, with_hparams: bool) -> dict[str, Any]:
         """The flat signature (config keys, then the facts under their own keys)."""
@@ -127,14 +126,6 @@ class RunFacts:
         signature["train_loaders.names"] = list(self.loader_names)
         signature["train_loaders.lengths"] = list(self.loader_lengths)
         return signature
-
-
-def _optimizer_layout(payload: Mapping[str, Any]) -> list[list[int]]:
-    if OPTIMIZER_LAYOUT_KEY in payload:  # sharded checkpoints: optimizer states are flat
-        return [list(groups) for groups in payload[OPTIMIZER_LAYOUT_KEY]]
-    return [
-        [len(group["params"]) for group in state["param_groups"]] for state in payload["optimizers"]
-    ]
 
 
 def check_resume(
