@@ -21,16 +21,17 @@ from model_training_framework.trainer.config import (
     ValidationFrequency,
 )
 from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.loggers import Logger, NullLogger
 from model_training_framework.trainer.metrics.running import loader_shares, lr_key
 from model_training_framework.trainer.results import FitResult, FitStatus
 from model_training_framework.trainer.run import Run, build_schedule
 from model_training_framework.trainer.runtime.preemption import StopRequest
 from model_training_framework.trainer.state.payload import TrainerParts, build_payload
+from model_training_framework.trainer.step import TrainStep
 from model_training_framework.trainer.validation import run_validation
 
 if TYPE_CHECKING:
-    from model_training_framework.trainer.loggers.base import Logger
-    from model_training_framework.trainer.step import TrainStep
+    import torch
 
 __all__ = ["FitLoop"]
 
@@ -48,33 +49,42 @@ class FitLoop:
     Args:
         trainer: what hooks and step functions receive.
         run: this fit's components; ``run.state`` holds the counters.
-        step: the training step.
         parts: the trainer's components (distributed context, hooks, stepper, ...).
-        logger: where metrics go (opened at the fit's start step).
+        training_step: the user's training step (see :class:`TrainStep`).
         validation_step: the user's validation step (None: no validation loaders).
+        model: the model to call (DDP-wrapped or compiled).
+        move_batch: moves a batch to the device.
     """
 
     def __init__(
         self,
         trainer: Any,
         run: Run,
-        step: TrainStep,
         parts: TrainerParts,
         *,
         config: GenericTrainerConfig,
-        logger: Logger,
+        training_step: Callable[..., Any],
         validation_step: Callable[..., Any] | None,
+        model: torch.nn.Module,
+        move_batch: Callable[[Any], Any],
     ) -> None:
         self._trainer = trainer
         self._run = run
         self._state = run.state
-        self._step = step
+        self._step = TrainStep(
+            trainer, run, parts, training_step=training_step, model=model, move_batch=move_batch
+        )
         self._parts = parts
         self._dist = parts.dist
         self._hooks = parts.hooks
         self._config = config
-        self._logger = logger
+        self._logger: Logger = NullLogger()
         self._validation_step = validation_step
+
+    def fit(self, logger: Logger) -> FitResult:
+        """Train (see :meth:`train`), logging to ``logger``, then :meth:`finish`."""
+        self._logger = logger
+        return self.finish(self.train())
 
     # ------------------------------------------------------------------ epochs
     def train(self) -> FitStatus:

@@ -19,6 +19,7 @@ from model_training_framework.trainer.loggers import Logger, build_logger
 from model_training_framework.trainer.loggers.factory import writes_to_console
 from model_training_framework.trainer.run import ResumePoint, Run, RunPlan
 from model_training_framework.trainer.runtime.distributed import (
+    DistributedContext,
     check_loader_lengths_agree,
     warn_unsharded_loaders,
 )
@@ -27,6 +28,11 @@ from model_training_framework.trainer.state.payload import TrainerParts, restore
 from model_training_framework.trainer.state.resume import find_checkpoint, warm_start
 from model_training_framework.trainer.state.resume_check import WEIGHTS_KEY, RunFacts, check_resume
 from model_training_framework.trainer.state.rng import seed_everything
+from model_training_framework.trainer.state.run_lock import (
+    NoRunDirectoryLock,
+    RunDirectoryLock,
+    build_run_lock,
+)
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.results import WarmStartResult
@@ -37,6 +43,7 @@ __all__ = [
     "find_resume_point",
     "open_logger",
     "restore_or_start",
+    "take_run_directory",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,19 @@ def config_record(config: GenericTrainerConfig) -> dict[str, Any]:
     except ConfigError as err:  # e.g. a lambda as validation.aggregation_fn
         logger.warning("config is not fully serialisable (%s); storing its repr", err)
         return {"repr": repr(config)}
+
+
+def take_run_directory(
+    run_dir: Path, config: GenericTrainerConfig, dist: DistributedContext
+) -> RunDirectoryLock | NoRunDirectoryLock:
+    """Lock the run directory on rank 0, agreed by every rank (NOTE [run directory lock]).
+
+    Raises:
+        RunDirectoryBusyError: another live process owns it (on every rank).
+    """
+    lock = build_run_lock(run_dir, enabled=config.fault_tolerance.lock_run_directory)
+    dist.rank_zero_call(lock.acquire)
+    return lock
 
 
 def find_resume_point(

@@ -35,15 +35,11 @@ from model_training_framework.trainer.start import (
     find_resume_point,
     open_logger,
     restore_or_start,
+    take_run_directory,
 )
 from model_training_framework.trainer.state.payload import TrainerParts
 from model_training_framework.trainer.state.resume_check import optimizer_hyperparameters
-from model_training_framework.trainer.state.run_lock import (
-    NoRunDirectoryLock,
-    RunDirectoryLock,
-    build_run_lock,
-)
-from model_training_framework.trainer.step import TrainStep
+from model_training_framework.trainer.state.run_lock import NoRunDirectoryLock, RunDirectoryLock
 from model_training_framework.trainer.train_state import TrainState
 
 __all__ = ["GenericTrainer"]
@@ -255,14 +251,16 @@ class GenericTrainer:
                 if plan is not None:
                     self._close()
             finally:
-                self._release_run_directory()
+                lock, self._lock = self._lock, None
+                if lock is not None:
+                    lock.release()
 
     def _fit(self, plan: RunPlan, resume_from: str | Path | None) -> FitResult:
         check_inputs_agree(self._parts, plan, resume_from)
         record = config_record(self.config)
         hparams = optimizer_hyperparameters(self.optimizers)  # as built, before any resume
         # Ownership, the checkpoint to resume and its fit with this run: all before any write.
-        self._take_run_directory()
+        self._lock = take_run_directory(self.run_dir, self.config, self._dist)
         resume = find_resume_point(
             self.config,
             self.run_dir,
@@ -288,11 +286,14 @@ class GenericTrainer:
             code_directories=self._code_directories,
             checkpoint_format=self._sharding.checkpoint_format,
         )
-        step = TrainStep(
+        # Built before any hook runs, like the Run: hooks added from now on do not change it.
+        loop = FitLoop(
             self,
             run,
             self._parts,
+            config=self.config,
             training_step=self._training_step,
+            validation_step=self._validation_step,
             model=self._forward_model,
             move_batch=self._move_batch,
         )
@@ -309,16 +310,7 @@ class GenericTrainer:
                 self.config, self.run_dir, run, is_rank_zero=self._dist.is_rank_zero
             )
             self._hooks.call("on_train_start", self)
-            loop = FitLoop(
-                self,
-                run,
-                step,
-                self._parts,
-                config=self.config,
-                logger=self._logger,
-                validation_step=self._validation_step,
-            )
-            result = loop.finish(loop.train())
+            result = loop.fit(self._logger)
         self._hooks.call("on_train_end", self, result)
         return result
 
@@ -328,17 +320,6 @@ class GenericTrainer:
         if self.config.performance.compile_model:
             model = torch.compile(model)
         self._forward_model = model
-
-    def _take_run_directory(self) -> None:
-        """Lock the run directory on rank 0, agreed by every rank (NOTE [run directory lock])."""
-        lock = build_run_lock(self.run_dir, enabled=self.config.fault_tolerance.lock_run_directory)
-        self._dist.rank_zero_call(lock.acquire)
-        self._lock = lock
-
-    def _release_run_directory(self) -> None:
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.release()
 
     def _close(self) -> None:
         run, self._run = self._run, None
