@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
@@ -157,6 +158,7 @@ def test_nan_gradient_with_finite_loss_stops_before_any_checkpoint_holds_it(tmp_
     cfg = _config(
         tmp_path,
         log_loss_every_n_steps=100,
+        check_nonfinite_gradients=True,
         checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 5, "max_checkpoints": 10},
     )
     with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 7\b"):
@@ -183,11 +185,43 @@ def test_a_bad_step_is_found_at_the_next_checkpoint_save_before_the_next_log_ste
     cfg = _config(
         tmp_path,
         log_loss_every_n_steps=50,
+        check_nonfinite_gradients=True,
         checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 4},
     )
     with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 6\b"):
         _trainer(cfg, _nan_gradient_at(6)).fit([_loader()], max_steps=20, max_epochs=5)
     assert _saved_steps(tmp_path / "run") == [4]
+
+
+# Defaults: no per-step gradient pass (it read and wrote every gradient each step, about 7 % of
+# a large model's step on a GPU). NaN gradients behind a finite loss make the next step's loss
+# NaN, named there; right before a save, the save's own finiteness check refuses the weights.
+def test_by_default_nan_gradients_show_up_as_the_next_steps_loss(tmp_path):
+    cfg = _config(
+        tmp_path,
+        log_loss_every_n_steps=100,
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 5, "max_checkpoints": 10},
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"loss not finite at global step 8\b.*check_nonfinite_gradients"
+    ):
+        _trainer(cfg, _nan_gradient_at(7)).fit([_loader()], max_steps=20, max_epochs=5)
+    run_dir = tmp_path / "run"
+    assert _saved_steps(run_dir) == [5], "the save at step 10 must be refused"
+    assert _all_finite(read_checkpoint(run_dir / "latest.ckpt")["model"])
+
+
+def test_by_default_nan_gradients_right_before_a_save_are_refused_by_the_save(tmp_path):
+    cfg = _config(
+        tmp_path,
+        log_loss_every_n_steps=100,
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_steps": 5, "max_checkpoints": 10},
+    )
+    with pytest.raises(CheckpointError, match=r"NaN or infinite"):
+        _trainer(cfg, _nan_gradient_at(10)).fit([_loader()], max_steps=20, max_epochs=5)
+    run_dir = tmp_path / "run"
+    assert _saved_steps(run_dir) == [5]
+    assert _all_finite(read_checkpoint(run_dir / "latest.ckpt")["model"])
 
 
 # ---------------------------------------------------------------- on_nonfinite_loss="skip"

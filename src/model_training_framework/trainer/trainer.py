@@ -98,6 +98,7 @@ class GenericTrainer:
             self._precision,
             self._module,
             perf.clip_grad_norm,
+            check_every_step=config.check_nonfinite_gradients or config.on_nonfinite_loss == "skip",
         )
         self._hooks = HookDispatcher.from_config(config.hooks)
         self._parts = TrainerParts(

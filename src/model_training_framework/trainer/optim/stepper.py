@@ -93,6 +93,8 @@ class OptimizerStepper:
         precision: Precision,
         model: torch.nn.Module,
         clip_grad_norm: float | None,
+        *,
+        check_every_step: bool = True,
     ) -> None:
         self.optimizers = list(optimizers)
         self.schedulers = list(schedulers)
@@ -107,10 +109,11 @@ class OptimizerStepper:
             for i in range(len(self.optimizers))
         ]
         self._epoch_scheds = [s for s in schedulers if s.interval == "epoch"]
-        # Gradients are checked before each step, by device and dtype; not under a GradScaler.
-        self._checked = [
-            group_by_device(params) if precision.checks_gradients else [] for params in self._params
-        ]
+        # Gradients are checked before each step, by device and dtype, when asked to (see NOTE
+        # [non-finite steps]); never under a GradScaler. A clip's total norm is always checked.
+        self._checks_norm = precision.checks_gradients
+        checks = precision.checks_gradients and check_every_step
+        self._checked = [group_by_device(params) if checks else [] for params in self._params]
         in_optimizers = {id(p) for params in self._params for p in params}
         self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
 
@@ -144,13 +147,13 @@ class OptimizerStepper:
         if norm is not None:
             after_clip(norm)
         before_step()
-        checked = self._checked[optimizer_idx]
-        if checked and norm is None:
-            grads = [
-                (device, [p.grad for p in group if p.grad is not None]) for device, group in checked
-            ]
+        if norm is not None:
+            grads, norm = [], norm if self._checks_norm else None
         else:
-            grads, norm = [], norm if checked else None
+            grads = [
+                (device, [p.grad for p in group if p.grad is not None])
+                for device, group in self._checked[optimizer_idx]
+            ]
         if guard.is_skip:
             stepped = guard.window_is_finite(grads, norm)
         else:
