@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from model_training_framework.version import __version__
+
 if TYPE_CHECKING:
     from model_training_framework.config import (
         ConfigurationManager,
@@ -63,8 +65,6 @@ if TYPE_CHECKING:
         WarmStartConfig,
         WarmStartResult,
     )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchSubmissionResult",

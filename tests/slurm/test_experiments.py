@@ -1,9 +1,9 @@
-"""launch/slurm/experiments.py: the launcher's view of an experiment."""
+"""launch/experiments.py: the launcher's view of an experiment."""
 
 from __future__ import annotations
 
 from model_training_framework.experiment.config import SlurmConfig
-from model_training_framework.launch.slurm.experiments import SLURM_DEFAULTS
+from model_training_framework.launch.experiments import SLURM_DEFAULTS
 
 
 def test_slurm_defaults_match_the_slurm_config_section():

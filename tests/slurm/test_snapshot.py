@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from model_training_framework.launch.slurm.snapshot import take_snapshot
+from model_training_framework.launch.snapshot import take_snapshot
 from model_training_framework.runner import LocalLauncher
 from model_training_framework.slurm import SLURMLauncher, read_code_version
 

@@ -107,7 +107,7 @@ def test_snapshot_record_file_wins_over_git(tmp_path, monkeypatch, suffix):
 
 
 def test_record_written_by_the_slurm_snapshot_is_read(tmp_path, monkeypatch):
-    from model_training_framework.launch.slurm.snapshot import CodeVersion, write_code_version
+    from model_training_framework.launch.snapshot import CodeVersion, write_code_version
 
     version = CodeVersion(str(tmp_path), str(tmp_path), "cafe01", "main", True, "p.patch", "now")
     monkeypatch.setenv(CODE_VERSION_FILE_ENV, str(write_code_version(tmp_path, version)))

@@ -26,8 +26,8 @@ from model_training_framework.experiment.exit_codes import (
     EXIT_PREEMPTED,
     one_line_message,
 )
+from model_training_framework.version import __version__
 
-from .. import __version__
 from . import consolidate, demo, inspect, plot, resume, status, sweep, train
 
 __all__ = [

@@ -10,13 +10,13 @@ from model_training_framework.launch.slurm.launcher import (
 )
 from model_training_framework.launch.slurm.monitor import JobWaitTimeout, SLURMJobMonitor
 from model_training_framework.launch.slurm.parsing import JobInfo, JobState
-from model_training_framework.launch.slurm.snapshot import CodeVersion, read_code_version
 from model_training_framework.launch.slurm.template import (
     Directives,
     SBATCHTemplateEngine,
     ShellCommand,
     TemplateError,
 )
+from model_training_framework.launch.snapshot import CodeVersion, read_code_version
 
 __all__ = [
     "CLI_TRAIN_COMMAND",

@@ -33,23 +33,20 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_training_framework.errors import LauncherError
+from model_training_framework.launch.base import (
+    CLI_TRAIN_COMMAND,
+    DEFAULT_COMMAND,
+    BatchSubmissionResult,
+    ExperimentSubmission,
+    Launcher,
+    PreparedExperiment,
+)
+from model_training_framework.launch.experiments import ExperimentSpec
 from model_training_framework.launch.slurm.commands import SlurmCommands
-from model_training_framework.launch.slurm.experiments import (
-    ExperimentPaths,
-    ExperimentSpec,
-    prepare_experiment_dirs,
-    to_experiment_specs,
-)
 from model_training_framework.launch.slurm.launch import launch_lines, launch_mode
-from model_training_framework.launch.slurm.snapshot import (
-    CodeVersion,
-    take_snapshot,
-    write_code_version,
-)
 from model_training_framework.launch.slurm.template import (
     Directives,
     SBATCHTemplateEngine,
@@ -57,6 +54,7 @@ from model_training_framework.launch.slurm.template import (
     default_template_text,
     sbatch_directives,
 )
+from model_training_framework.launch.snapshot import CodeVersion
 
 __all__ = [
     "CLI_TRAIN_COMMAND",
@@ -68,15 +66,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COMMAND = ("{PYTHON}", "{SCRIPT_PATH}", "--config", "{CONFIG_PATH}")
-CLI_TRAIN_COMMAND = (
-    "{PYTHON}",
-    "-m",
-    "model_training_framework.cli.main",
-    "train",
-    "{CONFIG_PATH}",
-)
-SNAPSHOTS_DIRNAME = ".mtf_code"
 ARRAYS_DIRNAME = ".mtf_arrays"
 _PER_JOB_OPTIONS = frozenset(
     {"--job-name", "-J", "--output", "-o", "--error", "-e", "--array", "-a"}
@@ -92,68 +81,7 @@ set -euo pipefail
 """
 
 
-@dataclass
-class ExperimentSubmission:
-    """Outcome for one experiment.
-
-    Attributes:
-        experiment_name: the experiment's name (= its directory and run directory name).
-        experiment_dir: ``<experiments_dir>/<name>``.
-        script_path: the rendered sbatch script.
-        job_id: ``"123"`` or ``"123_4"`` (array task); local launcher: ``"local-<pid>"``; None
-            when not submitted (dry run or failure).
-        error: why submission (or, locally, the run) failed; None on success.
-        exit_code: local runs only: the process exit status.
-        launch: how the job script starts the command: ``"exec"`` (one task in total) or
-            ``"srun"`` (more); None for the local runner.
-    """
-
-    experiment_name: str
-    experiment_dir: Path
-    script_path: Path
-    job_id: str | None = None
-    error: str | None = None
-    exit_code: int | None = None
-    launch: str | None = None
-
-    @property
-    def is_success(self) -> bool:
-        """True when submitted (dry run: prepared) without error."""
-        return self.error is None
-
-
-@dataclass
-class BatchSubmissionResult:
-    """Outcome of a batch, one :class:`ExperimentSubmission` per experiment, in input order."""
-
-    results: list[ExperimentSubmission]
-    array_job_ids: list[str] = field(default_factory=list)
-    is_dry_run: bool = False
-
-    @property
-    def success_count(self) -> int:
-        """Number of experiments submitted (or run, locally) without error."""
-        return sum(result.is_success for result in self.results)
-
-    @property
-    def failed(self) -> list[ExperimentSubmission]:
-        """Experiments that failed, with their ``error``."""
-        return [result for result in self.results if not result.is_success]
-
-    @property
-    def job_ids(self) -> list[str]:
-        """Job ids of the submitted experiments, in input order."""
-        return [result.job_id for result in self.results if result.job_id is not None]
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    spec: ExperimentSpec
-    paths: ExperimentPaths
-    script_text: str
-
-
-class SLURMLauncher:
+class SLURMLauncher(Launcher):
     """Submit experiments to Slurm.
 
     Args:
@@ -187,17 +115,10 @@ class SLURMLauncher:
         extra_context: Mapping[str, object] | None = None,
         snapshot_code: bool = True,
     ) -> None:
-        self.project_root = Path(project_root).resolve()
-        self.experiments_dir = (
-            Path(experiments_dir).resolve()
-            if experiments_dir is not None
-            else self.project_root / "experiments"
-        )
+        super().__init__(project_root, experiments_dir, python=python, command=command)
         self.engine = SBATCHTemplateEngine(
             template_path if template_path is not None else default_template_text()
         )
-        self.python = python
-        self.command = tuple(command)
         self.commands = commands or SlurmCommands()
         self.extra_context = dict(extra_context or {})
         self.snapshot_code = snapshot_code
@@ -206,7 +127,7 @@ class SLURMLauncher:
     def submit_single_experiment(
         self, experiment: object, script_path: str | Path | None, dry_run: bool = False
     ) -> ExperimentSubmission:
-        """Prepare one experiment directory and submit its script with ``sbatch``.
+        """Prepare one experiment directory and submit its script with ``sbatch`` (no array).
 
         Args:
             experiment: an ``ExperimentConfig`` (or an object with ``experiment_name``,
@@ -222,7 +143,7 @@ class SLURMLauncher:
             ValueError: an invalid experiment name or slurm section (before any file is written).
         """
         (prepared,) = self._prepare([experiment], script_path, dry_run)
-        result = _submission(prepared)
+        result = self._submission(prepared)
         if not dry_run:
             result.job_id = self.commands.sbatch(prepared.paths.script_path)
             logger.info("submitted %s as job %s", prepared.spec.name, result.job_id)
@@ -235,7 +156,7 @@ class SLURMLauncher:
         max_concurrent: int | None = None,
         dry_run: bool = False,
     ) -> BatchSubmissionResult:
-        """Prepare every experiment and submit them as one job array.
+        """Prepare every experiment and submit them as one job array per resource request.
 
         Args:
             experiments: experiments (see :meth:`submit_single_experiment`); names must be unique.
@@ -250,76 +171,46 @@ class SLURMLauncher:
         Raises:
             ValueError: empty batch, bad ``max_concurrent``, duplicate or invalid names.
         """
-        if max_concurrent is not None and (isinstance(max_concurrent, bool) or max_concurrent < 1):
-            raise ValueError(
-                f"max_concurrent must be a positive int or None, got {max_concurrent!r}"
-            )
-        prepared = self._prepare(experiments, script_path, dry_run)
-        results = [_submission(item) for item in prepared]
-        outcome = BatchSubmissionResult(results, is_dry_run=dry_run)
+        return super().submit_experiment_batch(experiments, script_path, max_concurrent, dry_run)
+
+    # ------------------------------------------------------------------ the base's steps
+    def _uses_script_path(self) -> bool:
+        return "SCRIPT_PATH" in self.engine.placeholders or (
+            "COMMAND" in self.engine.placeholders and super()._uses_script_path()
+        )
+
+    def _copies_code(self, dry_run: bool) -> bool:
+        return self.snapshot_code and not dry_run
+
+    def _submission(self, item: PreparedExperiment) -> ExperimentSubmission:
+        return ExperimentSubmission(
+            item.spec.name,
+            item.paths.experiment_dir,
+            item.paths.script_path,
+            launch=launch_mode(_num_tasks(item.spec)),
+        )
+
+    def _launch(
+        self,
+        prepared: list[PreparedExperiment],
+        outcome: BatchSubmissionResult,
+        max_concurrent: int | None,
+        dry_run: bool,
+    ) -> None:
         for indices in _group_by_resources(prepared).values():
             self._submit_array(
                 [prepared[idx] for idx in indices],
-                [results[idx] for idx in indices],
+                [outcome.results[idx] for idx in indices],
                 max_concurrent,
                 dry_run,
                 outcome,
             )
-        return outcome
 
-    # ------------------------------------------------------------------ preparation
-    def _prepare(
-        self, experiments: Sequence[object], script_path: str | Path | None, dry_run: bool
-    ) -> list[_Prepared]:
-        specs = to_experiment_specs(experiments)  # validates names and slurm sections, no writes
-        code = take_snapshot(
-            self.project_root,
-            self.experiments_dir / SNAPSHOTS_DIRNAME,
-            exclude=[self.experiments_dir],
-            copy_code=self.snapshot_code and not dry_run,
-        )
-        paths = [ExperimentPaths.under(self.experiments_dir, spec.name) for spec in specs]
-        texts = [
-            self._render(spec, path, code, script_path)
-            for spec, path in zip(specs, paths, strict=True)
-        ]
-        prepare_experiment_dirs(specs, paths)
-        for path, text in zip(paths, texts, strict=True):
-            write_code_version(path.experiment_dir, code)
-            path.script_path.write_text(text, encoding="utf-8")
-            path.script_path.chmod(0o755)
-        return [_Prepared(s, p, t) for s, p, t in zip(specs, paths, texts, strict=True)]
-
-    def _job_script_path(self, script_path: str | Path | None, code: CodeVersion) -> str:
-        if script_path is None:
-            return ""
-        script = Path(script_path).resolve()
-        try:
-            return str(Path(code.code_dir) / script.relative_to(self.project_root))
-        except ValueError:
-            return str(script)  # outside the project: used as is, not snapshotted
-
-    def _render(
-        self, spec: ExperimentSpec, paths: ExperimentPaths, code: CodeVersion, script_path
-    ) -> str:
-        job_script = self._job_script_path(script_path, code)
-        words = {
-            "PYTHON": self.python,
-            "SCRIPT_PATH": job_script,
-            "CONFIG_PATH": str(paths.config_path),
-            "EXPERIMENT_DIR": str(paths.experiment_dir),
-            "EXPERIMENT_NAME": spec.name,
-        }
-        uses_script = "SCRIPT_PATH" in self.engine.placeholders or (
-            "COMMAND" in self.engine.placeholders
-            and any("{SCRIPT_PATH}" in word for word in self.command)
-        )
-        if not job_script and uses_script:
-            raise ValueError(
-                "script_path is None but the template or command uses SCRIPT_PATH; pass the training script path"
-            )
+    def _job_file(self, item: PreparedExperiment, code: CodeVersion, job_script: str) -> str:
+        """The experiment's sbatch script."""
+        spec, paths = item.spec, item.paths
         slurm = spec.slurm
-        command = ShellCommand([word.format_map(words) for word in self.command])
+        command = ShellCommand(list(item.command))
         num_tasks = _num_tasks(spec)
         if num_tasks > 1 and "LAUNCH" not in self.engine.placeholders:
             logger.warning(
@@ -361,7 +252,7 @@ class SLURMLauncher:
     # ------------------------------------------------------------------ arrays
     def _submit_array(
         self,
-        prepared: list[_Prepared],
+        prepared: list[PreparedExperiment],
         results: list[ExperimentSubmission],
         max_concurrent: int | None,
         dry_run: bool,
@@ -398,15 +289,6 @@ def _num_tasks(spec: ExperimentSpec) -> int:
     return spec.slurm["nodes"] * spec.slurm["ntasks_per_node"]
 
 
-def _submission(item: _Prepared) -> ExperimentSubmission:
-    return ExperimentSubmission(
-        item.spec.name,
-        item.paths.experiment_dir,
-        item.paths.script_path,
-        launch=launch_mode(_num_tasks(item.spec)),
-    )
-
-
 def _option_name(directive: str) -> str:
     return re.split(r"[=\s]", directive, maxsplit=1)[0]
 
@@ -417,10 +299,10 @@ def _shared_directives(script_text: str) -> tuple[str, ...]:
     )
 
 
-def _group_by_resources(prepared: list[_Prepared]) -> dict[tuple[str, ...], list[int]]:
+def _group_by_resources(prepared: list[PreparedExperiment]) -> dict[tuple[str, ...], list[int]]:
     groups: dict[tuple[str, ...], list[int]] = {}
     for idx, item in enumerate(prepared):
-        groups.setdefault(_shared_directives(item.script_text), []).append(idx)
+        groups.setdefault(_shared_directives(item.job_file), []).append(idx)
     if len(groups) > 1:
         logger.info(
             "experiments request different resources: submitting %d job arrays", len(groups)
@@ -428,7 +310,9 @@ def _group_by_resources(prepared: list[_Prepared]) -> dict[tuple[str, ...], list
     return groups
 
 
-def _array_script(prepared: list[_Prepared], tasks_dir: Path, max_concurrent: int | None) -> str:
+def _array_script(
+    prepared: list[PreparedExperiment], tasks_dir: Path, max_concurrent: int | None
+) -> str:
     names = [item.spec.name for item in prepared]
     prefix = os.path.commonprefix(names).rstrip("_-.")  # noqa: RUF071 (character prefix intended)
     array = f"0-{len(prepared) - 1}" + (f"%{max_concurrent}" if max_concurrent else "")
@@ -438,7 +322,7 @@ def _array_script(prepared: list[_Prepared], tasks_dir: Path, max_concurrent: in
             "TASK_LOG_DIR": str(tasks_dir),
             "ARRAY": array,
             # sbatch reads these lines verbatim: they were rendered (and quoted) by the template
-            "SHARED_DIRECTIVES": Directives(list(_shared_directives(prepared[0].script_text))),
+            "SHARED_DIRECTIVES": Directives(list(_shared_directives(prepared[0].job_file))),
         }
     )
     cases = "".join(

@@ -34,6 +34,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import LauncherError
+from model_training_framework.process_utils import run_command
 from model_training_framework.trainer.config_fields import canonical_signal_name
 
 if TYPE_CHECKING:
@@ -242,11 +243,8 @@ class PreemptionHandler:
                 "preemption.requeue_job is false" if job_id else "not running under Slurm",
             )
             return False
-        # Lazy import: the Slurm command layer is only needed when running under Slurm.
-        from model_training_framework.launch.slurm.commands import SlurmCommands
-
         try:
-            SlurmCommands(timeout_s=_REQUEUE_TIMEOUT_S).scontrol_requeue(job_id)
+            run_command(["scontrol", "requeue", job_id], timeout_s=_REQUEUE_TIMEOUT_S)
         except LauncherError as err:
             logger.error(
                 "requeue of Slurm job %s failed (the checkpoint is written; resubmit the job to "

@@ -40,7 +40,7 @@ COMMIT = "commit"
 DIRTY = "dirty"
 SOURCE = "source"
 
-_IS_DIRTY = "is_dirty"  # key of the record launch/slurm/snapshot.py writes
+_IS_DIRTY = "is_dirty"  # key of the record launch/snapshot.py writes
 _SOURCE_FILE = "file"
 _SOURCE_GIT = "git"
 _DEFAULT_TIMEOUT_S = 5.0

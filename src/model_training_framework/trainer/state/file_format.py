@@ -29,6 +29,7 @@ import torch
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import atomic_write
 from model_training_framework.trainer.state.layout import FORMAT_VERSION, upgrade
+from model_training_framework.version import __version__
 
 __all__ = [
     "BEST_NAME",
@@ -190,7 +191,7 @@ def make_file_content(
         )
     return {
         FORMAT_VERSION_KEY: FORMAT_VERSION,
-        FRAMEWORK_VERSION_KEY: _framework_version(),
+        FRAMEWORK_VERSION_KEY: __version__,
         CREATED_AT_KEY: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         EPOCH_KEY: int(epoch),
         GLOBAL_STEP_KEY: int(global_step),
@@ -424,7 +425,7 @@ def _check_format(file: Path, content: Any) -> None:
         raise CheckpointError(
             f"checkpoint {file} has format version {found_version!r} (written by "
             f"model_training_framework {content.get(FRAMEWORK_VERSION_KEY, 'unknown')}); this "
-            f"version ({_framework_version()}) reads format version {FORMAT_VERSION} and "
+            f"version ({__version__}) reads format version {FORMAT_VERSION} and "
             f"older ones down to format version {OLDEST_FORMAT_VERSION}; resume it with the "
             "framework version that wrote it, or start from a checkpoint of this version"
         )
@@ -458,10 +459,3 @@ def _type_error(where: str, value: Any) -> CheckpointError:
         "and dicts of these (e.g. float(x) for a NumPy scalar, torch.from_numpy(a) for an "
         "array, member.value for an Enum)"
     )
-
-
-def _framework_version() -> str:
-    # Imported late: the package's __init__ may import the trainer before defining __version__.
-    from model_training_framework import __version__
-
-    return __version__

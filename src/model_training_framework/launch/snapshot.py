@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from model_training_framework.errors import LauncherError
 from model_training_framework.io_utils import atomic_write_text
-from model_training_framework.launch.slurm.commands import run_command
+from model_training_framework.process_utils import run_command
 
 __all__ = [
     "CODE_VERSION_ENV",
