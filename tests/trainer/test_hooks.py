@@ -275,7 +275,10 @@ def test_dispatcher_from_config_calls_loaded_hooks_and_keeps_the_error_setting()
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("no_such_package_xyz.Hook", r"no module found for 'no_such_package_xyz\.Hook'"),
+        (
+            "no_such_package_xyz.Hook",
+            r"cannot import 'no_such_package_xyz\.Hook': there is no module 'no_such_package_xyz'",
+        ),
         (
             f"{FIXTURES}.MissingHook",
             r"'hook_fixtures' has no attribute 'MissingHook'.*ScaledCounter",

@@ -7,7 +7,8 @@
   they run at construction and in ``validate_for_fit()``, never on a single assignment.
 * :class:`SerializableConfig` adds ``from_dict``/``from_yaml``/``to_dict``/``to_yaml`` for the
   top-level configs (renamed keys are migrated by :mod:`.legacy` first).
-* :func:`import_object` / :func:`dotted_path_of` convert between objects and ``"pkg.mod.name"``.
+* :func:`import_object` / :func:`dotted_path_of` (from :mod:`.imports`) convert between objects
+  and ``"pkg.mod.name"``; they are re-exported here.
 
 Example:
     >>> from model_training_framework.trainer import GenericTrainerConfig
@@ -21,7 +22,6 @@ from __future__ import annotations
 import difflib
 import enum
 import functools
-import importlib
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 from typing_extensions import Self
 
+from model_training_framework.config.imports import dotted_path_of, import_object, is_dotted_path
 from model_training_framework.config.legacy import (
     LegacyRule,
     migrate_legacy_keys,
@@ -55,87 +56,7 @@ __all__ = [
     "validation_issues",
 ]
 
-_DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _MAX_SHOWN_INPUT = 80
-
-
-# ----------------------------------------------------------------------------- dotted paths
-
-
-def is_dotted_path(value: str) -> bool:
-    """Return True when ``value`` looks like ``"package.module.name"`` (at least one dot)."""
-    return bool(_DOTTED_PATH.match(value))
-
-
-def import_object(path: str) -> Any:
-    """Import the object named by a dotted path such as ``"pkg.mod.Class.method"``.
-
-    The longest importable module prefix is imported, the rest is looked up with ``getattr``.
-
-    Args:
-        path: dotted path of a module-level object (function, class, attribute).
-
-    Returns:
-        The object.
-
-    Raises:
-        ImportError: when no prefix of ``path`` is an importable module or an attribute is
-            missing; the message names the path.
-    """
-    if not is_dotted_path(path):
-        raise ImportError(f"{path!r} is not a dotted path like 'package.module.name'")
-    parts = path.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:split])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            missing = err.name or ""
-            if module_name != missing and not module_name.startswith(missing + "."):
-                raise  # the module exists but one of *its* imports is missing
-            continue
-        for attr in parts[split:]:
-            if not hasattr(obj, attr):
-                raise ImportError(f"cannot import {path!r}: {obj!r} has no attribute {attr!r}")
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(f"cannot import {path!r}: no importable module among its prefixes")
-
-
-def dotted_path_of(obj: Any) -> str:
-    """Return the dotted path ``"module.qualname"`` under which ``obj`` can be imported again.
-
-    Args:
-        obj: a module-level function or class (or a method of one).
-
-    Returns:
-        The dotted path.
-
-    Raises:
-        ValueError: for lambdas, local (nested) functions, partials and other objects that
-            cannot be found again by importing their path.
-    """
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if not module or not qualname:
-        raise ValueError(
-            f"{obj!r} has no importable name; use a module-level function or class "
-            "(or give its dotted path as a string)"
-        )
-    if "<lambda>" in qualname or "<locals>" in qualname:
-        kind = "a lambda" if "<lambda>" in qualname else "a local function"
-        raise ValueError(
-            f"{module}.{qualname} is {kind} and cannot be saved to a config file; "
-            "define it at module level (or give its dotted path as a string)"
-        )
-    path = f"{module}.{qualname}"
-    try:
-        found = import_object(path)
-    except ImportError as err:
-        raise ValueError(f"{path} cannot be imported again: {err}") from err
-    if found is not obj:
-        raise ValueError(f"{path} does not import back to {obj!r}; use a module-level object")
-    return path
 
 
 # ----------------------------------------------------------------------------- plain data

@@ -20,8 +20,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
+from model_training_framework.config.imports import is_dotted_path
 from model_training_framework.config.legacy import EXPERIMENT_RULES, LegacyRule
-from model_training_framework.config.loading import ConfigModel, is_dotted_path
+from model_training_framework.config.loading import ConfigModel
 from model_training_framework.trainer.config import GenericTrainerConfig
 
 __all__ = ["ExperimentConfig", "OptimizerConfig", "SlurmConfig", "TrainingConfig"]

@@ -65,7 +65,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from model_training_framework.config.loading import import_object, is_dotted_path
+from model_training_framework.config.imports import import_callable, is_dotted_path
 from model_training_framework.errors import ConfigError, MTFError
 from model_training_framework.experiment.config import ExperimentConfig, OptimizerConfig
 from model_training_framework.experiment.exit_codes import (
@@ -109,24 +109,6 @@ _DATA_KEYS = ("train", "val")
 # ----------------------------------------------------------------------------- building blocks
 
 
-def _import_callable(path: object, field_path: str) -> Callable[..., Any]:
-    if not isinstance(path, str) or not is_dotted_path(path):
-        raise ConfigError(
-            f"{field_path}: expected the dotted path of a callable such as "
-            f"'my_project.components.build', got {path!r}"
-        )
-    try:
-        found = import_object(path)
-    except ImportError as err:
-        raise ConfigError(
-            f"{field_path}: {err}; is the module on the Python path (run from the project "
-            "directory or install it)?"
-        ) from err
-    if not callable(found):
-        raise ConfigError(f"{field_path}: {path!r} is a {type(found).__name__}, not a callable")
-    return found
-
-
 def build_model(model_section: Mapping[str, Any]) -> torch.nn.Module:
     """Build the model: call ``model.factory`` with the section's other keys.
 
@@ -144,7 +126,7 @@ def build_model(model_section: Mapping[str, Any]) -> torch.nn.Module:
             "model.factory is missing; set it to the dotted path of a function that returns "
             f"your torch.nn.Module (model keys found: {sorted(model_section)})"
         )
-    factory = _import_callable(model_section["factory"], "model.factory")
+    factory = import_callable(model_section["factory"], "model.factory")
     kwargs = {k: v for k, v in model_section.items() if k != "factory" and k not in _STEP_KEYS}
     model = factory(**kwargs)
     if not isinstance(model, torch.nn.Module):
@@ -168,12 +150,12 @@ def load_step_functions(
             "model.training_step is missing; set it to the dotted path of "
             "fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name) -> {'loss': ...}"
         )
-    training_step = _import_callable(model_section["training_step"], "model.training_step")
+    training_step = import_callable(model_section["training_step"], "model.training_step")
     validation_path = model_section.get("validation_step")
     validation_step = (
         None
         if validation_path is None
-        else _import_callable(validation_path, "model.validation_step")
+        else import_callable(validation_path, "model.validation_step")
     )
     return training_step, validation_step
 
@@ -252,7 +234,7 @@ def build_loaders(
     names, loaders = [], []
     for idx, entry in enumerate(_loader_entries(data_section, split)):
         where = f"data.{split}[{idx}]"
-        factory = _import_callable(entry["factory"], f"{where}.factory")
+        factory = import_callable(entry["factory"], f"{where}.factory")
         kwargs = {k: v for k, v in entry.items() if k not in ("name", "factory", *_LOADER_SETTINGS)}
         made = factory(**kwargs)
         if isinstance(made, DataLoader):
@@ -277,7 +259,7 @@ def build_loaders(
 
 def _find_class(name: str, module: Any, field_path: str, base: type) -> type:
     if is_dotted_path(name):
-        return _import_callable(name, field_path)  # type: ignore[return-value]
+        return import_callable(name, field_path)  # type: ignore[return-value]
     candidates = {
         attr.lower(): getattr(module, attr)
         for attr in dir(module)
@@ -459,7 +441,7 @@ def run_experiment(
     trainer.set_training_step(training_step)
     if validation_step is not None:
         trainer.set_validation_step(validation_step)
-    factory = _import_callable(config.model["factory"], "model.factory")  # imported already
+    factory = import_callable(config.model["factory"], "model.factory")  # imported already
     trainer.set_code_directories(_code_directories(config_path, factory, training_step))
     trainer.add_hook(_RunRecords(config))
     return trainer.fit(

@@ -31,12 +31,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
+from model_training_framework.config.imports import import_callable
 from model_training_framework.config.legacy import TRAINER_RULES, LegacyRule
-from model_training_framework.config.loading import (
-    ConfigModel,
-    SerializableConfig,
-    import_object,
-)
+from model_training_framework.config.loading import ConfigModel, SerializableConfig
 from model_training_framework.errors import ConfigError
 from model_training_framework.trainer.config_fields import (
     Choice,
@@ -532,13 +529,7 @@ class ValidationConfig(ConfigModel):
         if value is None or callable(value):
             return value
         path = f"{self._field_path}.aggregation_fn" if self._field_path else "aggregation_fn"
-        try:
-            found = import_object(value)
-        except ImportError as err:
-            raise ConfigError(f"{path}: cannot import {value!r}: {err}") from err
-        if not callable(found):
-            raise ConfigError(f"{path}: {value!r} is a {type(found).__name__}, not a callable")
-        return found
+        return import_callable(value, path)
 
 
 class FaultToleranceConfig(ConfigModel):

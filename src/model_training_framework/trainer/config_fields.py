@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from model_training_framework.config.loading import is_dotted_path
+from model_training_framework.config.imports import is_dotted_path
 
 __all__ = [
     "NAME_PATTERN",

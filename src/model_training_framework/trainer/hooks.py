@@ -3,12 +3,12 @@ hooks from dotted class paths (``HooksConfig``)."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from model_training_framework.config.imports import import_configured
 from model_training_framework.errors import CheckpointError, ConfigError, HookError
 from model_training_framework.trainer.legacy_hooks import bind_hook_method
 
@@ -408,52 +408,12 @@ def load_hooks(config: HooksConfig) -> list[TrainerHooks]:
 
 
 def _hook_class(path: str, field: str) -> type[TrainerHooks]:
-    obj = _import_dotted(path, field)
+    obj = import_configured(path, field)
     if not (isinstance(obj, type) and issubclass(obj, TrainerHooks)):
         raise ConfigError(
             f"{field}: {path!r} is {obj!r}, not a TrainerHooks subclass; point it at a class "
             f"that subclasses model_training_framework.trainer.TrainerHooks"
         )
-    return obj
-
-
-def _import_dotted(path: str, field: str) -> object:
-    """Import ``pkg.module.Attr`` (also ``pkg.module.Outer.Inner``)."""
-    parts = path.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:split])
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if not _is_prefix_module(err.name, module_name):
-                raise ConfigError(
-                    f"{field}: importing module {module_name!r} for {path!r} failed: {err}"
-                ) from err
-            continue
-        return _resolve_attributes(module, parts[split:], path, field)
-    raise ConfigError(
-        f"{field}: no module found for {path!r} (tried {parts[0]!r}); check the spelling and "
-        f"that the package is importable (installed or on PYTHONPATH)"
-    )
-
-
-def _is_prefix_module(missing: str | None, module_name: str) -> bool:
-    """Whether the missing module is ``module_name`` itself or one of its parents (so a
-    shorter prefix may still be the module), rather than something it imports."""
-    return missing is not None and (module_name == missing or module_name.startswith(missing + "."))
-
-
-def _resolve_attributes(module: object, names: Sequence[str], path: str, field: str) -> object:
-    obj = module
-    for depth, name in enumerate(names):
-        try:
-            obj = getattr(obj, name)
-        except AttributeError as err:
-            owner = ".".join([module.__name__, *names[:depth]])  # type: ignore[attr-defined]
-            public = sorted(n for n in dir(obj) if not n.startswith("_"))
-            raise ConfigError(
-                f"{field}: {owner!r} has no attribute {name!r} (from {path!r}); available: {public}"
-            ) from err
     return obj
 
 

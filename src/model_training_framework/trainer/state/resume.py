@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from model_training_framework.config.loading import import_object
+from model_training_framework.config.imports import import_configured
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.results import WarmStartResult
 
@@ -123,15 +123,13 @@ def warm_start(
     or None); both are called as ``fn(trainer, checkpoint_path)``.
 
     Raises:
+        ConfigError: ``warm_start.loader_class`` cannot be imported.
         TypeError: the loader does not return a ``WarmStartResult``.
         RuntimeError: the weights do not fit the model (from ``load_state_dict``).
     """
     path, strict = None, True
     if loader_fn is None and config is not None:
-        try:
-            loader_fn = import_object(config.loader_class)
-        except ImportError as err:
-            raise ValueError(f"warm_start.loader_class: {err}") from err
+        loader_fn = import_configured(config.loader_class, "warm_start.loader_class")
         if isinstance(loader_fn, type):
             loader_fn = loader_fn()
         path, strict = config.checkpoint_path, config.strict
