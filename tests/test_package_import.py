@@ -126,3 +126,12 @@ def test_unknown_attribute_raises_attribute_error_naming_it():
 
 def test_version_is_a_string():
     assert isinstance(mtf.__version__, str) and mtf.__version__
+
+
+def test_the_trainer_package_exports_its_names_lazily():
+    import model_training_framework.trainer as trainer_pkg
+
+    assert set(trainer_pkg.__all__) == set(trainer_pkg._LAZY_NAMES)
+    for name in trainer_pkg.__all__:
+        value = getattr(trainer_pkg, name)
+        assert value is getattr(importlib.import_module(trainer_pkg._LAZY_NAMES[name]), name)

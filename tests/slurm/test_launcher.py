@@ -130,7 +130,7 @@ def test_submission_snapshots_committed_and_uncommitted_code(git_project, tmp_pa
     head = subprocess.run(
         ["git", "-C", str(git_project), "rev-parse", "HEAD"], capture_output=True, text=True
     )
-    assert version.commit == head.stdout.strip() and version.is_dirty is True
+    assert version.commit == head.stdout.strip() and version.dirty is True
     code_dir = Path(version.code_dir)
     assert (code_dir / "train.py").read_text().endswith("# edited\n")
     assert (code_dir / "helper.py").read_text() == "VALUE = 1\n"

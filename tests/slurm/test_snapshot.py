@@ -7,6 +7,7 @@ record and that the user's index and working tree are exactly as before.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_repository_that_ignores_its_experiment_outputs(tmp_path):
 
     assert user_state(repo) == before
     assert version.commit == git(repo, "rev-parse", "HEAD")
-    assert version.branch == "main" and version.is_dirty is True
+    assert version.branch == "main" and version.dirty is True
     assert files_of(Path(version.code_dir)) == {
         ".gitignore": "experiments/\nruns/\n*.ckpt\n",
         "train.py": "A = 2\n",
@@ -132,9 +133,9 @@ def test_experiments_dir_that_git_does_not_ignore_is_left_out(tmp_path):
 def test_clean_repository_is_not_dirty_and_keeps_no_patch(tmp_path):
     repo = make_repo(tmp_path / "repo", {"train.py": "A = 1\n", ".gitignore": "experiments/\n"})
     version = snapshot(repo)
-    assert version.is_dirty is False and version.patch_path is None
+    assert version.dirty is False and version.patch_path is None
     assert files_of(Path(version.code_dir))["train.py"] == "A = 1\n"
-    assert snapshot(repo, copy_code=False).is_dirty is False
+    assert snapshot(repo, copy_code=False).dirty is False
 
 
 def test_submodule_code_and_its_uncommitted_changes_are_in_the_snapshot(tmp_path):
@@ -161,10 +162,10 @@ def test_submodule_code_and_its_uncommitted_changes_are_in_the_snapshot(tmp_path
     code = Path(version.code_dir)
     assert (code / "vendor" / "lib" / "lib.py").read_text() == "VERSION = 2\n"
     assert (code / "vendor" / "lib" / "extra.py").read_text() == "EXTRA = 1\n"
-    assert version.is_dirty is True
+    assert version.dirty is True
     patch = Path(version.patch_path).read_text()
     assert "b/vendor/lib/lib.py" in patch and "+VERSION = 2" in patch
-    assert snapshot(repo, copy_code=False).is_dirty is True
+    assert snapshot(repo, copy_code=False).dirty is True
 
 
 def test_repository_without_any_commit(tmp_path):
@@ -177,7 +178,7 @@ def test_repository_without_any_commit(tmp_path):
     version = snapshot(repo)
 
     assert user_state(repo) == before
-    assert version.commit is None and version.branch == "main" and version.is_dirty is True
+    assert version.commit is None and version.branch == "main" and version.dirty is True
     assert files_of(Path(version.code_dir)) == {
         ".gitignore": "experiments/\n",
         "train.py": "A = 1\n",
@@ -195,7 +196,7 @@ def test_detached_head(tmp_path):
 
     version = snapshot(repo)
 
-    assert version.commit == first and version.branch == "" and version.is_dirty is False
+    assert version.commit == first and version.branch == "" and version.dirty is False
     assert (Path(version.code_dir) / "train.py").read_text() == "A = 1\n"
 
 
@@ -225,7 +226,7 @@ def test_outside_any_repository(tmp_path):
     project.mkdir()
     (project / "train.py").write_text("A = 1\n")
     version = snapshot(project)
-    assert version.commit is None and version.is_dirty is None
+    assert version.commit is None and version.dirty is None
     assert Path(version.code_dir) == project.resolve()
 
 
@@ -246,4 +247,42 @@ def test_launchers_work_where_experiments_are_gitignored(tmp_path):
     assert read_code_version(repo / "experiments" / "grid" / "one").commit == git(
         repo, "rev-parse", "HEAD"
     )
-    assert read_code_version(repo / "experiments" / "local" / "two").is_dirty is False
+    assert read_code_version(repo / "experiments" / "local" / "two").dirty is False
+
+
+# ---------------------------------------------------------------- the record's keys
+def test_the_record_names_the_dirty_flag_as_the_trainer_reads_it(tmp_path, monkeypatch):
+    """One name for the flag: the launcher writes the key the trainer's reader looks up."""
+    from model_training_framework.trainer.state.code_version import (
+        CODE_VERSION_FILE_ENV,
+        DIRTY,
+        LEGACY_DIRTY,
+        get_code_version,
+    )
+
+    repo = make_repo(tmp_path / "repo", {"train.py": ""})
+    (repo / "train.py").write_text("print('edited')\n")
+    LocalLauncher(repo, command=("{PYTHON}", "-c", "pass")).submit_experiment_batch(
+        [{"experiment_name": "one"}], None
+    )
+    record_path = repo / "experiments" / "one" / "code_version.json"
+    record = json.loads(record_path.read_text())
+
+    assert record[DIRTY] is True and LEGACY_DIRTY not in record
+    monkeypatch.setenv(CODE_VERSION_FILE_ENV, str(record_path))
+    assert get_code_version()[DIRTY] is True
+
+
+def test_a_record_written_with_the_old_flag_name_still_reads(tmp_path):
+    record = {
+        "project_root": str(tmp_path),
+        "code_dir": str(tmp_path),
+        "commit": "cafe01",
+        "branch": "main",
+        "is_dirty": True,
+        "patch_path": None,
+        "created_at": "2026-12-01T00:00:00+0000",
+    }
+    (tmp_path / "code_version.json").write_text(json.dumps(record))
+
+    assert read_code_version(tmp_path).dirty is True

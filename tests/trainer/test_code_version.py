@@ -132,3 +132,11 @@ def test_record_without_dirty_flag_is_a_config_error(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="'dirty'"):
         get_code_version()
+
+
+def test_record_with_the_old_dirty_key_is_read_under_the_one_name(tmp_path, monkeypatch):
+    path = tmp_path / "code_version.json"
+    path.write_text(json.dumps({"commit": "cafe01", "is_dirty": True}))
+    monkeypatch.setenv(CODE_VERSION_FILE_ENV, str(path))
+
+    assert get_code_version() == {"commit": "cafe01", "dirty": True, "source": "file"}

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_training_framework.experiment.config import SlurmConfig
 from model_training_framework.experiment.manager import write_config_file
 
 __all__ = [
@@ -22,21 +23,8 @@ __all__ = [
     "to_experiment_specs",
 ]
 
-# Same defaults as experiment/config.py's SlurmConfig (docs/design-config-fields.md).
-SLURM_DEFAULTS: dict[str, object] = {
-    "account": None,
-    "partition": None,
-    "nodes": 1,
-    "ntasks_per_node": 1,
-    "gpus_per_node": 0,
-    "cpus_per_task": 1,
-    "mem": "4G",
-    "time": "01:00:00",
-    "constraint": None,
-    "qos": None,
-    "extra_directives": [],
-    "signal_grace_s": 120,
-}
+# A dict experiment gets the resources an ExperimentConfig gets: SlurmConfig declares them.
+SLURM_DEFAULTS: dict[str, object] = SlurmConfig().model_dump()
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 

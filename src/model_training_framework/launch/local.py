@@ -33,7 +33,7 @@ from model_training_framework.launch.base import (
     Launcher,
     PreparedExperiment,
 )
-from model_training_framework.launch.snapshot import CODE_VERSION_ENV
+from model_training_framework.trainer.state.code_version import CODE_VERSION_FILE_ENV
 
 __all__ = ["LocalLauncher"]
 
@@ -103,7 +103,7 @@ class LocalLauncher(Launcher):
             **self.env,
             "MTF_EXPERIMENT_NAME": result.experiment_name,
             "MTF_EXPERIMENT_DIR": str(paths.experiment_dir),
-            CODE_VERSION_ENV: str(paths.code_version_path),
+            CODE_VERSION_FILE_ENV: str(paths.code_version_path),
         }
         out = (paths.log_dir / "local.out").open("ab")
         err = (paths.log_dir / "local.err").open("ab")

@@ -8,7 +8,9 @@ their place. Nothing is committed, so no git identity is needed, and branches ar
 switched. A repository without any commit yet is snapshotted from its files alone.
 
 The record is a small JSON file (``code_version.json``) that jobs find through the environment
-variable ``MTF_CODE_VERSION_FILE``; the trainer stores it in its checkpoints.
+variable ``MTF_CODE_VERSION_FILE``; the trainer reads it
+(:mod:`~model_training_framework.trainer.state.code_version`, which names its keys) and stores it
+in its checkpoints.
 
 Example:
     >>> snap = take_snapshot(project_root, experiments_dir / ".mtf_code")  # doctest: +SKIP
@@ -31,9 +33,12 @@ from typing import BinaryIO
 from model_training_framework.errors import LauncherError
 from model_training_framework.io_utils import atomic_write_text
 from model_training_framework.process_utils import run_command
+from model_training_framework.trainer.state.code_version import (
+    DIRTY,
+    LEGACY_DIRTY,
+)
 
 __all__ = [
-    "CODE_VERSION_ENV",
     "CODE_VERSION_FILENAME",
     "CodeVersion",
     "read_code_version",
@@ -44,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CODE_VERSION_FILENAME = "code_version.json"
-CODE_VERSION_ENV = "MTF_CODE_VERSION_FILE"
 PATCH_FILENAME = "uncommitted.patch"
 _GIT_TIMEOUT_S = 120.0
 _LARGE_PATCH_BYTES = 10 * 1024 * 1024
@@ -60,7 +64,7 @@ class CodeVersion:
         commit: git commit hash, None when the project is not a git repository or the
             repository has no commit yet.
         branch: branch name at submission ("" when detached or no git).
-        is_dirty: True when there were uncommitted changes (None without git).
+        dirty: True when there were uncommitted changes (None without git).
         patch_path: file holding those changes as a git patch (None when clean / no git).
         created_at: submission time, ISO 8601.
     """
@@ -69,7 +73,7 @@ class CodeVersion:
     code_dir: str
     commit: str | None
     branch: str
-    is_dirty: bool | None
+    dirty: bool | None
     patch_path: str | None
     created_at: str
 
@@ -216,8 +220,8 @@ def take_snapshot(
             patch_path = Path(tmp) / PATCH_FILENAME
             with patch_path.open("wb") as patch:
                 _snapshot_repository(repo, excluded, patch, None)
-            is_dirty = patch_path.stat().st_size > 0
-        return CodeVersion(str(root), str(root), commit, branch, is_dirty, None, created_at)
+            dirty = patch_path.stat().st_size > 0
+        return CodeVersion(str(root), str(root), commit, branch, dirty, None, created_at)
     label = commit[:10] if commit is not None else "no-commit"
     target = (
         Path(snapshots_dir).resolve()
@@ -228,14 +232,14 @@ def take_snapshot(
     patch_path = target / PATCH_FILENAME
     with patch_path.open("wb") as patch:
         _snapshot_repository(repo, excluded, patch, code_root)
-    is_dirty = patch_path.stat().st_size > 0
+    dirty = patch_path.stat().st_size > 0
     if patch_path.stat().st_size > _LARGE_PATCH_BYTES:
         logger.warning(
             "uncommitted changes in %s are %d bytes; is a data file untracked?",
             repo,
             patch_path.stat().st_size,
         )
-    if not is_dirty:
+    if not dirty:
         patch_path.unlink()
     code_dir = code_root / root.relative_to(repo)
     return CodeVersion(
@@ -243,8 +247,8 @@ def take_snapshot(
         str(code_dir),
         commit,
         branch,
-        is_dirty,
-        str(patch_path) if is_dirty else None,
+        dirty,
+        str(patch_path) if dirty else None,
         created_at,
     )
 
@@ -267,6 +271,8 @@ def read_code_version(experiment_dir: str | Path) -> CodeVersion:
     if path.is_dir():
         path = path / CODE_VERSION_FILENAME
     data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and DIRTY not in data and LEGACY_DIRTY in data:
+        data[DIRTY] = data.pop(LEGACY_DIRTY)  # a record written before the flag was renamed
     try:
         return CodeVersion(**data)
     except TypeError as err:

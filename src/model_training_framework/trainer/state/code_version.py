@@ -31,7 +31,14 @@ import yaml
 
 from model_training_framework.errors import ConfigError
 
-__all__ = ["CODE_VERSION_FILE_ENV", "COMMIT", "DIRTY", "SOURCE", "get_code_version"]
+__all__ = [
+    "CODE_VERSION_FILE_ENV",
+    "COMMIT",
+    "DIRTY",
+    "LEGACY_DIRTY",
+    "SOURCE",
+    "get_code_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,8 @@ COMMIT = "commit"
 DIRTY = "dirty"
 SOURCE = "source"
 
-_IS_DIRTY = "is_dirty"  # key of the record launch/snapshot.py writes
+# The dirty flag's name in records written before it was renamed to DIRTY (still read).
+LEGACY_DIRTY = "is_dirty"
 _SOURCE_FILE = "file"
 _SOURCE_GIT = "git"
 _DEFAULT_TIMEOUT_S = 5.0
@@ -105,12 +113,14 @@ def _read_record(path: Path) -> dict[str, Any]:
         record = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"code-version record {path} is not valid JSON/YAML: {err}") from err
-    if isinstance(record, dict) and DIRTY not in record and _IS_DIRTY in record:
-        record = {**record, DIRTY: record[_IS_DIRTY]}
+    if isinstance(record, dict) and DIRTY not in record and LEGACY_DIRTY in record:
+        # a record written before the flag was renamed: store it under the one name
+        record = {**record, DIRTY: record[LEGACY_DIRTY]}
+        del record[LEGACY_DIRTY]
     if not isinstance(record, dict) or COMMIT not in record or DIRTY not in record:
         raise ConfigError(
             f"code-version record {path} must be a mapping with keys '{COMMIT}' and '{DIRTY}' "
-            f"(or '{_IS_DIRTY}'), got {record!r}"
+            f"(or '{LEGACY_DIRTY}'), got {record!r}"
         )
     return {**record, SOURCE: _SOURCE_FILE}
 
