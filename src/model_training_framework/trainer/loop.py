@@ -23,10 +23,11 @@ from model_training_framework.trainer.config import (
 from model_training_framework.trainer.data.streams import loader_length
 from model_training_framework.trainer.loggers import Logger, NullLogger
 from model_training_framework.trainer.metrics.running import loader_shares, lr_key
+from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.results import FitResult, FitStatus
 from model_training_framework.trainer.run import Run, build_schedule
 from model_training_framework.trainer.runtime.preemption import StopRequest
-from model_training_framework.trainer.state.payload import TrainerParts, build_payload
+from model_training_framework.trainer.state.payload import build_payload
 from model_training_framework.trainer.step import TrainStep
 from model_training_framework.trainer.validation import run_validation
 
@@ -53,7 +54,6 @@ class FitLoop:
         training_step: the user's training step (see :class:`TrainStep`).
         validation_step: the user's validation step (None: no validation loaders).
         model: the model to call (DDP-wrapped or compiled).
-        move_batch: moves a batch to the device.
     """
 
     def __init__(
@@ -66,14 +66,11 @@ class FitLoop:
         training_step: Callable[..., Any],
         validation_step: Callable[..., Any] | None,
         model: torch.nn.Module,
-        move_batch: Callable[[Any], Any],
     ) -> None:
         self._trainer = trainer
         self._run = run
         self._state = run.state
-        self._step = TrainStep(
-            trainer, run, parts, training_step=training_step, model=model, move_batch=move_batch
-        )
+        self._step = TrainStep(trainer, run, parts, training_step=training_step, model=model)
         self._parts = parts
         self._dist = parts.dist
         self._hooks = parts.hooks

@@ -17,6 +17,7 @@ from model_training_framework.trainer.config import GenericTrainerConfig, Sampli
 from model_training_framework.trainer.data.streams import loader_length
 from model_training_framework.trainer.loggers import Logger, build_logger
 from model_training_framework.trainer.loggers.factory import writes_to_console
+from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.run import ResumePoint, Run, RunPlan
 from model_training_framework.trainer.runtime.distributed import (
     DistributedContext,
@@ -24,7 +25,7 @@ from model_training_framework.trainer.runtime.distributed import (
     warn_unsharded_loaders,
 )
 from model_training_framework.trainer.state.manager import CheckpointManager
-from model_training_framework.trainer.state.payload import TrainerParts, restore_payload
+from model_training_framework.trainer.state.payload import restore_payload
 from model_training_framework.trainer.state.resume import find_checkpoint, warm_start
 from model_training_framework.trainer.state.resume_check import WEIGHTS_KEY, RunFacts, check_resume
 from model_training_framework.trainer.state.rng import seed_everything

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from model_training_framework.trainer.data.schedule import Slot
     from model_training_framework.trainer.data.streams import LoaderStream
+    from model_training_framework.trainer.parts import TrainerParts
     from model_training_framework.trainer.run import Run
-    from model_training_framework.trainer.state.payload import TrainerParts
 
 __all__ = ["StepOutcome", "TrainStep"]
 
@@ -52,10 +52,9 @@ class TrainStep:
         run: this fit's loaders, schedule and per-fit components; ``run.state``'s
             ``global_step`` and ``skipped_nonfinite`` advance here.
         parts: the trainer's components (distributed context, user module, sharding,
-            precision, optimizer stepper, hooks).
+            precision, optimizer stepper, hooks, batch mover).
         training_step: the user's ``fn(trainer, batch, batch_idx, dataloader_idx, name)``.
         model: the model to call (DDP-wrapped or compiled).
-        move_batch: moves a batch to the device.
     """
 
     def __init__(
@@ -66,7 +65,6 @@ class TrainStep:
         *,
         training_step: Callable[..., Any],
         model: torch.nn.Module,
-        move_batch: Callable[[Any], Any],
     ) -> None:
         self._trainer = trainer
         self._run = run
@@ -79,7 +77,7 @@ class TrainStep:
         self._precision = parts.precision
         self._stepper = parts.stepper
         self._hooks = hooks = parts.hooks
-        self._move_batch = move_batch
+        self._move_batch = parts.move_batch
         self._is_distributed = parts.dist.is_distributed
         self._has_batch_start_hooks = hooks.has("on_train_batch_start")
         self._has_batch_end_hooks = hooks.has("on_train_batch_end")

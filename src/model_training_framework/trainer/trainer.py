@@ -18,17 +18,13 @@ import torch
 from model_training_framework.errors import ConfigError
 from model_training_framework.trainer.checks import check_optimizers, check_step_function
 from model_training_framework.trainer.config import GenericTrainerConfig
-from model_training_framework.trainer.data.devices import build_batch_mover
-from model_training_framework.trainer.hooks import HookDispatcher, TrainerHooks
+from model_training_framework.trainer.hooks import TrainerHooks
 from model_training_framework.trainer.loggers import Logger, NullLogger
 from model_training_framework.trainer.loop import FitLoop
-from model_training_framework.trainer.optim.precision import build_precision
-from model_training_framework.trainer.optim.stepper import OptimizerStepper, parse_schedulers
+from model_training_framework.trainer.parts import build_parts
 from model_training_framework.trainer.results import FitResult, WarmStartResult
 from model_training_framework.trainer.run import Run, RunPlan, open_run, prepare_run
-from model_training_framework.trainer.runtime.distributed import DistributedContext
 from model_training_framework.trainer.runtime.failures import build_failure_watch
-from model_training_framework.trainer.runtime.sharding import build_strategy, needs_process_group
 from model_training_framework.trainer.start import (
     check_inputs_agree,
     config_record,
@@ -37,7 +33,6 @@ from model_training_framework.trainer.start import (
     restore_or_start,
     take_run_directory,
 )
-from model_training_framework.trainer.state.payload import TrainerParts
 from model_training_framework.trainer.state.resume_check import optimizer_hyperparameters
 from model_training_framework.trainer.state.run_lock import NoRunDirectoryLock, RunDirectoryLock
 from model_training_framework.trainer.train_state import TrainState
@@ -74,38 +69,10 @@ class GenericTrainer:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.optimizers = check_optimizers(optimizers)
-        self._dist = DistributedContext.from_environment()
-        self.device = self._dist.device_for(config.device)
-        # Now, so users can build DistributedSamplers before fit (and FSDP2 can shard).
-        self._dist.setup(
-            self.device, single_process=needs_process_group(config.distributed.strategy)
-        )
-        self._module = model.to(self.device)
-        self._move_batch = build_batch_mover(self.device)
-        self._sharding = build_strategy(config.distributed, self._dist, self.device)
-        self._sharding.prepare(self._module, self.optimizers)
+        self._parts = parts = build_parts(config, model, self.optimizers, schedulers)
+        self.device = parts.device
+        self._dist, self._module, self._hooks = parts.dist, parts.module, parts.hooks
         self._forward_model: torch.nn.Module = self._module
-        perf = config.performance
-        self._precision = build_precision(
-            perf.use_amp,
-            perf.amp_dtype,
-            self.device,
-            is_sharded=needs_process_group(config.distributed.strategy),
-        )
-        self._stepper = OptimizerStepper(
-            self.optimizers,
-            parse_schedulers(schedulers, len(self.optimizers)),
-            self._precision,
-            self._module,
-            perf.clip_grad_norm,
-            check_every_step=config.check_nonfinite_gradients or config.on_nonfinite_loss == "skip",
-        )
-        self._hooks = HookDispatcher.from_config(config.hooks)
-        self._parts = TrainerParts(
-            self._dist, self._module, self._stepper, self._precision, self._hooks, self._sharding
-        )
-        for hook in self._hooks.hooks:
-            hook.configure(self.config)
         self._training_step: Callable[..., Any] | None = None
         self._validation_step: Callable[..., Any] | None = None
         self._warm_start_fn: Callable[..., WarmStartResult] | None = None
@@ -271,7 +238,10 @@ class GenericTrainer:
             config_record=record,
             optimizer_hparams=hparams,
         )
-        self._wrap_model(plan)
+        model = self._parts.sharding.wrap(self._module, num_loaders=len(plan.train_loaders))
+        self._forward_model = (
+            torch.compile(model) if self.config.performance.compile_model else model
+        )
         if self._dist.is_rank_zero:
             self._lock.record_owner()  # the first write of this fit
         run = self._run = open_run(
@@ -285,7 +255,7 @@ class GenericTrainer:
             config_record=record,
             optimizer_hparams=hparams,
             code_directories=self._code_directories,
-            checkpoint_format=self._sharding.checkpoint_format,
+            checkpoint_format=self._parts.sharding.checkpoint_format,
         )
         # Built before any hook runs, like the Run: hooks added from now on do not change it.
         loop = FitLoop(
@@ -296,7 +266,6 @@ class GenericTrainer:
             training_step=self._training_step,
             validation_step=self._validation_step,
             model=self._forward_model,
-            move_batch=self._move_batch,
         )
         with run.preemption:
             restore_or_start(
@@ -315,13 +284,6 @@ class GenericTrainer:
         self._hooks.call("on_train_end", self, result)
         return result
 
-    # ------------------------------------------------------------------ preparation
-    def _wrap_model(self, plan: RunPlan) -> None:
-        model = self._sharding.wrap(self._module, num_loaders=len(plan.train_loaders))
-        if self.config.performance.compile_model:
-            model = torch.compile(model)
-        self._forward_model = model
-
     def _close(self) -> None:
         run, self._run = self._run, None
         if run is not None:
@@ -329,7 +291,7 @@ class GenericTrainer:
         self._logger.close()
         self._logger = NullLogger()
         self._forward_model = self._module
-        self._sharding.release(self._dist)
+        self._parts.sharding.release(self._dist)
 
 
 def _checked_config(config: Any) -> GenericTrainerConfig:

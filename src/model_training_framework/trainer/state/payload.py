@@ -20,12 +20,10 @@ checkpoint format it chose.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.state import layout
 from model_training_framework.trainer.state.entries import (
     DataState,
@@ -46,19 +44,7 @@ from model_training_framework.trainer.state.registry import (
 )
 from model_training_framework.trainer.state.reshard import check_streams_reshardable, seed_rank
 
-__all__ = ["TrainerParts", "build_payload", "restore_payload", "state_registry"]
-
-
-@dataclass
-class TrainerParts:
-    """The trainer's components that live across fits (a checkpoint holds their state)."""
-
-    dist: Any
-    module: torch.nn.Module
-    stepper: Any
-    precision: Any
-    hooks: Any
-    sharding: Any
+__all__ = ["build_payload", "restore_payload", "state_registry"]
 
 
 def state_registry(parts: TrainerParts, run: Any) -> dict[str, Stateful]:
