@@ -11,7 +11,10 @@ uninterrupted run.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
+from model_training_framework.trainer.state.dcp import consolidate_checkpoint
 
 from .hook_fixtures import ScaledCounter
 from .resume_utils import RunSpec, assert_states_equal, indexed_dataset, make_trainer, small_model
@@ -108,6 +112,43 @@ def test_a_version_1_checkpoint_resumes_with_its_state_and_the_same_data_order(t
     assert result.global_step == full_result.global_step
     assert recorder.seen == full_recorder.seen[STOP_STEP:]
     assert result.data_fingerprint == full_result.data_fingerprint
+
+
+def check_sharded_resume(root: Path) -> None:
+    """The sharded fixture resumes as the file does (run in a process of its own: FSDP keeps
+    its process group after ``fit``)."""
+    spec, full, full_recorder, _ = fixture_trainer(root / "full", "fsdp")
+    full_result = full.fit(spec.train_loaders, spec.val_loaders, spec.max_epochs)
+    spec, resumed, recorder, counter = fixture_trainer(root / "resumed", "fsdp")
+    probe = _StateAtStart(spec.schedulers)
+    resumed.add_hook(probe)
+
+    result = resumed.fit(
+        spec.train_loaders, spec.val_loaders, spec.max_epochs, resume_from_checkpoint=V1_SHARDED
+    )
+
+    saved_model = torch.load(consolidate_checkpoint(V1_SHARDED, root / "model.pt"))
+    resumed_model = {key: value.full_tensor() for key, value in probe.model.items()}
+    assert (probe.step, probe.epoch) == (STOP_STEP, 1)
+    assert_states_equal(saved_model, resumed_model, "model")
+    assert counter.count == 2 * MAX_EPOCHS
+    assert result.global_step == full_result.global_step
+    assert recorder.seen == full_recorder.seen[STOP_STEP:]
+    assert result.data_fingerprint == full_result.data_fingerprint
+
+
+@pytest.mark.ddp
+def test_a_version_1_sharded_checkpoint_resumes_with_its_state_and_the_same_data_order(tmp_path):
+    repo = Path(__file__).parents[2]
+    code = (
+        "from pathlib import Path; from tests.trainer.test_checkpoint_versions import "
+        f"check_sharded_resume; check_sharded_resume(Path({str(tmp_path)!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("path", [V1_FILE, V1_SHARDED], ids=["file", "sharded"])

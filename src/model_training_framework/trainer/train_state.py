@@ -2,8 +2,9 @@
 
 ``TrainState`` is the one home of the loop's progress. The trainer's public ``global_step``,
 ``current_epoch`` and ``skipped_nonfinite`` read it, hooks see it through them, and a
-checkpoint stores its fields under the payload's ``"trainer"`` entry with the key names that
-checkpoints have always used, so files written before it existed load unchanged.
+checkpoint stores its fields as the ``"train_state"`` entry of the state registry
+(``state/payload.py``); files of format version 1, which kept them in a ``"trainer"`` dict,
+are upgraded when read (``state/layout.py``).
 """
 
 from __future__ import annotations
