@@ -29,6 +29,7 @@ from model_training_framework.trainer.state.manager import (
     describe_checkpoint,
 )
 from model_training_framework.trainer.state.rng import capture_rng_state, restore_rng_state
+from model_training_framework.trainer.state.snapshot import CpuSnapshot
 
 CODE_VERSION = {"commit": "abc123", "dirty": False, "source": "git"}
 
@@ -489,7 +490,7 @@ def test_consecutive_async_saves_each_keep_their_own_values(run_dir):
 
 
 def test_snapshot_keeps_tied_tensors_tied_and_follows_shape_changes():
-    snapshot = checkpoint_io.CpuSnapshot()
+    snapshot = CpuSnapshot()
     shared = torch.ones(3)
     snapshot.take({"a": shared, "b": shared})
 
@@ -514,7 +515,7 @@ def test_snapshot_keeps_tied_tensors_tied_and_follows_shape_changes():
     ids=["bf16", "transposed", "strided", "empty", "scalar"],
 )
 def test_snapshot_copies_equal_the_source_for_any_dtype_and_layout(source):
-    snapshot = checkpoint_io.CpuSnapshot()
+    snapshot = CpuSnapshot()
     snapshot.take({"t": torch.full_like(source, 3)})
 
     copy = snapshot.take({"t": source})["t"]

@@ -13,7 +13,6 @@ values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code 
 from __future__ import annotations
 
 import collections
-import ctypes
 import datetime as dt
 import os
 import pickle
@@ -42,9 +41,10 @@ __all__ = [
     "GLOBAL_STEP_KEY",
     "LATEST_NAME",
     "MANAGER_KEY",
+    "MAPPING_TYPES",
     "METADATA_KEYS",
     "METRICS_KEY",
-    "CpuSnapshot",
+    "SEQUENCE_TYPES",
     "FilenamePattern",
     "check_payload_types",
     "make_file_content",
@@ -90,8 +90,8 @@ _PLAIN_LEAF_TYPES = (
     torch.Size,
 )
 _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-_MAPPING_TYPES = (dict, collections.OrderedDict)
-_SEQUENCE_TYPES = (list, tuple, set)
+MAPPING_TYPES = (dict, collections.OrderedDict)
+SEQUENCE_TYPES = (list, tuple, set)
 
 # What torch.load raises for damaged files varies with the damage (zip reader, unpickler, ...).
 _LOAD_ERRORS = (
@@ -220,93 +220,15 @@ def check_payload_types(payload: Mapping[str, Any]) -> None:
         kind = type(value)
         if kind in _TENSOR_TYPES or kind in _PLAIN_LEAF_TYPES:
             continue
-        if kind in _MAPPING_TYPES:
+        if kind in MAPPING_TYPES:
             for key, item in value.items():
                 if type(key) not in _PLAIN_LEAF_TYPES:
                     raise _type_error(f"{where} key {key!r}", key)
                 stack.append((f"{where}[{key!r}]", item))
-        elif kind in _SEQUENCE_TYPES:
+        elif kind in SEQUENCE_TYPES:
             stack.extend((f"{where}[{idx}]", item) for idx, item in enumerate(value))
         else:
             raise _type_error(where, value)
-
-
-class CpuSnapshot:
-    """Copies payloads to CPU memory, reusing the buffers of the previous copy.
-
-    The copy is independent of the original, so training may keep changing parameters and
-    optimizer state while a background thread writes the copy. Identical tensor objects stay
-    identical in the copy (tied weights are saved once).
-
-    # NOTE [snapshot buffers]: allocating fresh memory for every snapshot costs more than the
-    # copy itself (page faults: ~3x a copy into memory already touched), so each tensor is
-    # copied into the buffer kept from the previous snapshot at the same key path when shape,
-    # dtype and layout match. The caller must not take a new snapshot while the previous one
-    # is still being written (CheckpointManager waits for the in-flight save first). The
-    # price is one CPU copy of the payload kept between saves; buffers for CUDA tensors are
-    # pinned, which speeds up the device-to-host copy.
-
-    Example:
-        >>> snapshot = CpuSnapshot()
-        >>> source = {"w": torch.zeros(2)}
-        >>> copy = snapshot.take(source)
-        >>> _ = source["w"].add_(1.0)
-        >>> copy["w"].tolist()
-        [0.0, 0.0]
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple, torch.Tensor] = {}
-
-    def take(self, value: Any) -> Any:
-        """Return a copy of ``value`` (types as :func:`check_payload_types` accepts).
-
-        Args:
-            value: The payload.
-
-        Returns:
-            The copy; its tensors are CPU tensors owned by this snapshot until the next call.
-        """
-        previous, self._buffers = self._buffers, {}
-        return self._copy(value, (), previous, {})
-
-    def _copy(self, value: Any, key_path: tuple, previous: dict, memo: dict[int, Any]) -> Any:
-        if isinstance(value, torch.Tensor):
-            if id(value) not in memo:
-                memo[id(value)] = self._copy_tensor(value.detach(), key_path, previous)
-            return memo[id(value)]
-        kind = type(value)
-        if kind in _MAPPING_TYPES:
-            return kind(
-                (key, self._copy(item, (*key_path, key), previous, memo))
-                for key, item in value.items()
-            )
-        if kind in _SEQUENCE_TYPES:
-            return kind(
-                self._copy(item, (*key_path, idx), previous, memo) for idx, item in enumerate(value)
-            )
-        return value  # plain leaves are immutable
-
-    def _copy_tensor(self, tensor: torch.Tensor, key_path: tuple, previous: dict) -> torch.Tensor:
-        if tensor.layout != torch.strided:
-            return tensor.to("cpu", copy=True)
-        buffer = previous.get(key_path)
-        if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
-            is_pinned = tensor.device.type == "cuda"
-            buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=is_pinned)
-        if tensor.device.type == "cpu" and tensor.is_contiguous() and tensor.numel() > 0:
-            # NOTE [single-threaded snapshot copy]: Tensor.copy_ splits large copies over
-            # torch's intra-op threads; on an oversubscribed host (dataloader workers, several
-            # ranks per node) every copy then waits for a descheduled thread, which made a 200 MB
-            # snapshot take ~30x longer in bench/async_checkpoint.py. A plain memmove is
-            # bandwidth-bound on one core anyway, and ctypes releases the GIL while it runs.
-            ctypes.memmove(
-                buffer.data_ptr(), tensor.data_ptr(), tensor.numel() * tensor.element_size()
-            )
-        else:
-            buffer.copy_(tensor)
-        self._buffers[key_path] = buffer
-        return buffer
 
 
 def write_checkpoint(path: str | Path, content: Mapping[str, Any]) -> None:

@@ -23,11 +23,11 @@ from typing import Any, Protocol
 from model_training_framework.io_utils import fsync_directory, temp_path_for
 from model_training_framework.trainer.state.checks import check_finite
 from model_training_framework.trainer.state.file_format import (
-    CpuSnapshot,
     check_payload_types,
     read_checkpoint,
     write_checkpoint,
 )
+from model_training_framework.trainer.state.snapshot import CpuSnapshot
 
 __all__ = [
     "MODEL_KEY",
