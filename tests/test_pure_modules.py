@@ -20,6 +20,7 @@ PURE_MODULES = [
     "trainer.data.schedule",
     "trainer.data.orders",
     "trainer.metrics.aggregation",
+    "trainer.metrics.means",
     "trainer.state.config_diff",
     "config.grid",
     "config.distributions",

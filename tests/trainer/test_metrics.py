@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
+from model_training_framework.trainer.metrics.aggregation import MetricAccumulator
+from model_training_framework.trainer.metrics.means import WeightedMeans
 from model_training_framework.trainer.metrics.running import TrainMetrics, numeric_items
 
 
@@ -60,3 +63,35 @@ def test_numeric_items_keep_numbers_and_scalar_tensors_only():
         )
     )
     assert set(items) == {"loss", "n"} and not items["loss"].requires_grad
+
+
+def test_training_and_validation_means_are_the_same_arithmetic():
+    """Both keep their running means in one WeightedMeans: the same batches give the same means."""
+    batches = [(0.1, 3), (0.7, 5), (1e-3, 1), (2.5, 7)]
+    train = TrainMetrics(["a"])
+    validation = MetricAccumulator()
+    for value, samples in batches:
+        train.add(0, [("loss", torch.tensor(value, dtype=torch.float64))], num_samples=samples)
+        validation.add("a", {"loss": value}, num_samples=samples)
+    expected = math.fsum(v * n for v, n in batches) / sum(n for _, n in batches)
+    assert train.pop_means()["train/dl_a/loss"] == pytest.approx(expected, rel=1e-15)
+    assert validation.means()["a"]["loss"] == pytest.approx(expected, rel=1e-15)
+
+
+def test_weighted_means_reduce_across_ranks_and_refuse_different_keys():
+    rank0, rank1 = WeightedMeans(), WeightedMeans()
+    rank0.add("loss", 2.0 * 3, 3)
+    rank1.add("loss", 6.0 * 1, 1)
+    rank0.load_flat([x + y for x, y in zip(rank0.to_flat(), rank1.to_flat(), strict=True)])
+    assert rank0.means() == {"loss": 3.0}
+
+    rank1.add("acc", 1.0, 1)
+    with pytest.raises(ValueError, match=r"every rank must add the same keys \['acc', 'loss'\]"):
+        rank1.load_flat(rank0.to_flat())
+
+
+def test_weighted_means_skip_keys_without_weight():
+    means = WeightedMeans()
+    means.add("loss", 0.0, 0)
+    means.add("acc", 1.0, 2)
+    assert means.means() == {"acc": 0.5}

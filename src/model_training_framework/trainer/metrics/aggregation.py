@@ -3,7 +3,8 @@
 Two pieces, both free of torch so that they can be tested (and reasoned about) as arithmetic:
 
 - :class:`MetricAccumulator` collects, for each validation loader, the sample-weighted sum of
-  every metric over the batches of a validation pass, and turns them into per-loader means.
+  every metric over the batches of a validation pass, and turns them into per-loader means
+  (with :class:`~.means.WeightedMeans`, the running means that training metrics use too).
   Its sums travel as one flat list of floats so that the trainer can ``all_reduce`` them
   across ranks in a single collective.
 - :func:`aggregate_validation` combines the per-loader means into the cross-loader values that
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
+
+from model_training_framework.trainer.metrics.means import WeightedMeans
 
 __all__ = [
     "AGGREGATIONS",
@@ -221,15 +224,16 @@ AGGREGATIONS: tuple[str, ...] = tuple(_RULES)
 
 
 class MetricAccumulator:
-    """Sample-weighted running sums of metrics, per validation loader.
+    """Sample-weighted running means of metrics, per validation loader.
 
     Each :meth:`add` contributes ``value * num_samples`` to the loader's sum of that metric and
-    ``num_samples`` to its weight; a mean is ``sum / weight``. A metric reported by only some
-    batches is averaged over the samples of those batches.
+    ``num_samples`` to its weight (a :class:`~.means.WeightedMeans` keyed by (loader, metric));
+    a metric reported by only some batches is averaged over the samples of those batches.
 
-    Cross-rank reduction: :meth:`to_state` gives the sums as a flat list of floats in the order
-    of :meth:`layout` (loaders sorted by name, then metrics sorted by name). The trainer sums
-    that list over ranks (one ``all_reduce(SUM)`` of a float64 tensor) and writes it back with
+    Cross-rank reduction: :meth:`to_state` gives the sample counts and sums as a flat list of
+    floats in the order of :meth:`layout` (the sample count of each loader, loaders sorted by
+    name, then a sum and a weight per (loader, metric), sorted). The trainer sums that list over
+    ranks (one ``all_reduce(SUM)`` of a float64 tensor) and writes it back with
     :meth:`from_state`. All ranks must have the same layout, which holds when they run the same
     schedule and their validation steps return the same keys; comparing :meth:`layout` across
     ranks once checks it.
@@ -244,8 +248,7 @@ class MetricAccumulator:
 
     def __init__(self) -> None:
         self._samples: dict[str, int] = {}
-        # loader -> metric -> [weighted sum, weight]
-        self._sums: dict[str, dict[str, list[float]]] = {}
+        self._sums: WeightedMeans[tuple[str, str]] = WeightedMeans()
 
     def add(self, loader_name: str, metrics: Mapping[str, float], num_samples: int) -> None:
         """Add one batch's metrics (batch means) for ``loader_name``.
@@ -264,21 +267,15 @@ class MetricAccumulator:
                 f"integer; got {num_samples!r}"
             )
         self._samples[loader_name] = self._samples.get(loader_name, 0) + num_samples
-        sums = self._sums.setdefault(loader_name, {})
         for key, value in metrics.items():
-            entry = sums.get(key)
-            if entry is None:
-                sums[key] = [float(value) * num_samples, float(num_samples)]
-            else:
-                entry[0] += float(value) * num_samples
-                entry[1] += num_samples
+            self._sums.add((loader_name, key), float(value) * num_samples, num_samples)
 
     def means(self) -> dict[str, dict[str, float]]:
         """Loader name -> metric name -> sample-weighted mean."""
-        return {
-            loader: {key: total / weight for key, (total, weight) in sums.items()}
-            for loader, sums in self._sums.items()
-        }
+        nested: dict[str, dict[str, float]] = {}
+        for (loader, key), mean in self._sums.means().items():
+            nested.setdefault(loader, {})[key] = mean
+        return nested
 
     def samples(self) -> dict[str, int]:
         """Loader name -> number of samples added."""
@@ -290,29 +287,21 @@ class MetricAccumulator:
         self._sums.clear()
 
     def layout(self) -> tuple[tuple[str, str | None], ...]:
-        """The order of :meth:`to_state`: ``(loader, None)`` for the sample count, then
+        """The order of :meth:`to_state`: ``(loader, None)`` for each sample count, then the
         ``(loader, metric)`` pairs (each contributing a sum and a weight)."""
-        return tuple(self._layout_entries())
-
-    def _layout_entries(self) -> Iterator[tuple[str, str | None]]:
-        for loader in sorted(self._samples):
-            yield loader, None
-            for key in sorted(self._sums[loader]):
-                yield loader, key
+        return tuple((loader, None) for loader in sorted(self._samples)) + tuple(
+            self._sums.sorted_keys()
+        )
 
     def to_state(self) -> list[float]:
-        """The accumulated sums as a flat list in :meth:`layout` order (a sample count is one
-        float; a metric is two: its weighted sum, then its weight)."""
-        state: list[float] = []
-        for loader, key in self._layout_entries():
-            if key is None:
-                state.append(float(self._samples[loader]))
-            else:
-                state.extend(self._sums[loader][key])
-        return state
+        """The sample counts and sums as a flat list in :meth:`layout` order (a sample count is
+        one float; a metric is two: its weighted sum, then its weight)."""
+        counts = [float(self._samples[loader]) for loader in sorted(self._samples)]
+        return counts + self._sums.to_flat()
 
     def from_state(self, state: Sequence[float]) -> None:
-        """Overwrite the sums with ``state`` (e.g. the sum of every rank's :meth:`to_state`).
+        """Overwrite the counts and sums with ``state`` (e.g. the sum of every rank's
+        :meth:`to_state`).
 
         Args:
             state: floats in this accumulator's :meth:`layout` order.
@@ -321,16 +310,14 @@ class MetricAccumulator:
             ValueError: ``state`` does not have the length of this accumulator's layout (the
                 ranks accumulated different loaders or metrics).
         """
-        expected = sum(1 if key is None else 2 for _, key in self._layout_entries())
+        loaders = sorted(self._samples)
+        expected = len(loaders) + 2 * len(self._sums)
         if len(state) != expected:
             raise ValueError(
                 f"metric state has {len(state)} values but this accumulator's layout needs "
                 f"{expected} ({self.layout()}); every rank must validate the same loaders and "
                 f"return the same metric keys"
             )
-        values = iter(state)
-        for loader, key in self._layout_entries():
-            if key is None:
-                self._samples[loader] = round(next(values))
-            else:
-                self._sums[loader][key] = [next(values), next(values)]
+        for loader, count in zip(loaders, state, strict=False):
+            self._samples[loader] = round(count)
+        self._sums.load_flat(state[len(loaders) :])

@@ -1,7 +1,8 @@
 """Metric keys and the running means of training-step outputs between two log steps.
 
 Step outputs are kept as they come (0-d tensors stay on their device) and reduced only at a log
-step, so the hot path never forces a device synchronisation.
+step, so the hot path never forces a device synchronisation. The means themselves are taken by
+:class:`~model_training_framework.trainer.metrics.means.WeightedMeans`, as for validation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from model_training_framework.errors import CheckpointError
+from model_training_framework.trainer.metrics.means import WeightedMeans
 
 __all__ = [
     "NullTrainMetrics",
@@ -131,21 +133,18 @@ class TrainMetrics:
     def pop_means(
         self, reduce: Callable[[list[float]], list[float]] | None = None
     ) -> dict[str, float]:
-        """Means since the last call (``reduce`` sums [weighted sum, samples] pairs across ranks)."""
-        sums: dict[str, list[float]] = {}
+        """Means since the last call (``reduce`` sums the flat [weighted sum, samples] pairs of
+        :meth:`WeightedMeans.to_flat` across ranks)."""
+        sums: WeightedMeans[str] = WeightedMeans()
         for name, per_loader in zip(self._names, self._values, strict=True):
             for key, (values, weights) in per_loader.items():
                 total = math.fsum(v * w for v, w in zip(_as_floats(values), weights, strict=True))
                 for metric in (train_key(name, key), train_key(None, key)):
-                    acc = sums.setdefault(metric, [0.0, 0.0])
-                    acc[0] += total
-                    acc[1] += sum(weights)
+                    sums.add(metric, total, sum(weights))
             per_loader.clear()
-        keys = sorted(sums)
-        flat = [x for k in keys for x in sums[k]]
         if reduce is not None:
-            flat = reduce(flat)
-        return {k: flat[2 * i] / flat[2 * i + 1] for i, k in enumerate(keys) if flat[2 * i + 1]}
+            sums.load_flat(reduce(sums.to_flat()))
+        return sums.means()
 
     def state_dict(self) -> dict[str, Any]:
         """Pending values as plain floats (so a resumed run logs the same means)."""

@@ -1,0 +1,75 @@
+"""PURE: sample-weighted running means, the one implementation behind training and validation
+metrics.
+
+Each key holds a weighted sum and its weight (usually a number of samples); its mean is
+``sum / weight``. The sums travel as one flat list of floats (``[sum, weight]`` per key, keys
+sorted), so that every rank's sums can be added up in a single ``all_reduce`` before the means
+are taken: the mean over all ranks' samples, not a mean of per-rank means.
+
+Example:
+    >>> means = WeightedMeans()
+    >>> means.add("loss", 2.0 * 3, 3)  # a batch of 3 samples with mean loss 2.0
+    >>> means.add("loss", 6.0 * 1, 1)
+    >>> means.means()
+    {'loss': 3.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["WeightedMeans"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WeightedMeans(Generic[K]):
+    """Per key: a weighted sum and its weight, added to until :meth:`clear`."""
+
+    def __init__(self) -> None:
+        # key -> [weighted sum, weight]; insertion order is the order of means()
+        self._sums: dict[K, list[float]] = {}
+
+    def add(self, key: K, weighted_sum: float, weight: float) -> None:
+        """Add ``weighted_sum`` (values times their weights) and ``weight`` to ``key``."""
+        entry = self._sums.get(key)
+        if entry is None:
+            self._sums[key] = [0.0 + weighted_sum, 0.0 + weight]
+        else:
+            entry[0] += weighted_sum
+            entry[1] += weight
+
+    def means(self) -> dict[K, float]:
+        """Key -> weighted mean, for every key whose weight is not zero (in first-added order)."""
+        return {key: total / weight for key, (total, weight) in self._sums.items() if weight}
+
+    def sorted_keys(self) -> list[K]:
+        """The keys in the order of :meth:`to_flat` (sorted, so the same on every rank)."""
+        return sorted(self._sums)  # type: ignore[type-var]
+
+    def to_flat(self) -> list[float]:
+        """``[sum, weight]`` of each key of :meth:`sorted_keys`, as one flat list."""
+        return [x for key in self.sorted_keys() for x in self._sums[key]]
+
+    def load_flat(self, flat: Sequence[float]) -> None:
+        """Overwrite the sums with ``flat`` (e.g. every rank's :meth:`to_flat`, added up).
+
+        Raises:
+            ValueError: ``flat`` does not hold two floats per key (the ranks added different keys).
+        """
+        keys = self.sorted_keys()
+        if len(flat) != 2 * len(keys):
+            raise ValueError(
+                f"got {len(flat)} values for {len(keys)} running means (two each: sum, weight); "
+                f"every rank must add the same keys {keys}"
+            )
+        for index, key in enumerate(keys):
+            self._sums[key] = [flat[2 * index], flat[2 * index + 1]]
+
+    def clear(self) -> None:
+        """Forget every key."""
+        self._sums.clear()
+
+    def __len__(self) -> int:
+        return len(self._sums)
