@@ -38,6 +38,7 @@ __all__ = ["FitLoop"]
 
 logger = logging.getLogger(__name__)
 
+_FAR = 2**62  # no periodic event: "never" as a step count
 _STOP_STATUS = {
     StopRequest.PREEMPT: FitStatus.PREEMPTED,
     StopRequest.INTERRUPT: FitStatus.INTERRUPTED,
@@ -77,6 +78,11 @@ class FitLoop:
         self._config = config
         self._logger: Logger = NullLogger()
         self._validation_step = validation_step
+        # NOTE [quiet steps]: the first step after which a boundary may have work (0: the next).
+        self._next_due = 0
+        self._may_skip_boundaries = not (
+            parts.dist.is_distributed or config.checkpoint.save_every_n_minutes
+        )
 
     def fit(self, logger: Logger) -> FitResult:
         """Train (see :meth:`train`), logging to ``logger``, then :meth:`finish`."""
@@ -112,9 +118,13 @@ class FitLoop:
         return FitStatus.COMPLETED
 
     def _run_epoch(self) -> FitStatus | None:
-        plan, state = self._run.plan, self._state
-        while not plan.steps_done(state.global_step):
-            outcome = self._step.train_step()
+        steps_done, state, train_step = (
+            self._run.plan.steps_done,
+            self._state,
+            self._step.train_step,
+        )
+        while not steps_done(state.global_step):
+            outcome = train_step()
             if outcome.stepped:
                 status = self._after_optimizer_step()
                 if status is not None:
@@ -124,9 +134,20 @@ class FitLoop:
         return None
 
     # ------------------------------------------------------------------ boundaries
+    # NOTE [quiet steps]: most optimizer steps log nothing, validate nothing, save nothing and
+    # see no stop request. In one process without a time-based checkpoint trigger, the loop
+    # computes after each boundary the next step at which a periodic event can fall due
+    # (logging, profiling scalars, validation, step-based checkpoint, max_steps) and skips
+    # the boundary's checks before it unless a stop signal arrived; every other step runs the
+    # full boundary below, with the same decisions as at every step. Under DDP every step is
+    # a full boundary: the stop request is agreed with the other ranks at each one.
     def _after_optimizer_step(self) -> FitStatus | None:
-        run, config = self._run, self._config
         step = self._state.global_step
+        if step < self._next_due and self._run.preemption.local_request is StopRequest.NONE:
+            return None
+        if self._may_skip_boundaries:
+            self._next_due = self._next_due_step(step)
+        run, config = self._run, self._config
         metrics: dict[str, float] = {}
         every_n = config.log_loss_every_n_steps
         log_step_metrics = _is_due(step, every_n) or (
@@ -146,6 +167,22 @@ class FitLoop:
         if log_step_metrics:
             run.progress.update(run.schedule_position(), self._state.last_metrics)
         return self._boundary_decisions(metrics, epoch_end=False)
+
+    def _next_due_step(self, step: int) -> int:
+        """The first step after ``step`` at which a periodic boundary event can be due."""
+        config = self._config
+        validation = config.validation
+        intervals = [
+            config.log_loss_every_n_steps,
+            config.logging.log_scalars_every_n_steps,
+            config.checkpoint.save_every_n_steps,
+            validation.every_n_steps
+            if validation.frequency == ValidationFrequency.EVERY_N_STEPS
+            else None,
+        ]
+        due = min(((step // n + 1) * n for n in intervals if n), default=step + _FAR)
+        max_steps = self._run.plan.max_steps
+        return due if max_steps is None else min(due, max(max_steps, step + 1))
 
     def _end_epoch(self) -> FitStatus | None:
         run, state, config = self._run, self._state, self._config

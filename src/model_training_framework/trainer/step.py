@@ -6,18 +6,25 @@ forward and backward pass, and closes the window with the optimizer step. The wi
 whether its last micro-batch synchronised gradients, and the loader that closed it are local
 to that call: between two calls no gradient is in flight, which is why a checkpoint (written
 only between steps) never holds a partial window (NOTE [exact resume]).
+
+NOTE [lean step]: on a small model the framework's own Python per batch is a visible share of
+the step (bench/per_batch_cost.py), so the step resolves once per fit what does not change:
+hooks nobody overrides are not dispatched, the profiler's device sync and the trace window are
+not called when off, the batch mover is not called on the CPU, and the fit's components are
+bound to attributes instead of looked up per batch. A loader that runs dry still hands over
+through ``fetch_scheduled``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from model_training_framework.trainer.checks import checked_loss
+from model_training_framework.trainer.data.devices import BatchMover
 from model_training_framework.trainer.data.handover import fetch_scheduled
-from model_training_framework.trainer.metrics.running import numeric_items
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +49,12 @@ class StepOutcome(NamedTuple):
 
     stepped: bool
     epoch_done: bool
+
+
+# The three outcomes, made once (a step returns one of them).
+_STEPPED = StepOutcome(stepped=True, epoch_done=False)
+_STEPPED_EPOCH_DONE = StepOutcome(stepped=True, epoch_done=True)
+_EPOCH_DONE = StepOutcome(stepped=False, epoch_done=True)
 
 
 class TrainStep:
@@ -77,11 +90,27 @@ class TrainStep:
         self._precision = parts.precision
         self._stepper = parts.stepper
         self._hooks = hooks = parts.hooks
-        self._move_batch = parts.move_batch
         self._is_distributed = parts.dist.is_distributed
+        # Resolved once, so the hot path makes no call that does nothing (NOTE [lean step]).
+        self._move_batch = None if type(parts.move_batch) is BatchMover else parts.move_batch
         self._has_batch_start_hooks = hooks.has("on_train_batch_start")
         self._has_batch_end_hooks = hooks.has("on_train_batch_end")
         self._has_backward_hooks = hooks.has("on_before_backward") or hooks.has("on_after_backward")
+        self._has_before_step_hooks = hooks.has("on_before_optimizer_step")
+        self._has_clip_hooks = hooks.has("on_gradient_clip")
+        self._has_after_step_hooks = hooks.has("on_after_optimizer_step")
+        # The fit's components: restores change them in place, never replace them.
+        self._schedule = run.schedule
+        self._streams = run.streams
+        self._names = run.names
+        self._loss_scales = run.loss_scales
+        self._grad_accum = run.grad_accum
+        self._guard = run.guard
+        self._metrics = run.metrics
+        self._fingerprint = run.fingerprint
+        self._profiler = run.profiler
+        self._profiler_sync = run.profiler.sync if run.profiler.syncs else None
+        self._trace = run.trace if run.trace.is_enabled else None
 
     def train_step(self) -> StepOutcome:
         """Take up to ``gradient_accumulation_steps`` slots from the schedule, one micro-batch
@@ -91,11 +120,10 @@ class TrainStep:
         dry with nothing to replace it); a window of at least one batch still ends in the
         optimizer step.
         """
-        run = self._run
-        schedule, grad_accum = run.schedule, run.grad_accum
+        next_slot, grad_accum = self._schedule.next_slot, self._grad_accum
         size, loader_idx, synced, epoch_done = 0, 0, False, False
         while size < grad_accum:
-            slot = schedule.next_slot()
+            slot = next_slot()
             if slot is None:
                 epoch_done = True
                 break
@@ -107,9 +135,10 @@ class TrainStep:
             synced, loader_idx = done
             if synced:
                 break
-        if size:
-            self._optimizer_step(loader_idx, synced)
-        return StepOutcome(stepped=size > 0, epoch_done=epoch_done)
+        if not size:
+            return _EPOCH_DONE
+        self._optimizer_step(loader_idx, synced)
+        return _STEPPED_EPOCH_DONE if epoch_done else _STEPPED
 
     def _micro_step(self, slot: Slot, position: int) -> tuple[bool, int] | None:
         """One batch forward/backward at ``position`` (1-based) of the window.
@@ -118,14 +147,13 @@ class TrainStep:
             Whether the batch closes the window (it synchronised gradients) and its loader, or
             None when the slot's loader ran dry and nothing replaces it.
         """
-        t0 = time.perf_counter()
-        run = self._run
+        t0 = perf_counter()
         fetched = self._fetch(slot)
         if fetched is None:
             return None
         slot, batch, indices = fetched
         idx, batch_idx = slot.loader_idx, slot.batch_idx
-        name = run.names[idx]
+        name = self._names[idx]
         trainer, hooks = self._trainer, self._hooks
         if self._has_batch_start_hooks:
             hooks.call("on_train_batch_start", trainer, batch, batch_idx, idx, name)
@@ -134,15 +162,16 @@ class TrainStep:
         # window the same way (a window cut short by a loader that ran dry is synchronised by
         # the sharding strategy's finish_partial_window instead).
         closes = (
-            position == run.grad_accum or run.schedule_position() == run.schedule.epoch_length()
+            position == self._grad_accum
+            or self._run.schedule_position() == self._schedule.epoch_length()
         )
-        t1 = time.perf_counter()
+        t1 = perf_counter()
         precision = self._precision
         with self._sharding.gradient_sync(self._model, closes_window=closes):
             outputs = precision.run_step(self._training_step, trainer, batch, batch_idx, idx, name)
             loss = checked_loss(outputs)
-            t2 = time.perf_counter()
-            scale = run.loss_scales[idx]
+            t2 = perf_counter()
+            scale = self._loss_scales[idx]
             scaled = loss if scale == 1.0 else loss * scale
             if self._has_backward_hooks:
                 hooks.call("on_before_backward", trainer, scaled)
@@ -150,12 +179,14 @@ class TrainStep:
             if self._has_backward_hooks:
                 hooks.call("on_after_backward", trainer)
         # a device tensor (a float on the CPU): see NOTE [non-finite steps]
-        loss = run.guard.keep_loss(loss)
-        run.profiler.sync()
-        t3 = time.perf_counter()
-        num_samples = run.streams[idx].num_samples(batch, indices)
-        run.metrics.add(idx, numeric_items(outputs, loss), num_samples)
-        run.profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
+        loss = self._guard.keep_loss(loss)
+        if self._profiler_sync is not None:
+            self._profiler_sync()
+        t3 = perf_counter()
+        self._metrics.add_outputs(
+            idx, outputs, loss, self._streams[idx].num_samples(batch, indices)
+        )
+        self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if self._has_batch_end_hooks:
             hooks.call("on_train_batch_end", trainer, batch, batch_idx, idx, name, outputs)
         return closes, idx
@@ -163,14 +194,25 @@ class TrainStep:
     def _fetch(self, slot: Slot) -> tuple[Slot, Any, Sequence[int] | None] | None:
         """The batch for ``slot`` (on the device) and its sample indices, folded into the
         fingerprint; a loader that runs dry hands over to the slot the schedule gives instead."""
-        fetched = fetch_scheduled(self._run.schedule, slot, self._next_batch)
+        stream = self._streams[slot.loader_idx]
+        if stream.is_iterable and self._is_distributed:
+            fetched = fetch_scheduled(self._schedule, slot, self._next_batch)
+        else:  # the usual case, without the handover's calls (NOTE [lean step])
+            try:
+                fetched = slot, stream.fetch(slot.pass_idx, slot.batch_idx)
+            except StopIteration:
+                replacement = self._schedule.mark_exhausted(slot.loader_idx)
+                if replacement is None:
+                    return None
+                fetched = fetch_scheduled(self._schedule, replacement, self._next_batch)
         if fetched is None:
             return None
         slot, batch = fetched
-        batch = self._move_batch(batch)  # NOTE [device prefetch]; nothing on CPU
-        stream = self._run.streams[slot.loader_idx]
-        indices = stream.sample_indices(slot.pass_idx, slot.batch_idx)
-        self._run.fingerprint.update(slot.loader_idx, slot.pass_idx, slot.batch_idx, indices)
+        if self._move_batch is not None:
+            batch = self._move_batch(batch)  # NOTE [device prefetch]; nothing on CPU
+        loader_idx, pass_idx, batch_idx = slot
+        indices = self._streams[loader_idx].sample_indices(pass_idx, batch_idx)
+        self._fingerprint.update(loader_idx, pass_idx, batch_idx, indices)
         return slot, batch, indices
 
     def _next_batch(self, slot: Slot) -> Any:
@@ -205,19 +247,31 @@ class TrainStep:
         the window's last micro-batch synchronised gradients."""
         run, state, trainer, hooks = self._run, self._state, self._trainer, self._hooks
         opt_idx = run.optimizer_ids[loader_idx]
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         if not synced:  # a window cut short ran without gradient sync
             self._sharding.finish_partial_window(self._module)
-        if not self._stepper.step(
+        stepped = self._stepper.step(
             opt_idx,
             state.global_step + 1,
-            run.guard,
-            before_step=lambda: hooks.call("on_before_optimizer_step", trainer, opt_idx),
-            after_clip=lambda norm: hooks.call("on_gradient_clip", trainer, opt_idx, norm),
-        ):
+            self._guard,
+            before_step=(
+                (lambda: hooks.call("on_before_optimizer_step", trainer, opt_idx))
+                if self._has_before_step_hooks
+                else None
+            ),
+            after_clip=(
+                (lambda norm: hooks.call("on_gradient_clip", trainer, opt_idx, norm))
+                if self._has_clip_hooks
+                else None
+            ),
+        )
+        if not stepped:
             state.skipped_nonfinite += 1
         state.global_step += 1
-        hooks.call("on_after_optimizer_step", trainer, opt_idx)
-        run.trace.at_step(state.global_step)
-        run.profiler.sync()
-        run.profiler.record_optimizer(loader_idx, time.perf_counter() - t0)
+        if self._has_after_step_hooks:
+            hooks.call("on_after_optimizer_step", trainer, opt_idx)
+        if self._trace is not None:
+            self._trace.at_step(state.global_step)
+        if self._profiler_sync is not None:
+            self._profiler_sync()
+        self._profiler.record_optimizer(loader_idx, perf_counter() - t0)

@@ -29,9 +29,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from model_training_framework.errors import SchedulingError
 from model_training_framework.trainer.data.orders import (
@@ -95,14 +94,15 @@ class EpochLengthPolicy(str, Enum):
     FIXED_NUM_STEPS = "fixed_num_steps"
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """One scheduled batch.
 
     Attributes:
         loader_idx: position of the loader in the list of loaders.
         pass_idx: run-wide 0-based index of this loader's pass (a pass is one run through it).
         batch_idx: 0-based index of the batch within that pass.
+
+    A named tuple: one is made per batch, and a tuple is the cheapest to make.
     """
 
     loader_idx: int

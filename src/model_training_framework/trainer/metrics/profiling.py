@@ -35,6 +35,11 @@ class NullProfiler:
     def record_val(self, loader_idx: int, data_s: float, forward_s: float) -> None:
         """Record one validation batch."""
 
+    @property
+    def syncs(self) -> bool:
+        """Whether ``sync`` synchronises the device (else the step need not call it)."""
+        return False
+
     def sync(self) -> None:
         """Synchronise the device when exact GPU timings are requested."""
 
@@ -86,6 +91,10 @@ class StepProfiler(NullProfiler):
         self._val[loader_idx][0] += data_s
         self._val[loader_idx][1] += forward_s
         self._val_counts[loader_idx] += 1
+
+    @property
+    def syncs(self) -> bool:
+        return self._sync_cuda
 
     def sync(self) -> None:
         if self._sync_cuda:
@@ -148,6 +157,11 @@ class TraceWindow:
         self._rank = rank
         self._profiler: torch.profiler.profile | None = None
         self._started_at = 0
+
+    @property
+    def is_enabled(self) -> bool:
+        """Whether a trace is configured (else ``at_step`` does nothing)."""
+        return self._start is not None
 
     def at_step(self, global_step: int) -> None:
         """Call after every optimizer step: starts or finishes the trace at its boundaries."""

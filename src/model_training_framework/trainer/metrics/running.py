@@ -125,6 +125,20 @@ class TrainMetrics:
                 bucket[1].append(num_samples)
         self._samples += num_samples
 
+    def add_outputs(
+        self, loader_idx: int, outputs: Mapping[str, Any], loss_value: Any, num_samples: int
+    ) -> None:
+        """Record a training step's output dict, ``loss_value`` standing in for its loss (see
+        :func:`numeric_items`); the step's usual ``{"loss": ...}`` takes the short way."""
+        if len(outputs) == 1 and "loss" in outputs:
+            bucket = self._values[loader_idx].get("loss")
+            if bucket is not None:
+                bucket[0].append(loss_value)
+                bucket[1].append(num_samples)
+                self._samples += num_samples
+                return
+        self.add(loader_idx, numeric_items(outputs, loss_value), num_samples)
+
     def pop_samples(self) -> int:
         """Samples seen since the last call."""
         samples, self._samples = self._samples, 0
@@ -177,3 +191,8 @@ class NullTrainMetrics(TrainMetrics):
 
     def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
         """Ignore the step's metrics."""
+
+    def add_outputs(
+        self, loader_idx: int, outputs: Mapping[str, Any], loss_value: Any, num_samples: int
+    ) -> None:
+        """Ignore the step's outputs."""

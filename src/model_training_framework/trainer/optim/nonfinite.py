@@ -294,13 +294,15 @@ class HostFiniteGuard(FiniteGuard):
         if norm is not None:
             are_grads_bad = not math.isfinite(norm.item())
         else:
-            flag = self._flag
+            flag, are_grads_bad = self._flag, False
             for _, group in grads:
                 if group:
                     torch._amp_foreach_non_finite_check_and_unscale_(group, flag, self._one)
-            are_grads_bad = bool(flag.item())
+                    are_grads_bad = True  # read below
             if are_grads_bad:
-                flag.zero_()
+                are_grads_bad = bool(flag.item())
+                if are_grads_bad:
+                    flag.zero_()
         if is_loss_bad:
             return "loss"
         return "gradients" if are_grads_bad else None

@@ -39,10 +39,16 @@ class Precision:
         """Make gradients of ``optimizer`` true-scale before clipping (no-op without a scaler)."""
 
     @property
+    def scales_loss(self) -> bool:
+        """Whether a GradScaler scales the loss (then ``unscale`` and ``step`` go through it;
+        without one, ``unscale`` does nothing and ``step`` is ``optimizer.step()``)."""
+        return False
+
+    @property
     def checks_gradients(self) -> bool:
         """Whether the trainer checks gradients for non-finite values before a step (False
         under a GradScaler: it skips such steps itself and lowers its scale)."""
-        return True
+        return not self.scales_loss
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Step ``optimizer`` (the scaler may skip a step with inf/NaN gradients, then updates
@@ -88,8 +94,8 @@ class Autocast(Precision):
             self.scaler.unscale_(optimizer)
 
     @property
-    def checks_gradients(self) -> bool:
-        return self.scaler is None
+    def scales_loss(self) -> bool:
+        return self.scaler is not None
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:

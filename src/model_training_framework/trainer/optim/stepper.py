@@ -25,14 +25,6 @@ __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
 _INTERVALS = ("step", "epoch")
 
 
-def _do_nothing() -> None:
-    pass
-
-
-def _ignore_norm(norm: torch.Tensor) -> None:
-    pass
-
-
 @dataclass
 class ScheduledLR:
     """A learning-rate scheduler, the optimizer it follows, and when it steps."""
@@ -116,6 +108,7 @@ class OptimizerStepper:
         self._checked = [group_by_device(params) if checks else [] for params in self._params]
         in_optimizers = {id(p) for params in self._params for p in params}
         self._params_outside = [p for p in model.parameters() if id(p) not in in_optimizers]
+        self._scales_loss = precision.scales_loss  # unscale and step through the GradScaler
 
     def step(
         self,
@@ -123,8 +116,8 @@ class OptimizerStepper:
         global_step: int,
         guard: FiniteGuard,
         *,
-        before_step: Callable[[], None] = _do_nothing,
-        after_clip: Callable[[torch.Tensor], None] = _ignore_norm,
+        before_step: Callable[[], None] | None = None,
+        after_clip: Callable[[torch.Tensor], None] | None = None,
     ) -> bool:
         """Unscale and clip the gradients of optimizer ``optimizer_idx``, call ``before_step``
         (gradients are final then), check them (see NOTE [non-finite steps]), step the
@@ -134,19 +127,22 @@ class OptimizerStepper:
             optimizer_idx: the optimizer of the loader whose batch closed the window.
             global_step: the step being taken (recorded with the gradient check).
             guard: keeps the check for later (``"raise"``) or reads it now (``"skip"``).
-            before_step: called once the gradients are final.
+            before_step: called once the gradients are final (None: nothing to call).
             after_clip: called with the total norm before clipping, when clipping is on.
 
         Returns:
             False when ``"skip"`` dropped the window (non-finite loss or gradients).
         """
         optimizer = self.optimizers[optimizer_idx]
-        params = self._params[optimizer_idx]
-        self._precision.unscale(optimizer)  # no-op without a GradScaler
-        norm = None if self._clip is None else torch.nn.utils.clip_grad_norm_(params, self._clip)
-        if norm is not None:
-            after_clip(norm)
-        before_step()
+        if self._scales_loss:
+            self._precision.unscale(optimizer)
+        norm = None
+        if self._clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self._params[optimizer_idx], self._clip)
+            if after_clip is not None:
+                after_clip(norm)
+        if before_step is not None:
+            before_step()
         if norm is not None:
             grads, norm = [], norm if self._checks_norm else None
         else:
@@ -160,7 +156,10 @@ class OptimizerStepper:
             guard.close_window(global_step, grads, norm)
             stepped = True
         if stepped:
-            self._precision.step(optimizer)
+            if self._scales_loss:
+                self._precision.step(optimizer)
+            else:
+                optimizer.step()
             for sched in self._step_scheds[optimizer_idx]:
                 sched.scheduler.step()
         self.zero_grad()
