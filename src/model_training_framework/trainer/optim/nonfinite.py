@@ -294,15 +294,14 @@ class HostFiniteGuard(FiniteGuard):
         if norm is not None:
             are_grads_bad = not math.isfinite(norm.item())
         else:
-            flag, are_grads_bad = self._flag, False
+            flag, is_checked = self._flag, False
             for _, group in grads:
                 if group:
                     torch._amp_foreach_non_finite_check_and_unscale_(group, flag, self._one)
-                    are_grads_bad = True  # read below
+                    is_checked = True
+            are_grads_bad = is_checked and bool(flag.item())
             if are_grads_bad:
-                are_grads_bad = bool(flag.item())
-                if are_grads_bad:
-                    flag.zero_()
+                flag.zero_()
         if is_loss_bad:
             return "loss"
         return "gradients" if are_grads_bad else None
