@@ -623,6 +623,21 @@ def test_weights_set_by_a_hook_are_kept_by_the_schedule_across_a_resume(tmp_path
     assert result.metrics["train/loader_share_target/dl_b"] == 0.75
 
 
+def test_weights_set_before_fit_are_the_ones_the_fit_starts_with(tmp_path):
+    loader_cfg = {
+        "sampling_strategy": SamplingStrategy.WEIGHTED,
+        "dataloader_weights": [1.0, 1.0],
+        "dataloader_names": ["a", "b"],
+    }
+    cfg = _config(tmp_path, loader=loader_cfg)
+    trainer = _trainer(cfg)
+    trainer.update_loader_weights([3.0, 1.0])
+
+    result = trainer.fit([_loader(16), _loader(16, 1)], max_epochs=1)
+    assert result.metrics["train/loader_share/dl_a"] == 0.75
+    assert cfg.train_loader_config.dataloader_weights == [1.0, 1.0]
+
+
 def test_max_steps_stops_mid_epoch(tmp_path):
     result = _trainer(_config(tmp_path)).fit([_loader(40)], max_epochs=5, max_steps=7)
     assert result.global_step == 7 and result.epoch == 0 and result.status.value == "completed"
