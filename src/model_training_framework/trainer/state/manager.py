@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -47,6 +46,7 @@ from model_training_framework.io_utils import (
     fsync_directory,
     remove_stale_temp_files,
 )
+from model_training_framework.trainer.state.best_metric import BestMetric
 from model_training_framework.trainer.state.checks import describe_save_error
 from model_training_framework.trainer.state.code_version import get_code_version
 from model_training_framework.trainer.state.file_format import (
@@ -69,11 +69,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# manager state_dict keys
-_BEST_VALUE = "best_value"
-_MONITOR_METRIC = "monitor_metric"
-_MONITOR_MODE = "monitor_mode"
 
 
 class _CheckpointSettings(Protocol):
@@ -128,12 +123,12 @@ class CheckpointManager:
         self._code_directory = code_directory
         self._clock = clock
         self._last_save_s = clock()
-        self._best_value: float | None = None
+        self._best = BestMetric(config.monitor_metric, config.monitor_mode)
         self._thread: threading.Thread | None = None
         self._thread_target: Path | None = None
         self._thread_error: BaseException | None = None
         self.checkpoint_format = checkpoint_format or SingleFileFormat()
-        self._best_before_save: float | None = None
+        self._best_before_save: float | None = None  # restored if a save fails
         if is_rank_zero:
             remove_stale_temp_files(self.run_dir)
 
@@ -212,8 +207,8 @@ class CheckpointManager:
         if self._is_rank_zero:
             fmt.check_payload(payload)
             metrics = dict(metrics or {})
-            self._best_before_save = self._best_value  # restored if this save fails
-            is_best = self._update_best(metrics)
+            self._best_before_save = self._best.value
+            is_best = self._best.update(metrics)
             content = make_file_content(
                 payload,
                 epoch=epoch,
@@ -233,7 +228,7 @@ class CheckpointManager:
             else:
                 self._write_and_publish(write, path, is_best)
         except BaseException as err:
-            self._best_value = self._best_before_save
+            self._best.value = self._best_before_save
             if isinstance(err, (KeyboardInterrupt, CheckpointError)):
                 raise  # a (second) Ctrl-C stops at once; the temporary file is already gone
             raise self._save_failed(path, err) from err
@@ -250,7 +245,7 @@ class CheckpointManager:
             thread.join()
         error, self._thread_error = self._thread_error, None
         if error is not None:
-            self._best_value = self._best_before_save
+            self._best.value = self._best_before_save
             raise self._save_failed(self._thread_target, error) from error
 
     # ------------------------------------------------------------------ finding files
@@ -354,11 +349,7 @@ class CheckpointManager:
     # ------------------------------------------------------------------ own state
     def state_dict(self) -> dict[str, Any]:
         """Return the manager's state: best monitored value and what it monitored."""
-        return {
-            _BEST_VALUE: self._best_value,
-            _MONITOR_METRIC: self._config.monitor_metric,
-            _MONITOR_MODE: self._monitor_mode(),
-        }
+        return self._best.state_dict()
 
     def restore(self, content: Mapping[str, Any]) -> None:
         """Restore this manager's own state from a checkpoint's content (what :meth:`save`
@@ -384,27 +375,8 @@ class CheckpointManager:
         Raises:
             CheckpointError: A key is missing (corrupt or foreign checkpoint).
         """
-        missing = [k for k in (_BEST_VALUE, _MONITOR_METRIC, _MONITOR_MODE) if k not in state]
-        if missing:
-            raise CheckpointError(
-                f"checkpoint manager state lacks key(s) {missing} (has {sorted(state)}); the "
-                "checkpoint is corrupt or was not written by this framework"
-            )
+        self._best.load_state_dict(state)
         self._last_save_s = self._clock()
-        same_monitor = (state[_MONITOR_METRIC], state[_MONITOR_MODE]) == (
-            self._config.monitor_metric,
-            self._monitor_mode(),
-        )
-        if not same_monitor and state[_BEST_VALUE] is not None:
-            logger.warning(
-                "checkpoint tracked best %s (%s) but the config monitors %s (%s); best.ckpt "
-                "tracking starts over",
-                state[_MONITOR_METRIC],
-                state[_MONITOR_MODE],
-                self._config.monitor_metric,
-                self._monitor_mode(),
-            )
-        self._best_value = state[_BEST_VALUE] if same_monitor else None
 
     # ------------------------------------------------------------------ internals
     def _resume_candidates(self, skipped: list[str]) -> list[Path]:
@@ -428,24 +400,6 @@ class CheckpointManager:
         if self._code_version is None:
             self._code_version = get_code_version(self._code_directory)
         return self._code_version
-
-    def _monitor_mode(self) -> str:
-        mode = self._config.monitor_mode
-        return str(getattr(mode, "value", mode)).lower()
-
-    def _update_best(self, metrics: Mapping[str, float]) -> bool:
-        name = self._config.monitor_metric
-        if name is None or name not in metrics:
-            return False
-        value = float(metrics[name])
-        if math.isnan(value):
-            return False
-        best = self._best_value
-        is_min = self._monitor_mode() == "min"
-        improved = best is None or (value < best if is_min else value > best)
-        if improved:
-            self._best_value = value
-        return improved
 
     def _save_failed(self, path: Path | None, error: BaseException) -> CheckpointError:
         if isinstance(error, CheckpointError):
