@@ -345,9 +345,17 @@ def test_validate_for_fit_catches_in_place_list_edits():
         cfg.validate_for_fit()
 
 
+MISSING_TRAIN_LOADER_CONFIG = (
+    "train_loader_config: MultiDataLoaderConfig not provided; it is required, even for one "
+    "loader: GenericTrainerConfig(train_loader_config="
+    "MultiDataLoaderConfig(dataloader_names=['main']))"
+)
+
+
 def test_validate_for_fit_requires_train_loader_config():
-    with pytest.raises(ConfigError, match=r"train_loader_config: missing.*MultiDataLoaderConfig"):
+    with pytest.raises(ConfigError) as info:
         GenericTrainerConfig().validate_for_fit()
+    assert str(info.value) == MISSING_TRAIN_LOADER_CONFIG
 
 
 def test_section_cross_field_rules_name_paths_and_wait_for_validate_for_fit():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from model_training_framework.errors import CheckpointError, HookError
+from model_training_framework.errors import CheckpointError, ConfigError, HookError
 from model_training_framework.trainer import (
     EpochLengthPolicy,
     GenericTrainer,
@@ -402,6 +402,26 @@ def test_nonfinite_loss_can_be_skipped_and_counted(tmp_path):
 
 
 # ------------------------------------------- bad input: clear errors before any step or file write
+def test_a_missing_train_loader_config_reads_the_same_at_construction_and_at_fit(tmp_path):
+    expected = (
+        "train_loader_config: MultiDataLoaderConfig not provided; it is required, even for one "
+        "loader: GenericTrainerConfig(train_loader_config="
+        "MultiDataLoaderConfig(dataloader_names=['main']))"
+    )
+    model = torch.nn.Linear(3, 1)
+    with pytest.raises(ConfigError) as at_construction:
+        GenericTrainer(GenericTrainerConfig(), model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    assert str(at_construction.value) == expected
+
+    cfg = _config(tmp_path)
+    trainer = _trainer(cfg)
+    cfg.train_loader_config = None  # removed after construction: fit says the same
+    with pytest.raises(ConfigError) as at_fit:
+        trainer.fit([_loader()])
+    assert str(at_fit.value) == expected
+    assert not (tmp_path / "t").exists()
+
+
 def test_input_errors_before_any_step(tmp_path):
     cfg = _config(tmp_path, loader={"dataloader_names": ["a", "b"]})
     trainer = _trainer(cfg)

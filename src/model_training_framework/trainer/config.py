@@ -828,16 +828,25 @@ class GenericTrainerConfig(SerializableConfig):
                 )
         return issues
 
+    def require_train_loader_config(self) -> MultiDataLoaderConfig:
+        """Return ``train_loader_config``, which a trainer needs (it may be None in a config).
+
+        Raises:
+            ConfigError: it is None; the message says what to add.
+        """
+        if self.train_loader_config is None:
+            raise ConfigError(
+                "train_loader_config: MultiDataLoaderConfig not provided; it is required, even "
+                "for one loader: GenericTrainerConfig(train_loader_config="
+                "MultiDataLoaderConfig(dataloader_names=['main']))"
+            )
+        return self.train_loader_config
+
     def validate_for_fit(self) -> None:
         """Re-run every check and require ``train_loader_config``.
 
         Raises:
             ConfigError: listing every problem with its field path.
         """
-        if self.train_loader_config is None:
-            raise ConfigError(
-                "train_loader_config: missing; GenericTrainer needs a MultiDataLoaderConfig "
-                "for the train loaders, e.g. GenericTrainerConfig(train_loader_config="
-                "MultiDataLoaderConfig(dataloader_names=['main']))"
-            )
+        self.require_train_loader_config()
         super().validate_for_fit()

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from model_training_framework.errors import ConfigError
 from model_training_framework.trainer.checks import check_optimizers, check_step_function
 from model_training_framework.trainer.config import GenericTrainerConfig
 from model_training_framework.trainer.hooks import TrainerHooks
@@ -297,11 +296,5 @@ class GenericTrainer:
 def _checked_config(config: Any) -> GenericTrainerConfig:
     if not isinstance(config, GenericTrainerConfig):
         raise TypeError(f"config must be a GenericTrainerConfig, got {type(config).__name__}")
-    if config.train_loader_config is None:
-        raise ConfigError(
-            "MultiDataLoaderConfig not provided: GenericTrainerConfig.train_loader_config is "
-            "required, even for one loader: GenericTrainerConfig(train_loader_config="
-            "MultiDataLoaderConfig(sampling_strategy=SamplingStrategy.SEQUENTIAL, "
-            "dataloader_names=['main']))"
-        )
+    config.require_train_loader_config()
     return config
