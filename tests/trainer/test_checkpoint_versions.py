@@ -22,12 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from model_training_framework.cli.main import main
+from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer import (
     GenericTrainerConfig,
     MultiDataLoaderConfig,
     TrainerHooks,
 )
 from model_training_framework.trainer.state.dcp import consolidate_checkpoint
+from model_training_framework.trainer.state.file_format import FORMAT_VERSION, read_checkpoint
 
 from .hook_fixtures import ScaledCounter
 from .resume_utils import RunSpec, assert_states_equal, indexed_dataset, make_trainer, small_model
@@ -144,11 +146,34 @@ def test_a_version_1_sharded_checkpoint_resumes_with_its_state_and_the_same_data
         "from pathlib import Path; from tests.trainer.test_checkpoint_versions import "
         f"check_sharded_resume; check_sharded_resume(Path({str(tmp_path)!r}))"
     )
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_version_1_file_is_read_in_the_current_layout():
+    content = read_checkpoint(V1_FILE)
+
+    assert content["format_version"] == FORMAT_VERSION
+    assert content["train_state"]["global_step"] == STOP_STEP
+    assert content["run"]["loader_names"] == ["a", "b"]
+    assert len(content["rng"]) == len(content["streams"]) == 1  # one rank
+    assert "trainer" not in content
+
+
+def test_a_damaged_version_1_file_is_a_checkpoint_error_naming_what_it_lacks(tmp_path):
+    content = torch.load(V1_FILE, weights_only=True)
+    del content["trainer"]
+    damaged = tmp_path / "damaged.ckpt"
+    torch.save(content, damaged)
+
+    with pytest.raises(CheckpointError, match=r"format version 1 but lacks its entry 'trainer'"):
+        read_checkpoint(damaged)
 
 
 @pytest.mark.parametrize("path", [V1_FILE, V1_SHARDED], ids=["file", "sharded"])
