@@ -123,9 +123,15 @@ class FitLoop:
             self._state,
             self._step.train_step,
         )
+        preemption, no_request = self._run.preemption, StopRequest.NONE
         while not steps_done(state.global_step):
             outcome = train_step()
             if outcome.stepped:
+                # NOTE [quiet steps], checked here to save a call per step
+                if state.global_step < self._next_due and preemption.local_request is no_request:
+                    if outcome.epoch_done:
+                        return self._end_epoch()
+                    continue
                 status = self._after_optimizer_step()
                 if status is not None:
                     return status
@@ -259,7 +265,8 @@ class FitLoop:
         run, state, dist = self._run, self._state, self._dist
         run.guard.raise_if_bad()  # NOTE [non-finite steps]: read at logging steps
         run.last_train_log_step = state.global_step
-        metrics = run.metrics.pop_means(dist.reduce_sum)
+        # summed over ranks only when there are several
+        metrics = run.metrics.pop_means(dist.reduce_sum if dist.is_distributed else None)
         now = time.perf_counter()
         samples = sum(dist.reduce_sum([float(run.metrics.pop_samples())]))
         metrics["train/samples_per_sec"] = samples / max(now - run.last_log_time, 1e-9)

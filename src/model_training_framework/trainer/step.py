@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from model_training_framework.trainer.checks import checked_loss
 from model_training_framework.trainer.data.devices import BatchMover
 from model_training_framework.trainer.data.handover import fetch_scheduled
+from model_training_framework.trainer.optim.precision import Precision
+from model_training_framework.trainer.runtime.sharding import ReplicatedStrategy
 
 if TYPE_CHECKING:
     import torch
@@ -111,6 +113,12 @@ class TrainStep:
         self._profiler = run.profiler
         self._profiler_sync = run.profiler.sync if run.profiler.syncs else None
         self._trace = run.trace if run.trace.is_enabled else None
+        # Full precision: the step is a plain call and a plain backward; one process without
+        # sharding: no gradient-sync context to enter per micro-batch.
+        self._is_plain_precision = type(parts.precision) is Precision
+        self._has_sync_context = not (
+            isinstance(parts.sharding, ReplicatedStrategy) and not self._is_distributed
+        )
 
     def train_step(self) -> StepOutcome:
         """Take up to ``gradient_accumulation_steps`` slots from the schedule, one micro-batch
@@ -166,30 +174,52 @@ class TrainStep:
             or self._run.schedule_position() == self._schedule.epoch_length()
         )
         t1 = perf_counter()
-        precision = self._precision
-        with self._sharding.gradient_sync(self._model, closes_window=closes):
-            outputs = precision.run_step(self._training_step, trainer, batch, batch_idx, idx, name)
-            loss = checked_loss(outputs)
-            t2 = perf_counter()
-            scale = self._loss_scales[idx]
-            scaled = loss if scale == 1.0 else loss * scale
-            if self._has_backward_hooks:
-                hooks.call("on_before_backward", trainer, scaled)
-            precision.backward(scaled)
-            if self._has_backward_hooks:
-                hooks.call("on_after_backward", trainer)
+        if self._has_sync_context:
+            with self._sharding.gradient_sync(self._model, closes_window=closes):
+                loss, outputs, t2 = self._forward_backward(batch, batch_idx, idx, name)
+        else:
+            loss, outputs, t2 = self._forward_backward(batch, batch_idx, idx, name)
         # a device tensor (a float on the CPU): see NOTE [non-finite steps]
         loss = self._guard.keep_loss(loss)
         if self._profiler_sync is not None:
             self._profiler_sync()
         t3 = perf_counter()
-        self._metrics.add_outputs(
-            idx, outputs, loss, self._streams[idx].num_samples(batch, indices)
-        )
+        stream = self._streams[idx]
+        if indices is not None and stream.counts_indices:
+            num_samples = len(indices)
+        else:
+            num_samples = stream.num_samples(batch, indices)
+        self._metrics.add_outputs(idx, outputs, loss, num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if self._has_batch_end_hooks:
             hooks.call("on_train_batch_end", trainer, batch, batch_idx, idx, name, outputs)
         return closes, idx
+
+    def _forward_backward(
+        self, batch: Any, batch_idx: int, idx: int, name: str
+    ) -> tuple[torch.Tensor, Any, float]:
+        """The user's step and the backward of its (scaled) loss; returns the loss, the step's
+        outputs and the time the forward pass ended."""
+        trainer, hooks = self._trainer, self._hooks
+        if self._is_plain_precision:
+            outputs = self._training_step(trainer, batch, batch_idx, idx, name)
+        else:
+            outputs = self._precision.run_step(
+                self._training_step, trainer, batch, batch_idx, idx, name
+            )
+        loss = checked_loss(outputs)
+        t2 = perf_counter()
+        scale = self._loss_scales[idx]
+        scaled = loss if scale == 1.0 else loss * scale
+        if self._has_backward_hooks:
+            hooks.call("on_before_backward", trainer, scaled)
+        if self._is_plain_precision:
+            scaled.backward()
+        else:
+            self._precision.backward(scaled)
+        if self._has_backward_hooks:
+            hooks.call("on_after_backward", trainer)
+        return loss, outputs, t2
 
     def _fetch(self, slot: Slot) -> tuple[Slot, Any, Sequence[int] | None] | None:
         """The batch for ``slot`` (on the device) and its sample indices, folded into the

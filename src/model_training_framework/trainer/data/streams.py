@@ -140,7 +140,10 @@ class _PassIndexSampler:
     def __iter__(self) -> Iterator[Any]:
         batches, start = self.batches, self.start
         assert batches is not None, "a pass must be planned before iterating"
-        fetch = batches.item if self._is_prebatched else batches.batch
+        if self._is_prebatched:
+            fetch = batches.item
+        else:  # without worker seeds a batch is its index list: no call in between
+            fetch = batches.batch if batches.seeds_workers else batches.index_list
         return map(fetch, range(start, len(batches)))  # no generator frame per batch
 
     def __len__(self) -> int:
@@ -192,10 +195,15 @@ class _PassBatches:
         assert self._indices is not None
         return self._indices[k * self._batch_size : (k + 1) * self._batch_size]
 
+    @property
+    def seeds_workers(self) -> bool:
+        """Whether batches carry per-batch seeds for worker processes."""
+        return self._seed_workers
+
     def batch(self, k: int) -> list[int]:
         """Batch ``k`` for the DataLoader: a ``_SeededBatch`` when worker processes will read
         its seed, else the index list itself (no copy; the fetch only reads it)."""
-        indices = self._compute(k)
+        indices = self.index_list(k)
         if not self._seed_workers:
             return indices
         batch = _SeededBatch(indices)
@@ -204,14 +212,15 @@ class _PassBatches:
 
     def item(self, k: int) -> int:
         """Batch ``k`` of a pre-batched dataset (one item per batch): the item's index."""
-        index = int(self._compute(k)[0])
+        index = int(self.index_list(k)[0])
         if not self._seed_workers:
             return index
         item = _SeededIndex(index)
         item.seed = derive_seed(self._seed, k)
         return item
 
-    def _compute(self, k: int) -> list[int]:
+    def index_list(self, k: int) -> list[int]:
+        """The sample indices of batch ``k`` as a list."""
         if self._explicit is not None:
             return list(self._explicit[k])
         assert self._indices is not None
@@ -327,16 +336,16 @@ class LoaderStream:
         if loader.num_workers > 0:
             kwargs["prefetch_factor"] = loader.prefetch_factor
             kwargs["multiprocessing_context"] = loader.multiprocessing_context
+        # Only worker processes reseed per batch; in this process the dataset is read as it is.
+        dataset = _WorkerSeededDataset(loader.dataset) if loader.num_workers > 0 else loader.dataset
         if self._is_prebatched:
             return DataLoader(
-                _WorkerSeededDataset(loader.dataset),
+                dataset,
                 batch_size=None,
                 sampler=self._index_sampler,
                 **kwargs,
             )
-        return DataLoader(
-            _WorkerSeededDataset(loader.dataset), batch_sampler=self._index_sampler, **kwargs
-        )
+        return DataLoader(dataset, batch_sampler=self._index_sampler, **kwargs)
 
     # ------------------------------------------------------------------ planning a pass
     def _pass_seed(self, pass_idx: int) -> int:
@@ -413,6 +422,11 @@ class LoaderStream:
         if self._batches is None or pass_idx != self._pass_idx:
             return None
         return self._batches.indices(batch_idx)
+
+    @property
+    def counts_indices(self) -> bool:
+        """Whether a batch's sample count is the length of its sample indices."""
+        return not self._is_prebatched
 
     @property
     def is_iterable(self) -> bool:

@@ -76,13 +76,34 @@ class ConsoleLogger(BaseLogger):
 
 
 def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Pick the keys shown on the console, in display order (see ``_select_keys``).
+
+    Returns:
+        ``(label, value)`` pairs; labels are the metric keys except ``lr`` for a single learning
+        rate. Throughput is not included (``format_metrics_line`` appends it).
+    """
+    keys = tuple(metrics)
+    labels = _SELECTED.get(keys)
+    if labels is None:  # the same keys come back at every log step: select them once
+        if len(_SELECTED) >= _MAX_SELECTIONS:
+            _SELECTED.clear()
+        labels = _SELECTED[keys] = _select_keys(metrics)
+    return [(label, metrics[key]) for label, key in labels]
+
+
+# key tuple -> ((label, key), ...) of the keys shown, in display order
+_SELECTED: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+_MAX_SELECTIONS = 16
+
+
+def _select_keys(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
     """Pick the keys shown on the console, in display order (see the module docstring).
 
     Args:
         metrics: All metrics of one logging step.
 
     Returns:
-        ``(label, value)`` pairs; labels are the metric keys except ``lr`` for a single learning
+        ``(label, key)`` pairs; labels are the metric keys except ``lr`` for a single learning
         rate. Throughput is not included (``format_metrics_line`` appends it).
     """
     train_aggregates, train_losses, val_aggregates, val_losses, rates = [], [], [], [], []
@@ -102,11 +123,11 @@ def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, floa
         *sorted(val_aggregates, key=_loss_first),
         *sorted(val_losses),
     ]
-    selected = [(key, metrics[key]) for key in ordered]
+    selected = [(key, key) for key in ordered]
     if len(rates) == 1:
-        selected.append(("lr", metrics[rates[0]]))
+        selected.append(("lr", rates[0]))
     else:
-        selected.extend((key, metrics[key]) for key in sorted(rates))
+        selected.extend((key, key) for key in sorted(rates))
     return selected
 
 

@@ -67,6 +67,10 @@ class StepProfiler(NullProfiler):
         self._train = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
         self._train_counts = [[0] * len(_TRAIN_PARTS) for _ in range(n)]
         self._totals = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
+        # metric keys made once (a report with many loaders would otherwise format them all)
+        self._train_keys = [
+            [f"profile/train/dl_{name}/{key}" for key in _TRAIN_PARTS] for name in names
+        ]
         self._total_steps = [0] * n
         self._val = [[0.0, 0.0] for _ in val_names]
         self._val_counts = [0] * len(val_names)
@@ -102,11 +106,13 @@ class StepProfiler(NullProfiler):
 
     def pop_train_means(self) -> dict[str, float]:
         means: dict[str, float] = {}
-        for idx, name in enumerate(self._names):
+        for idx, keys in enumerate(self._train_keys):
             sums, counts, totals = self._train[idx], self._train_counts[idx], self._totals[idx]
-            for part, key in enumerate(_TRAIN_PARTS):
+            if not any(counts):  # nothing recorded for this loader since the last report
+                continue
+            for part, key in enumerate(keys):
                 if counts[part]:
-                    means[f"profile/train/dl_{name}/{key}"] = 1000.0 * sums[part] / counts[part]
+                    means[key] = 1000.0 * sums[part] / counts[part]
                 totals[part] += sums[part]
                 sums[part], counts[part] = 0.0, 0
         return means

@@ -80,6 +80,8 @@ def _as_floats(values: Sequence[Any]) -> list[float]:
     Floats (pending values restored from a checkpoint) and tensors give the same numbers, so a
     resumed run logs the same means as an uninterrupted one.
     """
+    if all(type(v) is float for v in values):  # read on the CPU as they came
+        return list(values)
     if (
         values
         and all(type(v) is not float and v.dim() == 0 for v in values)
@@ -112,6 +114,7 @@ class TrainMetrics:
         # per loader: metric key -> ([values], [samples of the batch each value came from])
         self._values: list[dict[str, tuple[list[Any], list[int]]]] = [{} for _ in names]
         self._samples = 0
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}
 
     def add(self, loader_idx: int, items: Sequence[tuple[str, Any]], num_samples: int) -> None:
         """Record one micro-step's metric items for loader ``loader_idx``."""
@@ -153,8 +156,12 @@ class TrainMetrics:
         for name, per_loader in zip(self._names, self._values, strict=True):
             for key, (values, weights) in per_loader.items():
                 total = math.fsum(v * w for v, w in zip(_as_floats(values), weights, strict=True))
-                for metric in (train_key(name, key), train_key(None, key)):
-                    sums.add(metric, total, sum(weights))
+                keys = self._keys.get((name, key))
+                if keys is None:  # made once per loader and key, not at every log step
+                    keys = self._keys[name, key] = (train_key(name, key), train_key(None, key))
+                samples = sum(weights)
+                for metric in keys:
+                    sums.add(metric, total, samples)
             per_loader.clear()
         if reduce is not None:
             sums.load_flat(reduce(sums.to_flat()))

@@ -276,9 +276,10 @@ class HostFiniteGuard(FiniteGuard):
         return value
 
     def close_window(self, step: int, grads: GradientGroups, norm: torch.Tensor | None) -> None:
-        bad = self._window_fault(grads, norm)
-        if bad is not None and self._first_bad is None:
-            self._first_bad = (step, bad)
+        if grads or norm is not None or self._is_loss_bad:  # else nothing can be bad
+            bad = self._window_fault(grads, norm)
+            if bad is not None and self._first_bad is None:
+                self._first_bad = (step, bad)
         self._last_step = step
         self._unchecked += 1
         if self._unchecked >= MAX_UNCHECKED_STEPS:  # the same collective as on an accelerator

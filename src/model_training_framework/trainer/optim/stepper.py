@@ -162,7 +162,10 @@ class OptimizerStepper:
                 optimizer.step()
             for sched in self._step_scheds[optimizer_idx]:
                 sched.scheduler.step()
-        self.zero_grad()
+        for opt in self.optimizers:  # zero_grad(), inlined: this runs every step
+            opt.zero_grad(set_to_none=True)
+        for param in self._params_outside:
+            param.grad = None
         return stepped
 
     def zero_grad(self) -> None:
