@@ -56,7 +56,7 @@ def test_every_trainer_config_name_is_exported_by_the_config_package():
 
     missing = set(trainer_config.__all__) - set(config_pkg.__all__)
     assert not missing, (
-        f"{sorted(missing)} are public in trainer/config.py but not exported by "
+        f"{sorted(missing)} are public in trainer/config/ but not exported by "
         "model_training_framework.config: add them to _TRAINER_CONFIG_NAMES and __all__ in config/__init__.py"
     )
 

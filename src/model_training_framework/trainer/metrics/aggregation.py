@@ -12,8 +12,8 @@ Two pieces, both free of torch so that they can be tested (and reasoned about) a
   ``val/dl_<name>/<metric>`` itself). The rule is chosen by ``validation.aggregation``.
 
 The aggregation rule is passed as the value of the ``ValAggregation`` enum (defined in
-``trainer/config.py``) or as the enum member itself; this module compares values only, so it
-does not need to import the config.
+``trainer/config/validation.py``) or as the enum member itself; this module compares values
+only, so it does not need to import the config.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import LauncherError
 from model_training_framework.process_utils import run_command
-from model_training_framework.trainer.config_fields import canonical_signal_name
+from model_training_framework.trainer.config.fields import canonical_signal_name
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import PreemptionConfig
