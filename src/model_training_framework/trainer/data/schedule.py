@@ -7,7 +7,7 @@ O(number of loaders) memory, and every rank and every rerun computes the same se
 Vocabulary used below:
 
 - *quota*: how many batches loader ``i`` is planned to give in the epoch (set by the epoch
-  length policy, see ``_POLICY_QUOTAS`` below).
+  length policy, see ``POLICY_QUOTAS`` in :mod:`.inputs`).
 - *virtual slot*: one position of the planned sequence of length ``T = epoch_length()``. With
   ``cycle=False`` a loader whose pass ran out loses its remaining virtual slots: they are
   skipped and the epoch gets shorter (docs/multi_loader.md's worked example shows both cases).
@@ -21,18 +21,29 @@ Example:
     [(0, 0), (1, 0), (0, 1), (1, 1)]
 
 The per-strategy orders live in :mod:`.orders` (NOTE [weighted order] is there);
-this module is the public entry point and owns positions, quotas and the checkpoint format.
+the enums, argument checks and per-policy quotas live in :mod:`.inputs`; this module is the
+public entry point and owns positions, the cursor and the checkpoint format.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
-from enum import Enum
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from model_training_framework.errors import SchedulingError
+from model_training_framework.trainer.data.inputs import (
+    POLICY_QUOTAS,
+    EpochLengthPolicy,
+    SamplingStrategy,
+    check_int,
+    check_lengths,
+    check_names,
+    check_pattern,
+    check_weights,
+    coerce_enum,
+    loader_label,
+)
 from model_training_framework.trainer.data.orders import (
     AlternatingOrder,
     Order,
@@ -76,24 +87,6 @@ BATCH_POS = "batch_pos"
 ORDER = "order"
 
 
-class SamplingStrategy(str, Enum):
-    """Which loader gives the next batch: in turns, one after another, by weight, or by pattern."""
-
-    SEQUENTIAL = "sequential"
-    ROUND_ROBIN = "round_robin"
-    WEIGHTED = "weighted"
-    ALTERNATING = "alternating"
-
-
-class EpochLengthPolicy(str, Enum):
-    """How many batches an epoch has, and so each loader's quota in it."""
-
-    SUM_OF_LENGTHS = "sum_of_lengths"
-    MAX_OF_LENGTHS = "max_of_lengths"
-    MIN_OF_LENGTHS = "min_of_lengths"
-    FIXED_NUM_STEPS = "fixed_num_steps"
-
-
 class Slot(NamedTuple):
     """One scheduled batch.
 
@@ -108,149 +101,6 @@ class Slot(NamedTuple):
     loader_idx: int
     pass_idx: int
     batch_idx: int
-
-
-_E = TypeVar("_E", bound=Enum)
-
-
-# ---------------------------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------------------------
-
-
-def _coerce_enum(enum_type: type[_E], value: object, argument: str) -> _E:
-    """Accept an enum member, its value or its name (any case)."""
-    if isinstance(value, enum_type):
-        return value
-    if isinstance(value, str):
-        for member in enum_type:
-            if value.lower() in (str(member.value).lower(), member.name.lower()):
-                return member
-    choices = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
-    raise SchedulingError(f"{argument} must be one of {choices}; got {value!r}")
-
-
-def _check_int(value: object, argument: str, minimum: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SchedulingError(f"{argument} must be an integer; got {value!r}. {fix}")
-    if value < minimum:
-        raise SchedulingError(f"{argument} must be >= {minimum}; got {value}. {fix}")
-    return value
-
-
-def _loader_label(idx: int, names: Sequence[str] | None) -> str:
-    return f"loader {idx} ({names[idx]!r})" if names else f"loader {idx}"
-
-
-def _check_names(names: Sequence[str] | None, num_loaders: int) -> tuple[str, ...] | None:
-    if names is None:
-        return None
-    if len(names) != num_loaders:
-        raise SchedulingError(
-            f"dataloader_names has {len(names)} entries but there are {num_loaders} loaders; "
-            "give one name per loader"
-        )
-    return tuple(str(name) for name in names)
-
-
-def _check_lengths(
-    lengths: Sequence[int | None], policy: EpochLengthPolicy, names: Sequence[str] | None
-) -> tuple[int | None, ...]:
-    if len(lengths) == 0:
-        raise SchedulingError("the schedule needs at least one loader; got an empty list")
-    checked: list[int | None] = []
-    for idx, length in enumerate(lengths):
-        label = _loader_label(idx, names)
-        if length is None:
-            if policy is not EpochLengthPolicy.FIXED_NUM_STEPS:
-                raise SchedulingError(
-                    f"{label} has no length (an iterable dataset without __len__), which "
-                    f"{policy.name} cannot size; use EpochLengthPolicy.FIXED_NUM_STEPS with "
-                    "steps_per_epoch"
-                )
-            checked.append(None)
-            continue
-        if isinstance(length, bool) or not isinstance(length, int):
-            raise SchedulingError(f"{label} length must be an int or None; got {length!r}")
-        if length < 1:
-            raise SchedulingError(
-                f"{label} is empty (length {length}); remove it from the list of loaders "
-                "or give it data (check batch_size and drop_last)"
-            )
-        checked.append(length)
-    return tuple(checked)
-
-
-def _check_weights(
-    weights: Sequence[float] | None, num_loaders: int, names: Sequence[str] | None
-) -> tuple[float, ...]:
-    if weights is None:
-        raise SchedulingError(
-            "SamplingStrategy.WEIGHTED needs dataloader_weights: give one positive weight per "
-            f"loader ({num_loaders} loaders)"
-        )
-    if len(weights) != num_loaders:
-        raise SchedulingError(
-            f"dataloader_weights has {len(weights)} entries but there are {num_loaders} "
-            "loaders; give one weight per loader"
-        )
-    checked = []
-    for idx, weight in enumerate(weights):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise SchedulingError(
-                f"weight of {_loader_label(idx, names)} must be a number; got {weight!r}"
-            )
-        if not math.isfinite(weight) or weight <= 0:
-            raise SchedulingError(
-                f"weight of {_loader_label(idx, names)} must be finite and > 0; got {weight!r}. "
-                "Weights need not sum to 1; to leave a loader out, remove it from the list"
-            )
-        checked.append(float(weight))
-    return tuple(checked)
-
-
-def _check_pattern(pattern: Sequence[int] | None, num_loaders: int) -> tuple[int, ...]:
-    if pattern is None or len(pattern) == 0:
-        raise SchedulingError(
-            "SamplingStrategy.ALTERNATING needs alternating_pattern: a non-empty list of "
-            f"loader indices in [0, {num_loaders - 1}], e.g. [0, 0, 1]"
-        )
-    for position, idx in enumerate(pattern):
-        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < num_loaders:
-            raise SchedulingError(
-                f"alternating_pattern[{position}] is {idx!r} but there are {num_loaders} "
-                f"loaders; use loader indices in [0, {num_loaders - 1}]"
-            )
-    missing = sorted(set(range(num_loaders)) - set(pattern))
-    if missing:
-        logger.warning("alternating_pattern never names loaders %s; they get no batches", missing)
-    return tuple(pattern)
-
-
-# ---------------------------------------------------------------------------------------------
-# Quotas: how many batches each loader gives in one epoch, per epoch length policy. With L_i
-# the length of loader i: SUM gives L_i (each batch once), MAX gives max L, MIN gives min L, and
-# FIXED_NUM_STEPS splits steps_per_epoch evenly (the first loaders get the remainder).
-# ---------------------------------------------------------------------------------------------
-
-
-def _split_evenly(lengths: Sequence[int | None], steps: int | None) -> list[int]:
-    assert steps is not None  # checked at construction
-    base, extra = divmod(steps, len(lengths))
-    return [base + (1 if idx < extra else 0) for idx in range(len(lengths))]
-
-
-def _known(lengths: Sequence[int | None]) -> list[int]:
-    return [length for length in lengths if length is not None]
-
-
-# Per-loader quotas of ROUND_ROBIN/SEQUENTIAL; their sum is T for WEIGHTED/ALTERNATING.
-_POLICY_QUOTAS: dict[EpochLengthPolicy, Callable[[Sequence[int | None], int | None], list[int]]] = {
-    EpochLengthPolicy.SUM_OF_LENGTHS: lambda lengths, steps: _known(lengths),
-    EpochLengthPolicy.MAX_OF_LENGTHS: lambda lengths, steps: [max(_known(lengths))] * len(lengths),
-    EpochLengthPolicy.MIN_OF_LENGTHS: lambda lengths, steps: [min(_known(lengths))] * len(lengths),
-    EpochLengthPolicy.FIXED_NUM_STEPS: _split_evenly,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,11 +165,11 @@ class LoaderSchedule:
         burst_size: int = 1,
         names: Sequence[str] | None = None,
     ) -> None:
-        self.strategy = _coerce_enum(SamplingStrategy, strategy, "sampling_strategy")
-        self.policy = _coerce_enum(EpochLengthPolicy, policy, "epoch_length_policy")
-        self.names = _check_names(names, len(lengths))
-        self.lengths = _check_lengths(lengths, self.policy, self.names)
-        self.burst_size = _check_int(burst_size, "burst_size", 1, "Use 1 for no bursts")
+        self.strategy = coerce_enum(SamplingStrategy, strategy, "sampling_strategy")
+        self.policy = coerce_enum(EpochLengthPolicy, policy, "epoch_length_policy")
+        self.names = check_names(names, len(lengths))
+        self.lengths = check_lengths(lengths, self.policy, self.names)
+        self.burst_size = check_int(burst_size, "burst_size", 1, "Use 1 for no bursts")
         self.cycle = bool(cycle)
         self.steps_per_epoch = self._check_steps(steps_per_epoch)
         num_loaders = len(self.lengths)
@@ -328,18 +178,18 @@ class LoaderSchedule:
             burst_size=self.burst_size,
             is_stream=self.policy is EpochLengthPolicy.FIXED_NUM_STEPS,
             pattern=(
-                _check_pattern(pattern, num_loaders)
+                check_pattern(pattern, num_loaders)
                 if self.strategy is SamplingStrategy.ALTERNATING
                 else ()
             ),
             weights=(
-                _check_weights(weights, num_loaders, self.names)
+                check_weights(weights, num_loaders, self.names)
                 if self.strategy is SamplingStrategy.WEIGHTED
                 else ()
             ),
         )
         self._is_stream = settings.is_stream
-        self._policy_quotas = _POLICY_QUOTAS[self.policy](self.lengths, self.steps_per_epoch)
+        self._policy_quotas = POLICY_QUOTAS[self.policy](self.lengths, self.steps_per_epoch)
         self._order = _ORDERS[self.strategy](settings)
         self._is_started = False
         self._epoch = -1
@@ -357,7 +207,7 @@ class LoaderSchedule:
             raise SchedulingError(
                 "EpochLengthPolicy.FIXED_NUM_STEPS needs steps_per_epoch (batches per epoch, >= 1)"
             )
-        return _check_int(steps_per_epoch, "steps_per_epoch", 1, "Give batches per epoch")
+        return check_int(steps_per_epoch, "steps_per_epoch", 1, "Give batches per epoch")
 
     def _reset_epoch_counters(self, quotas: list[int]) -> None:
         num_loaders = len(self.lengths)
@@ -384,7 +234,7 @@ class LoaderSchedule:
         Raises:
             SchedulingError: negative epoch.
         """
-        _check_int(epoch, "epoch", 0, "Epochs are 0-based")
+        check_int(epoch, "epoch", 0, "Epochs are 0-based")
         for idx, position in enumerate(self._batch_pos):
             if self._dropped[idx] or (position > 0 and not self._is_stream):
                 self._pass_idx[idx] += 1
@@ -475,7 +325,7 @@ class LoaderSchedule:
                 or a pass that gave no batch at all (an empty loader).
         """
         self._require_started("mark_exhausted")
-        label = _loader_label(loader_idx, self.names)
+        label = loader_label(loader_idx, self.names)
         if loader_idx != self._last_loader:
             raise SchedulingError(
                 f"mark_exhausted({loader_idx}) must refer to the slot just returned, which "
@@ -522,7 +372,7 @@ class LoaderSchedule:
                 f"update_weights() needs SamplingStrategy.WEIGHTED; this schedule is "
                 f"{self.strategy.name}"
             )
-        checked = _check_weights(weights, len(self.lengths), self.names)
+        checked = check_weights(weights, len(self.lengths), self.names)
         order = self._order
         remaining = sum(self._policy_quotas) - self._position - order.burst_left
         caps = order.reweight(checked, remaining)
