@@ -24,6 +24,7 @@ PURE_MODULES = [
     "trainer.metrics.means",
     "trainer.state.config_diff",
     "config.grid",
+    "config.grid_axes",
     "config.distributions",
     "config.paths",
     "config.naming",

@@ -17,8 +17,9 @@ exclusions. Conditions, computed values, constraints and exclusions see the merg
 same generator, so ``get_parameter_count()`` always equals what ``generate_permutations()``
 yields.
 
-Distributions live in :mod:`.distributions` and dotted-path helpers and :class:`ConfigView` in
-:mod:`.paths` (both PURE); their names are re-exported here.
+Axes, conditional parameters and the rows they expand to live in :mod:`.grid_axes`,
+distributions in :mod:`.distributions`, and dotted-path helpers and :class:`ConfigView` in
+:mod:`.paths` (all PURE); the names of the last two are re-exported here.
 
 Example:
     >>> grid = ParameterGrid("lr").add_parameter("optimizer.lr", [0.1, 0.01])
@@ -33,7 +34,6 @@ import copy
 import itertools
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from model_training_framework.config.distributions import (
@@ -45,8 +45,17 @@ from model_training_framework.config.distributions import (
     UniformDistribution,
     build_distribution,
 )
+from model_training_framework.config.grid_axes import (
+    Axis,
+    Conditional,
+    as_value_list,
+    keys_related,
+    matches_exclusion,
+    rows_from_columns,
+    rows_from_dicts,
+    rows_from_tuples,
+)
 from model_training_framework.config.paths import (
-    MISSING,
     ConfigView,
     ViewPredicate,
     get_path,
@@ -72,105 +81,6 @@ __all__ = [
     "set_path",
     "values_match",
 ]
-
-
-# ----------------------------------------------------------------------------- grid parts
-@dataclass
-class _Axis:
-    """One factor of the product: rows of key -> value applied together."""
-
-    kind: str  # "parameter" | "linked" | "sets" | "distribution"
-    rows: list[dict[str, Any]]
-    spec: dict[str, Any] = field(default_factory=dict)  # how to save it (see to_dict)
-
-    def key_list(self) -> list[str]:
-        return list(dict.fromkeys(key for row in self.rows for key in row))
-
-
-@dataclass(frozen=True)
-class _Conditional:
-    key: str
-    values: tuple[Any, ...]
-    when: dict[str, Any] | None
-    when_func: ViewPredicate | None
-
-    def applies(self, view: ConfigView) -> bool:
-        if self.when_func is not None:
-            return bool(self.when_func(view))
-        assert self.when is not None  # checked in add_conditional_parameter
-        return all(
-            values_match(expected, view.get(key, MISSING)) for key, expected in self.when.items()
-        )
-
-
-def _matches_exclusion(rule: Mapping[str, Any] | ViewPredicate, view: ConfigView) -> bool:
-    if callable(rule):
-        return bool(rule(view))
-    return all(values_match(expected, view.get(key, MISSING)) for key, expected in rule.items())
-
-
-def _as_value_list(key: str, values: object) -> list[Any]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ConfigError(
-            f"values for {key!r} must be a list, got {values!r}; wrap a single value as [value]"
-        )
-    if not values:
-        raise ConfigError(f"values for {key!r} are empty; a grid axis needs at least one value")
-    return [copy.deepcopy(value) for value in values]
-
-
-def _rows_from_columns(columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    lists = {key: _as_value_list(key, values) for key, values in columns.items()}
-    lengths = {key: len(values) for key, values in lists.items()}
-    if len(set(lengths.values())) > 1:
-        raise ConfigError(
-            f"linked parameters need lists of equal length, got lengths {lengths}; "
-            "give one value per key for every linked row"
-        )
-    keys = list(lists)
-    return [dict(zip(keys, row, strict=True)) for row in zip(*lists.values(), strict=True)]
-
-
-def _rows_from_tuples(
-    keys: Sequence[str], rows: Sequence[Sequence[Any] | Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Rows for ``keys``: each a sequence of values in key order, or a dict keyed by them."""
-    result = []
-    for row in rows:
-        if isinstance(row, Mapping):
-            result.append(_row_from_mapping(keys, row))
-            continue
-        # a set (or a string) has no order to match the keys by: refuse rather than guess
-        if isinstance(row, (str, bytes, set, frozenset)) or len(row) != len(keys):
-            raise ConfigError(
-                f"linked row {row!r} does not give one value for each of the keys {list(keys)}; "
-                "give a tuple of values in key order or a dict keyed by them"
-            )
-        result.append(dict(zip(keys, copy.deepcopy(list(row)), strict=True)))
-    return result
-
-
-def _row_from_mapping(keys: Sequence[str], row: Mapping[str, Any]) -> dict[str, Any]:
-    missing = [key for key in keys if key not in row]
-    unexpected = [key for key in row if key not in keys]
-    if missing or unexpected:
-        raise ConfigError(
-            f"linked row {dict(row)!r} must have exactly the keys {list(keys)}: "
-            f"missing {missing}, unexpected {unexpected}"
-        )
-    return {key: copy.deepcopy(row[key]) for key in keys}
-
-
-def _rows_from_dicts(rows: Sequence[Mapping[str, Any]], what: str) -> list[dict[str, Any]]:
-    if isinstance(rows, (str, bytes, Mapping)) or not rows:
-        raise ConfigError(f"{what} must be a non-empty list of mappings, got {rows!r}")
-    if not all(isinstance(row, Mapping) and row for row in rows):
-        raise ConfigError(f"every entry of {what} must be a non-empty mapping, got {rows!r}")
-    return [copy.deepcopy(dict(row)) for row in rows]
-
-
-def _keys_related(first: str, second: str) -> bool:
-    return first == second or first.startswith(second + ".") or second.startswith(first + ".")
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -200,9 +110,9 @@ class ParameterGrid:
             raise ConfigError(f"ParameterGrid needs a non-empty name, got {name!r}")
         self.name = name
         self.description = description
-        self._axes: list[_Axis] = []
-        self._linked: _Axis | None = None
-        self._conditionals: list[_Conditional] = []
+        self._axes: list[Axis] = []
+        self._linked: Axis | None = None
+        self._conditionals: list[Conditional] = []
         self._computed: list[tuple[str, Callable[[ConfigView], Any]]] = []
         self._constraints: list[ViewPredicate] = []
         self._exclusions: list[Mapping[str, Any] | ViewPredicate] = []
@@ -215,8 +125,8 @@ class ParameterGrid:
             ConfigError: ``key`` is not a dotted path, is already swept, or ``values`` is empty
                 or not a list.
         """
-        rows = [{key: value} for value in _as_value_list(key, values)]
-        self._add_axis(_Axis("parameter", rows, {"key": key}), [key])
+        rows = [{key: value} for value in as_value_list(key, values)]
+        self._add_axis(Axis("parameter", rows, {"key": key}), [key])
         return self
 
     def add_nested_parameter(
@@ -263,14 +173,14 @@ class ParameterGrid:
                 by another axis.
         """
         if value_tuples is not None:
-            rows = _rows_from_tuples([str(k) for k in keys_or_values], value_tuples)
+            rows = rows_from_tuples([str(k) for k in keys_or_values], value_tuples)
         elif isinstance(keys_or_values, Mapping):
-            rows = _rows_from_columns(keys_or_values)
+            rows = rows_from_columns(keys_or_values)
         else:
-            rows = _rows_from_dicts(keys_or_values, "linked parameters")  # type: ignore[arg-type]
+            rows = rows_from_dicts(keys_or_values, "linked parameters")  # type: ignore[arg-type]
         keys = list(dict.fromkeys(key for row in rows for key in row))
         if self._linked is None:
-            self._linked = _Axis("linked", [], {"groups": []})
+            self._linked = Axis("linked", [], {"groups": []})
             self._add_axis(self._linked, keys)
         else:
             self._check_new_keys(keys, ignore=self._linked)
@@ -286,9 +196,9 @@ class ParameterGrid:
         Raises:
             ConfigError: ``sets`` is empty or holds a non-mapping, or a key is already swept.
         """
-        rows = _rows_from_dicts(sets, "parameter sets")
+        rows = rows_from_dicts(sets, "parameter sets")
         keys = list(dict.fromkeys(key for row in rows for key in row))
-        self._add_axis(_Axis("sets", rows, {"sets": copy.deepcopy(rows)}), keys)
+        self._add_axis(Axis("sets", rows, {"sets": copy.deepcopy(rows)}), keys)
         return self
 
     def add_parameter_distribution(
@@ -328,7 +238,7 @@ class ParameterGrid:
         samples = built.sample(random.Random(f"{seed}:{key}"), n_samples)
         spec = {"key": key, "distribution": built.name, "n_samples": n_samples, "seed": seed}
         spec.update(built.params())
-        self._add_axis(_Axis("distribution", [{key: value} for value in samples], spec), [key])
+        self._add_axis(Axis("distribution", [{key: value} for value in samples], spec), [key])
         return self
 
     def add_conditional_parameter(
@@ -364,10 +274,10 @@ class ParameterGrid:
             raise ConfigError(f"when for {key!r} must be a non-empty mapping, got {when!r}")
         for condition_key in when or {}:
             split_key(condition_key)
-        value_list = _as_value_list(key, values)
+        value_list = as_value_list(key, values)
         self._check_new_keys([key], allow_conditional=True)
         when_copy = None if when is None else copy.deepcopy(dict(when))
-        self._conditionals.append(_Conditional(key, tuple(value_list), when_copy, when_func))
+        self._conditionals.append(Conditional(key, tuple(value_list), when_copy, when_func))
         return self
 
     def add_computed_parameter(self, key: str, fn: Callable[[ConfigView], Any]) -> ParameterGrid:
@@ -416,11 +326,11 @@ class ParameterGrid:
         return self
 
     # ---------------------------------------------------------------- key bookkeeping
-    def _add_axis(self, axis: _Axis, keys: list[str]) -> None:
+    def _add_axis(self, axis: Axis, keys: list[str]) -> None:
         self._check_new_keys(keys)
         self._axes.append(axis)
 
-    def _claimed_keys(self, ignore: _Axis | None = None) -> list[tuple[str, str]]:
+    def _claimed_keys(self, ignore: Axis | None = None) -> list[tuple[str, str]]:
         claimed = [
             (key, axis.kind) for axis in self._axes if axis is not ignore for key in axis.key_list()
         ]
@@ -429,7 +339,7 @@ class ParameterGrid:
         return claimed
 
     def _check_new_keys(
-        self, keys: Sequence[str], ignore: _Axis | None = None, allow_conditional: bool = False
+        self, keys: Sequence[str], ignore: Axis | None = None, allow_conditional: bool = False
     ) -> None:
         for key in keys:
             split_key(key)
@@ -439,7 +349,7 @@ class ParameterGrid:
             for other, kind in self._claimed_keys(ignore):
                 if allow_conditional and kind == "conditional" and key == other:
                     continue
-                if _keys_related(key, other):
+                if keys_related(key, other):
                     raise ConfigError(
                         f"grid {self.name!r}: key {key!r} overlaps {other!r}, already swept as "
                         f"{kind} parameter; sweep each config key in one place only"
@@ -525,7 +435,7 @@ class ParameterGrid:
     def _is_kept(self, view: ConfigView) -> bool:
         if not all(constraint(view) for constraint in self._constraints):
             return False
-        return not any(_matches_exclusion(rule, view) for rule in self._exclusions)
+        return not any(matches_exclusion(rule, view) for rule in self._exclusions)
 
     # ---------------------------------------------------------------- saving
     def unserialisable_parts(self) -> list[str]:
