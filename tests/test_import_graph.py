@@ -212,6 +212,23 @@ def package_cycles(imports: list[Import]) -> list[list[str]]:
     return _cycles(edges)
 
 
+def subpackage_cycles(imports: list[Import], package: str) -> list[list[str]]:
+    """Cycles between the sub-packages of ``package`` (its own top-level modules aside)."""
+    edges: dict[str, set[str]] = {}
+    depth = package.count(".") + 1
+    for imp in imports:
+        if imp.facade_exempt or not (
+            _within(imp.importer, package) and _within(imp.imported, package)
+        ):
+            continue
+        a, b = imp.importer.split("."), imp.imported.split(".")
+        if len(a) <= depth + 1 or len(b) <= depth + 1:
+            continue  # the package's own modules orchestrate the sub-packages, or are shared
+        if a[depth] != b[depth]:
+            edges.setdefault(a[depth], set()).add(b[depth])
+    return _cycles(edges)
+
+
 def module_cycles(imports: list[Import], known: set[str]) -> list[list[str]]:
     """Cycles between modules through imports that run when a module is imported."""
     edges: dict[str, set[str]] = {}
@@ -245,6 +262,11 @@ def test_no_module_imports_from_a_higher_layer():
 
 def test_no_import_cycle_between_packages():
     assert package_cycles(all_imports()) == []
+
+
+@pytest.mark.parametrize("package", ["trainer", "launch"])
+def test_no_import_cycle_between_sub_packages(package):
+    assert subpackage_cycles(all_imports(), package) == []
 
 
 def test_no_import_cycle_between_modules():
@@ -307,6 +329,13 @@ def test_checker_finds_a_cycle_between_packages():
     imports = _imports("from model_training_framework.trainer import x", "config.a")
     imports += _imports("from model_training_framework.config import y", "trainer.b")
     assert package_cycles(imports) == [["config", "trainer"]]
+
+
+def test_checker_finds_a_cycle_between_sub_packages():
+    imports = _imports("from model_training_framework.trainer.state.rng import x", "trainer.data.a")
+    imports += _imports("from model_training_framework.trainer.data import b", "trainer.state.c")
+    imports += _imports("from model_training_framework.trainer.config import y", "trainer.data.a")
+    assert subpackage_cycles(imports, "trainer") == [["data", "state"]]
 
 
 def test_checker_finds_a_cycle_between_modules_at_import_time_only():

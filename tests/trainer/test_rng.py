@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from model_training_framework.errors import CheckpointError
-from model_training_framework.trainer.state import rng as rng_module
+from model_training_framework.trainer.data import seeds as seeds_module
+from model_training_framework.trainer.data.seeds import derive_seed
 from model_training_framework.trainer.state.rng import (
     capture_rng_state,
-    derive_seed,
     restore_rng_state,
     seed_everything,
 )
@@ -157,10 +157,10 @@ def test_derived_seed_is_a_63_bit_int_that_depends_on_every_key():
 
 def test_derived_seed_is_the_same_in_another_process_with_other_hash_seed():
     here = derive_seed(42, "shuffle", 3, 7)
-    # Load rng.py alone: importing the whole trainer package would make this test slow.
+    # Load seeds.py alone: importing the whole trainer package would make this test slow.
     code = (
         "import importlib.util as u, sys;"
-        f"spec = u.spec_from_file_location('rng_alone', {rng_module.__file__!r});"
+        f"spec = u.spec_from_file_location('seeds_alone', {seeds_module.__file__!r});"
         "m = u.module_from_spec(spec); spec.loader.exec_module(m);"
         "print(m.derive_seed(42, 'shuffle', 3, 7))"
     )

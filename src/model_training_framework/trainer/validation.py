@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.devices import move_to_device
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.data.schedule import LoaderSchedule, Slot
@@ -26,21 +27,7 @@ if TYPE_CHECKING:
     from model_training_framework.trainer.metrics.profiling import NullProfiler
     from model_training_framework.trainer.optim.precision import Precision
 
-__all__ = ["count_samples", "run_validation"]
-
-
-def count_samples(batch: Any, fallback: int | None) -> int:
-    """Leading dimension of the first tensor found in ``batch`` (else ``fallback`` or 1)."""
-    stack = [batch]
-    while stack:
-        item = stack.pop(0)
-        if isinstance(item, torch.Tensor):
-            return int(item.shape[0]) if item.dim() else 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return fallback or 1
+__all__ = ["run_validation"]
 
 
 def run_validation(

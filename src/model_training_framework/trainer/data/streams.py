@@ -36,8 +36,8 @@ from torch.utils.data import (
 )
 
 from model_training_framework.errors import CheckpointError
-from model_training_framework.trainer.state.rng import derive_seed
-from model_training_framework.trainer.validation import count_samples
+from model_training_framework.trainer.data.batches import count_samples
+from model_training_framework.trainer.data.seeds import derive_seed
 
 __all__ = ["LoaderStream", "build_streams", "loader_length"]
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.data.schedule import EPOCH, LENGTHS, POSITION
+from model_training_framework.trainer.data.seeds import derive_seed
 from model_training_framework.trainer.run import build_schedule
-from model_training_framework.trainer.state.rng import derive_seed, seed_everything
+from model_training_framework.trainer.state.rng import seed_everything
 
 __all__ = [
     "check_streams_reshardable",

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from collections.abc import Mapping
@@ -31,7 +30,6 @@ __all__ = [
     "PYTHON",
     "TORCH",
     "capture_rng_state",
-    "derive_seed",
     "restore_rng_state",
     "seed_everything",
 ]
@@ -56,8 +54,6 @@ _PY_VERSION = "version"
 _PY_INTERNAL = "internal"
 _PY_GAUSS_NEXT = "gauss_next"
 _PY_FIELDS = (_PY_VERSION, _PY_INTERNAL, _PY_GAUSS_NEXT)
-
-_SEED_BITS = 63
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -115,37 +111,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed % 2**64)
-
-
-def derive_seed(base_seed: int, *keys: int | str) -> int:
-    """Derive a stable 63-bit seed from ``base_seed`` and ``keys`` (same inputs, same seed).
-
-    Stable across processes, machines and Python versions (unlike ``hash()``), so every rank
-    and every rerun derives the same generator for, e.g., one loader's shuffle in one pass.
-
-    Args:
-        base_seed: The run's seed.
-        *keys: Ints or strings that name the consumer, e.g. ``("shuffle", loader_idx, pass_idx)``.
-
-    Returns:
-        An int in ``[0, 2**63)``.
-
-    Raises:
-        TypeError: A key is neither int nor str.
-
-    Example:
-        >>> derive_seed(0, "shuffle", 1, 2) == derive_seed(0, "shuffle", 1, 2)
-        True
-    """
-    parts = []
-    for key in (base_seed, *keys):
-        if isinstance(key, bool) or not isinstance(key, (int, str)):
-            raise TypeError(
-                f"derive_seed keys must be int or str, got {type(key).__name__} {key!r}"
-            )
-        parts.append(f"{type(key).__name__}:{key}")
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> (64 - _SEED_BITS)
 
 
 def _capture_python() -> dict[str, Any]:
