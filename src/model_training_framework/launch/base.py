@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from model_training_framework.launch.experiments import (
@@ -217,9 +217,7 @@ class Launcher:
             paths = ExperimentPaths.under(self.experiments_dir, spec.name)
             command = self._command(spec, paths, job_script)
             item = PreparedExperiment(spec, paths, command)
-            prepared.append(
-                PreparedExperiment(spec, paths, command, self._job_file(item, code, job_script))
-            )
+            prepared.append(replace(item, job_file=self._job_file(item, code, job_script)))
         prepare_experiment_dirs(specs, [item.paths for item in prepared])
         for item in prepared:
             write_code_version(item.paths.experiment_dir, code)
