@@ -12,32 +12,31 @@ augmentations do not depend on where a run was resumed. Iterable datasets take p
 A pre-batched map-style dataset (``DataLoader(dataset, batch_size=None)``) returns a whole batch
 per item: its item order is planned the same way, one item per batch, and the item's index is
 the position (and what the data fingerprint records).
+
+This module owns the stream: opening a loader at a position, fetching, and the stream's resume
+state. A pass's index arithmetic lives in ``pass_plan.py``, the per-batch worker seeds in
+``worker_seeds.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    IterableDataset,
-    RandomSampler,
-    SequentialSampler,
-    SubsetRandomSampler,
-)
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.data.batches import count_samples
+from model_training_framework.trainer.data.pass_plan import (
+    PassBatches,
+    PassIndexSampler,
+    sampler_indices,
+    set_sampler_epoch,
+)
 from model_training_framework.trainer.data.seeds import derive_seed
+from model_training_framework.trainer.data.worker_seeds import WorkerSeededDataset
 
 __all__ = ["LoaderStream", "build_streams", "loader_length"]
 
@@ -60,203 +59,6 @@ def _is_stateful(obj: object) -> bool:
     return callable(getattr(obj, "state_dict", None)) and callable(
         getattr(obj, "load_state_dict", None)
     )
-
-
-class _SeededBatch(list):
-    """A list of sample indices that carries the seed its worker uses for this batch."""
-
-    __slots__ = ("seed",)
-
-    def __reduce__(self):  # keep the seed when the batch is sent to a worker process
-        return (_rebuild_seeded_batch, (list(self), self.seed))
-
-
-def _rebuild_seeded_batch(items: list, seed: int) -> _SeededBatch:
-    batch = _SeededBatch(items)
-    batch.seed = seed
-    return batch
-
-
-class _SeededIndex(int):
-    """The index of a pre-batched item, carrying the seed its worker uses for this batch."""
-
-    seed: int
-
-    def __reduce__(self):  # keep the seed when the index is sent to a worker process
-        return (_rebuild_seeded_index, (int(self), self.seed))
-
-
-def _rebuild_seeded_index(index: int, seed: int) -> _SeededIndex:
-    item = _SeededIndex(index)
-    item.seed = seed
-    return item
-
-
-def _reseed_in_worker(seed: int | None) -> None:
-    if seed is not None and torch.utils.data.get_worker_info() is not None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
-
-class _WorkerSeededDataset(Dataset):
-    """Map-style wrapper: in a worker process, reseed all RNGs per batch before fetching it."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        getitems = getattr(dataset, "__getitems__", None)
-        self._getitems = getitems if callable(getitems) else None
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: Any) -> Any:
-        # only pre-batched items come here (one whole batch per index)
-        _reseed_in_worker(getattr(index, "seed", None))
-        return self.dataset[int(index)]
-
-    def __getitems__(self, indices: Sequence[Any]) -> list:
-        _reseed_in_worker(getattr(indices, "seed", None))
-        if self._getitems is not None:
-            return self._getitems(list(indices))
-        return [self.dataset[i] for i in indices]
-
-
-class _PassIndexSampler:
-    """The batch sampler handed to our DataLoader: yields the batches of one pass from a start.
-
-    ``__iter__`` snapshots the current plan, so a live iterator is never changed under it.
-
-    Args:
-        is_prebatched: yield one item index per batch (a DataLoader with ``batch_size=None``)
-            instead of a list of sample indices.
-    """
-
-    def __init__(self, *, is_prebatched: bool = False) -> None:
-        self.batches: _PassBatches | None = None
-        self.start = 0
-        self._is_prebatched = is_prebatched
-
-    def __iter__(self) -> Iterator[Any]:
-        batches, start = self.batches, self.start
-        assert batches is not None, "a pass must be planned before iterating"
-        if self._is_prebatched:
-            fetch = batches.item
-        else:  # without worker seeds a batch is its index list: no call in between
-            fetch = batches.batch if batches.seeds_workers else batches.index_list
-        return map(fetch, range(start, len(batches)))  # no generator frame per batch
-
-    def __len__(self) -> int:
-        return 0 if self.batches is None else len(self.batches) - self.start
-
-
-class _PassBatches:
-    """The index batches of one pass, computed by arithmetic on one index tensor.
-
-    Args:
-        indices: the pass's sample order (None when ``explicit`` is given).
-        batch_size: samples per batch.
-        drop_last: drop a last, incomplete batch.
-        seed: the pass's seed; a worker process reseeds its RNGs per batch from it.
-        explicit: the index batches themselves, for batch samplers we cannot slice.
-        seed_workers: attach per-batch worker seeds (only worker processes read them).
-    """
-
-    def __init__(
-        self,
-        indices: torch.Tensor | None,
-        batch_size: int,
-        drop_last: bool,
-        seed: int,
-        explicit: list[list[int]] | None = None,
-        *,
-        seed_workers: bool = True,
-    ) -> None:
-        # Slicing a NumPy view costs a third of slicing the tensor (hot path: every batch).
-        self._indices = None if indices is None else indices.numpy().astype(np.int64, copy=False)
-        self._explicit = explicit
-        self._batch_size = batch_size
-        self._seed = seed
-        self._seed_workers = seed_workers
-        if explicit is not None:
-            self._len = len(explicit)
-        else:
-            assert self._indices is not None
-            total = int(self._indices.size)
-            self._len = total // batch_size if drop_last else math.ceil(total / batch_size)
-
-    def __len__(self) -> int:
-        return self._len
-
-    def indices(self, k: int) -> Sequence[int]:
-        """Sample indices of batch ``k``: an int64 NumPy view (a list for explicit batches)."""
-        if self._explicit is not None:
-            return self._explicit[k]
-        assert self._indices is not None
-        return self._indices[k * self._batch_size : (k + 1) * self._batch_size]
-
-    @property
-    def seeds_workers(self) -> bool:
-        """Whether batches carry per-batch seeds for worker processes."""
-        return self._seed_workers
-
-    def batch(self, k: int) -> list[int]:
-        """Batch ``k`` for the DataLoader: a ``_SeededBatch`` when worker processes will read
-        its seed, else the index list itself (no copy; the fetch only reads it)."""
-        indices = self.index_list(k)
-        if not self._seed_workers:
-            return indices
-        batch = _SeededBatch(indices)
-        batch.seed = derive_seed(self._seed, k)
-        return batch
-
-    def item(self, k: int) -> int:
-        """Batch ``k`` of a pre-batched dataset (one item per batch): the item's index."""
-        index = int(self.index_list(k)[0])
-        if not self._seed_workers:
-            return index
-        item = _SeededIndex(index)
-        item.seed = derive_seed(self._seed, k)
-        return item
-
-    def index_list(self, k: int) -> list[int]:
-        """The sample indices of batch ``k`` as a list."""
-        if self._explicit is not None:
-            return list(self._explicit[k])
-        assert self._indices is not None
-        return self._indices[k * self._batch_size : (k + 1) * self._batch_size].tolist()
-
-
-def _sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) -> torch.Tensor:
-    """The sample order of one pass, drawn from ``generator`` for the shuffling samplers we know."""
-    if type(sampler) is SequentialSampler:
-        return torch.arange(len(sampler.data_source))
-    if type(sampler) is RandomSampler:
-        n = len(sampler.data_source)
-        if sampler.replacement:
-            return torch.randint(n, (sampler.num_samples,), generator=generator)
-        rounds = [
-            torch.randperm(n, generator=generator) for _ in range(-(-sampler.num_samples // n))
-        ]
-        return torch.cat(rounds)[: sampler.num_samples]
-    if type(sampler) is SubsetRandomSampler:
-        order = torch.randperm(len(sampler.indices), generator=generator)
-        return torch.as_tensor(list(sampler.indices))[order]
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(pass_idx)
-        return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
-    # Any other sampler: run it with the global RNG forked and seeded for this pass.
-    _set_epoch(sampler, pass_idx)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
-
-
-def _set_epoch(sampler: Any, pass_idx: int) -> None:
-    """Tell a (distributed) sampler which pass comes, as ``DistributedSampler.set_epoch`` wants."""
-    set_epoch = getattr(sampler, "set_epoch", None)
-    if callable(set_epoch):
-        set_epoch(pass_idx)
 
 
 class LoaderStream:
@@ -292,7 +94,7 @@ class LoaderStream:
         self._pass_idx = -1
         self._next_batch = 0
         self._iterator: Iterator[Any] | None = None
-        self._batches: _PassBatches | None = None
+        self._batches: PassBatches | None = None
         self._pending_iterable_state: Any = None
         self._stateful_source: Any = None  # what holds an iterable loader's resume state
         self._generator = torch.Generator()
@@ -301,7 +103,7 @@ class LoaderStream:
             self._owned = loader
             self._index_sampler = None
         else:
-            self._index_sampler = _PassIndexSampler(is_prebatched=self._is_prebatched)
+            self._index_sampler = PassIndexSampler(is_prebatched=self._is_prebatched)
             self._owned = self._build_loader(loader)
 
     # ------------------------------------------------------------------ construction
@@ -337,7 +139,7 @@ class LoaderStream:
             kwargs["prefetch_factor"] = loader.prefetch_factor
             kwargs["multiprocessing_context"] = loader.multiprocessing_context
         # Only worker processes reseed per batch; in this process the dataset is read as it is.
-        dataset = _WorkerSeededDataset(loader.dataset) if loader.num_workers > 0 else loader.dataset
+        dataset = WorkerSeededDataset(loader.dataset) if loader.num_workers > 0 else loader.dataset
         if self._is_prebatched:
             return DataLoader(
                 dataset,
@@ -351,28 +153,28 @@ class LoaderStream:
     def _pass_seed(self, pass_idx: int) -> int:
         return derive_seed(self._base_seed, self.loader_idx, pass_idx)
 
-    def _plan_pass(self, pass_idx: int) -> _PassBatches:
+    def _plan_pass(self, pass_idx: int) -> PassBatches:
         seed = self._pass_seed(pass_idx)
         self._generator.manual_seed(seed)
         batch_sampler = self.loader.batch_sampler
         if self._is_prebatched:  # one item per batch, in the order of the loader's sampler
-            indices = _sampler_indices(self.loader.sampler, self._generator, pass_idx)
-            return _PassBatches(indices, 1, False, seed, seed_workers=self.loader.num_workers > 0)
+            indices = sampler_indices(self.loader.sampler, self._generator, pass_idx)
+            return PassBatches(indices, 1, False, seed, seed_workers=self.loader.num_workers > 0)
         if type(batch_sampler) is BatchSampler:
-            indices = _sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
-            return _PassBatches(
+            indices = sampler_indices(batch_sampler.sampler, self._generator, pass_idx)
+            return PassBatches(
                 indices,
                 batch_sampler.batch_size,
                 batch_sampler.drop_last,
                 seed,
                 seed_workers=self.loader.num_workers > 0,
             )
-        _set_epoch(batch_sampler, pass_idx)
-        _set_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
+        set_sampler_epoch(batch_sampler, pass_idx)
+        set_sampler_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             explicit = [list(b) for b in batch_sampler]
-        return _PassBatches(
+        return PassBatches(
             None, 1, False, seed, explicit=explicit, seed_workers=self.loader.num_workers > 0
         )
 
