@@ -26,6 +26,8 @@ PURE_MODULES = [
     "trainer.state.config_diff",
     "config.grid",
     "config.grid_axes",
+    "config.grid_expansion",
+    "config.grid_data",
     "config.distributions",
     "config.paths",
     "config.naming",

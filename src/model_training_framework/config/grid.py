@@ -10,16 +10,16 @@ dotted key -> value applied together:
 - ``add_parameter_sets(sets)``: one axis per call, one row per set;
 - ``add_parameter_distribution(...)``: one axis of ``n_samples`` seeded samples.
 
-Each combination of rows then passes, in this order: conditional parameters (a matching
-combination is multiplied by the conditional values), computed parameters, constraints and
-exclusions. Conditions, computed values, constraints and exclusions see the merged view
-(:class:`ConfigView`: the base config with this combination's values set). Counting runs the
-same generator, so ``get_parameter_count()`` always equals what ``generate_permutations()``
-yields.
+Each combination of rows then passes conditional parameters, computed parameters, constraints
+and exclusions, which see the merged view (:class:`ConfigView`); :mod:`.grid_expansion` says
+how. Counting runs the same generator, so ``get_parameter_count()`` always equals what
+``generate_permutations()`` yields.
 
-Axes, conditional parameters and the rows they expand to live in :mod:`.grid_axes`,
-distributions in :mod:`.distributions`, and dotted-path helpers and :class:`ConfigView` in
-:mod:`.paths` (all PURE); the names of the last two are re-exported here.
+This module owns the grid's building API. The parts, the rows they expand to and the keys they
+claim live in :mod:`.grid_axes`, the expansion into combinations in :mod:`.grid_expansion`, the
+grid as plain data (:data:`GRID_SECTIONS`) in :mod:`.grid_data`, distributions in
+:mod:`.distributions`, and dotted-path helpers and :class:`ConfigView` in :mod:`.paths` (all
+PURE); the names of the last three are re-exported here.
 
 Example:
     >>> grid = ParameterGrid("lr").add_parameter("optimizer.lr", [0.1, 0.01])
@@ -31,8 +31,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import itertools
-import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -43,25 +41,31 @@ from model_training_framework.config.distributions import (
     LogUniformDistribution,
     NormalDistribution,
     UniformDistribution,
-    build_distribution,
 )
 from model_training_framework.config.grid_axes import (
     Axis,
-    Conditional,
+    GridParts,
     as_value_list,
-    keys_related,
-    matches_exclusion,
+    build_conditional,
+    distribution_axis,
     rows_from_columns,
     rows_from_dicts,
     rows_from_tuples,
 )
+from model_training_framework.config.grid_data import (
+    GRID_SECTIONS,
+    add_sections,
+    check_sections,
+    parts_to_data,
+    unserialisable_parts,
+)
+from model_training_framework.config.grid_expansion import expand_parts
 from model_training_framework.config.paths import (
     ConfigView,
     ViewPredicate,
     get_path,
     merge_parameters,
     set_path,
-    split_key,
     values_match,
 )
 from model_training_framework.errors import ConfigError
@@ -110,12 +114,7 @@ class ParameterGrid:
             raise ConfigError(f"ParameterGrid needs a non-empty name, got {name!r}")
         self.name = name
         self.description = description
-        self._axes: list[Axis] = []
-        self._linked: Axis | None = None
-        self._conditionals: list[Conditional] = []
-        self._computed: list[tuple[str, Callable[[ConfigView], Any]]] = []
-        self._constraints: list[ViewPredicate] = []
-        self._exclusions: list[Mapping[str, Any] | ViewPredicate] = []
+        self._parts = GridParts()
 
     # ---------------------------------------------------------------- building
     def add_parameter(self, key: str, values: Sequence[Any]) -> ParameterGrid:
@@ -126,7 +125,7 @@ class ParameterGrid:
                 or not a list.
         """
         rows = [{key: value} for value in as_value_list(key, values)]
-        self._add_axis(Axis("parameter", rows, {"key": key}), [key])
+        self._parts.add_axis(Axis("parameter", rows, {"key": key}), [key], self.name)
         return self
 
     def add_nested_parameter(
@@ -179,13 +178,14 @@ class ParameterGrid:
         else:
             rows = rows_from_dicts(keys_or_values, "linked parameters")  # type: ignore[arg-type]
         keys = list(dict.fromkeys(key for row in rows for key in row))
-        if self._linked is None:
-            self._linked = Axis("linked", [], {"groups": []})
-            self._add_axis(self._linked, keys)
+        parts = self._parts
+        if parts.linked is None:
+            parts.linked = Axis("linked", [], {"groups": []})
+            parts.add_axis(parts.linked, keys, self.name)
         else:
-            self._check_new_keys(keys, ignore=self._linked)
-        self._linked.rows.extend(rows)
-        self._linked.spec["groups"].append(copy.deepcopy(rows))
+            parts.check_new_keys(keys, self.name, ignore=parts.linked)
+        parts.linked.rows.extend(rows)
+        parts.linked.spec["groups"].append(copy.deepcopy(rows))
         return self
 
     def add_parameter_sets(self, sets: Sequence[Mapping[str, Any]]) -> ParameterGrid:
@@ -198,7 +198,7 @@ class ParameterGrid:
         """
         rows = rows_from_dicts(sets, "parameter sets")
         keys = list(dict.fromkeys(key for row in rows for key in row))
-        self._add_axis(Axis("sets", rows, {"sets": copy.deepcopy(rows)}), keys)
+        self._parts.add_axis(Axis("sets", rows, {"sets": copy.deepcopy(rows)}), keys, self.name)
         return self
 
     def add_parameter_distribution(
@@ -230,15 +230,8 @@ class ParameterGrid:
         Raises:
             ConfigError: Unknown distribution, bad parameters or ``n_samples < 1``.
         """
-        built = build_distribution(distribution, params)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ConfigError(f"n_samples for {key!r} must be an int >= 1, got {n_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed for {key!r} must be an int, got {seed!r}")
-        samples = built.sample(random.Random(f"{seed}:{key}"), n_samples)
-        spec = {"key": key, "distribution": built.name, "n_samples": n_samples, "seed": seed}
-        spec.update(built.params())
-        self._add_axis(Axis("distribution", [{key: value} for value in samples], spec), [key])
+        axis = distribution_axis(key, distribution, n_samples, seed, params)
+        self._parts.add_axis(axis, [key], self.name)
         return self
 
     def add_conditional_parameter(
@@ -265,19 +258,9 @@ class ParameterGrid:
                 swept by an axis. (Several conditionals may share a key; a combination where two
                 of them apply is an error at generation.)
         """
-        if (when is None) == (when_func is None):
-            raise ConfigError(
-                f"conditional parameter {key!r} needs exactly one of when={{key: value}} or "
-                "when_func=callable"
-            )
-        if when is not None and (not isinstance(when, Mapping) or not when):
-            raise ConfigError(f"when for {key!r} must be a non-empty mapping, got {when!r}")
-        for condition_key in when or {}:
-            split_key(condition_key)
-        value_list = as_value_list(key, values)
-        self._check_new_keys([key], allow_conditional=True)
-        when_copy = None if when is None else copy.deepcopy(dict(when))
-        self._conditionals.append(Conditional(key, tuple(value_list), when_copy, when_func))
+        conditional = build_conditional(key, values, when, when_func)
+        self._parts.check_new_keys([key], self.name, allow_conditional=True)
+        self._parts.conditionals.append(conditional)
         return self
 
     def add_computed_parameter(self, key: str, fn: Callable[[ConfigView], Any]) -> ParameterGrid:
@@ -291,8 +274,8 @@ class ParameterGrid:
         """
         if not callable(fn):
             raise ConfigError(f"computed parameter {key!r} needs a callable, got {fn!r}")
-        self._check_new_keys([key])
-        self._computed.append((key, fn))
+        self._parts.check_new_keys([key], self.name)
+        self._parts.computed.append((key, fn))
         return self
 
     def add_constraint(self, fn: ViewPredicate) -> ParameterGrid:
@@ -303,7 +286,7 @@ class ParameterGrid:
         """
         if not callable(fn):
             raise ConfigError(f"add_constraint needs a callable fn(view) -> bool, got {fn!r}")
-        self._constraints.append(fn)
+        self._parts.constraints.append(fn)
         return self
 
     def exclude_combinations(
@@ -322,48 +305,17 @@ class ParameterGrid:
                     f"exclusion {rule!r} must be a non-empty mapping of key -> value or a "
                     "callable fn(view) -> bool"
                 )
-            self._exclusions.append(rule if callable(rule) else copy.deepcopy(dict(rule)))
+            self._parts.exclusions.append(rule if callable(rule) else copy.deepcopy(dict(rule)))
         return self
 
-    # ---------------------------------------------------------------- key bookkeeping
-    def _add_axis(self, axis: Axis, keys: list[str]) -> None:
-        self._check_new_keys(keys)
-        self._axes.append(axis)
-
-    def _claimed_keys(self, ignore: Axis | None = None) -> list[tuple[str, str]]:
-        claimed = [
-            (key, axis.kind) for axis in self._axes if axis is not ignore for key in axis.key_list()
-        ]
-        claimed += [(c.key, "conditional") for c in self._conditionals]
-        claimed += [(key, "computed") for key, _ in self._computed]
-        return claimed
-
-    def _check_new_keys(
-        self, keys: Sequence[str], ignore: Axis | None = None, allow_conditional: bool = False
-    ) -> None:
-        for key in keys:
-            split_key(key)
-        if len(set(keys)) != len(keys):
-            raise ConfigError(f"keys {list(keys)} repeat within one call of grid {self.name!r}")
-        for key in keys:
-            for other, kind in self._claimed_keys(ignore):
-                if allow_conditional and kind == "conditional" and key == other:
-                    continue
-                if keys_related(key, other):
-                    raise ConfigError(
-                        f"grid {self.name!r}: key {key!r} overlaps {other!r}, already swept as "
-                        f"{kind} parameter; sweep each config key in one place only"
-                    )
-
+    # ---------------------------------------------------------------- keys
     def swept_keys(self) -> list[str]:
         """Keys that name experiments: axes and conditional keys (not computed), in order."""
-        keys = [key for axis in self._axes for key in axis.key_list()]
-        keys += [c.key for c in self._conditionals]
-        return list(dict.fromkeys(keys))
+        return self._parts.swept_keys()
 
     def computed_keys(self) -> list[str]:
         """Keys set by computed parameters, in the order they were added."""
-        return [key for key, _ in self._computed]
+        return self._parts.computed_keys()
 
     def get_parameter_names(self) -> list[str]:
         """Every key this grid sets: the swept keys (:meth:`swept_keys`), then the computed ones.
@@ -385,100 +337,29 @@ class ParameterGrid:
                 exclusions see under the swept values (default: empty).
 
         Yields:
-            Fresh dicts (values deep-copied), in a deterministic order.
+            Fresh dicts (values deep-copied), in a deterministic order (:mod:`.grid_expansion`).
 
         Raises:
             ConfigError: Two conditional parameters for one key apply to the same combination.
         """
-        base: Mapping[str, Any] = base_config or {}
-        for rows in itertools.product(*(axis.rows for axis in self._axes)):
-            combination: dict[str, Any] = {}
-            for row in rows:
-                combination.update(row)
-            for expanded in self._expand_conditionals(combination, base, 0):
-                complete = self._with_computed(expanded, base)
-                if self._is_kept(ConfigView(base, complete)):
-                    yield copy.deepcopy(complete)
+        return expand_parts(self._parts, base_config or {}, self.name)
 
     def get_parameter_count(self, base_config: Mapping[str, Any] | None = None) -> int:
         """Return how many combinations :meth:`generate_permutations` yields for ``base_config``."""
         return sum(1 for _ in self.generate_permutations(base_config))
 
-    def _expand_conditionals(
-        self, combination: dict[str, Any], base: Mapping[str, Any], position: int
-    ) -> Iterator[dict[str, Any]]:
-        if position == len(self._conditionals):
-            yield combination
-            return
-        conditional = self._conditionals[position]
-        if not conditional.applies(ConfigView(base, combination)):
-            yield from self._expand_conditionals(combination, base, position + 1)
-            return
-        if conditional.key in combination:
-            raise ConfigError(
-                f"grid {self.name!r}: two conditional parameters for {conditional.key!r} apply "
-                f"to the combination {combination!r}; make their conditions exclusive"
-            )
-        for value in conditional.values:
-            yield from self._expand_conditionals(
-                {**combination, conditional.key: value}, base, position + 1
-            )
-
-    def _with_computed(
-        self, combination: dict[str, Any], base: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        complete = dict(combination)
-        for key, fn in self._computed:
-            complete[key] = fn(ConfigView(base, complete))
-        return complete
-
-    def _is_kept(self, view: ConfigView) -> bool:
-        if not all(constraint(view) for constraint in self._constraints):
-            return False
-        return not any(matches_exclusion(rule, view) for rule in self._exclusions)
-
     # ---------------------------------------------------------------- saving
     def unserialisable_parts(self) -> list[str]:
         """Describe every part that is a Python callable and so cannot be written to a file."""
-        parts = [
-            f"conditional parameter {c.key!r} (when_func)"
-            for c in self._conditionals
-            if c.when_func
-        ]
-        parts += [f"computed parameter {key!r}" for key, _ in self._computed]
-        parts += [f"constraint #{i}" for i, _ in enumerate(self._constraints)]
-        parts += [
-            f"exclusion #{i} (a callable)" for i, r in enumerate(self._exclusions) if callable(r)
-        ]
-        return parts
+        return unserialisable_parts(self._parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the grid as plain data (the ``grids:`` entry of a grid file).
+        """Return the grid as plain data (the ``grids:`` entry of a grid file, :mod:`.grid_data`).
 
         Raises:
             ConfigError: The grid holds callables (listed in the message); they cannot be saved.
         """
-        parts = self.unserialisable_parts()
-        if parts:
-            raise ConfigError(
-                f"grid {self.name!r} cannot be saved: {', '.join(parts)} are Python callables, "
-                "which a grid file cannot hold; use when={...} and exclusion mappings, or keep "
-                "this grid in Python"
-            )
-        data: dict[str, Any] = {"name": self.name, "description": self.description}
-        data["parameters"] = {
-            a.spec["key"]: [r[a.spec["key"]] for r in a.rows]
-            for a in self._axes
-            if a.kind == "parameter"
-        }
-        data["linked"] = self._linked.spec["groups"] if self._linked else []
-        data["parameter_sets"] = [a.spec["sets"] for a in self._axes if a.kind == "sets"]
-        data["distributions"] = [a.spec for a in self._axes if a.kind == "distribution"]
-        data["conditional"] = [
-            {"key": c.key, "values": list(c.values), "when": c.when} for c in self._conditionals
-        ]
-        data["exclude"] = list(self._exclusions)
-        return copy.deepcopy({key: value for key, value in data.items() if value or key == "name"})
+        return parts_to_data(self.name, self.description, self._parts)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParameterGrid:
@@ -487,57 +368,8 @@ class ParameterGrid:
         Raises:
             ConfigError: Unknown sections (with the valid ones listed) or invalid entries.
         """
-        unknown = sorted(set(data) - GRID_SECTIONS)
-        if unknown:
-            raise ConfigError(
-                f"grid sections {unknown} are unknown; valid sections: {sorted(GRID_SECTIONS)}"
-            )
-        grid = cls(data.get("name", ""), data.get("description", "") or "")
-        for key, values in (data.get("parameters") or {}).items():
-            grid.add_parameter(key, values)
-        for group in data.get("linked") or []:
-            grid.add_linked_parameters(group)
-        for sets in data.get("parameter_sets") or []:
-            grid.add_parameter_sets(sets)
-        for spec in data.get("distributions") or []:
-            grid.add_parameter_distribution(**_distribution_arguments(spec))
-        for spec in data.get("conditional") or []:
-            grid.add_conditional_parameter(**_conditional_arguments(spec))
-        if data.get("exclude"):
-            grid.exclude_combinations(data["exclude"])
-        return grid
+        check_sections(data)
+        return add_sections(cls(data.get("name", ""), data.get("description", "") or ""), data)
 
     def __repr__(self) -> str:
         return f"ParameterGrid(name={self.name!r}, keys={self.swept_keys() + self.computed_keys()})"
-
-
-GRID_SECTIONS = frozenset(
-    {
-        "name",
-        "description",
-        "parameters",
-        "linked",
-        "parameter_sets",
-        "distributions",
-        "conditional",
-        "exclude",
-    }
-)
-
-
-def _distribution_arguments(spec: object) -> dict[str, Any]:
-    if not isinstance(spec, Mapping) or not {"key", "distribution", "n_samples"} <= set(spec):
-        raise ConfigError(
-            f"distribution entry {spec!r} needs key, distribution and n_samples "
-            "(plus seed and the distribution's parameters)"
-        )
-    arguments = dict(spec)
-    if arguments.get("weights", 0) is None:
-        del arguments["weights"]
-    return arguments
-
-
-def _conditional_arguments(spec: object) -> dict[str, Any]:
-    if not isinstance(spec, Mapping) or set(spec) != {"key", "values", "when"}:
-        raise ConfigError(f"conditional entry {spec!r} needs exactly key, values and when")
-    return dict(spec)
