@@ -19,6 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 PURE_MODULES = [
     "trainer.data.schedule",
     "trainer.data.orders",
+    "trainer.data.weighted",
     "trainer.data.seeds",
     "trainer.data.inputs",
     "trainer.metrics.aggregation",

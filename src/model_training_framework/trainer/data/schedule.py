@@ -20,7 +20,7 @@ Example:
     >>> [(s.loader_idx, s.batch_idx) for s in iter(schedule.next_slot, None)][:4]
     [(0, 0), (1, 0), (0, 1), (1, 1)]
 
-The per-strategy orders live in :mod:`.orders` (NOTE [weighted order] is there);
+The per-strategy orders live in :mod:`.orders` and :mod:`.weighted` (NOTE [weighted order]);
 the enums, argument checks and per-policy quotas live in :mod:`.inputs`; this module is the
 public entry point and owns positions, the cursor and the checkpoint format.
 """
@@ -50,9 +50,8 @@ from model_training_framework.trainer.data.orders import (
     OrderSettings,
     RoundRobinOrder,
     SequentialOrder,
-    WeightedOrder,
-    hamilton_quotas,
 )
+from model_training_framework.trainer.data.weighted import WeightedOrder, hamilton_quotas
 
 __all__ = [
     "EpochLengthPolicy",
@@ -104,7 +103,7 @@ class Slot(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-# Orders: one small class per strategy (in orders.py), picked from _ORDERS
+# Orders: one small class per strategy (in orders.py, weighted.py), picked from _ORDERS
 # ---------------------------------------------------------------------------------------------
 
 
