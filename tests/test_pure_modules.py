@@ -18,6 +18,7 @@ PACKAGE = "model_training_framework"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 PURE_MODULES = [
     "trainer.data.schedule",
+    "trainer.data.cursor",
     "trainer.data.orders",
     "trainer.data.weighted",
     "trainer.data.seeds",

@@ -21,17 +21,22 @@ Example:
     [(0, 0), (1, 0), (0, 1), (1, 1)]
 
 The per-strategy orders live in :mod:`.orders` and :mod:`.weighted` (NOTE [weighted order]);
-the enums, argument checks and per-policy quotas live in :mod:`.inputs`; this module is the
-public entry point and owns positions, the cursor and the checkpoint format.
+the enums, argument checks and per-policy quotas live in :mod:`.inputs`; the cursor (positions,
+the per-batch ``next_slot``, epoch boundaries, loaders that run dry) lives in :mod:`.cursor`.
+This module is the public entry point: :class:`LoaderSchedule` checks its arguments, picks the
+order and the quotas, changes weights, and versions the checkpoint against its configuration.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from model_training_framework.errors import SchedulingError
+from model_training_framework.trainer.data.cursor import EPOCH as EPOCH  # re-exported key
+from model_training_framework.trainer.data.cursor import POSITION as POSITION  # re-exported key
+from model_training_framework.trainer.data.cursor import ScheduleCursor, Slot
 from model_training_framework.trainer.data.inputs import (
     POLICY_QUOTAS,
     EpochLengthPolicy,
@@ -42,7 +47,6 @@ from model_training_framework.trainer.data.inputs import (
     check_pattern,
     check_weights,
     coerce_enum,
-    loader_label,
 )
 from model_training_framework.trainer.data.orders import (
     AlternatingOrder,
@@ -65,7 +69,8 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
-# State keys (strict loading: a missing key means a corrupt or foreign checkpoint).
+# State keys (strict loading: a missing key means a corrupt or foreign checkpoint): the version
+# and the configuration here, the cursor's keys in cursor.py (EPOCH, POSITION re-exported).
 VERSION = "version"
 STRATEGY = "strategy"
 POLICY = "policy"
@@ -73,33 +78,6 @@ LENGTHS = "lengths"
 BURST_SIZE = "burst_size"
 CYCLE = "cycle"
 STEPS_PER_EPOCH = "steps_per_epoch"
-IS_STARTED = "is_started"
-EPOCH = "epoch"
-POSITION = "position"
-LAST_LOADER = "last_loader"
-QUOTAS = "quotas"
-VIRTUAL = "virtual"
-COUNTS = "counts"
-DROPPED = "dropped"
-PASS_IDX = "pass_idx"
-BATCH_POS = "batch_pos"
-ORDER = "order"
-
-
-class Slot(NamedTuple):
-    """One scheduled batch.
-
-    Attributes:
-        loader_idx: position of the loader in the list of loaders.
-        pass_idx: run-wide 0-based index of this loader's pass (a pass is one run through it).
-        batch_idx: 0-based index of the batch within that pass.
-
-    A named tuple: one is made per batch, and a tuple is the cheapest to make.
-    """
-
-    loader_idx: int
-    pass_idx: int
-    batch_idx: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +98,7 @@ _ORDERS: dict[SamplingStrategy, type[Order]] = {
 # ---------------------------------------------------------------------------------------------
 
 
-class LoaderSchedule:
+class LoaderSchedule(ScheduleCursor):
     """Decides, micro-step by micro-step, which loader gives the next batch.
 
     Args:
@@ -166,12 +144,11 @@ class LoaderSchedule:
     ) -> None:
         self.strategy = coerce_enum(SamplingStrategy, strategy, "sampling_strategy")
         self.policy = coerce_enum(EpochLengthPolicy, policy, "epoch_length_policy")
-        self.names = check_names(names, len(lengths))
-        self.lengths = check_lengths(lengths, self.policy, self.names)
+        checked_names = check_names(names, len(lengths))
+        checked_lengths = check_lengths(lengths, self.policy, checked_names)
         self.burst_size = check_int(burst_size, "burst_size", 1, "Use 1 for no bursts")
-        self.cycle = bool(cycle)
         self.steps_per_epoch = self._check_steps(steps_per_epoch)
-        num_loaders = len(self.lengths)
+        num_loaders = len(checked_lengths)
         settings = OrderSettings(
             num_loaders=num_loaders,
             burst_size=self.burst_size,
@@ -182,22 +159,16 @@ class LoaderSchedule:
                 else ()
             ),
             weights=(
-                check_weights(weights, num_loaders, self.names)
+                check_weights(weights, num_loaders, checked_names)
                 if self.strategy is SamplingStrategy.WEIGHTED
                 else ()
             ),
         )
-        self._is_stream = settings.is_stream
-        self._policy_quotas = POLICY_QUOTAS[self.policy](self.lengths, self.steps_per_epoch)
-        self._order = _ORDERS[self.strategy](settings)
-        self._is_started = False
-        self._epoch = -1
-        self._pass_idx = [0] * num_loaders
-        self._batch_pos = [0] * num_loaders
-        self._dropped = [False] * num_loaders
-        quotas = self._order.plan(self._policy_quotas)
-        self._reset_epoch_counters(quotas)
-        self._order.begin_epoch(quotas)
+        policy_quotas = POLICY_QUOTAS[self.policy](checked_lengths, self.steps_per_epoch)
+        order = _ORDERS[self.strategy](settings)
+        super().__init__(
+            checked_lengths, checked_names, bool(cycle), order, policy_quotas, settings.is_stream
+        )
 
     def _check_steps(self, steps_per_epoch: int | None) -> int | None:
         if self.policy is not EpochLengthPolicy.FIXED_NUM_STEPS:
@@ -208,151 +179,7 @@ class LoaderSchedule:
             )
         return check_int(steps_per_epoch, "steps_per_epoch", 1, "Give batches per epoch")
 
-    def _reset_epoch_counters(self, quotas: list[int]) -> None:
-        num_loaders = len(self.lengths)
-        self._quotas = quotas
-        self._virtual = [0] * num_loaders
-        self._counts = [0] * num_loaders
-        self._position = 0
-        self._last_loader = -1
-        self._num_active = num_loaders
-        self._slots_left = sum(self._policy_quotas)
-
-    # -- epochs ---------------------------------------------------------------------------
-
-    def start_epoch(self, epoch: int) -> None:
-        """Begin epoch ``epoch`` (0-based): reset per-epoch counters and move loaders on.
-
-        Length-based policies start every loader that gave a batch at a fresh pass; with
-        FIXED_NUM_STEPS positions carry over (loaders whose pass ran out without cycling get
-        a fresh one), and a WEIGHTED cursor continues across the boundary.
-
-        Args:
-            epoch: the epoch number (recorded; the order depends only on the cursor).
-
-        Raises:
-            SchedulingError: negative epoch.
-        """
-        check_int(epoch, "epoch", 0, "Epochs are 0-based")
-        for idx, position in enumerate(self._batch_pos):
-            if self._dropped[idx] or (position > 0 and not self._is_stream):
-                self._pass_idx[idx] += 1
-                self._batch_pos[idx] = 0
-        self._dropped = [False] * len(self.lengths)
-        quotas = self._order.plan(self._policy_quotas)
-        self._reset_epoch_counters(quotas)
-        self._order.begin_epoch(quotas)
-        self._epoch = epoch
-        self._is_started = True
-
-    def _require_started(self, method: str) -> None:
-        if not self._is_started:
-            raise SchedulingError(
-                f"LoaderSchedule.{method}() was called before start_epoch(); call "
-                "start_epoch(epoch) first, or load_state_dict() to resume"
-            )
-
-    # -- hot path ---------------------------------------------------------------------------
-
-    def next_slot(self) -> Slot | None:
-        """Decide which loader gives the next batch.
-
-        Returns:
-            The next :class:`Slot`, or None when the epoch is finished (and on every call
-            after that until :meth:`start_epoch`).
-
-        Raises:
-            SchedulingError: start_epoch() was not called.
-        """
-        if not self._is_started:
-            self._require_started("next_slot")
-        order, dropped = self._order, self._dropped
-        while self._slots_left > 0:
-            idx = order.next_loader()
-            if idx < 0:
-                break
-            self._position += 1
-            self._virtual[idx] += 1
-            if dropped[idx]:  # cycle=False and its pass ran out: its slot is skipped
-                if not order.has_exact_quotas:
-                    self._slots_left -= 1
-                continue
-            self._slots_left -= 1
-            return self._hand_out(idx)
-        self._last_loader = -1
-        return None
-
-    def _hand_out(self, idx: int) -> Slot:
-        position = self._batch_pos[idx]
-        length = self.lengths[idx]
-        if length is not None and position >= length:  # pass ran out: cycle (cycle=True here)
-            self._pass_idx[idx] += 1
-            position = 0
-        self._batch_pos[idx] = position + 1
-        self._counts[idx] += 1
-        self._last_loader = idx
-        if length is not None and position + 1 >= length and not self.cycle:
-            self._drop(idx)
-        return Slot(idx, self._pass_idx[idx], position)
-
-    def _drop(self, idx: int) -> None:
-        if self._dropped[idx]:
-            return
-        self._dropped[idx] = True
-        self._num_active -= 1
-        if self._order.has_exact_quotas:
-            self._slots_left -= self._quotas[idx] - self._virtual[idx]
-        elif not self._num_active:
-            self._slots_left = 0
-        self._order.remove(idx)
-
-    def mark_exhausted(self, loader_idx: int) -> Slot | None:
-        """Report that an unknown-length loader ran dry at the slot just returned.
-
-        With ``cycle=True`` (or when the pass had already run out in an earlier epoch) the
-        loader starts a new pass and the replacement slot is returned. Otherwise the loader
-        is dropped for the rest of the epoch and the next slot of another loader is returned.
-
-        Args:
-            loader_idx: the loader of the slot just returned.
-
-        Returns:
-            The slot to use instead, or None when the epoch is finished.
-
-        Raises:
-            SchedulingError: not the loader of the last slot, a loader with a known length,
-                or a pass that gave no batch at all (an empty loader).
-        """
-        self._require_started("mark_exhausted")
-        label = loader_label(loader_idx, self.names)
-        if loader_idx != self._last_loader:
-            raise SchedulingError(
-                f"mark_exhausted({loader_idx}) must refer to the slot just returned, which "
-                f"belongs to loader {self._last_loader}; call it right after next_slot()"
-            )
-        if self.lengths[loader_idx] is not None:
-            raise SchedulingError(
-                f"{label} has length {self.lengths[loader_idx]} but ran dry at batch "
-                f"{self._batch_pos[loader_idx] - 1}; make its __len__ match what it yields "
-                "or report its length as None (with EpochLengthPolicy.FIXED_NUM_STEPS)"
-            )
-        failed_batch = self._batch_pos[loader_idx] - 1
-        if failed_batch == 0:
-            raise SchedulingError(
-                f"{label} gave no batch in pass {self._pass_idx[loader_idx]}: it is empty; "
-                "remove it or give it data"
-            )
-        if self.cycle or self._counts[loader_idx] == 1:
-            self._pass_idx[loader_idx] += 1
-            self._batch_pos[loader_idx] = 1
-            return Slot(loader_idx, self._pass_idx[loader_idx], 0)
-        self._batch_pos[loader_idx] = failed_batch
-        self._counts[loader_idx] -= 1
-        self._last_loader = -1
-        self._drop(loader_idx)
-        return self.next_slot()
-
-    # -- weights and reporting ------------------------------------------------------------------
+    # -- weights ------------------------------------------------------------------------------
 
     def update_weights(self, weights: Sequence[float]) -> None:
         """Change WEIGHTED weights, effective from the next decision (the next burst).
@@ -382,47 +209,6 @@ class LoaderSchedule:
             self._quotas[order.burst_loader] += order.burst_left
             self._slots_left = self._active_slots_left()
 
-    def _active_slots_left(self) -> int:
-        if not self._order.has_exact_quotas:
-            total = sum(self._policy_quotas)
-            return total - self._position if self._num_active else 0
-        return sum(
-            quota - virtual
-            for quota, virtual, gone in zip(self._quotas, self._virtual, self._dropped, strict=True)
-            if not gone
-        )
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch (-1 before the first start_epoch)."""
-        return self._epoch
-
-    def epoch_length(self) -> int | None:
-        """Epoch length T: the number of virtual slots before any drop.
-
-        Returns:
-            T; always an int here, since unknown lengths require FIXED_NUM_STEPS.
-        """
-        return sum(self._policy_quotas)
-
-    def quotas(self) -> list[int]:
-        """Per-loader planned batches this epoch (before drops).
-
-        Exact for every strategy with length-based policies. With FIXED_NUM_STEPS and WEIGHTED
-        this is the Hamilton split of ``steps_per_epoch``; the actual counts may differ by the
-        rounding carried over from earlier epochs (shares are exact over the run).
-        """
-        return list(self._quotas)
-
-    def counts(self) -> list[int]:
-        """Per-loader batches handed out so far this epoch."""
-        return list(self._counts)
-
-    def positions(self) -> list[tuple[int, int]]:
-        """Per-loader ``(pass_idx, next batch_idx)``; a next index equal to the loader's
-        length means the pass is used up (the next batch starts a new pass)."""
-        return list(zip(self._pass_idx, self._batch_pos, strict=True))
-
     @property
     def weights(self) -> tuple[float, ...] | None:
         """Current WEIGHTED weights (None for other strategies)."""
@@ -451,17 +237,7 @@ class LoaderSchedule:
         return {
             VERSION: STATE_VERSION,
             **self._fingerprint(),
-            IS_STARTED: self._is_started,
-            EPOCH: self._epoch,
-            POSITION: self._position,
-            LAST_LOADER: self._last_loader,
-            QUOTAS: list(self._quotas),
-            VIRTUAL: list(self._virtual),
-            COUNTS: list(self._counts),
-            DROPPED: list(self._dropped),
-            PASS_IDX: list(self._pass_idx),
-            BATCH_POS: list(self._batch_pos),
-            ORDER: self._order.state_dict(),
+            **self._cursor_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -495,27 +271,4 @@ class LoaderSchedule:
                     f"has {key}={expected!r}; resume with the same loaders and configuration "
                     "or start a fresh run"
                 )
-        num_loaders = len(self.lengths)
-        per_loader = {
-            key: list(state[key]) for key in (QUOTAS, VIRTUAL, COUNTS, DROPPED, PASS_IDX, BATCH_POS)
-        }
-        for key, values in per_loader.items():
-            if len(values) != num_loaders:
-                raise SchedulingError(
-                    f"loader schedule state has {len(values)} {key} entries for "
-                    f"{num_loaders} loaders; the checkpoint belongs to another run"
-                )
-        order_state = state[ORDER]
-        self._is_started = bool(state[IS_STARTED])
-        self._epoch = int(state[EPOCH])
-        self._quotas = [int(v) for v in per_loader[QUOTAS]]
-        self._virtual = [int(v) for v in per_loader[VIRTUAL]]
-        self._counts = [int(v) for v in per_loader[COUNTS]]
-        self._dropped = [bool(v) for v in per_loader[DROPPED]]
-        self._pass_idx = [int(v) for v in per_loader[PASS_IDX]]
-        self._batch_pos = [int(v) for v in per_loader[BATCH_POS]]
-        self._position = int(state[POSITION])
-        self._last_loader = int(state[LAST_LOADER])
-        self._num_active = self._dropped.count(False)
-        self._order.load_state_dict(order_state, self._quotas, self._virtual, self._dropped)
-        self._slots_left = self._active_slots_left()
+        self._load_cursor(state)
