@@ -133,13 +133,16 @@ class TrainMetrics:
     ) -> None:
         """Record a training step's output dict, ``loss_value`` standing in for its loss (see
         :func:`numeric_items`); the step's usual ``{"loss": ...}`` takes the short way."""
-        if len(outputs) == 1 and "loss" in outputs:
-            bucket = self._values[loader_idx].get("loss")
-            if bucket is not None:
+        if len(outputs) == 1 and "loss" in outputs:  # the loss is a tensor (checked_loss)
+            per_loader = self._values[loader_idx]
+            bucket = per_loader.get("loss")
+            if bucket is None:  # a loader's first batch since the last log step
+                per_loader["loss"] = ([loss_value], [num_samples])
+            else:
                 bucket[0].append(loss_value)
                 bucket[1].append(num_samples)
-                self._samples += num_samples
-                return
+            self._samples += num_samples
+            return
         self.add(loader_idx, numeric_items(outputs, loss_value), num_samples)
 
     def pop_samples(self) -> int:
