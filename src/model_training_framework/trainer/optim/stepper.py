@@ -77,9 +77,8 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
 
 def _has_torch_zero_grad(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.zero_grad`` is torch's own (not overridden by a class or instance)."""
-    return (
-        type(optimizer).zero_grad is torch.optim.Optimizer.zero_grad
-        and "zero_grad" not in vars(optimizer)
+    return type(optimizer).zero_grad is torch.optim.Optimizer.zero_grad and "zero_grad" not in vars(
+        optimizer
     )
 
 
