@@ -1,15 +1,8 @@
-"""Checkpoint files of one run: when to save, atomic writes, latest pointer, rotation, best.
+"""When a run saves a checkpoint and how: triggers, the write (in the background with
+``async_save``), the latest pointer, rotation and best; loading; the manager's own state.
 
-Layout of a run directory ``<checkpoint.root_dir>/<experiment_name>/``::
-
-    epoch_0_step_100.ckpt     periodic checkpoints (checkpoint.filename_template), newest
-    epoch_1_step_200.ckpt     checkpoint.max_checkpoints kept
-    latest.ckpt -> epoch_1_step_200.ckpt    relative symlink to the last file written
-    best.ckpt                 hard link to (or copy of) the file with the best monitored metric
-
-With ``distributed.strategy: fsdp`` each checkpoint is a directory of the same name holding
-every rank's shards (see ``state/dcp.py``); the format is chosen once
-(``state/format.py``) and everything below applies to files and directories alike.
+The run directory's layout, and finding, choosing and rotating its checkpoints, are
+:class:`~.run_files.RunCheckpoints`'s (``state/run_files.py``).
 
 # NOTE [save order]: one save is: write the new file atomically (temp file in the run
 # directory, fsync, rename, fsync the directory), then repoint ``latest.ckpt`` atomically
@@ -17,12 +10,6 @@ every rank's shards (see ``state/dcp.py``); the format is chosen once
 # ``max_checkpoints`` (never the file ``latest.ckpt`` names), then link ``best.ckpt``. A crash
 # at any point leaves every earlier checkpoint intact and ``latest.ckpt`` naming a complete
 # file; temporary files of an interrupted write are removed when the next manager starts.
-
-Why a symlink: ``torch.load("latest.ckpt")`` and ``ls -l`` work as users expect, and
-``os.replace`` swaps it atomically. When its target is missing (deleted by hand),
-:meth:`CheckpointManager.latest_path` returns None and :meth:`load_latest_valid` falls back to
-the newest valid periodic checkpoint. ``best.ckpt`` is a hard link, so rotation deleting the
-periodic file does not delete the best one.
 
 Example:
     >>> manager = CheckpointManager(config.checkpoint, run_dir)          # doctest: +SKIP
@@ -33,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +45,7 @@ from model_training_framework.trainer.state.file_format import (
 )
 from model_training_framework.trainer.state.format import CheckpointFormat, SingleFileFormat
 from model_training_framework.trainer.state.inspect import describe_checkpoint
+from model_training_framework.trainer.state.run_files import RunCheckpoints
 
 __all__ = [
     "BEST_NAME",
@@ -127,10 +114,17 @@ class CheckpointManager:
         self._thread: threading.Thread | None = None
         self._thread_target: Path | None = None
         self._thread_error: BaseException | None = None
-        self.checkpoint_format = checkpoint_format or SingleFileFormat()
+        self._files = RunCheckpoints(
+            self.run_dir, self._pattern, checkpoint_format or SingleFileFormat()
+        )
         self._best_before_save: float | None = None  # restored if a save fails
         if is_rank_zero:
             remove_stale_temp_files(self.run_dir)
+
+    @property
+    def checkpoint_format(self) -> CheckpointFormat:
+        """How one checkpoint is stored (a file, or a sharded directory)."""
+        return self._files.checkpoint_format
 
     # ------------------------------------------------------------------ triggers
     def should_save(
@@ -250,36 +244,17 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ finding files
     def latest_path(self) -> Path | None:
-        """Return the file ``latest.ckpt`` names, or None when there is none or it is missing.
-
-        A ``latest.ckpt`` that is a regular file (a run directory copied with
-        ``cp -L``) is returned itself.
-        """
-        pointer = self.run_dir / LATEST_NAME
-        if pointer.is_symlink():
-            target = self.run_dir / os.readlink(pointer)
-            return target if self.checkpoint_format.is_checkpoint(target) else None
-        return pointer if self.checkpoint_format.is_checkpoint(pointer) else None
+        """Return the file ``latest.ckpt`` names, or None when there is none or it is missing
+        (see :meth:`RunCheckpoints.latest_path`)."""
+        return self._files.latest_path()
 
     def best_path(self) -> Path | None:
         """Return ``<run_dir>/best.ckpt`` if it exists, else None."""
-        best = self.run_dir / BEST_NAME
-        return best if self.checkpoint_format.is_checkpoint(best) else None
+        return self._files.best_path()
 
     def checkpoint_paths(self) -> list[Path]:
         """Return the periodic checkpoints that exist, oldest (lowest step) first."""
-        if not self.run_dir.is_dir():
-            return []
-        keyed = []
-        for candidate in self.run_dir.iterdir():
-            key = self._pattern.sort_key(candidate)
-            if (
-                key is not None
-                and not candidate.is_symlink()
-                and self.checkpoint_format.is_checkpoint(candidate)
-            ):
-                keyed.append((key, candidate))
-        return [path for _, path in sorted(keyed)]
+        return self._files.checkpoint_paths()
 
     # ------------------------------------------------------------------ loading
     def load(
@@ -305,11 +280,10 @@ class CheckpointManager:
         )
 
     def load_latest_valid(self, *, map_location: Any = "cpu") -> tuple[Path, dict[str, Any]] | None:
-        """Load the checkpoint to auto-resume from.
+        """Load the checkpoint to auto-resume from (waits for an in-flight save first).
 
-        Tries the file ``latest.ckpt`` names, then the periodic checkpoints newest first, and
-        returns the first that loads; every file skipped is named, with the reason, in one
-        warning.
+        The newest periodic checkpoint that loads, else the file ``latest.ckpt`` names; see
+        :meth:`RunCheckpoints.load_latest_valid`.
 
         Args:
             map_location: Passed to ``torch.load``.
@@ -318,33 +292,10 @@ class CheckpointManager:
             ``(path, content)``, or None when the run directory holds no checkpoint at all.
 
         Raises:
-            CheckpointError: Checkpoints exist but none loads (listing each and why): starting
-                fresh would silently discard the run, so the user decides.
+            CheckpointError: Checkpoints exist but none loads (listing each and why).
         """
         self.wait()
-        skipped: list[str] = []
-        for path in self._resume_candidates(skipped):
-            try:
-                content = self.checkpoint_format.read(path, map_location=map_location)
-            except CheckpointError as err:
-                skipped.append(f"{path.name}: {err}")
-                continue
-            if skipped:
-                logger.warning(
-                    "auto-resume: skipped %d checkpoint(s) and resumed from %s instead:\n  %s",
-                    len(skipped),
-                    path,
-                    "\n  ".join(skipped),
-                )
-            return path, content
-        if skipped:
-            raise CheckpointError(
-                f"no valid checkpoint to resume from in {self.run_dir}:\n  "
-                + "\n  ".join(skipped)
-                + f"\nresume from another file with resume_from_checkpoint=PATH, or delete "
-                f"{self.run_dir} to start fresh"
-            )
-        return None
+        return self._files.load_latest_valid(map_location=map_location)
 
     # ------------------------------------------------------------------ own state
     def state_dict(self) -> dict[str, Any]:
@@ -379,23 +330,6 @@ class CheckpointManager:
         self._last_save_s = self._clock()
 
     # ------------------------------------------------------------------ internals
-    def _resume_candidates(self, skipped: list[str]) -> list[Path]:
-        """Periodic files newest (highest step) first, then latest.ckpt's target if it is no
-        periodic file (a copied run); notes a dangling link.
-
-        The newest complete file wins even over latest.ckpt's target: a crash between a file's
-        rename and the pointer update leaves the pointer one save behind, and every periodic
-        file is complete (written under a temporary name, renamed when done).
-        """
-        candidates = list(reversed(self.checkpoint_paths()))
-        pointer = self.run_dir / LATEST_NAME
-        latest = self.latest_path()
-        if latest is not None and latest not in candidates:
-            candidates.append(latest)
-        elif latest is None and pointer.is_symlink():
-            skipped.append(f"{LATEST_NAME}: points to {os.readlink(pointer)}, which does not exist")
-        return candidates
-
     def _get_code_version(self) -> dict[str, Any]:
         if self._code_version is None:
             self._code_version = get_code_version(self._code_directory)
@@ -432,41 +366,10 @@ class CheckpointManager:
         if not self._is_rank_zero:
             return
         atomic_symlink(self.run_dir / LATEST_NAME, path.name)
-        self._rotate(keep=path)
+        self._files.rotate(keep=path, max_checkpoints=self._config.max_checkpoints)
         if is_best:
             self._link_best(path)
         logger.info("saved checkpoint %s%s", path, " (new best)" if is_best else "")
-
-    def _rotate(self, keep: Path) -> None:
-        """Delete older files of ``keep``'s step (one checkpoint per step: an epoch-end save
-        after a step save at the same step supersedes it), then the oldest beyond
-        ``max_checkpoints``; never ``keep`` nor the file ``latest.ckpt`` names.
-
-        Every file here passed NOTE [finite checkpoints], so the newest finite checkpoint is
-        never deleted in favour of a non-finite one.
-        """
-        protected = {keep.name}
-        latest = self.latest_path()
-        if latest is not None:
-            protected.add(latest.name)
-        paths = self.checkpoint_paths()
-        removed = [
-            path
-            for path in paths
-            if path.name not in protected and self._step_of(path) == self._step_of(keep)
-        ]
-        paths = [path for path in paths if path not in removed]
-        num_excess = len(paths) - self._config.max_checkpoints
-        removed += [path for path in paths if path.name not in protected][: max(num_excess, 0)]
-        for path in removed:
-            self.checkpoint_format.remove(path)
-        if removed:
-            fsync_directory(self.run_dir)
-            logger.debug("rotation removed %s", ", ".join(path.name for path in removed))
-
-    def _step_of(self, path: Path) -> int | None:
-        key = self._pattern.sort_key(path)
-        return None if key is None else key[0]
 
     def _link_best(self, path: Path) -> None:
         self.checkpoint_format.link_best(path, self.run_dir / BEST_NAME)
