@@ -1,4 +1,4 @@
-"""Tests for trainer/hooks.py: dispatch order and cost, errors, state, loading by dotted path."""
+"""Tests for trainer/hooks/: dispatch order and cost, errors, state, loading by dotted path."""
 
 from __future__ import annotations
 

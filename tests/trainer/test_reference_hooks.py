@@ -24,8 +24,8 @@ from model_training_framework.trainer import (
     RuntimeProfilingHook,
     TrainerHooks,
 )
-from model_training_framework.trainer import hooks as hooks_module
 from model_training_framework.trainer.hooks import HookDispatcher
+from model_training_framework.trainer.hooks import dispatch as hook_dispatch
 
 
 def _loader(n: int = 8, seed: int = 0) -> DataLoader:
@@ -123,7 +123,7 @@ def test_signatures_are_read_once_when_the_hook_is_added(tmp_path, monkeypatch):
     def no_more_binding(*args, **kwargs):
         raise AssertionError("a hook method was bound (its signature read) while training")
 
-    monkeypatch.setattr(hooks_module, "bind_hook_method", no_more_binding)
+    monkeypatch.setattr(hook_dispatch, "bind_hook_method", no_more_binding)
     trainer.fit([_loader(), _loader()], max_epochs=1)
 
 
