@@ -1,13 +1,13 @@
 """How long does save() block training with async_save, relative to a synchronous save?
 
-SPEC target: the caller is blocked for < 10 % of the synchronous save time.
+Target: the caller is blocked for < 10 % of the synchronous save time.
 
 Run: python bench/async_checkpoint.py [--size-mb 200] [--repeats 3] [--dir DIR]
 Prints the median synchronous save time (write + fsync + pointer + rotation), the median time
 save() blocks with async_save=True (payload check + snapshot copy to CPU), the median time
 until the background write finished, and the ratio blocked / synchronous. The first save of
 each mode is a warm-up, reported apart: the async one allocates the snapshot buffers that later
-saves reuse (see NOTE [snapshot buffers] in trainer/state/file_format.py). Timings on a shared,
+saves reuse (see NOTE [snapshot buffers] in trainer/state/snapshot.py). Timings on a shared,
 loaded machine are noisy (use --threads 1 there).
 """
 

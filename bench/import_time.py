@@ -1,4 +1,4 @@
-"""Import cost of the package beyond ``import torch`` (SPEC section 1: < 1.5 s).
+"""Import cost of the package beyond ``import torch`` (target: < 1.5 s).
 
 Run: ``.venv/bin/python bench/import_time.py [--repeats R] [--check]``
 

@@ -1,4 +1,5 @@
-"""Resume latency at 10 %, 50 % and 90 % of a 100k-batch epoch (SPEC sections 4 and 11).
+"""Resume latency at 10 %, 50 % and 90 % of a 100k-batch epoch (target: < 1 s
+at every position, flat in position, and no replay: one batch fetched before the first step).
 
 Run: ``.venv/bin/python bench/resume_latency.py [--batches N] [--repeats R]``
 

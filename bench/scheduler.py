@@ -1,4 +1,4 @@
-"""Per-decision cost of LoaderSchedule.next_slot() (SPEC section 11: < 5 us with 2 loaders,
+"""Per-decision cost of LoaderSchedule.next_slot() (target: < 5 us with 2 loaders,
 < 20 us with 100), measured side by side with a bare Python loop over the same number of items.
 
 Run: ``.venv/bin/python bench/scheduler.py [--items N] [--repeats R]``
