@@ -32,8 +32,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.utils.data.dataloader as _dataloader
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset
-from torch.utils.data.dataloader import _SingleProcessDataLoaderIter
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.data.batches import count_samples
@@ -49,6 +49,10 @@ from model_training_framework.trainer.data.worker_seeds import WorkerSeededDatas
 __all__ = ["LoaderStream", "build_streams", "loader_length"]
 
 logger = logging.getLogger(__name__)
+
+# NOTE [direct fetch] relies on two private torch names; without either, batches come by next().
+_SINGLE_PROCESS_ITER = getattr(_dataloader, "_SingleProcessDataLoaderIter", None)
+_profiler_records = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 
 _PASS = "pass_idx"
 _NEXT_BATCH = "next_batch_idx"
@@ -197,7 +201,9 @@ class LoaderStream:
             self._index_sampler.start = batch_idx
             self._generator.manual_seed(derive_seed(self._pass_seed(pass_idx), "workers"))
             self._iterator = iter(self._owned)
-            self._reads_directly = type(self._iterator) is _SingleProcessDataLoaderIter
+            self._reads_directly = type(self._iterator) is _SINGLE_PROCESS_ITER and hasattr(
+                self._iterator, "_next_data"
+            )
         self._pass_idx, self._next_batch = pass_idx, batch_idx
 
     def _open_iterable(self, pass_idx: int, batch_idx: int) -> None:
@@ -225,7 +231,7 @@ class LoaderStream:
             self._open(pass_idx, batch_idx)
         iterator = self._iterator
         assert iterator is not None
-        if self._reads_directly and not torch.autograd._profiler_enabled():
+        if self._reads_directly and not _profiler_records():
             batch = iterator._next_data()  # NOTE [direct fetch]
         else:
             batch = next(iterator)

@@ -24,6 +24,9 @@ __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
 
 _INTERVALS = ("step", "epoch")
 
+# NOTE [clearing gradients]: a private torch name; without it zero_grad() is always called.
+_profiler_records = getattr(torch.autograd, "_profiler_enabled", lambda: True)
+
 
 @dataclass
 class ScheduledLR:
@@ -183,7 +186,7 @@ class OptimizerStepper:
         are read at every call: ``add_param_group`` is seen); an optimizer with its own
         ``zero_grad``, and every optimizer while the torch profiler records, get the call.
         """
-        if self._clears_directly and not torch.autograd._profiler_enabled():
+        if self._clears_directly and not _profiler_records():
             for optimizer in self.optimizers:
                 for group in optimizer.param_groups:
                     for param in group["params"]:
