@@ -736,6 +736,18 @@ def test_torch_profiler_trace_for_a_chosen_step_range(tmp_path):
     assert any("aten::" in str(event.get("name", "")) for event in events)
 
 
+def test_the_trace_keeps_the_dataloader_and_zero_grad_ranges_the_step_skips_otherwise(tmp_path):
+    # NOTE [direct fetch], NOTE [clearing gradients]: skipped only while no profiler records
+    cfg = _config(
+        tmp_path, performance={"profiler_trace_start_step": 2, "profiler_trace_num_steps": 2}
+    )
+    _trainer(cfg).fit([_loader(40)], max_epochs=1)
+    (trace,) = (tmp_path / "t" / "profiler").glob("*.json")
+    names = {str(event.get("name", "")) for event in json.loads(trace.read_text())["traceEvents"]}
+    assert any("DataLoader" in name for name in names), sorted(names)
+    assert any("zero_grad" in name for name in names), sorted(names)
+
+
 def test_before_optimizer_step_hook_sees_the_clipped_gradients(tmp_path):
     model = torch.nn.Linear(3, 1)
     with torch.no_grad():
