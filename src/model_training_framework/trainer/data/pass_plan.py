@@ -23,7 +23,11 @@ from torch.utils.data import (
 )
 
 from model_training_framework.trainer.data.seeds import derive_seed
-from model_training_framework.trainer.data.worker_seeds import SeededBatch, SeededIndex
+from model_training_framework.trainer.data.worker_seeds import (
+    SeededBatch,
+    SeededIndex,
+    with_seed,
+)
 
 __all__ = ["PassBatches", "PassIndexSampler", "sampler_indices", "set_sampler_epoch"]
 
@@ -112,18 +116,14 @@ class PassBatches:
         indices = self.index_list(k)
         if not self._seed_workers:
             return indices
-        batch = SeededBatch(indices)
-        batch.seed = derive_seed(self._seed, k)
-        return batch
+        return with_seed(SeededBatch, indices, derive_seed(self._seed, k))
 
     def item(self, k: int) -> int:
         """Batch ``k`` of a pre-batched dataset (one item per batch): the item's index."""
         index = int(self.index_list(k)[0])
         if not self._seed_workers:
             return index
-        item = SeededIndex(index)
-        item.seed = derive_seed(self._seed, k)
-        return item
+        return with_seed(SeededIndex, index, derive_seed(self._seed, k))
 
     def index_list(self, k: int) -> list[int]:
         """The sample indices of batch ``k`` as a list."""

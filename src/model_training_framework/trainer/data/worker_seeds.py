@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SeededBatch", "SeededIndex", "WorkerSeededDataset"]
+__all__ = ["SeededBatch", "SeededIndex", "WorkerSeededDataset", "with_seed"]
 
 
 class SeededBatch(list):
@@ -27,13 +27,7 @@ class SeededBatch(list):
     __slots__ = ("seed",)
 
     def __reduce__(self):  # keep the seed when the batch is sent to a worker process
-        return (_rebuild_seeded_batch, (list(self), self.seed))
-
-
-def _rebuild_seeded_batch(items: list, seed: int) -> SeededBatch:
-    batch = SeededBatch(items)
-    batch.seed = seed
-    return batch
+        return (with_seed, (SeededBatch, list(self), self.seed))
 
 
 class SeededIndex(int):
@@ -42,13 +36,14 @@ class SeededIndex(int):
     seed: int
 
     def __reduce__(self):  # keep the seed when the index is sent to a worker process
-        return (_rebuild_seeded_index, (int(self), self.seed))
+        return (with_seed, (SeededIndex, int(self), self.seed))
 
 
-def _rebuild_seeded_index(index: int, seed: int) -> SeededIndex:
-    item = SeededIndex(index)
-    item.seed = seed
-    return item
+def with_seed(cls: type, value: Any, seed: int) -> Any:
+    """``cls(value)`` carrying ``seed``: how batches are made, and rebuilt in the worker."""
+    seeded = cls(value)
+    seeded.seed = seed
+    return seeded
 
 
 def _reseed_in_worker(seed: int | None) -> None:
