@@ -46,8 +46,14 @@ class DataFingerprint:
             pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, -1)
         else:
             pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, len(indices))
-            # an int64 NumPy view is appended as is (same bytes as array("q", ...), no copy)
-            pending += indices.data if isinstance(indices, np.ndarray) else array("q", indices)
+            # an int64 memoryview (a stream's batch) or NumPy array is appended as is: the same
+            # bytes as array("q", ...), without a conversion
+            if type(indices) is memoryview:
+                pending += indices
+            elif isinstance(indices, np.ndarray):
+                pending += indices.data
+            else:
+                pending += array("q", indices)
         self._count += 1
         if self._count == FOLD_EVERY:
             self._digest = self._folded()
