@@ -38,6 +38,16 @@ def test_restoring_at_any_batch_gives_the_uninterrupted_fingerprint(stop):
     assert _feed(resumed, BATCHES[stop:]).hexdigest == full
 
 
+@pytest.mark.parametrize("read_at", [1, FOLD_EVERY - 1, FOLD_EVERY, FOLD_EVERY + 3])
+def test_reading_the_fingerprint_midway_changes_nothing(read_at):
+    # NOTE [deferred records]: a read writes the kept records; the folds stay where they were
+    full = _feed(DataFingerprint(), BATCHES).hexdigest
+    read = _feed(DataFingerprint(), BATCHES[:read_at])
+    assert read.hexdigest == _feed(DataFingerprint(), BATCHES[:read_at]).hexdigest
+    read.state_dict()
+    assert _feed(read, BATCHES[read_at:]).hexdigest == full
+
+
 def test_fingerprint_format_is_pinned():
     # A change to the record layout or folding changes every stored fingerprint: on purpose only.
     fp = _feed(DataFingerprint(), [(0, 0, 0, [3, 1, 2]), (1, 0, 0, None)])

@@ -118,13 +118,11 @@ class FitLoop:
         return FitStatus.COMPLETED
 
     def _run_epoch(self) -> FitStatus | None:
-        steps_done, state, train_step = (
-            self._run.plan.steps_done,
-            self._state,
-            self._step.train_step,
-        )
+        state, train_step = self._state, self._step.train_step
+        max_steps = self._run.plan.max_steps
+        end_step = _FAR if max_steps is None else max_steps  # plan.steps_done, as a comparison
         preemption, no_request = self._run.preemption, StopRequest.NONE
-        while not steps_done(state.global_step):
+        while state.global_step < end_step:
             outcome = train_step()
             if outcome.stepped:
                 # NOTE [quiet steps], checked here to save a call per step

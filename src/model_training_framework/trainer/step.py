@@ -104,6 +104,9 @@ class TrainStep:
         # The fit's components: restores change them in place, never replace them.
         self._schedule = run.schedule
         self._streams = run.streams
+        # per loader: a batch's sample count is the number of its sample indices
+        self._counts_indices = [stream.counts_indices for stream in run.streams]
+        self._optimizer_ids = run.optimizer_ids
         self._names = run.names
         self._loss_scales = run.loss_scales
         self._grad_accum = run.grad_accum
@@ -184,11 +187,10 @@ class TrainStep:
         if self._profiler_sync is not None:
             self._profiler_sync()
         t3 = perf_counter()
-        stream = self._streams[idx]
-        if indices is not None and stream.counts_indices:
+        if indices is not None and self._counts_indices[idx]:
             num_samples = len(indices)
         else:
-            num_samples = stream.num_samples(batch, indices)
+            num_samples = self._streams[idx].num_samples(batch, indices)
         self._metrics.add_outputs(idx, outputs, loss, num_samples)
         self._profiler.record_train(idx, t1 - t0, t2 - t1, t3 - t2)
         if self._has_batch_end_hooks:
@@ -225,7 +227,7 @@ class TrainStep:
         """The batch for ``slot`` (on the device) and its sample indices, folded into the
         fingerprint; a loader that runs dry hands over to the slot the schedule gives instead."""
         stream = self._streams[slot.loader_idx]
-        if stream.is_iterable and self._is_distributed:
+        if self._is_distributed and stream.is_iterable:
             fetched = fetch_scheduled(self._schedule, slot, self._next_batch)
         else:  # the usual case, without the handover's calls (NOTE [lean step])
             try:
@@ -275,8 +277,8 @@ class TrainStep:
     def _optimizer_step(self, loader_idx: int, synced: bool) -> None:
         """Step the optimizer of ``loader_idx`` (see NOTE [gradient routing]); ``synced``:
         the window's last micro-batch synchronised gradients."""
-        run, state, trainer, hooks = self._run, self._state, self._trainer, self._hooks
-        opt_idx = run.optimizer_ids[loader_idx]
+        state, trainer, hooks = self._state, self._trainer, self._hooks
+        opt_idx = self._optimizer_ids[loader_idx]
         t0 = perf_counter()
         if not synced:  # a window cut short ran without gradient sync
             self._sharding.finish_partial_window(self._module)

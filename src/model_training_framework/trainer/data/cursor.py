@@ -161,22 +161,20 @@ class ScheduleCursor:
                     self._slots_left -= 1
                 continue
             self._slots_left -= 1
-            return self._hand_out(idx)
+            # hand out the loader's next batch (inlined: this runs once per batch)
+            position = self._batch_pos[idx]
+            length = self.lengths[idx]
+            if length is not None and position >= length:  # pass ran out: cycle (cycle=True)
+                self._pass_idx[idx] += 1
+                position = 0
+            self._batch_pos[idx] = position + 1
+            self._counts[idx] += 1
+            self._last_loader = idx
+            if length is not None and position + 1 >= length and not self.cycle:
+                self._drop(idx)
+            return Slot(idx, self._pass_idx[idx], position)
         self._last_loader = -1
         return None
-
-    def _hand_out(self, idx: int) -> Slot:
-        position = self._batch_pos[idx]
-        length = self.lengths[idx]
-        if length is not None and position >= length:  # pass ran out: cycle (cycle=True here)
-            self._pass_idx[idx] += 1
-            position = 0
-        self._batch_pos[idx] = position + 1
-        self._counts[idx] += 1
-        self._last_loader = idx
-        if length is not None and position + 1 >= length and not self.cycle:
-            self._drop(idx)
-        return Slot(idx, self._pass_idx[idx], position)
 
     def _drop(self, idx: int) -> None:
         if self._dropped[idx]:

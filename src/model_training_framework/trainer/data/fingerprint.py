@@ -6,7 +6,8 @@ run can prove it continued exactly where the interrupted one stopped.
 Records are appended to a buffer and folded into the BLAKE2b digest every ``FOLD_EVERY`` batches
 (hashing per batch cost more than the rest of the bookkeeping together). The fold points depend
 only on the batch count and the buffer is part of the state, so a resumed run folds at the same
-points as an uninterrupted one and the two end with the same fingerprint.
+points as an uninterrupted one and the two end with the same fingerprint. A batch's record is
+written to the buffer later, in order (NOTE [deferred records]).
 """
 
 from __future__ import annotations
@@ -30,29 +31,54 @@ _DIGEST_BYTES = 16
 
 
 class DataFingerprint:
-    """Rolling BLAKE2b over the sequence of batches a run consumed."""
+    """Rolling BLAKE2b over the sequence of batches a run consumed.
+
+    NOTE [deferred records]: ``update`` only keeps the batch's record (one list append per
+    batch, the cheapest step work); records are turned into bytes and folded in order every
+    ``FOLD_EVERY`` updates and whenever the fingerprint or its state is read. The fold points
+    are still every ``FOLD_EVERY`` batches of the run, so the digest is the same as when each
+    record was written at once. The indices a record keeps are read then: they must not
+    change after ``update`` (a stream's indices are slices of its pass's fixed order).
+    """
 
     def __init__(self) -> None:
         self._digest = bytes(_DIGEST_BYTES)
-        self._pending = bytearray()
-        self._count = 0
+        self._pending = bytearray()  # the records since the last fold, as bytes
+        self._count = 0  # records in _pending
+        self._records: list[tuple[int, int, int, Sequence[int] | None]] = []  # not in bytes yet
 
     def update(
         self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None
     ) -> None:
         """Record one batch; ``indices`` are its dataset indices (None for iterable datasets)."""
-        pending = self._pending
-        if indices is None:
-            pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, -1)
-        else:
-            pending += _RECORD.pack(loader_idx, pass_idx, batch_idx, len(indices))
-            # an int64 NumPy view is appended as is (same bytes as array("q", ...), no copy)
-            pending += indices.data if isinstance(indices, np.ndarray) else array("q", indices)
-        self._count += 1
-        if self._count == FOLD_EVERY:
-            self._digest = self._folded()
-            pending.clear()
-            self._count = 0
+        records = self._records
+        records.append((loader_idx, pass_idx, batch_idx, indices))
+        if len(records) == FOLD_EVERY:
+            self._write_records()
+
+    def _write_records(self) -> None:
+        """Append the kept records to the pending bytes, folding every ``FOLD_EVERY`` batches."""
+        pending, count, pack = self._pending, self._count, _RECORD.pack
+        for loader_idx, pass_idx, batch_idx, indices in self._records:
+            if indices is None:
+                pending += pack(loader_idx, pass_idx, batch_idx, -1)
+            else:
+                pending += pack(loader_idx, pass_idx, batch_idx, len(indices))
+                # an int64 memoryview (a stream's batch) or NumPy array is appended as is: the
+                # same bytes as array("q", ...), without a conversion
+                if type(indices) is memoryview:
+                    pending += indices
+                elif isinstance(indices, np.ndarray):
+                    pending += indices.data
+                else:
+                    pending += array("q", indices)
+            count += 1
+            if count == FOLD_EVERY:
+                self._digest = self._folded()
+                pending.clear()
+                count = 0
+        self._count = count
+        self._records.clear()
 
     def _folded(self) -> bytes:
         return hashlib.blake2b(self._digest + self._pending, digest_size=_DIGEST_BYTES).digest()
@@ -60,9 +86,11 @@ class DataFingerprint:
     @property
     def hexdigest(self) -> str:
         """The fingerprint of every batch recorded so far."""
+        self._write_records()
         return self._folded().hex()
 
     def state_dict(self) -> dict[str, Any]:
+        self._write_records()
         return {"digest": self._digest.hex(), "pending": self._pending.hex(), "count": self._count}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -70,6 +98,7 @@ class DataFingerprint:
             self._digest = bytes.fromhex(state["digest"])
             self._pending = bytearray.fromhex(state["pending"])
             self._count = int(state["count"])
+            self._records.clear()
         except KeyError as err:
             raise CheckpointError(f"checkpoint fingerprint state lacks {err}") from err
 

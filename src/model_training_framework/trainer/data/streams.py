@@ -240,7 +240,7 @@ class LoaderStream:
 
     def sample_indices(self, pass_idx: int, batch_idx: int) -> Sequence[int] | None:
         """Dataset indices of a fetched map-style batch (None for iterable datasets): an int64
-        NumPy view, or a list for batch samplers we cannot slice."""
+        memoryview, or a list for batch samplers we cannot slice."""
         if self._batches is None or pass_idx != self._pass_idx:
             return None
         return self._batches.indices(batch_idx)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from tqdm import tqdm
 
@@ -58,9 +58,9 @@ class ConsoleLogger(BaseLogger):
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Write the console line for ``metrics``; nothing when no shown key is present."""
-        selected = select_console_metrics(metrics)
-        if selected:
-            self._emit(_metrics_line(metrics, step, selected))
+        shown = _shown_keys(metrics)
+        if shown.labels:
+            self._emit(_metrics_line(metrics, step, shown))
 
     def log_text(self, key: str, text: str, step: int) -> None:
         """Write ``step <step> | <key>: <text>``."""
@@ -82,18 +82,34 @@ def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, floa
         ``(label, value)`` pairs; labels are the metric keys except ``lr`` for a single learning
         rate. Throughput is not included (``format_metrics_line`` appends it).
     """
+    return [(label, metrics[key]) for label, key in _shown_keys(metrics).labels]
+
+
+class _Shown(NamedTuple):
+    """The keys of one key set that the console shows, in display order."""
+
+    labels: list[tuple[str, str]]  # (label, key)
+    keys: tuple[str, ...]
+    template: str  # the fields as one %-format, for when every shown value is a float
+
+
+def _shown_keys(metrics: Mapping[str, float]) -> _Shown:
+    """The console's selection for the keys of ``metrics``, made once per key set."""
     keys = tuple(metrics)
-    labels = _SELECTED.get(keys)
-    if labels is None:  # the same keys come back at every log step: select them once
-        if len(_SELECTED) >= _MAX_SELECTIONS:
-            _SELECTED.clear()
-        labels = _SELECTED[keys] = _select_keys(metrics)
-    return [(label, metrics[key]) for label, key in labels]
+    shown = _SHOWN.get(keys)
+    if shown is None:  # the same keys come back at every log step: select them once
+        if len(_SHOWN) >= _MAX_SELECTIONS:
+            _SHOWN.clear()
+        labels = _select_keys(metrics)
+        template = _SEPARATOR.join(f"{label.replace('%', '%%')} %.4g" for label, _ in labels)
+        shown = _SHOWN[keys] = _Shown(labels, tuple(key for _, key in labels), template)
+    return shown
 
 
-# key tuple -> ((label, key), ...) of the keys shown, in display order
-_SELECTED: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+# key tuple -> the keys shown, in display order
+_SHOWN: dict[tuple[str, ...], _Shown] = {}
 _MAX_SELECTIONS = 16
+_FLOAT_TYPE = frozenset({float})
 
 
 def _select_keys(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
@@ -141,16 +157,24 @@ def format_metrics_line(metrics: Mapping[str, float], step: int) -> str:
     Returns:
         The line, without a trailing newline.
     """
-    return _metrics_line(metrics, step, select_console_metrics(metrics))
+    return _metrics_line(metrics, step, _shown_keys(metrics))
 
 
-def _metrics_line(
-    metrics: Mapping[str, float], step: int, selected: list[tuple[str, float]]
-) -> str:
+def _metrics_line(metrics: Mapping[str, float], step: int, shown: _Shown) -> str:
     """``format_metrics_line`` with the keys already selected (they are selected once a log)."""
     epoch = next((metrics[key] for key in EPOCH_KEYS if key in metrics), None)
     head = f"step {int(step)}" if epoch is None else f"epoch {int(epoch)} step {int(step)}"
-    fields = [head, *(f"{label} {format_value(value)}" for label, value in selected)]
+    values = tuple(map(metrics.__getitem__, shown.keys))
+    fields = [head]
+    if not values:
+        pass
+    elif _FLOAT_TYPE.issuperset(map(type, values)):  # one format call: what format_value gives
+        fields.append(shown.template % values)
+    else:
+        fields.extend(
+            f"{label} {format_value(value)}"
+            for (label, _), value in zip(shown.labels, values, strict=True)
+        )
     if THROUGHPUT_KEY in metrics:
         fields.append(f"{float(metrics[THROUGHPUT_KEY]):.0f} samples/s")
     return _SEPARATOR.join(fields)

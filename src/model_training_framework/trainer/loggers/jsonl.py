@@ -47,6 +47,7 @@ MEDIA_DIRNAME = "media"
 STEP_KEY = "step"
 # One encoder for every line: json.dumps with non-default options builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+_FLOAT_TYPE = frozenset({float})
 
 _log = logging.getLogger(__name__)
 
@@ -89,9 +90,12 @@ class JsonlLogger(BaseLogger):
                 f"rename the metric (e.g. 'train/{STEP_KEY}')"
             )
         record: dict[str, Any] = {STEP_KEY: int(step)}
-        for key, value in metrics.items():
-            # floats (nearly every metric) need no conversion: skip the call for them
-            record[key] = value if type(value) is float else _to_json_number(key, value)
+        record.update(metrics)
+        # floats (nearly every metric) need no conversion: one C-level pass finds the others
+        if not _FLOAT_TYPE.issuperset(map(type, metrics.values())):
+            for key, value in metrics.items():
+                if type(value) is not float:
+                    record[key] = _to_json_number(key, value)
         self._write(record)
 
     def log_text(self, key: str, text: str, step: int) -> None:
@@ -120,13 +124,13 @@ class JsonlLogger(BaseLogger):
         if not self._file.closed:
             self._file.close()
 
-    def _write(self, record: Mapping[str, Any]) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         step = record[STEP_KEY]
         if step == self._last_step:
             merged = {**self._last_record, **record}
             self._file.truncate(self._last_offset)
         else:
-            merged = dict(record)
+            merged = record  # every caller builds a fresh dict
             self._last_offset = self._file.tell()
         self._file.write((_ENCODER.encode(merged) + "\n").encode("utf-8"))
         self._last_step, self._last_record = step, merged

@@ -64,8 +64,11 @@ class StepProfiler(NullProfiler):
         self._val_names = list(val_names)
         self._sync_cuda = sync_cuda and torch.cuda.is_available()
         n = len(names)
+        # per loader: seconds of the four parts since the last report, and how many micro-steps
+        # (data, forward, backward) and optimizer steps they cover
         self._train = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
-        self._train_counts = [[0] * len(_TRAIN_PARTS) for _ in range(n)]
+        self._micro_steps = [0] * n
+        self._optimizer_steps = [0] * n
         self._totals = [[0.0] * len(_TRAIN_PARTS) for _ in range(n)]
         # metric keys made once (a report with many loaders would otherwise format them all)
         self._train_keys = [
@@ -78,18 +81,15 @@ class StepProfiler(NullProfiler):
     def record_train(
         self, loader_idx: int, data_s: float, forward_s: float, backward_s: float
     ) -> None:
-        sums, counts = self._train[loader_idx], self._train_counts[loader_idx]
+        sums = self._train[loader_idx]
         sums[0] += data_s
         sums[1] += forward_s
         sums[2] += backward_s
-        counts[0] += 1
-        counts[1] += 1
-        counts[2] += 1
-        self._total_steps[loader_idx] += 1
+        self._micro_steps[loader_idx] += 1
 
     def record_optimizer(self, loader_idx: int, seconds: float) -> None:
         self._train[loader_idx][3] += seconds
-        self._train_counts[loader_idx][3] += 1
+        self._optimizer_steps[loader_idx] += 1
 
     def record_val(self, loader_idx: int, data_s: float, forward_s: float) -> None:
         self._val[loader_idx][0] += data_s
@@ -106,15 +106,24 @@ class StepProfiler(NullProfiler):
 
     def pop_train_means(self) -> dict[str, float]:
         means: dict[str, float] = {}
-        for idx, keys in enumerate(self._train_keys):
-            sums, counts, totals = self._train[idx], self._train_counts[idx], self._totals[idx]
-            if not any(counts):  # nothing recorded for this loader since the last report
+        micro_steps, optimizer_steps = self._micro_steps, self._optimizer_steps
+        for idx, num_micro in enumerate(micro_steps):
+            num_optimizer = optimizer_steps[idx]
+            if not (num_micro or num_optimizer):  # nothing recorded since the last report
                 continue
-            for part, key in enumerate(keys):
-                if counts[part]:
-                    means[key] = 1000.0 * sums[part] / counts[part]
-                totals[part] += sums[part]
-                sums[part], counts[part] = 0.0, 0
+            sums, totals = self._train[idx], self._totals[idx]
+            data_key, forward_key, backward_key, optimizer_key = self._train_keys[idx]
+            if num_micro:
+                means[data_key] = 1000.0 * sums[0] / num_micro
+                means[forward_key] = 1000.0 * sums[1] / num_micro
+                means[backward_key] = 1000.0 * sums[2] / num_micro
+            if num_optimizer:
+                means[optimizer_key] = 1000.0 * sums[3] / num_optimizer
+            for part, seconds in enumerate(sums):
+                totals[part] += seconds
+            self._train[idx] = [0.0, 0.0, 0.0, 0.0]
+            self._total_steps[idx] += num_micro
+            micro_steps[idx] = optimizer_steps[idx] = 0
         return means
 
     def pop_val_means(self) -> dict[str, float]:

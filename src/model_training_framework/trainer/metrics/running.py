@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -156,15 +157,21 @@ class TrainMetrics:
         """Means since the last call (``reduce`` sums the flat [weighted sum, samples] pairs of
         :meth:`WeightedMeans.to_flat` across ranks)."""
         sums: WeightedMeans[str] = WeightedMeans()
+        add, key_pairs, fsum = sums.add, self._keys, math.fsum
         for name, per_loader in zip(self._names, self._values, strict=True):
+            if not per_loader:  # no batch of this loader since the last call
+                continue
             for key, (values, weights) in per_loader.items():
-                total = math.fsum(v * w for v, w in zip(_as_floats(values), weights, strict=True))
-                keys = self._keys.get((name, key))
+                if len(values) == 1 and type(values[0]) is float:  # many loaders: the usual case
+                    total, samples = fsum((values[0] * weights[0],)), weights[0]
+                else:
+                    total = fsum(map(operator.mul, _as_floats(values), weights))
+                    samples = sum(weights)
+                keys = key_pairs.get((name, key))
                 if keys is None:  # made once per loader and key, not at every log step
-                    keys = self._keys[name, key] = (train_key(name, key), train_key(None, key))
-                samples = sum(weights)
-                for metric in keys:
-                    sums.add(metric, total, samples)
+                    keys = key_pairs[name, key] = (train_key(name, key), train_key(None, key))
+                add(keys[0], total, samples)
+                add(keys[1], total, samples)
             per_loader.clear()
         if reduce is not None:
             sums.load_flat(reduce(sums.to_flat()))
