@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from model_training_framework.trainer.data.fingerprint import FOLD_EVERY, DataFingerprint
+from model_training_framework.trainer.data.fingerprint import (
+    FOLD_EVERY,
+    DataFingerprint,
+    NullFingerprint,
+)
 
 
 def _feed(fp: DataFingerprint, batches) -> DataFingerprint:
@@ -46,6 +50,23 @@ def test_reading_the_fingerprint_midway_changes_nothing(read_at):
     assert read.hexdigest == _feed(DataFingerprint(), BATCHES[:read_at]).hexdigest
     read.state_dict()
     assert _feed(read, BATCHES[read_at:]).hexdigest == full
+
+
+def test_records_appended_directly_give_the_fingerprint_of_update():
+    # the training step appends to .records and writes them at FOLD_EVERY (no call per batch)
+    direct = DataFingerprint()
+    for record in BATCHES:
+        direct.records.append(record)
+        if len(direct.records) >= FOLD_EVERY:
+            direct.write_records()
+    assert direct.hexdigest == _feed(DataFingerprint(), BATCHES).hexdigest
+
+
+def test_null_fingerprint_drops_appended_records():
+    null = NullFingerprint()
+    null.records.extend(BATCHES[:3])
+    null.write_records()
+    assert null.records == [] and null.hexdigest == NullFingerprint().hexdigest
 
 
 def test_fingerprint_format_is_pinned():

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from model_training_framework.trainer.checks import checked_loss
 from model_training_framework.trainer.data.devices import BatchMover
+from model_training_framework.trainer.data.fingerprint import FOLD_EVERY
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.optim.precision import Precision
 from model_training_framework.trainer.runtime.sharding import ReplicatedStrategy
@@ -113,6 +114,7 @@ class TrainStep:
         self._guard = run.guard
         self._metrics = run.metrics
         self._fingerprint = run.fingerprint
+        self._batch_records = run.fingerprint.records  # NOTE [deferred records]
         self._profiler = run.profiler
         self._profiler_sync = run.profiler.sync if run.profiler.syncs else None
         self._trace = run.trace if run.trace.is_enabled else None
@@ -244,7 +246,11 @@ class TrainStep:
             batch = self._move_batch(batch)  # NOTE [device prefetch]; nothing on CPU
         loader_idx, pass_idx, batch_idx = slot
         indices = self._streams[loader_idx].sample_indices(pass_idx, batch_idx)
-        self._fingerprint.update(loader_idx, pass_idx, batch_idx, indices)
+        # the fingerprint's update without a call per batch (NOTE [deferred records])
+        records = self._batch_records
+        records.append((loader_idx, pass_idx, batch_idx, indices))
+        if len(records) >= FOLD_EVERY:
+            self._fingerprint.write_records()
         return slot, batch, indices
 
     def _next_batch(self, slot: Slot) -> Any:

@@ -38,7 +38,9 @@ class DataFingerprint:
     ``FOLD_EVERY`` updates and whenever the fingerprint or its state is read. The fold points
     are still every ``FOLD_EVERY`` batches of the run, so the digest is the same as when each
     record was written at once. The indices a record keeps are read then: they must not
-    change after ``update`` (a stream's indices are slices of its pass's fixed order).
+    change after ``update`` (a stream's indices are slices of its pass's fixed order). The
+    training step appends to :attr:`records` itself and calls :meth:`write_records` when it
+    holds ``FOLD_EVERY`` (what ``update`` does, without a Python call per batch).
     """
 
     def __init__(self) -> None:
@@ -53,10 +55,16 @@ class DataFingerprint:
         """Record one batch; ``indices`` are its dataset indices (None for iterable datasets)."""
         records = self._records
         records.append((loader_idx, pass_idx, batch_idx, indices))
-        if len(records) == FOLD_EVERY:
-            self._write_records()
+        if len(records) >= FOLD_EVERY:
+            self.write_records()
 
-    def _write_records(self) -> None:
+    @property
+    def records(self) -> list[tuple[int, int, int, Sequence[int] | None]]:
+        """The kept ``(loader_idx, pass_idx, batch_idx, indices)`` records not written yet (the
+        same list for the fingerprint's lifetime; see NOTE [deferred records])."""
+        return self._records
+
+    def write_records(self) -> None:
         """Append the kept records to the pending bytes, folding every ``FOLD_EVERY`` batches."""
         pending, count, pack = self._pending, self._count, _RECORD.pack
         for loader_idx, pass_idx, batch_idx, indices in self._records:
@@ -86,11 +94,11 @@ class DataFingerprint:
     @property
     def hexdigest(self) -> str:
         """The fingerprint of every batch recorded so far."""
-        self._write_records()
+        self.write_records()
         return self._folded().hex()
 
     def state_dict(self) -> dict[str, Any]:
-        self._write_records()
+        self.write_records()
         return {"digest": self._digest.hex(), "pending": self._pending.hex(), "count": self._count}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -110,3 +118,7 @@ class NullFingerprint(DataFingerprint):
         self, loader_idx: int, pass_idx: int, batch_idx: int, indices: Sequence[int] | None
     ) -> None:
         """Ignore the batch."""
+
+    def write_records(self) -> None:
+        """Drop records appended to :attr:`records` (nothing is hashed)."""
+        self._records.clear()

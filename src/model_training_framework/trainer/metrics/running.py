@@ -75,13 +75,16 @@ def numeric_items(outputs: Mapping[str, Any], loss_value: Any = None) -> list[tu
     return items
 
 
+_FLOAT_TYPE = frozenset({float})
+
+
 def _as_floats(values: Sequence[Any]) -> list[float]:
     """Values as exact float64 numbers; tensors are read with one transfer per device.
 
     Floats (pending values restored from a checkpoint) and tensors give the same numbers, so a
     resumed run logs the same means as an uninterrupted one.
     """
-    if all(type(v) is float for v in values):  # read on the CPU as they came
+    if _FLOAT_TYPE.issuperset(map(type, values)):  # read on the CPU as they came
         return list(values)
     if (
         values
