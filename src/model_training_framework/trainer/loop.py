@@ -152,13 +152,12 @@ class FitLoop:
         if self._may_skip_boundaries:
             self._next_due = self._next_due_step(step)
         run, config = self._run, self._config
-        metrics: dict[str, float] = {}
         every_n = config.log_loss_every_n_steps
         log_step_metrics = _is_due(step, every_n) or (
             every_n is not None and run.plan.steps_done(step)
         )
-        if log_step_metrics:
-            metrics.update(self._train_metrics())
+        # _train_metrics makes a new dict: it is this boundary's metrics
+        metrics: dict[str, float] = self._train_metrics() if log_step_metrics else {}
         if _is_due(step, config.logging.log_scalars_every_n_steps):
             metrics.update(run.profiler.pop_train_means())
         validation = config.validation

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from torch import Tensor
+
 from model_training_framework.trainer.checks import checked_loss
 from model_training_framework.trainer.data.devices import BatchMover
 from model_training_framework.trainer.data.fingerprint import FOLD_EVERY
@@ -211,7 +213,11 @@ class TrainStep:
             outputs = self._precision.run_step(
                 self._training_step, trainer, batch, batch_idx, idx, name
             )
-        loss = checked_loss(outputs)
+        # checked_loss's checks pass for a plain dict holding a loss tensor that requires grad:
+        # that case skips its call (NOTE [lean step]); anything else gets the full check
+        loss = outputs.get("loss") if type(outputs) is dict else None
+        if type(loss) is not Tensor or not loss.requires_grad:
+            loss = checked_loss(outputs)
         t2 = perf_counter()
         scale = self._loss_scales[idx]
         scaled = loss if scale == 1.0 else loss * scale

@@ -106,22 +106,25 @@ class StepProfiler(NullProfiler):
 
     def pop_train_means(self) -> dict[str, float]:
         means: dict[str, float] = {}
-        micro_steps, optimizer_steps = self._micro_steps, self._optimizer_steps
+        micro_steps, optimizer_steps, train = self._micro_steps, self._optimizer_steps, self._train
         for idx, num_micro in enumerate(micro_steps):
             num_optimizer = optimizer_steps[idx]
             if not (num_micro or num_optimizer):  # nothing recorded since the last report
                 continue
-            sums, totals = self._train[idx], self._totals[idx]
+            data_s, forward_s, backward_s, optimizer_s = train[idx]
             data_key, forward_key, backward_key, optimizer_key = self._train_keys[idx]
             if num_micro:
-                means[data_key] = 1000.0 * sums[0] / num_micro
-                means[forward_key] = 1000.0 * sums[1] / num_micro
-                means[backward_key] = 1000.0 * sums[2] / num_micro
+                means[data_key] = 1000.0 * data_s / num_micro
+                means[forward_key] = 1000.0 * forward_s / num_micro
+                means[backward_key] = 1000.0 * backward_s / num_micro
             if num_optimizer:
-                means[optimizer_key] = 1000.0 * sums[3] / num_optimizer
-            for part, seconds in enumerate(sums):
-                totals[part] += seconds
-            self._train[idx] = [0.0, 0.0, 0.0, 0.0]
+                means[optimizer_key] = 1000.0 * optimizer_s / num_optimizer
+            totals = self._totals[idx]
+            totals[0] += data_s
+            totals[1] += forward_s
+            totals[2] += backward_s
+            totals[3] += optimizer_s
+            train[idx] = [0.0, 0.0, 0.0, 0.0]
             self._total_steps[idx] += num_micro
             micro_steps[idx] = optimizer_steps[idx] = 0
         return means

@@ -157,10 +157,15 @@ class OptimizerStepper:
         if norm is not None:
             grads, norm = [], norm if self._checks_norm else None
         else:
-            grads = [
-                (device, [p.grad for p in group if p.grad is not None])
-                for device, group in self._checked[optimizer_idx]
-            ]
+            checked = self._checked[optimizer_idx]  # empty unless gradients are checked per step
+            grads = (
+                [
+                    (device, [p.grad for p in group if p.grad is not None])
+                    for device, group in checked
+                ]
+                if checked
+                else []
+            )
         if guard.is_skip:
             stepped = guard.window_is_finite(grads, norm)
         else:
