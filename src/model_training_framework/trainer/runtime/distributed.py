@@ -50,15 +50,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=30)
-# NOTE [process group at exit]: a group the trainer created and that is still up when the
-# interpreter exits (FSDP keeps it after fit; a trainer may never fit) is destroyed by an atexit
-# handler, and the handler then gives up the GIL for a moment. Why the pause: a Gloo worker
-# thread drops its reference to a finished collective just after the waiting thread wakes; when
-# that reference is the last one to a tensor Python also saw, freeing it takes the GIL. If the
-# interpreter is finalizing by then, the thread is ended inside C++ and the process aborts
-# ("terminate called without an active exception", SIGABRT): about 1 in 30 two-process FSDP runs
-# here whose last act was a collective. The pause lets such threads finish first.
-_EXIT_GIL_YIELD_S = 0.05
+# NOTE [process group at exit]: a group the trainer created is destroyed when fit ends (DDP) or,
+# if still up (FSDP keeps it after fit; a trainer may never fit), by an atexit handler while the
+# interpreter is whole. Either way the destroy is followed by a short pause without the GIL: a
+# Gloo worker thread drops its reference to a finished collective just after the waiting thread
+# wakes, and when that reference is the last one to a tensor Python also saw, freeing it takes
+# the GIL. If the interpreter is finalizing by then, the thread is ended inside C++ and the
+# process aborts ("terminate called without an active exception", SIGABRT): about 1 in 30
+# two-process FSDP runs here whose last act was a collective. The pause lets them finish first.
+_PAUSE_AFTER_DESTROY_S = 0.05
 
 
 class AgreedError(Exception):
@@ -182,21 +182,17 @@ class DistributedContext:
 
     def teardown(self) -> None:
         """Destroy the process group if :meth:`setup` created it (a user's group is kept)."""
-        if self.owns_process_group:
-            atexit.unregister(self._teardown_at_exit)
+        if self.owns_process_group:  # see NOTE [process group at exit]
+            atexit.unregister(self.teardown)
             if dist.is_initialized():
                 dist.destroy_process_group()  # also destroys the host group
+                time.sleep(_PAUSE_AFTER_DESTROY_S)
         self.owns_process_group = False
         self._host_group = None
 
     def _take_ownership(self) -> None:
         self.owns_process_group = True
-        atexit.register(self._teardown_at_exit)
-
-    def _teardown_at_exit(self) -> None:
-        """See NOTE [process group at exit]."""
-        self.teardown()
-        time.sleep(_EXIT_GIL_YIELD_S)
+        atexit.register(self.teardown)
 
     # ------------------------------------------------------------------ collectives
     def reduce_max(self, value: int) -> int:
