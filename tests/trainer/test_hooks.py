@@ -317,3 +317,21 @@ def test_a_stateless_hook_added_since_the_checkpoint_loads_without_a_warning(cap
     with caplog.at_level(logging.WARNING):
         HookDispatcher([OnlyTrainStart([])]).load_state_dict({})
     assert caplog.text == ""
+
+
+def test_change_listeners_are_called_on_add_and_dropped_once_collected():
+    class Listener:
+        def __init__(self) -> None:
+            self.count = 0
+
+        def changed(self) -> None:
+            self.count += 1
+
+    dispatcher, kept, dropped = HookDispatcher(), Listener(), Listener()
+    dispatcher.on_change(kept.changed)
+    dispatcher.on_change(dropped.changed)
+    dispatcher.add(Recorder("a", []))
+    del dropped
+    dispatcher.add(Recorder("b", []))
+    assert kept.count == 2
+    assert len(dispatcher._listeners) == 1

@@ -98,12 +98,8 @@ class TrainStep:
         self._is_distributed = parts.dist.is_distributed
         # Resolved once, so the hot path makes no call that does nothing (NOTE [lean step]).
         self._move_batch = None if type(parts.move_batch) is BatchMover else parts.move_batch
-        self._has_batch_start_hooks = hooks.has("on_train_batch_start")
-        self._has_batch_end_hooks = hooks.has("on_train_batch_end")
-        self._has_backward_hooks = hooks.has("on_before_backward") or hooks.has("on_after_backward")
-        self._has_before_step_hooks = hooks.has("on_before_optimizer_step")
-        self._has_clip_hooks = hooks.has("on_gradient_clip")
-        self._has_after_step_hooks = hooks.has("on_after_optimizer_step")
+        self._read_hook_presence()
+        hooks.on_change(self._read_hook_presence)  # a hook added during fit is called too
         # The fit's components: restores change them in place, never replace them.
         self._schedule = run.schedule
         self._streams = run.streams
@@ -126,6 +122,15 @@ class TrainStep:
         self._has_sync_context = not (
             isinstance(parts.sharding, ReplicatedStrategy) and not self._is_distributed
         )
+
+    def _read_hook_presence(self) -> None:
+        hooks = self._hooks
+        self._has_batch_start_hooks = hooks.has("on_train_batch_start")
+        self._has_batch_end_hooks = hooks.has("on_train_batch_end")
+        self._has_backward_hooks = hooks.has("on_before_backward") or hooks.has("on_after_backward")
+        self._has_before_step_hooks = hooks.has("on_before_optimizer_step")
+        self._has_clip_hooks = hooks.has("on_gradient_clip")
+        self._has_after_step_hooks = hooks.has("on_after_optimizer_step")
 
     def train_step(self) -> StepOutcome:
         """Take up to ``gradient_accumulation_steps`` slots from the schedule, one micro-batch

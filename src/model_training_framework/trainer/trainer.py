@@ -256,7 +256,7 @@ class GenericTrainer:
             code_directories=self._code_directories,
             checkpoint_format=self._parts.sharding.checkpoint_format,
         )
-        # Built before any hook runs, like the Run: hooks added from now on do not change it.
+        # Built before any hook runs, like the Run; a hook added later still gets every call.
         loop = FitLoop(
             self,
             run,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ class HookDispatcher:
         self._keys: list[str] = []
         self._calls: dict[str, tuple[_Call, ...]] = {name: () for name in HOOK_METHODS}
         self._continue_on_error = continue_on_error
+        self._listeners: list[weakref.WeakMethod] = []
         for hook in hooks:
             self.add(hook)
 
@@ -95,6 +97,23 @@ class HookDispatcher:
         self._keys.append(key)
         for name, method in bound:
             self._calls[name] = (*self._calls[name], (label, method))
+        self._notify_listeners()
+
+    def on_change(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` (a bound method, held weakly) whenever a hook is added.
+
+        For callers that resolve :meth:`has` once: a hook added while ``fit`` runs (from
+        another hook) must still get every call from then on.
+        """
+        self._listeners.append(weakref.WeakMethod(listener))
+
+    def _notify_listeners(self) -> None:
+        alive = [ref for ref in self._listeners if ref() is not None]
+        self._listeners = alive
+        for ref in alive:
+            listener = ref()
+            if listener is not None:
+                listener()
 
     def has(self, method_name: str) -> bool:
         """Whether any registered hook overrides ``method_name``."""
