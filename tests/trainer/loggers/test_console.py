@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 from model_training_framework.trainer.loggers import ConsoleLogger
 from model_training_framework.trainer.loggers.console import format_metrics_line
@@ -70,3 +71,25 @@ def test_text_is_written_with_step_and_key():
 def test_default_stream_is_stderr(capsys):
     ConsoleLogger().log_scalars({"train/loss": 1.0}, step=2)
     assert capsys.readouterr().err == "step 2 | train/loss 1\n"
+
+
+def test_a_replaced_stderr_is_asked_again_whether_it_is_a_terminal(monkeypatch):
+    class _Stream(io.StringIO):
+        def __init__(self, is_tty: bool) -> None:
+            super().__init__()
+            self.is_tty, self.asked = is_tty, 0
+
+        def isatty(self) -> bool:
+            self.asked += 1
+            return self.is_tty
+
+    logger = ConsoleLogger()
+    plain = _Stream(is_tty=False)
+    monkeypatch.setattr(sys, "stderr", plain)
+    logger.log_text("a", "one", 1)
+    logger.log_text("a", "two", 2)
+    assert plain.getvalue() == "step 1 | a: one\nstep 2 | a: two\n" and plain.asked == 1
+    terminal = _Stream(is_tty=True)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logger.log_text("a", "three", 3)
+    assert terminal.asked == 1 and "step 3 | a: three" in terminal.getvalue()

@@ -55,6 +55,10 @@ class ConsoleLogger(BaseLogger):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        # the last stream written to and whether it is a terminal: asked once per stream
+        # object (a system call), not at every line
+        self._checked_stream: TextIO | None = None
+        self._is_tty = False
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Write the console line for ``metrics``; nothing when no shown key is present."""
@@ -68,7 +72,9 @@ class ConsoleLogger(BaseLogger):
 
     def _emit(self, line: str) -> None:
         stream = self._stream if self._stream is not None else sys.stderr
-        if stream.isatty():  # a live bar may be drawn there: let tqdm move it out of the way
+        if stream is not self._checked_stream:
+            self._checked_stream, self._is_tty = stream, stream.isatty()
+        if self._is_tty:  # a live bar may be drawn there: let tqdm move it out of the way
             tqdm.write(line, file=stream)
         else:  # plain lines (CI logs, files): a direct write costs a fraction of tqdm.write
             stream.write(line + "\n")
