@@ -130,7 +130,8 @@ class TrainStep:
         self._has_backward_hooks = hooks.has("on_before_backward") or hooks.has("on_after_backward")
         self._has_before_step_hooks = hooks.has("on_before_optimizer_step")
         self._has_clip_hooks = hooks.has("on_gradient_clip")
-        self._has_after_step_hooks = hooks.has("on_after_optimizer_step")
+        # called once per step: the step calls them itself (see _optimizer_step)
+        self._after_step_calls = hooks.calls_of("on_after_optimizer_step")
 
     def train_step(self) -> StepOutcome:
         """Take up to ``gradient_accumulation_steps`` slots from the schedule, one micro-batch
@@ -317,8 +318,12 @@ class TrainStep:
         if not stepped:
             state.skipped_nonfinite += 1
         state.global_step += 1
-        if self._has_after_step_hooks:
-            hooks.call("on_after_optimizer_step", trainer, opt_idx)
+        # hooks.call("on_after_optimizer_step", ...) without its call (NOTE [lean step])
+        for label, method in self._after_step_calls:
+            try:
+                method(trainer, opt_idx)
+            except Exception as err:
+                hooks.handle_error(label, "on_after_optimizer_step", err)
         if self._trace is not None:
             self._trace.at_step(state.global_step)
         if self._profiler_sync is not None:

@@ -119,6 +119,21 @@ class HookDispatcher:
         """Whether any registered hook overrides ``method_name``."""
         return bool(self._calls_for(method_name))
 
+    def calls_of(self, method_name: str) -> tuple[tuple[str, Callable[..., None]], ...]:
+        """``(label, bound method)`` of each hook overriding ``method_name``, in call order.
+
+        For a caller on the hot path that calls them itself, as :meth:`call` does (each call
+        in a ``try``, an error passed to :meth:`handle_error` inside the ``except`` block), and
+        reads them again when :meth:`on_change` says a hook was added.
+        """
+        return self._calls_for(method_name)
+
+    def handle_error(self, label: str, method_name: str, err: Exception) -> None:
+        """What :meth:`call` does when hook ``label``'s ``method_name`` raised ``err``: raise a
+        :class:`HookError`, or log it and return with ``continue_on_error``. Call it inside the
+        ``except`` block (the log attaches the traceback)."""
+        self._handle_error(label, method_name, err)
+
     def call(self, method_name: str, *args: Any) -> None:
         """Call ``method_name(*args)`` on every hook that overrides it, in order.
 
