@@ -112,7 +112,9 @@ class PreemptionHandler:
         self._max_checkpoint_sec = config.max_checkpoint_sec
         self._should_requeue = config.requeue_job
         self._reduce_max = reduce_max
-        self._request = StopRequest.NONE
+        # What signals received by this process asked for (read-only outside this class; a
+        # plain attribute: the loop reads it at every step, see NOTE [signal flag]).
+        self.local_request = StopRequest.NONE
         self._agreed = StopRequest.NONE
         self._previous: dict[signal.Signals, SignalHandler] = {}
         self._requeued = False
@@ -171,22 +173,17 @@ class PreemptionHandler:
         self.uninstall()
 
     # NOTE [signal flag]: handlers run in the main thread between any two bytecodes of the
-    # training loop. Only they (and clear()) write `_request`; the loop only reads it, since a
+    # training loop. Only they (and clear()) write `local_request`; the loop only reads it, since a
     # read-modify-write in the loop could overwrite a request that arrived in between.
     def _on_preempt_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._request = StopRequest.PREEMPT
+        self.local_request = StopRequest.PREEMPT
 
     def _on_interrupt_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._request is not StopRequest.NONE or self._agreed is not StopRequest.NONE:
+        if self.local_request is not StopRequest.NONE or self._agreed is not StopRequest.NONE:
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt: force-quit
-        self._request = StopRequest.INTERRUPT
+        self.local_request = StopRequest.INTERRUPT
 
     # -- decisions ---------------------------------------------------------------------------
-
-    @property
-    def local_request(self) -> StopRequest:
-        """What signals received by this process asked for."""
-        return self._request
 
     def agreed_request(self) -> StopRequest:
         """The request agreed by all ranks (the maximum of their local requests).
@@ -197,7 +194,7 @@ class PreemptionHandler:
         Returns:
             NONE (keep training), INTERRUPT or PREEMPT.
         """
-        local = self._request  # read once: a handler may change it between any two bytecodes
+        local = self.local_request  # read once: a handler may change it between any two bytecodes
         value = self._reduce_max(int(local))
         # Ranks nearly always agree; reusing ``local`` skips an Enum lookup on every step.
         agreed = local if value == local else StopRequest(value)
@@ -212,7 +209,7 @@ class PreemptionHandler:
 
     def clear(self) -> None:
         """Forget any request (start of a new ``fit``)."""
-        self._request = StopRequest.NONE
+        self.local_request = StopRequest.NONE
         self._agreed = StopRequest.NONE
 
     def checkpoint_deadline_exceeded(self, elapsed_s: float) -> bool:
