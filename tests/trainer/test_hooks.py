@@ -335,3 +335,16 @@ def test_change_listeners_are_called_on_add_and_dropped_once_collected():
     dispatcher.add(Recorder("b", []))
     assert kept.count == 2
     assert len(dispatcher._listeners) == 1
+
+
+def test_saved_state_waits_for_a_hook_added_within_claiming_saved_state():
+    saved = HookDispatcher([Counter(5), Counter(7)]).state_dict()
+    dispatcher, late = HookDispatcher([Counter()]), Counter()
+    with dispatcher.claiming_saved_state():
+        dispatcher.load_state_dict(saved)
+        dispatcher.add(late)
+    assert [hook.count for hook in dispatcher.hooks] == [5, 7]
+
+    unclaimed = HookDispatcher([Counter()])
+    with pytest.raises(CheckpointError, match=r"\['Counter#1'\]"), unclaimed.claiming_saved_state():
+        unclaimed.load_state_dict(saved)

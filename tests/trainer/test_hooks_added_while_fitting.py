@@ -3,9 +3,11 @@ per-batch ones included, like a hook added before ``fit``."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
@@ -89,3 +91,49 @@ def test_a_hook_added_at_train_start_gets_the_calls_a_hook_added_before_fit_gets
     assert before.calls["on_train_batch_end"] == 6
     assert set(before.calls) == {*PER_BATCH, "on_epoch_end"}
     assert during.calls == before.calls
+
+
+class Tally(TrainerHooks):
+    """Counts optimizer steps across resumes (its state is the count)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_after_optimizer_step(self, trainer, optimizer_idx):
+        self.steps += 1
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def _resumable_fit(tmp_path, hook: TrainerHooks, max_epochs: int):
+    config = GenericTrainerConfig(
+        experiment_name="resumed",
+        seed=0,
+        train_loader_config=MultiDataLoaderConfig(),
+        checkpoint={"root_dir": str(tmp_path), "save_every_n_epochs": 1},
+    )
+    model = torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    trainer.set_training_step(_step)
+    trainer.add_hook(hook)
+    data = TensorDataset(torch.randn(12, 3), torch.randn(12, 1))
+    return trainer.fit([DataLoader(data, batch_size=4)], max_epochs=max_epochs)
+
+
+def test_the_state_of_a_hook_added_at_train_start_is_restored_on_resume(tmp_path):
+    first = Tally()
+    _resumable_fit(tmp_path, AddsAtTrainStart(first), max_epochs=1)
+    resumed = Tally()
+    _resumable_fit(tmp_path, AddsAtTrainStart(resumed), max_epochs=2)
+    assert first.steps == 3
+    assert resumed.steps == 6
+
+
+def test_saved_hook_state_that_no_hook_claims_by_train_start_is_a_checkpoint_error(tmp_path):
+    _resumable_fit(tmp_path, AddsAtTrainStart(Tally()), max_epochs=1)
+    with pytest.raises(CheckpointError, match=r"\['Tally#0'\]"):
+        _resumable_fit(tmp_path, TrainerHooks(), max_epochs=2)

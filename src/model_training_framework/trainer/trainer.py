@@ -267,18 +267,20 @@ class GenericTrainer:
             model=self._forward_model,
         )
         with run.preemption:
-            restore_or_start(
-                self,
-                run,
-                self._parts,
-                config=self.config,
-                loader_weights=self._loader_weights,
-                warm_start_fn=self._warm_start_fn,
-            )
-            self._logger = open_logger(
-                self.config, self.run_dir, run, is_rank_zero=self._dist.is_rank_zero
-            )
-            self._hooks.call("on_train_start", self)
+            # Hooks added in on_train_start get their saved state too.
+            with self._hooks.claiming_saved_state():
+                restore_or_start(
+                    self,
+                    run,
+                    self._parts,
+                    config=self.config,
+                    loader_weights=self._loader_weights,
+                    warm_start_fn=self._warm_start_fn,
+                )
+                self._logger = open_logger(
+                    self.config, self.run_dir, run, is_rank_zero=self._dist.is_rank_zero
+                )
+                self._hooks.call("on_train_start", self)
             result = loop.fit(self._logger)
         self._hooks.call("on_train_end", self, result)
         return result

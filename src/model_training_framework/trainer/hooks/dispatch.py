@@ -6,10 +6,11 @@ under stable keys (``"MyHook#0"``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import CheckpointError, HookError
@@ -59,6 +60,9 @@ class HookDispatcher:
         self._calls: dict[str, tuple[_Call, ...]] = {name: () for name in HOOK_METHODS}
         self._continue_on_error = continue_on_error
         self._listeners: list[weakref.WeakMethod] = []
+        # Saved state of hooks not registered yet, while hooks may still be added (see
+        # claiming_saved_state); None: such state is an error at once.
+        self._unclaimed: dict[str, dict] | None = None
         for hook in hooks:
             self.add(hook)
 
@@ -97,7 +101,27 @@ class HookDispatcher:
         self._keys.append(key)
         for name, method in bound:
             self._calls[name] = (*self._calls[name], (label, method))
+        if self._unclaimed and key in self._unclaimed:
+            self._load_hook_state(key, hook, self._unclaimed.pop(key))
         self._notify_listeners()
+
+    @contextlib.contextmanager
+    def claiming_saved_state(self) -> Iterator[None]:
+        """Within the block, saved state of a hook that is not registered yet waits for a hook
+        of that key to be added (from ``on_train_start``, say) instead of failing the load.
+
+        Raises:
+            CheckpointError: on leaving the block, saved state that no hook claimed.
+        """
+        self._unclaimed = {}
+        try:
+            yield
+        except BaseException:
+            self._unclaimed = None
+            raise
+        unclaimed, self._unclaimed = self._unclaimed, None
+        if unclaimed:
+            raise _unclaimed_state_error(list(unclaimed), self._keys)
 
     def on_change(self, listener: Callable[[], object]) -> None:
         """Call ``listener`` (a bound method, held weakly) whenever a hook is added.
@@ -193,7 +217,8 @@ class HookDispatcher:
         """Give each hook its saved state.
 
         A saved key without a registered hook is an error when its state is non-empty (that
-        state would be lost) and is only logged when it is empty (a stateless hook was
+        state would be lost; within :meth:`claiming_saved_state`, only if no hook of that key
+        is added by the block's end) and is only logged when it is empty (a stateless hook was
         removed). A registered hook without saved state keeps its fresh state, with a warning when it has
         state to lose (a stateless hook added since is fine).
 
@@ -216,24 +241,37 @@ class HookDispatcher:
                         key,
                     )
                 continue
-            try:
-                hook.load_state_dict(dict(state[key]))
-            except Exception as err:
-                raise HookError(
-                    f"hook {key}.load_state_dict raised {type(err).__name__}: {err}"
-                ) from err
+            self._load_hook_state(key, hook, state[key])
+
+    @staticmethod
+    def _load_hook_state(key: str, hook: TrainerHooks, state: Mapping) -> None:
+        try:
+            hook.load_state_dict(dict(state))
+        except Exception as err:
+            raise HookError(
+                f"hook {key}.load_state_dict raised {type(err).__name__}: {err}"
+            ) from err
 
     def _check_saved_keys_have_hooks(self, state: Mapping[str, Mapping]) -> None:
         orphans = [key for key in state if key not in self._keys]
         lost = [key for key in orphans if state[key]]
-        if lost:
-            raise CheckpointError(
-                f"the checkpoint holds state for hook(s) {lost} but no such hook is registered "
-                f"now (registered: {self._keys}); register the same hooks as the run that wrote "
-                f"it (hooks.hook_classes or trainer.add_hook) before resuming"
-            )
+        if lost and self._unclaimed is not None:
+            self._unclaimed.update({key: dict(state[key]) for key in lost})
+        elif lost:
+            raise _unclaimed_state_error(lost, self._keys)
         for key in orphans:
-            logger.warning("checkpoint mentions hook %s (no state) which is not registered", key)
+            if not state[key]:
+                logger.warning(
+                    "checkpoint mentions hook %s (no state) which is not registered", key
+                )
+
+
+def _unclaimed_state_error(keys: list[str], registered: list[str]) -> CheckpointError:
+    return CheckpointError(
+        f"the checkpoint holds state for hook(s) {keys} but no such hook is registered now "
+        f"(registered: {registered}); register the same hooks as the run that wrote it "
+        f"(hooks.hook_classes, or trainer.add_hook before fit or in on_train_start)"
+    )
 
 
 def _check_is_hook_instance(hook: object) -> None:
