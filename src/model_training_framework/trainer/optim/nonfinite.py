@@ -270,7 +270,11 @@ class HostFiniteGuard(FiniteGuard):
         self._one = torch.ones(1)
 
     def keep_loss(self, loss: torch.Tensor) -> Any:
-        value = loss.item()
+        # A plain 0-d tensor's value is read with tolist(): the same Python number as item(),
+        # without the scalar kernel item() dispatches to (its code is cold at every step: about
+        # 1 us per batch in bench/per_batch_cost.py). Other losses (one-element tensors of
+        # higher rank, subclasses) are read with item() as before.
+        value = loss.tolist() if type(loss) is torch.Tensor and loss.dim() == 0 else loss.item()
         if not math.isfinite(value):
             self._is_loss_bad = True
         return value
