@@ -19,6 +19,8 @@ from model_training_framework.trainer.runtime.distributed import (
     DistributedContext,
     Launch,
     detect_launch,
+)
+from model_training_framework.trainer.runtime.loader_checks import (
     has_distributed_sampler,
     loaders_without_distributed_sampler,
 )

@@ -19,8 +19,8 @@ from model_training_framework.trainer.loggers import Logger, build_logger
 from model_training_framework.trainer.loggers.factory import writes_to_console
 from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.run import ResumePoint, Run, RunPlan
-from model_training_framework.trainer.runtime.distributed import (
-    DistributedContext,
+from model_training_framework.trainer.runtime.distributed import DistributedContext
+from model_training_framework.trainer.runtime.loader_checks import (
     check_loader_lengths_agree,
     warn_unsharded_loaders,
 )

@@ -1,5 +1,6 @@
 """torch.distributed helpers: set up the process group after a torchrun/srun launch (detected by
-:mod:`.launch_env`, whose names are re-exported here), reduce, and check loaders across ranks.
+:mod:`.launch_env`, whose names are re-exported here), and reduce across ranks (the
+loader checks across ranks are in :mod:`.loader_checks`).
 
 Everything distributed goes through one ``DistributedContext``; in a single process its
 collectives are identities, so the trainer never branches on "am I distributed".
@@ -20,15 +21,13 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, IterableDataset
 
-from model_training_framework.trainer.data.streams import loader_length
 from model_training_framework.trainer.runtime.launch_env import Launch, detect_launch
 
 __all__ = [
@@ -38,11 +37,7 @@ __all__ = [
     "RankFailedError",
     "RankZeroError",
     "RanksDisagreeError",
-    "check_loader_lengths_agree",
     "detect_launch",
-    "has_distributed_sampler",
-    "loaders_without_distributed_sampler",
-    "warn_unsharded_loaders",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,35 +72,6 @@ class RanksDisagreeError(AgreedError, ValueError):
 
 class RankZeroError(RankFailedError):
     """Raised on the other ranks when a step that only rank 0 runs failed there."""
-
-
-def has_distributed_sampler(loader: Any) -> bool:
-    """Whether ``loader`` shards its data by rank (a ``DistributedSampler`` or a sampler that
-    knows ``num_replicas``, used directly or inside its batch sampler)."""
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    candidates = [
-        getattr(loader, "sampler", None),
-        batch_sampler,
-        getattr(batch_sampler, "sampler", None),
-    ]
-    return any(
-        isinstance(c, DistributedSampler) or hasattr(c, "num_replicas")
-        for c in candidates
-        if c is not None
-    )
-
-
-def loaders_without_distributed_sampler(loaders: Iterable[Any], names: Iterable[str]) -> list[str]:
-    """Names of the map-style loaders that would give every rank the same samples.
-
-    Iterable datasets are left out: sharding them by rank is up to the dataset.
-    """
-    return [
-        name
-        for loader, name in zip(loaders, names, strict=True)
-        if not isinstance(getattr(loader, "dataset", None), IterableDataset)
-        and not has_distributed_sampler(loader)
-    ]
 
 
 @dataclass
@@ -349,61 +315,3 @@ class DistributedContext:
 
 def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
-
-
-def check_loader_lengths_agree(
-    dist_context: DistributedContext,
-    loaders: Sequence[Any],
-    names: Sequence[str],
-    settings: Mapping[str, Any] | None = None,
-) -> None:
-    """Every rank must see the same number of batches per train loader (same schedule) and
-    the same ``settings`` (what else steers the loop: ``fit``'s limits, validation lengths).
-
-    One ``all_gather_object``, once per ``fit``.
-
-    Raises:
-        RanksDisagreeError: on every rank, naming the first loader or setting that differs.
-    """
-    settings = dict(settings or {})
-    gathered = dist_context.gather_objects(
-        ([loader_length(loader) for loader in loaders], settings)
-    )
-    for idx, name in enumerate(names):
-        per_rank = [rank_lengths[idx] for rank_lengths, _ in gathered]
-        if len(set(per_rank)) > 1:
-            raise RanksDisagreeError(
-                f"train loader '{name}' has different lengths on different ranks ({per_rank}); "
-                "every rank must follow the same schedule: use a DistributedSampler (drop_last "
-                "or padding) so each rank gets equal batches"
-            )
-    for key in settings:
-        per_rank = [rank_settings[key] for _, rank_settings in gathered]
-        if any(value != per_rank[0] for value in per_rank):
-            raise RanksDisagreeError(
-                f"{key} differs across ranks ({per_rank}); every rank must take the same "
-                "decisions: call fit() with the same arguments on every rank and give "
-                "validation loaders a DistributedSampler so each rank gets equal batches"
-            )
-
-
-def warn_unsharded_loaders(
-    dist_context: DistributedContext,
-    groups: Sequence[tuple[str, Sequence[Any], Sequence[str]]],
-) -> None:
-    """On rank 0 of a multi-process run, warn once per loader without a DistributedSampler.
-
-    Args:
-        groups: ``(kind, loaders, names)`` triples, e.g. ``("train", loaders, names)``.
-    """
-    if not (dist_context.is_distributed and dist_context.is_rank_zero):
-        return
-    for kind, loaders, names in groups:
-        for name in loaders_without_distributed_sampler(loaders or [], names):
-            logger.warning(
-                "%s loader '%s' has no DistributedSampler: each of the %d ranks sees all its "
-                "samples; pass sampler=DistributedSampler(dataset) to shard it by rank",
-                kind,
-                name,
-                dist_context.world_size,
-            )
