@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
+import yaml
 
 from model_training_framework.config import ExperimentConfig
 from model_training_framework.config.legacy import TRAINER_RULES, migrate_legacy_keys
@@ -165,3 +170,45 @@ def test_migrate_legacy_keys_is_silent_without_old_keys():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert migrate_legacy_keys({"seed": 1}, TRAINER_RULES) == {"seed": 1}
+
+
+_OLD_KEYS_YAML = """\
+checkpoint: {checkpoint_dir: old_runs, save_rng: true}
+performance: {mixed_precision: bf16-mixed}
+"""
+
+
+@pytest.mark.parametrize("cls", BOTH)
+@pytest.mark.parametrize("source", ["yaml", "dict"])
+def test_old_key_warnings_point_at_the_users_call(cls, source, tmp_path):
+    # Python's default filters show a DeprecationWarning only when it is attributed to
+    # __main__: attributed to a frame inside the package, a script calling from_yaml (and
+    # `mtf train`) never showed it.
+    path = tmp_path / "old.yaml"
+    path.write_text(_OLD_KEYS_YAML, encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if source == "yaml":
+            cls.from_yaml(path)
+        else:
+            cls.from_dict(yaml.safe_load(_OLD_KEYS_YAML))
+    assert len(caught) == 3
+    assert {Path(item.filename) for item in caught} == {Path(__file__)}
+
+
+def test_a_script_reading_old_keys_from_yaml_shows_the_warning(tmp_path):
+    (tmp_path / "old.yaml").write_text(_OLD_KEYS_YAML, encoding="utf-8")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from model_training_framework.trainer import GenericTrainerConfig\n"
+        "GenericTrainerConfig.from_yaml('old.yaml')\n",
+        encoding="utf-8",
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "use 'checkpoint.root_dir' instead" in done.stderr
+    assert "use 'performance.use_amp" in done.stderr
+    assert "checkpoint.save_rng' is deprecated and ignored" in done.stderr

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _MISSING = object()
+_PACKAGE = "model_training_framework"
 
 
 class LegacyRule:
@@ -89,9 +91,28 @@ def _ensure_parent(data: dict[str, Any], path: Sequence[str]) -> dict[str, Any]:
     return node
 
 
+def _in_package(module: str) -> bool:
+    return module == _PACKAGE or module.startswith(f"{_PACKAGE}.")
+
+
+def _users_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` in the caller: the first frame outside the package.
+
+    Python's default filters show a DeprecationWarning only when it is attributed to
+    ``__main__``; the user's call is a different number of frames away through ``from_dict``,
+    ``from_yaml``, ``mtf train`` or a sweep, so it is found, not counted.
+    """
+    frame = sys._getframe(2)  # the caller's caller: level 2 of the caller's warnings.warn
+    level = 2
+    while frame is not None and _in_package(frame.f_globals.get("__name__", "")):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _warn(old: str, new: str, detail: str = "") -> None:
     message = f"config key '{old}' is deprecated; use '{new}' instead{detail}"
-    warnings.warn(message, DeprecationWarning, stacklevel=5)
+    warnings.warn(message, DeprecationWarning, stacklevel=_users_stacklevel())
 
 
 def _store(data: dict[str, Any], path: Sequence[str], value: Any, old: str) -> None:
@@ -146,7 +167,7 @@ class AlwaysOnRule(LegacyRule):
             f"config key '{_dotted(self.old_path)}' is deprecated and ignored (got {value!r}): "
             f"{self._always_saved()}; remove the key",
             DeprecationWarning,
-            stacklevel=4,
+            stacklevel=_users_stacklevel(),
         )
 
     def hint(self) -> str:
