@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Sampler, WeightedRandomSampler
 
 from model_training_framework.trainer import (
     EpochLengthPolicy,
@@ -150,3 +150,46 @@ def test_continuing_a_finished_run_with_more_epochs_matches_one_long_run(tmp_pat
     assert result.epoch == 3 and result.global_step == full.global_step
     assert seen == full_rec.seen
     assert_states_equal(full.unwrapped_model.state_dict(), trainer.unwrapped_model.state_dict())
+
+
+class _ShuffledBatches(Sampler):
+    """A user's batch sampler that shuffles with its own generator (like bucketing samplers)."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        return (order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+
+def _own_generator_loader(kind: str, dataset) -> DataLoader:
+    generator = torch.Generator().manual_seed(3)
+    if kind == "sampler":
+        weights = torch.ones(len(dataset))
+        sampler = WeightedRandomSampler(weights, len(dataset), generator=generator)
+        return DataLoader(dataset, batch_size=4, sampler=sampler)
+    if kind == "batch_sampler":
+        return DataLoader(dataset, batch_sampler=_ShuffledBatches(len(dataset), 4, generator))
+    sampler = WeightedRandomSampler(torch.ones(len(dataset)), len(dataset), generator=generator)
+    return DataLoader(dataset, batch_sampler=BatchSampler(sampler, 4, drop_last=False))
+
+
+@pytest.mark.parametrize("kind", ["sampler", "batch_sampler", "sampler_in_batch_sampler"])
+def test_samplers_with_their_own_generator_resume_exactly(kind, tmp_path):
+    # WeightedRandomSampler(generator=g) and batch samplers holding a generator draw from it,
+    # not from the global RNG: each pass must still be a function of the seed and pass number.
+    def make(root: Path, name: str) -> RunSpec:
+        config = basic_config(root, name, **STRATEGIES["round_robin_sum"])
+        model = small_model()
+        loaders = [
+            _own_generator_loader(kind, indexed_dataset(37, seed=1)),
+            _own_generator_loader(kind, indexed_dataset(23, seed=2)),
+        ]
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        return RunSpec(config, model, [opt], loaders, max_epochs=3)
+
+    assert_resumes_exactly(make, 21, tmp_path)

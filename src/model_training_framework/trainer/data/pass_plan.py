@@ -9,8 +9,9 @@ DataLoader iterates, from any start batch. See NOTE [exact resume] in streams.py
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,13 @@ from model_training_framework.trainer.data.worker_seeds import (
     with_seed,
 )
 
-__all__ = ["PassBatches", "PassIndexSampler", "sampler_indices", "set_sampler_epoch"]
+__all__ = [
+    "PassBatches",
+    "PassIndexSampler",
+    "own_generators_seeded",
+    "sampler_indices",
+    "set_sampler_epoch",
+]
 
 
 class PassIndexSampler:
@@ -159,9 +166,29 @@ def sampler_indices(sampler: Any, generator: torch.Generator, pass_idx: int) -> 
         return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
     # Any other sampler: run it with the global RNG forked and seeded for this pass.
     set_sampler_epoch(sampler, pass_idx)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]), own_generators_seeded([sampler], seed):
+        torch.manual_seed(seed)
         return torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+
+
+@contextlib.contextmanager
+def own_generators_seeded(samplers: Iterable[Any], seed: int) -> Iterator[None]:
+    """Samplers that draw from their own ``generator`` (``WeightedRandomSampler(generator=g)``,
+    bucketing batch samplers) draw from one seeded with ``seed`` while the block runs.
+
+    Their generator's state moves on with every pass and is not in the checkpoint, so a resumed
+    run would get other orders; the sampler's own generator is put back afterwards.
+    """
+    swapped = [s for s in samplers if isinstance(getattr(s, "generator", None), torch.Generator)]
+    originals = [s.generator for s in swapped]
+    for sampler in swapped:
+        sampler.generator = torch.Generator().manual_seed(seed)
+    try:
+        yield
+    finally:
+        for sampler, original in zip(swapped, originals, strict=True):
+            sampler.generator = original
 
 
 def set_sampler_epoch(sampler: Any, pass_idx: int) -> None:

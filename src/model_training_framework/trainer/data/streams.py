@@ -40,6 +40,7 @@ from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.pass_plan import (
     PassBatches,
     PassIndexSampler,
+    own_generators_seeded,
     sampler_indices,
     set_sampler_epoch,
 )
@@ -182,9 +183,13 @@ class LoaderStream:
                 seed,
                 seed_workers=self.loader.num_workers > 0,
             )
+        inner_sampler = getattr(batch_sampler, "sampler", None)
         set_sampler_epoch(batch_sampler, pass_idx)
-        set_sampler_epoch(getattr(batch_sampler, "sampler", None), pass_idx)
-        with torch.random.fork_rng(devices=[]):
+        set_sampler_epoch(inner_sampler, pass_idx)
+        with (
+            torch.random.fork_rng(devices=[]),
+            own_generators_seeded([batch_sampler, inner_sampler], seed),
+        ):
             torch.manual_seed(seed)
             explicit = [list(b) for b in batch_sampler]
         return PassBatches(
