@@ -462,6 +462,19 @@ def test_bad_training_step_results(tmp_path, returned, match):
         _trainer(_config(tmp_path), step=step).fit([_loader()])
 
 
+@pytest.mark.parametrize("returned", [lambda loss: loss, lambda loss: [loss], lambda loss: 1.0])
+def test_a_validation_step_that_returns_no_dict_is_a_clear_error(tmp_path, returned):
+    # A bare loss tensor (as Lightning's validation_step returns) used to fail inside the
+    # metric code with "'Tensor' object has no attribute 'items'".
+    def step(trainer, batch, *args):
+        return returned(mse_step(trainer, batch, *args)["loss"])
+
+    trainer = _trainer(_config(tmp_path))
+    trainer.set_validation_step(step)
+    with pytest.raises(TypeError, match=r"validation_step must return a dict of metrics.*"):
+        trainer.fit([_loader()], [_loader()])
+
+
 class _Stream(IterableDataset):
     def __init__(self, n=20):
         self.n, self.position = n, 0

@@ -7,7 +7,7 @@ Each error says what was wrong, what we got, and how to fix it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ __all__ = [
     "check_optimizers",
     "check_step_function",
     "checked_loss",
+    "checked_validation_outputs",
 ]
 
 STEP_SIGNATURE = "(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
@@ -143,3 +144,19 @@ def checked_loss(outputs: Any) -> torch.Tensor:
             "model's output without .item(), .detach() or torch.no_grad()"
         )
     return loss
+
+
+def checked_validation_outputs(outputs: Any) -> Mapping[str, Any]:
+    """A validation step's output: a dict of metrics (None: no metrics).
+
+    Raises:
+        TypeError: anything else, e.g. a bare loss tensor.
+    """
+    if outputs is None:
+        return {}
+    if not isinstance(outputs, Mapping):
+        raise TypeError(
+            "validation_step must return a dict of metrics, e.g. {'loss': loss}; it returned "
+            f"{_type_name(outputs)}"
+        )
+    return outputs

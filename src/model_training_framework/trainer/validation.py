@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from model_training_framework.trainer.checks import checked_validation_outputs
 from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.devices import move_to_device
 from model_training_framework.trainer.data.handover import fetch_scheduled
@@ -77,10 +78,11 @@ def run_validation(
                 batch = move_to_device(batch, trainer.device)
                 t1 = time.perf_counter()
                 with precision.forward_context():
-                    outputs = step_fn(trainer, batch, slot.batch_idx, idx, names[idx]) or {}
+                    outputs = step_fn(trainer, batch, slot.batch_idx, idx, names[idx])
                 profiler.sync()
                 t2 = time.perf_counter()
                 profiler.record_val(idx, t1 - t0, t2 - t1)
+                outputs = checked_validation_outputs(outputs)
                 metrics = {k: float(v) for k, v in numeric_items(outputs)}
                 accumulator.add(names[idx], metrics, count_samples(batch, loaders[idx].batch_size))
                 hooks.call(
