@@ -228,3 +228,46 @@ def test_dict_experiment_strings_that_look_like_numbers_stay_strings(git_project
     )
     loaded = read_config_file(item.experiment_dir / "config.yaml")
     assert loaded == {"experiment_name": "d", "tag": "1e-3"}
+
+
+@pytest.mark.parametrize("use_dict", [False, True])
+def test_a_relative_checkpoint_root_is_the_projects_not_the_snapshots(
+    git_project, tmp_path, use_dict
+):
+    # The job runs in the code snapshot: a relative root_dir put the checkpoints inside it, so
+    # a resubmitted sweep (a new snapshot) started every experiment from scratch.
+    commands = SlurmCommands(env=_fake_sbatch_path(tmp_path, "echo 5"))
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=tmp_path / "e", commands=commands
+    )
+    checkpoint = {"root_dir": "runs"}
+    experiment = (
+        {"experiment_name": "rel", "checkpoint": checkpoint}
+        if use_dict
+        else ExperimentConfig(experiment_name="rel", checkpoint=checkpoint)
+    )
+
+    item = launcher.submit_single_experiment(experiment, git_project / "train.py")
+
+    written = read_config_file(item.experiment_dir / "config.yaml")
+    assert written["checkpoint"]["root_dir"] == str((git_project / "runs").resolve())
+    assert checkpoint == {"root_dir": "runs"}  # the caller's experiment is left as it was
+    if not use_dict:
+        assert experiment.checkpoint.root_dir == "runs"
+
+
+def test_an_absolute_checkpoint_root_and_a_dict_without_one_are_written_as_given(
+    git_project, tmp_path
+):
+    launcher = SLURMLauncher(project_root=git_project, experiments_dir=tmp_path / "e")
+    absolute = str(tmp_path / "elsewhere")
+    experiments = [
+        ExperimentConfig(experiment_name="abs", checkpoint={"root_dir": absolute}),
+        {"experiment_name": "plain", "lr": 0.5},
+    ]
+    result = launcher.submit_experiment_batch(experiments, git_project / "train.py", dry_run=True)
+    first, second = (
+        read_config_file(item.experiment_dir / "config.yaml") for item in result.results
+    )
+    assert first["checkpoint"]["root_dir"] == absolute
+    assert second == {"experiment_name": "plain", "lr": 0.5}

@@ -30,6 +30,7 @@ from model_training_framework.launch.experiments import (
     ExperimentSpec,
     prepare_experiment_dirs,
     to_experiment_specs,
+    with_run_roots_under,
 )
 from model_training_framework.launch.snapshot import CodeVersion, take_snapshot, write_code_version
 
@@ -200,6 +201,7 @@ class Launcher:
         self, experiments: Sequence[object], script_path: str | Path | None, dry_run: bool
     ) -> list[PreparedExperiment]:
         specs = to_experiment_specs(experiments)  # validates names and slurm sections, no writes
+        specs = with_run_roots_under(specs, self.project_root)
         if script_path is None and self._uses_script_path():
             raise ValueError(
                 "script_path is None but the job runs the training script ({SCRIPT_PATH} in the "

@@ -7,9 +7,10 @@ Everything is validated before any file is written.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from model_training_framework.experiment.config import SlurmConfig
@@ -21,6 +22,7 @@ __all__ = [
     "ExperimentSpec",
     "prepare_experiment_dirs",
     "to_experiment_specs",
+    "with_run_roots_under",
 ]
 
 # A dict experiment gets the resources an ExperimentConfig gets: SlurmConfig declares them.
@@ -138,6 +140,45 @@ def to_experiment_specs(experiments: Sequence[object]) -> list[ExperimentSpec]:
     if duplicates:
         raise ValueError(f"experiment names must be unique within a batch; repeated: {duplicates}")
     return specs
+
+
+def _relative_root(source: object) -> str | None:
+    """The experiment's ``checkpoint.root_dir`` when it is a relative path, else None."""
+    if isinstance(source, Mapping):
+        checkpoint = source.get("checkpoint")
+        root = checkpoint.get("root_dir") if isinstance(checkpoint, Mapping) else None
+    else:
+        root = getattr(getattr(source, "checkpoint", None), "root_dir", None)
+    return root if isinstance(root, str) and not Path(root).is_absolute() else None
+
+
+def _with_root(source: object, root: str) -> object:
+    if isinstance(source, Mapping):
+        copied = copy.deepcopy(dict(source))
+        copied["checkpoint"]["root_dir"] = root
+        return copied
+    copied = source.model_copy(deep=True)  # type: ignore[attr-defined]
+    copied.checkpoint.root_dir = root
+    return copied
+
+
+def with_run_roots_under(
+    specs: Sequence[ExperimentSpec], project_root: Path
+) -> list[ExperimentSpec]:
+    """Make each relative ``checkpoint.root_dir`` absolute against ``project_root``.
+
+    Jobs run in a code snapshot, so a relative root would put the run directories inside it,
+    and a resubmission (a new snapshot) would not find the checkpoints. The caller's
+    experiments are left unchanged.
+    """
+    result = []
+    for spec in specs:
+        root = _relative_root(spec.source)
+        if root is not None:
+            absolute = str((Path(project_root) / root).resolve())
+            spec = replace(spec, source=_with_root(spec.source, absolute))
+        result.append(spec)
+    return result
 
 
 def prepare_experiment_dirs(
