@@ -447,6 +447,18 @@ def test_input_errors_before_any_step(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "limits",
+    [{"max_epochs": None, "max_steps": 3}, {"max_epochs": 1.5}, {"max_steps": "10"}],
+)
+def test_limits_that_are_not_whole_numbers_are_a_clear_error(tmp_path, limits):
+    # max_epochs=None (as in Lightning, to train by max_steps alone) used to fail with
+    # "'<' not supported between instances of 'NoneType' and 'int'".
+    with pytest.raises(TypeError, match=r"max_epochs must be an int >= 1.*max_steps"):
+        _trainer(_config(tmp_path)).fit([_loader()], **limits)
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
     "returned, match",
     [
         (lambda loss: loss, "dict"),

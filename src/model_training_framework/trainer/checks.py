@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from model_training_framework.trainer.data.streams import loader_length
 
 __all__ = [
+    "check_limits",
     "check_loaders",
     "check_optimizers",
     "check_step_function",
@@ -107,6 +108,27 @@ def check_loaders(loaders: Any, argument: str, *, allow_none: bool = False) -> l
                 "(drop_last=True with fewer samples than batch_size gives 0 batches)"
             )
     return list(loaders)
+
+
+def check_limits(max_epochs: Any, max_steps: Any) -> None:
+    """``fit``'s limits: ``max_epochs`` an int >= 1, ``max_steps`` an int >= 1 or None.
+
+    Raises:
+        TypeError: a limit that is not a whole number (e.g. ``max_epochs=None``).
+        ValueError: a limit below 1.
+    """
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not whole(max_epochs) or not (max_steps is None or whole(max_steps)):
+        raise TypeError(
+            "max_epochs must be an int >= 1 and max_steps an int >= 1 or None; got "
+            f"max_epochs={max_epochs!r}, max_steps={max_steps!r} (to train by max_steps alone, "
+            "give a max_epochs large enough to reach it)"
+        )
+    if max_epochs < 1 or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"max_epochs and max_steps must be >= 1; got {max_epochs}, {max_steps}")
 
 
 def check_count(values: Sequence[Any] | None, expected: int, field: str, unit: str) -> None:

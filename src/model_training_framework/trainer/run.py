@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from model_training_framework.trainer.checks import check_count, check_loaders
+from model_training_framework.trainer.checks import check_count, check_limits, check_loaders
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule
 from model_training_framework.trainer.data.streams import LoaderStream, build_streams, loader_length
@@ -206,8 +206,7 @@ def prepare_run(
         )
     config.validate_for_fit()
     train = check_loaders(train_loaders, "train_loaders")
-    if max_epochs < 1 or (max_steps is not None and max_steps < 1):
-        raise ValueError(f"max_epochs and max_steps must be >= 1; got {max_epochs}, {max_steps}")
+    check_limits(max_epochs, max_steps)
     num = len(train)
     config.train_loader_config.validate_against_loaders(num, "train_loader_config")
     if val_loaders:
