@@ -291,6 +291,42 @@ def test_builtin_hooks_load_from_dotted_paths_in_the_config(tmp_path):
     )
 
 
+BUILTIN_HOOK_SETTINGS = {
+    "model_training_framework.trainer.EarlyStoppingHook": {"patience": 2},
+    "model_training_framework.trainer.ModelCheckpointHook": {"save_every_n_steps": 3},
+    "model_training_framework.trainer.RuntimeProfilingHook": {"log_every_n_steps": 5},
+    "model_training_framework.trainer.LoggingHook": {"log_every_n_steps": 4},
+}
+
+
+def test_builtin_hooks_from_a_config_file_that_lists_every_default(tmp_path):
+    # `mtf train` and sweep jobs read a config whose every key is written out (defaults too);
+    # a default there is no setting of the user's, so the hook's value is no conflict. It was:
+    # "EarlyStoppingHook sets early_stopping_patience=2 but the config already has None".
+    written = _trainer(tmp_path).config.to_dict()
+    written["hooks"] = {
+        "hook_classes": list(BUILTIN_HOOK_SETTINGS),
+        "hook_configs": BUILTIN_HOOK_SETTINGS,
+    }
+    config = GenericTrainerConfig.from_dict(written)
+    model = torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    assert trainer.config.early_stopping_patience == 2
+    assert trainer.config.checkpoint.save_every_n_steps == 3
+    assert trainer.config.logging.log_scalars_every_n_steps == 5
+    assert trainer.config.log_loss_every_n_steps == 4
+
+
+def test_a_value_other_than_the_default_in_a_config_file_still_conflicts(tmp_path):
+    config = GenericTrainerConfig.from_dict(
+        _trainer(tmp_path, early_stopping_patience=5).config.to_dict()
+    )
+    model = torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    with pytest.raises(ConfigError, match="EarlyStoppingHook sets early_stopping_patience=2"):
+        trainer.add_hook(EarlyStoppingHook(patience=2))
+
+
 @pytest.mark.parametrize("cls", [LoggingHook, GradientMonitorHook, RuntimeProfilingHook])
 def test_interval_must_be_positive(cls):
     with pytest.raises(ValueError, match="log_every_n_steps"):

@@ -45,14 +45,19 @@ def _check_interval(value: int, name: str) -> int:
 def _set(hook: TrainerHooks, section: Any, path: str, settings: dict[str, Any]) -> None:
     """Set each field of ``section`` given (not None) in ``settings``.
 
+    A field the config holds at its default is not a setting of the user's: a config file
+    written out by ``to_yaml`` (``mtf train``, sweep jobs) lists every default.
+
     Raises:
-        ConfigError: the config already sets the field to another value, or the value is
-            invalid for the field (the message names the field path).
+        ConfigError: the config already sets the field to another, non-default value, or the
+            value is invalid for the field (the message names the field path).
     """
     given = {field: value for field, value in settings.items() if value is not None}
+    fields = type(section).model_fields
     for field, value in given.items():  # every conflict before any change
         current = getattr(section, field)
-        if field in section.model_fields_set and current != value:
+        default = fields[field].get_default(call_default_factory=True)
+        if field in section.model_fields_set and current not in (value, default):
             raise ConfigError(
                 f"{type(hook).__name__} sets {path}{field}={value!r} but the config already has "
                 f"{current!r}; set it in one place (the hook or the config)"
