@@ -271,3 +271,37 @@ def test_an_absolute_checkpoint_root_and_a_dict_without_one_are_written_as_given
     )
     assert first["checkpoint"]["root_dir"] == absolute
     assert second == {"experiment_name": "plain", "lr": 0.5}
+
+
+def test_checkpoints_under_the_project_are_not_copied_into_the_code_snapshot(git_project, tmp_path):
+    # Run directories that git does not ignore were copied into every snapshot and into its
+    # patch: each resubmission duplicated all checkpoints of the project.
+    old_run = git_project / "runs" / "earlier_run"
+    old_run.mkdir(parents=True)
+    (old_run / "latest.ckpt").write_bytes(b"\0checkpoint bytes\0" * 1000)
+    (git_project / "helper.py").write_text("VALUE = 1\n")
+    commands = SlurmCommands(env=_fake_sbatch_path(tmp_path, "echo 9"))
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=tmp_path / "e", commands=commands
+    )
+    experiment = ExperimentConfig(experiment_name="x", checkpoint={"root_dir": "runs"})
+
+    item = launcher.submit_single_experiment(experiment, git_project / "train.py")
+
+    version = read_code_version(item.experiment_dir)
+    code_dir = Path(version.code_dir)
+    assert (code_dir / "helper.py").is_file() and (code_dir / "train.py").is_file()
+    assert not (code_dir / "runs").exists()
+    assert "latest.ckpt" not in Path(version.patch_path).read_text(errors="replace")
+
+
+def test_a_checkpoint_root_at_the_project_root_still_copies_the_code(git_project, tmp_path):
+    commands = SlurmCommands(env=_fake_sbatch_path(tmp_path, "echo 9"))
+    launcher = SLURMLauncher(
+        project_root=git_project, experiments_dir=tmp_path / "e", commands=commands
+    )
+    experiment = ExperimentConfig(experiment_name="x", checkpoint={"root_dir": "."})
+
+    item = launcher.submit_single_experiment(experiment, git_project / "train.py")
+
+    assert (Path(read_code_version(item.experiment_dir).code_dir) / "train.py").is_file()

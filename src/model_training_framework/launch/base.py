@@ -29,6 +29,7 @@ from model_training_framework.launch.experiments import (
     ExperimentPaths,
     ExperimentSpec,
     prepare_experiment_dirs,
+    run_roots_inside,
     to_experiment_specs,
     with_run_roots_under,
 )
@@ -210,7 +211,7 @@ class Launcher:
         code = take_snapshot(
             self.project_root,
             self.experiments_dir / SNAPSHOTS_DIRNAME,
-            exclude=[self.experiments_dir],
+            exclude=[self.experiments_dir, *run_roots_inside(specs, self.project_root)],
             copy_code=self._copies_code(dry_run),
         )
         job_script = self._job_script_path(script_path, code)

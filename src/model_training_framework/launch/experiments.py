@@ -21,6 +21,7 @@ __all__ = [
     "ExperimentPaths",
     "ExperimentSpec",
     "prepare_experiment_dirs",
+    "run_roots_inside",
     "to_experiment_specs",
     "with_run_roots_under",
 ]
@@ -142,14 +143,20 @@ def to_experiment_specs(experiments: Sequence[object]) -> list[ExperimentSpec]:
     return specs
 
 
-def _relative_root(source: object) -> str | None:
-    """The experiment's ``checkpoint.root_dir`` when it is a relative path, else None."""
+def _checkpoint_root(source: object) -> str | None:
+    """The experiment's ``checkpoint.root_dir`` (None when it has none)."""
     if isinstance(source, Mapping):
         checkpoint = source.get("checkpoint")
         root = checkpoint.get("root_dir") if isinstance(checkpoint, Mapping) else None
     else:
         root = getattr(getattr(source, "checkpoint", None), "root_dir", None)
-    return root if isinstance(root, str) and not Path(root).is_absolute() else None
+    return root if isinstance(root, str) else None
+
+
+def _relative_root(source: object) -> str | None:
+    """The experiment's ``checkpoint.root_dir`` when it is a relative path, else None."""
+    root = _checkpoint_root(source)
+    return root if root is not None and not Path(root).is_absolute() else None
 
 
 def _with_root(source: object, root: str) -> object:
@@ -179,6 +186,19 @@ def with_run_roots_under(
             spec = replace(spec, source=_with_root(spec.source, absolute))
         result.append(spec)
     return result
+
+
+def run_roots_inside(specs: Sequence[ExperimentSpec], project_root: Path) -> list[Path]:
+    """The experiments' checkpoint roots that lie strictly inside ``project_root``.
+
+    The launchers leave them out of the code snapshot: checkpoints are not code, and copying
+    them into every snapshot (and its patch) would duplicate them at each submission.
+    """
+    project = Path(project_root).resolve()
+    roots = {
+        (project / root).resolve() for spec in specs if (root := _checkpoint_root(spec.source))
+    }
+    return sorted(root for root in roots if root != project and root.is_relative_to(project))
 
 
 def prepare_experiment_dirs(
