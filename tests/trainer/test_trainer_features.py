@@ -378,6 +378,39 @@ def test_failing_hook_can_be_logged_and_skipped(tmp_path, caplog):
     assert "Broken" in caplog.text
 
 
+class _ExtraEntry(TrainerHooks):
+    """Adds its own entry to every checkpoint and reads it back on resume (the documented use
+    of on_checkpoint_save / on_checkpoint_load)."""
+
+    def __init__(self) -> None:
+        self.loaded = None
+
+    def on_checkpoint_save(self, trainer, checkpoint):
+        checkpoint["my_entry"] = {"step": trainer.global_step, "table": torch.arange(3)}
+
+    def on_checkpoint_load(self, trainer, checkpoint):
+        self.loaded = checkpoint["my_entry"]
+
+
+def test_an_entry_added_by_on_checkpoint_save_reaches_on_checkpoint_load(tmp_path):
+    # The resume used to refuse the checkpoint: "holds ['my_entry'] that nothing in this run
+    # restores".
+    trainer = _trainer(_config(tmp_path))
+    trainer.add_hook(_ExtraEntry())
+    trainer.fit([_loader()], max_epochs=1)
+    resumed, hook = _trainer(_config(tmp_path)), _ExtraEntry()
+    resumed.add_hook(hook)
+    assert resumed.fit([_loader()], max_epochs=2).global_step == 4
+    assert hook.loaded["step"] == 2 and torch.equal(hook.loaded["table"], torch.arange(3))
+
+
+def test_an_entry_a_hook_added_needs_no_hook_to_resume(tmp_path):
+    trainer = _trainer(_config(tmp_path))
+    trainer.add_hook(_ExtraEntry())
+    trainer.fit([_loader()], max_epochs=1)
+    assert _trainer(_config(tmp_path)).fit([_loader()], max_epochs=2).global_step == 4
+
+
 def _nan_on_second_batch(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
     out = mse_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
     if batch_idx == 1:

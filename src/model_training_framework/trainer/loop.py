@@ -28,6 +28,7 @@ from model_training_framework.trainer.results import FitResult, FitStatus
 from model_training_framework.trainer.run import Run, build_schedule
 from model_training_framework.trainer.runtime.preemption import StopRequest
 from model_training_framework.trainer.state.payload import build_payload
+from model_training_framework.trainer.state.registry import note_hook_entries
 from model_training_framework.trainer.step import TrainStep
 from model_training_framework.trainer.validation import run_validation
 
@@ -324,7 +325,9 @@ class FitLoop:
         run = self._run
         run.guard.raise_if_bad()  # never persist a non-finite step
         payload = build_payload(self._parts, run)
+        entries = set(payload)
         self._hooks.call("on_checkpoint_save", self._trainer, payload)
+        note_hook_entries(payload, entries)
         outcomes = self._dist.all_ranks_call(lambda: self._write_checkpoint(payload, preempted))
         run.checkpoint_path, requeued = outcomes[0]
         if requeued:

@@ -31,7 +31,19 @@ from typing import Any, Protocol
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.state.file_format import METADATA_KEYS
 
-__all__ = ["PerRank", "SingleProcess", "Stateful", "load_state", "save_state"]
+__all__ = [
+    "HOOK_ENTRIES_KEY",
+    "PerRank",
+    "SingleProcess",
+    "Stateful",
+    "load_state",
+    "note_hook_entries",
+    "save_state",
+]
+
+# The keys ``on_checkpoint_save`` hooks added to a payload, listed in it: the hooks' own
+# entries, handed to ``on_checkpoint_load`` and restored by no registry entry.
+HOOK_ENTRIES_KEY = "hook_entries"
 
 
 class Stateful(Protocol):
@@ -155,7 +167,12 @@ def check_entries(registry: Mapping[str, Any], payload: Mapping[str, Any], sourc
     Raises:
         CheckpointError: Names the entries left over and the entries missing, and the fix.
     """
-    leftover = [key for key in payload if key not in registry and key not in METADATA_KEYS]
+    hook_entries = {HOOK_ENTRIES_KEY, *payload.get(HOOK_ENTRIES_KEY, ())}
+    leftover = [
+        key
+        for key in payload
+        if key not in registry and key not in METADATA_KEYS and key not in hook_entries
+    ]
     missing = [key for key in registry if key not in payload]
     if not leftover and not missing:
         return
@@ -172,6 +189,14 @@ def check_entries(registry: Mapping[str, Any], payload: Mapping[str, Any], sourc
         "experiment_name (a warm start, warm_start or set_warm_start_loader, can take the "
         "weights)"
     )
+
+
+def note_hook_entries(payload: dict[str, Any], before: Collection[str]) -> None:
+    """List in ``payload`` the keys added since it held ``before`` (by ``on_checkpoint_save``
+    hooks), so that loading it does not take them for entries of another run."""
+    added = sorted(key for key in payload if key not in before)
+    if added:
+        payload[HOOK_ENTRIES_KEY] = added
 
 
 def _load_entry(key: str, entry: Stateful, state: Any, source: object) -> None:
