@@ -168,3 +168,65 @@ def test_resume_of_an_unknown_name_lists_where_it_looked(project, capsys):
     assert main(["resume", "ghost"]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert "no experiment 'ghost'" in err and "runs/ghost/experiment.yaml" in err
+
+
+def _files(directory):
+    return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_sweep_does_not_take_over_a_run_it_did_not_create(project, capsys):
+    # Names come from the base name and the swept values only, so another sweep (or an
+    # `mtf train` run) can hold the same run directory: the sweep used to resume that run's
+    # checkpoint and report it as its own ("completed", someone else's weights).
+    solo = project.write_config("solo.yaml", experiment_name="tiny_lr-0.01")
+    assert main(["train", str(solo)]) == 0
+    before = _files(project.root / "runs")
+    grid = _grid(project)
+    capsys.readouterr()
+
+    assert main(["sweep", str(grid), "--dry-run"]) == EXIT_ERROR
+
+    err = capsys.readouterr().err
+    assert f"{project.root / 'runs' / 'tiny_lr-0.01'}" in err
+    assert "experiment_name" in err and "Traceback" not in err
+    assert not (project.root / "experiments").exists()  # nothing written
+    assert _files(project.root / "runs") == before
+
+
+def test_a_sweep_rerun_into_its_own_experiments_dir_is_not_a_clash(project, capsys):
+    grid = _grid(project)
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+    experiment_dir = project.root / "experiments" / "grid" / "tiny_lr-0.01"
+    config = experiment_dir / "config.yaml"
+    assert main(["train", str(config)]) == 0  # what the sweep's job runs
+    capsys.readouterr()
+
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+
+
+@pytest.mark.slow  # four subprocesses importing torch
+def test_two_local_sweeps_with_the_same_names_do_not_share_runs(project, capsys):
+    grid = _grid(project)
+    assert main(["sweep", str(grid), "--local"]) == 0
+    project.write_config(
+        "adamw_base.yaml", training={"max_steps": 3}, optimizer={"name": "adamw", "lr": 0.1}
+    )
+    other = project.root / "other.yaml"
+    other.write_text(
+        yaml.safe_dump(
+            {
+                "name": "other",
+                "base_config": "adamw_base.yaml",
+                "parameters": {"optimizer.lr": [0.01, 0.02]},
+            }
+        ),
+        encoding="utf-8",
+    )
+    before = _files(project.root / "runs")
+    capsys.readouterr()
+
+    assert main(["sweep", str(other), "--local"]) == EXIT_ERROR
+
+    assert "tiny_lr-0.01" in capsys.readouterr().err
+    assert _files(project.root / "runs") == before
+    assert main(["sweep", str(grid), "--local"]) == 0  # rerunning the first sweep still works

@@ -52,6 +52,15 @@ def _experiments(grid_path: Path, project_root: Path) -> tuple[Any, list[Any]]:
     return search, experiments
 
 
+def _refuse_foreign_runs(experiments: list[Any], sweep_dir: Path) -> None:
+    from model_training_framework.launch.experiments import (
+        refuse_foreign_runs,
+        to_experiment_specs,
+    )
+
+    refuse_foreign_runs(to_experiment_specs(experiments), sweep_dir)
+
+
 def _format_values(values: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in values.items()) or "(base config)"
 
@@ -124,6 +133,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     project_root = args.project_root.resolve()
     sweep_dir = (args.experiments_dir or project_root / "experiments" / args.grid.stem).resolve()
     search, experiments = _experiments(args.grid, project_root)
+    _refuse_foreign_runs(experiments, sweep_dir)  # before the manifest: a refusal writes nothing
     search.write_manifest(sweep_dir)
     if args.local:
         launcher = LocalLauncher(project_root, sweep_dir, command=RUNNER_COMMAND)

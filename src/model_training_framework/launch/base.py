@@ -29,6 +29,7 @@ from model_training_framework.launch.experiments import (
     ExperimentPaths,
     ExperimentSpec,
     prepare_experiment_dirs,
+    refuse_foreign_runs,
     run_roots_inside,
     to_experiment_specs,
     with_run_roots_under,
@@ -203,6 +204,7 @@ class Launcher:
     ) -> list[PreparedExperiment]:
         specs = to_experiment_specs(experiments)  # validates names and slurm sections, no writes
         specs = with_run_roots_under(specs, self.project_root)
+        refuse_foreign_runs(specs, self.experiments_dir)
         if script_path is None and self._uses_script_path():
             raise ValueError(
                 "script_path is None but the job runs the training script ({SCRIPT_PATH} in the "

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from model_training_framework.errors import ConfigError
 from model_training_framework.experiment.config import SlurmConfig
 from model_training_framework.experiment.manager import write_config_file
 
@@ -21,6 +22,7 @@ __all__ = [
     "ExperimentPaths",
     "ExperimentSpec",
     "prepare_experiment_dirs",
+    "refuse_foreign_runs",
     "run_roots_inside",
     "to_experiment_specs",
     "with_run_roots_under",
@@ -28,6 +30,8 @@ __all__ = [
 
 # A dict experiment gets the resources an ExperimentConfig gets: SlurmConfig declares them.
 SLURM_DEFAULTS: dict[str, object] = SlurmConfig().model_dump()
+# What a run leaves in its run directory (the trainer's latest pointer, the entry's records).
+_RUN_FILES = ("latest.ckpt", "experiment.yaml", "status.json")
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 
@@ -199,6 +203,33 @@ def run_roots_inside(specs: Sequence[ExperimentSpec], project_root: Path) -> lis
         (project / root).resolve() for spec in specs if (root := _checkpoint_root(spec.source))
     }
     return sorted(root for root in roots if root != project and root.is_relative_to(project))
+
+
+def refuse_foreign_runs(specs: Sequence[ExperimentSpec], experiments_dir: Path) -> None:
+    """Refuse experiments whose run directory holds a run this experiments dir did not create.
+
+    A name is built from the base name and the swept values, so another sweep (another base
+    config, another experiments dir) or an ``mtf train`` run can give the same run directory
+    ``<checkpoint.root_dir>/<name>``; the experiment would resume that run as its own. A run
+    directory belongs to the experiments dir that holds ``<name>/config.yaml`` (a rerun).
+
+    Raises:
+        ConfigError: naming the run directory and the fixes, before anything is written.
+    """
+    for spec in specs:
+        root = _checkpoint_root(spec.source)
+        run_dir = None if root is None else Path(root) / spec.name
+        if run_dir is None or not any((run_dir / name).exists() for name in _RUN_FILES):
+            continue
+        if ExperimentPaths.under(experiments_dir, spec.name).config_path.is_file():
+            continue
+        raise ConfigError(
+            f"experiment {spec.name!r}: its run directory {run_dir} already holds a run that is "
+            f"not an experiment of {Path(experiments_dir).resolve()} (another sweep or an 'mtf "
+            "train' run has the same name), and it would resume that run as its own; give the "
+            "base config another experiment_name or checkpoint.root_dir, or continue that run "
+            "from the experiments directory that created it"
+        )
 
 
 def prepare_experiment_dirs(
