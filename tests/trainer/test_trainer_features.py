@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
@@ -291,6 +292,32 @@ def test_metric_keys_in_jsonl(tmp_path):
     profile_steps = {row["step"] for row in rows if "profile/train/dl_x/time_data_ms" in row}
     assert profile_steps == {2, 4}
     assert all(row["train/extra"] == 1.5 for row in rows if "train/extra" in row)
+
+
+def test_log_metrics_takes_tensors_and_numpy_numbers(tmp_path):
+    # A NumPy number reached the checkpoint's last metrics: the first save failed with
+    # "payload['train_state']['last_metrics']['extra/np'] is a numpy.float32".
+    def step(trainer, batch, *args):
+        out = mse_step(trainer, batch, *args)
+        trainer.log_metrics(
+            {"extra/np": np.float32(2.5), "extra/t": out["loss"].detach(), "extra/i": np.int64(3)}
+        )
+        return out
+
+    result = _trainer(_config(tmp_path), step=step).fit([_loader()], max_epochs=2)
+    assert result.status.value == "completed" and result.global_step == 4
+    extra = {k: v for k, v in result.metrics.items() if k.startswith("extra/")}
+    assert extra["extra/np"] == 2.5 and extra["extra/i"] == 3.0
+    assert all(type(v) is float for v in extra.values())
+
+
+def test_log_metrics_refuses_a_value_that_is_no_number(tmp_path):
+    def step(trainer, batch, *args):
+        trainer.log_metrics({"extra/name": "abc"})
+        return mse_step(trainer, batch, *args)
+
+    with pytest.raises(TypeError, match=r"log_metrics.*'extra/name'.*str"):
+        _trainer(_config(tmp_path), step=step).fit([_loader()])
 
 
 def test_profiling_can_be_switched_off(tmp_path):

@@ -20,6 +20,7 @@ from model_training_framework.trainer.config import GenericTrainerConfig
 from model_training_framework.trainer.hooks import TrainerHooks
 from model_training_framework.trainer.loggers import Logger, NullLogger
 from model_training_framework.trainer.loop import FitLoop
+from model_training_framework.trainer.metrics.running import scalar_value
 from model_training_framework.trainer.parts import build_parts
 from model_training_framework.trainer.results import FitResult, WarmStartResult
 from model_training_framework.trainer.run import Run, RunPlan, open_run, prepare_run
@@ -163,9 +164,21 @@ class GenericTrainer:
         self._loader_weights = weights
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Log extra scalars at the current global step (rank 0 only)."""
-        self._logger.log_scalars(metrics, self.global_step)
-        self._state.last_metrics.update(metrics)
+        """Log extra scalars at the current global step (rank 0 only).
+
+        Values may be numbers, one-element tensors or NumPy numbers; each is read as a float
+        (a tensor on the GPU costs a device sync), so that ``FitResult.metrics`` and the
+        checkpoint hold plain floats.
+
+        Raises:
+            TypeError: a value is no number.
+        """
+        try:
+            scalars = {key: scalar_value(key, value) for key, value in metrics.items()}
+        except TypeError as err:
+            raise TypeError(f"trainer.log_metrics: {err}") from err
+        self._logger.log_scalars(scalars, self.global_step)
+        self._state.last_metrics.update(scalars)
 
     # ------------------------------------------------------------------ fit
     def fit(

@@ -24,6 +24,7 @@ __all__ = [
     "loader_shares",
     "lr_key",
     "numeric_items",
+    "scalar_value",
     "train_key",
 ]
 
@@ -73,6 +74,23 @@ def numeric_items(outputs: Mapping[str, Any], loss_value: Any = None) -> list[tu
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             items.append((key, float(value)))
     return items
+
+
+def scalar_value(key: str, value: Any) -> float:
+    """``value`` of the metric ``key`` as a Python float (a one-element tensor is read).
+
+    Raises:
+        TypeError: ``value`` is no number (a string, a tensor of several elements, ...).
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"metric '{key}' must be a number or a one-element tensor/array, got "
+            f"{type(value).__name__}"
+        ) from err
 
 
 _FLOAT_TYPE = frozenset({float})
