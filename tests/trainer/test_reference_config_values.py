@@ -55,6 +55,25 @@ def test_config_with_path_objects_round_trips_through_yaml(tmp_path):
     assert GenericTrainerConfig.from_yaml(tmp_path / "c.yaml") == config
 
 
+def test_a_home_relative_path_from_yaml_is_under_the_home_directory(tmp_path, monkeypatch):
+    # "~/runs" was kept as is: the runs went to a directory literally named "~" in the
+    # working directory (which a later `rm -rf ~` meant to clean it up would be fatal to).
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "checkpoint: {root_dir: ~/runs}\n"
+        "logging: {tensorboard_dir: ~/tb}\n"
+        "warm_start: {loader_class: pkg.mod.load, checkpoint_path: ~/w.pt}\n",
+        encoding="utf-8",
+    )
+    config = GenericTrainerConfig.from_yaml(path)
+    assert config.checkpoint.root_dir == str(tmp_path / "home" / "runs")
+    assert config.logging.tensorboard_dir == str(tmp_path / "home" / "tb")
+    assert config.warm_start.checkpoint_path == str(tmp_path / "home" / "w.pt")
+    config.checkpoint.root_dir = pathlib.Path("~") / "other"
+    assert config.checkpoint.root_dir == str(tmp_path / "home" / "other")
+
+
 def test_a_non_path_object_is_still_refused():
     with pytest.raises(ValueError, match="root_dir"):
         CheckpointConfig(root_dir=3)

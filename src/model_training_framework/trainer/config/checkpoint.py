@@ -28,7 +28,7 @@ class CheckpointConfig(ConfigModel):
         min_length=1,
         description=(
             "Parent directory of every run directory <root_dir>/<experiment_name>/ (a str or "
-            "any path-like object, stored as str)."
+            "any path-like object, stored as str; a leading ~ is the home directory)."
         ),
     )
     save_every_n_steps: PositiveInt | None = Field(

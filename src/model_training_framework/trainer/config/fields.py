@@ -79,12 +79,16 @@ def _lower(value: Any) -> Any:
 def path_text(value: Any) -> Any:
     """Store any path-like object (``pathlib.Path``, ...) as its string, so configs stay plain.
 
+    A leading ``~`` is the home directory, as in a shell: ``~/runs`` would otherwise be a
+    directory named ``~`` in the working directory.
+
     Example:
         >>> from pathlib import PurePosixPath
         >>> path_text(PurePosixPath("runs/a"))
         'runs/a'
     """
-    return os.fsdecode(value) if isinstance(value, os.PathLike) else value
+    text = os.fsdecode(value) if isinstance(value, os.PathLike) else value
+    return os.path.expanduser(text) if isinstance(text, str) and text.startswith("~") else text
 
 
 def check_unique(values: list[str] | None) -> list[str] | None:
