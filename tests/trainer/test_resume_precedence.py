@@ -110,3 +110,13 @@ def test_explicit_path_is_used_when_every_own_checkpoint_is_damaged(
         start, _ = _fit(tmp_path, "finetune", max_epochs=2, resume_from=initial_checkpoint)
     assert start == 4
     assert any("no valid checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_directory_given_as_the_checkpoint_is_named_as_a_directory(
+    tmp_path, initial_checkpoint
+):
+    # It said "checkpoint .../pretrain does not exist (none other in ...)" of a folder that
+    # exists.
+    run_dir = initial_checkpoint.parent
+    with pytest.raises(CheckpointError, match=r"is a directory.*epoch_1_step_4\.ckpt.*latest"):
+        _fit(tmp_path, "finetune", max_epochs=2, resume_from=run_dir)

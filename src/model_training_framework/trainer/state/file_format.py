@@ -298,6 +298,13 @@ def read_checkpoint(
             the other checkpoints in its directory to resume from instead.
     """
     file = Path(path)
+    if file.is_dir():
+        inside = sorted(p.name for p in file.glob("*.ckpt") if p.is_file())
+        listing = f": {', '.join(inside)} (in {file})" if inside else " (it holds none)"
+        raise CheckpointError(
+            f"checkpoint {file} is a directory, not a checkpoint file; give one of the "
+            f"checkpoint files in it{listing}"
+        )
     if not file.is_file():
         raise CheckpointError(f"checkpoint {file} does not exist{_alternatives_hint(file)}")
     _verify_zip(file)
