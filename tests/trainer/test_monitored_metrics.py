@@ -113,3 +113,18 @@ def test_an_early_stopped_run_rerun_with_the_same_limits_returns_at_once(tmp_pat
     )
     more = _fit(tmp_path, **{**settings, "max_epochs": 31})  # other limits: trains on
     assert more.global_step > first.global_step
+
+
+@pytest.mark.parametrize(
+    "monitored, val",
+    [
+        ({"early_stopping_patience": 1, "early_stopping_metric": "train/loss"}, True),
+        ({"early_stopping_patience": 1}, False),  # val/loss without validation loaders
+        ({"checkpoint": {"monitor_metric": "train/loss"}}, True),
+    ],
+)
+def test_a_metric_that_needs_training_metrics_switched_off_is_an_error(tmp_path, monitored, val):
+    # With log_loss_every_n_steps=None no training metric is logged, so the check waited for a
+    # train/loss that never came: early stopping and best.ckpt were silently off.
+    with pytest.raises(ConfigError, match=r"log_loss_every_n_steps is None.*never produced"):
+        _fit(tmp_path, val=val, log_loss_every_n_steps=None, early_stopping_mode="max", **monitored)

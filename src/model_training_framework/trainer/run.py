@@ -303,7 +303,11 @@ def open_run(
         metrics=metrics,
         fingerprint=fingerprint,
         early_stopping=early_stopping,
-        monitored_check=MonitoredMetricsCheck(monitored, has_validation=bool(plan.val_loaders)),
+        monitored_check=MonitoredMetricsCheck(
+            monitored,
+            has_validation=bool(plan.val_loaders),
+            logs_train_metrics=config.log_loss_every_n_steps is not None,
+        ),
         checkpoints=checkpoints,
         guard=build_guard(config.on_nonfinite_loss, device, reduce_max=dist.reduce_max),
         profiler=build_profiler(

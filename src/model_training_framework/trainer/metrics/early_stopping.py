@@ -67,10 +67,16 @@ class MonitoredMetricsCheck:
     at the first validation pass (at the first logging of training metrics when the run has no
     validation loaders, which can never produce it); a ``train/`` metric at the first logging of
     training metrics (``train/loss``). Other names (metrics that hooks log) are not checked.
+    When training metrics are not logged at all (``log_loss_every_n_steps`` None), a metric
+    that waits for them can never be produced: that is an error at once.
 
     Args:
         monitored: config field path -> metric name it monitors (None: that feature is off).
         has_validation: whether the run has validation loaders.
+        logs_train_metrics: whether training metrics are logged (``log_loss_every_n_steps``).
+
+    Raises:
+        ConfigError: a monitored metric waits for training metrics that are not logged.
 
     Example:
         >>> check = MonitoredMetricsCheck({"early_stopping_metric": "val/loss"}, has_validation=True)
@@ -78,13 +84,23 @@ class MonitoredMetricsCheck:
         >>> check.check({"val/loss": 0.5}, {"train/loss": 1.0, "val/loss": 0.5})
     """
 
-    def __init__(self, monitored: Mapping[str, str | None], *, has_validation: bool) -> None:
+    def __init__(
+        self,
+        monitored: Mapping[str, str | None],
+        *,
+        has_validation: bool,
+        logs_train_metrics: bool = True,
+    ) -> None:
         val_trigger = _VAL_PREFIX if has_validation else _TRAIN_LOSS
         self._pending = {
             field: (name, val_trigger if name.startswith(_VAL_PREFIX) else _TRAIN_LOSS)
             for field, name in monitored.items()
             if name is not None and name.startswith((_VAL_PREFIX, _TRAIN_PREFIX))
         }
+        if not logs_train_metrics:
+            for field, (name, trigger) in self._pending.items():
+                if trigger == _TRAIN_LOSS:
+                    raise _never_logged(field, name, has_validation)
 
     def check(self, logged_now: Mapping[str, float], logged_so_far: Mapping[str, float]) -> None:
         """Called at every logging boundary; checks the metrics whose evaluation this is.
@@ -110,6 +126,17 @@ class MonitoredMetricsCheck:
 _VAL_PREFIX = "val/"
 _TRAIN_PREFIX = "train/"
 _TRAIN_LOSS = "train/loss"
+
+
+def _never_logged(field: str, name: str, has_validation: bool) -> ConfigError:
+    why = "the run logs no training metrics"
+    if name.startswith(_VAL_PREFIX) and not has_validation:
+        why = "the run has no val_loaders and logs no training metrics"
+    return ConfigError(
+        f"{field} is {name!r}, but log_loss_every_n_steps is None, so {why}: {name!r} is "
+        "never produced. Set log_loss_every_n_steps (e.g. 50), or monitor a 'val/' metric of "
+        "validation loaders"
+    )
 
 
 def _not_produced(field: str, name: str, logged: Mapping[str, float]) -> ConfigError:
