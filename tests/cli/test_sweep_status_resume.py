@@ -230,3 +230,17 @@ def test_two_local_sweeps_with_the_same_names_do_not_share_runs(project, capsys)
     assert "tiny_lr-0.01" in capsys.readouterr().err
     assert _files(project.root / "runs") == before
     assert main(["sweep", str(grid), "--local"]) == 0  # rerunning the first sweep still works
+
+
+@pytest.mark.slow  # a subprocess importing torch
+def test_status_shows_a_local_experiment_that_failed_before_training_as_failed(project, capsys):
+    # It failed before fit (a model argument the factory does not take), so its run wrote no
+    # records: `mtf status` said "pending", as if it had never run.
+    grid = _grid(project, parameters={"model.hiddn": [4]})
+    assert main(["sweep", str(grid), "--local"]) == 1
+    capsys.readouterr()
+
+    assert main(["status", "experiments/grid", "--json"]) == 0
+
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["status"]) == ("tiny_hiddn-4", "failed")

@@ -5,7 +5,8 @@ written by ``mtf sweep``) and run directories (holding ``status.json``, written 
 and sweep jobs, or only checkpoints: runs started from Python, such as ``mtf demo``, show as
 ``checkpointed`` with the latest checkpoint's epoch and step).
 For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ``failed``, ...,
-or ``pending`` when it has not started), epoch, step, the latest ``val/loss`` or ``train/loss``
+or ``pending`` when it has not started; ``failed`` also for a ``--local`` run whose process
+exited non-zero before training, see its ``logs/``), epoch, step, the latest ``val/loss`` or ``train/loss``
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
 
 A run whose directory lock (``.lock``) a live process holds is ``running``, whatever its files
@@ -72,7 +73,12 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
     from model_training_framework.experiment.entry import read_status
     from model_training_framework.trainer.state.run_lock import LOCK_NAME, read_lock_state
 
-    record = read_status(run_dir) or _record_from_checkpoint(run_dir) or {"status": "pending"}
+    record = (
+        read_status(run_dir)
+        or _record_from_checkpoint(run_dir)
+        or _record_from_local_run(experiment_dir)
+        or {"status": "pending"}
+    )
     metrics = record.get("metrics") or {}
     loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
     status, owner = record["status"], None
@@ -99,6 +105,19 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
     if submission is not None and submission.is_file():
         row.job_id = json.loads(submission.read_text(encoding="utf-8"))["job_id"]
     return row
+
+
+def _record_from_local_run(experiment_dir: Path | None) -> dict | None:
+    """``failed`` for a ``--local`` run that exited non-zero before its run wrote any record
+    (e.g. a config error), which would otherwise look ``pending``."""
+    from model_training_framework.cli.sweep import LOCAL_RECORD
+
+    path = None if experiment_dir is None else experiment_dir / LOCAL_RECORD
+    if path is None or not path.is_file():
+        return None
+    if json.loads(path.read_text(encoding="utf-8")).get("exit_code") in (0, None):
+        return None
+    return {"status": "failed"}
 
 
 def _record_from_checkpoint(run_dir: Path) -> dict | None:

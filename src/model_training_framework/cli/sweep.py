@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUNNER_COMMAND", "SUBMISSION_RECORD", "add_parser", "run_sweep"]
+__all__ = ["LOCAL_RECORD", "RUNNER_COMMAND", "SUBMISSION_RECORD", "add_parser", "run_sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ RUNNER_COMMAND = (
     "{CONFIG_PATH}",
 )
 SUBMISSION_RECORD = "submission.json"  # job id of a Slurm submission, read by `mtf status`
+LOCAL_RECORD = "local_run.json"  # exit code of a --local run, read by `mtf status`
 
 
 def _experiments(grid_path: Path, project_root: Path) -> tuple[Any, list[Any]]:
@@ -96,6 +97,8 @@ def _run_local(launcher: Any, search: Any, experiments: list[Any], parallel: int
     _print_plan(search, result)
     outcome = {0: "completed", EXIT_PREEMPTED: "preempted"}
     for item in result.results:
+        record = {"job_id": item.job_id, "exit_code": item.exit_code}
+        (item.experiment_dir / LOCAL_RECORD).write_text(json.dumps(record) + "\n")
         state = outcome.get(item.exit_code, f"failed (exit {item.exit_code})")
         print(f"  {item.experiment_name}: {state}; logs in {item.experiment_dir / 'logs'}")
     codes = {item.exit_code for item in result.results}
