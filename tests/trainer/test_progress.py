@@ -138,7 +138,10 @@ def test_console_lines_print_above_the_live_bar_without_breaking_it():
     output = stream.getvalue()
     # The bar is cleared, the line written whole, and the bar drawn again after it.
     assert "\repoch 1 step 10 | train/loss 0.5\n\repoch 1:" in output
-    assert output.endswith("loss=0.4]\n")
+    # tqdm pads a redrawn bar with spaces when it is shorter than the one it replaces (the
+    # rate may have one digit less), so the final bar is compared without them
+    final = output.split("\r")[-1]
+    assert final.endswith("\n") and final.rstrip().endswith("loss=0.4]"), repr(final)
 
 
 def test_trainer_progress_counts_the_epochs_batches_while_log_lines_name_the_global_step(
