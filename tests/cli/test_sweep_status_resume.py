@@ -161,7 +161,13 @@ def test_resume_without_a_checkpoint_fails_clearly(project, capsys):
 
     assert main(["resume", "tiny_lr-0.01"]) == EXIT_ERROR
 
-    assert "has no checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no checkpoint" in err
+    # It never ran: the advice is how to start it, not the trainer's "drop the argument"
+    # (mtf resume has no argument to drop).
+    assert "drop the argument" not in err
+    assert "mtf train experiments/grid/tiny_lr-0.01/config.yaml" in err
+    assert not (project.root / "runs").exists()
 
 
 def test_resume_of_an_unknown_name_lists_where_it_looked(project, capsys):

@@ -65,6 +65,12 @@ def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str
     config_path = find_experiment_config(name, experiments_dir, runs_dir)
     add_import_paths(config_path)
     config = ExperimentConfig.from_yaml(config_path)
+    run_dir = Path(config.checkpoint.root_dir) / config.experiment_name
+    if checkpoint is None and not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"{config.experiment_name} has no checkpoint: it has not started yet ({run_dir} does "
+            f"not exist); start it with 'mtf train {config_path}' (or run its sweep)"
+        )
     logger.info("resuming %s (config %s)", config.experiment_name, config_path)
     result = run_experiment(config, resume=checkpoint or "latest")
     logger.info(
