@@ -574,6 +574,43 @@ def test_iterable_loader_needs_a_fixed_epoch_length(tmp_path):
         _trainer(_config(tmp_path)).fit([DataLoader(_Stream(), batch_size=2)])
 
 
+def test_iterable_validation_loader_is_refused_before_any_training_step(tmp_path):
+    # It was refused at the first validation, after a whole epoch of training, by a message
+    # that did not say it was about a validation loader.
+    trained = []
+
+    def step(trainer, batch, *args):
+        trained.append(1)
+        return mse_step(trainer, batch, *args)
+
+    trainer = _trainer(_config(tmp_path), step=step)
+    with pytest.raises(ValueError, match=r"val_loader_config: .*no length.*FIXED_NUM_STEPS"):
+        trainer.fit([_loader()], [DataLoader(_Stream(), batch_size=2)])
+    assert trained == []
+
+
+def test_iterable_validation_loaders_run_dry_under_a_fixed_epoch_length(tmp_path):
+    seen = []
+
+    def count(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        seen.append((dataloader_idx, len(batch[0])))
+        return mse_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
+
+    config = _config(
+        tmp_path,
+        val_loader_config={
+            "epoch_length_policy": "fixed_num_steps",
+            "steps_per_epoch": 100,
+            "cycle_short_loaders": False,
+        },
+    )
+    trainer = _trainer(config)
+    trainer.set_validation_step(count)
+    val = [DataLoader(_Stream(5), batch_size=2), DataLoader(_Stream(3), batch_size=2)]
+    trainer.fit([_loader()], val, max_epochs=1)
+    assert seen == [(0, 2), (0, 2), (0, 1), (1, 2), (1, 1)]  # each sample once
+
+
 def test_iterable_without_resume_protocol_is_refused_unless_allowed(tmp_path):
     loader_cfg = {"epoch_length_policy": EpochLengthPolicy.FIXED_NUM_STEPS, "steps_per_epoch": 3}
     with pytest.raises(ValueError, match="require_resumable_iterables"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from model_training_framework.errors import SchedulingError
 from model_training_framework.trainer.checks import check_count, check_limits, check_loaders
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule
@@ -174,6 +175,22 @@ def build_schedule(
     )
 
 
+def _check_val_schedule(loader_config: MultiDataLoaderConfig, val_loaders: list[Any]) -> None:
+    """The validation schedule builds for these loaders (built again at each validation).
+
+    Raises:
+        SchedulingError: it does not (say, an iterable loader under SUM_OF_LENGTHS), named as
+            the validation schedule's, before the first training step.
+    """
+    try:
+        build_schedule(loader_config, [loader_length(v) for v in val_loaders])
+    except SchedulingError as err:
+        raise SchedulingError(
+            f"val_loader_config: {err} (for validation: with cycle_short_loaders=False each "
+            "loader is read until it runs dry or its share of steps_per_epoch is used)"
+        ) from err
+
+
 def prepare_run(
     config: GenericTrainerConfig,
     train_loaders: Any,
@@ -211,6 +228,7 @@ def prepare_run(
     config.train_loader_config.validate_against_loaders(num, "train_loader_config")
     if val_loaders:
         config.val_loader_config.validate_against_loaders(len(val_loaders), "val_loader_config")
+        _check_val_schedule(config.val_loader_config, val_loaders)
     check_count(config.per_loader_optimizer_id, num, "per_loader_optimizer_id", "optimizer index")
     check_count(config.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
     optimizer_ids = list(config.per_loader_optimizer_id or [0] * num)
