@@ -250,3 +250,13 @@ def test_status_shows_a_local_experiment_that_failed_before_training_as_failed(p
 
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["name"], row["status"]) == ("tiny_hiddn-4", "failed")
+
+
+def test_an_invalid_swept_config_is_one_readable_line(project, capsys):
+    grid = _grid(project, parameters={"optimizer.lrr": [0.1]})
+
+    assert main(["sweep", str(grid), "--dry-run"]) == EXIT_ERROR
+
+    err = capsys.readouterr().err
+    assert "\n" not in err.strip() and ":;" not in err
+    assert "is not a valid config: optimizer.lrr: unknown key; did you mean 'lr'?" in err

@@ -6,6 +6,8 @@ failed one by its exit status.
 
 from __future__ import annotations
 
+import itertools
+
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FAILED",
@@ -49,6 +51,14 @@ def exit_code_for(status: str) -> int:
 
 
 def one_line_message(err: BaseException) -> str:
-    """Render an error as one line: its message lines joined by ``"; "`` (or its type name)."""
+    """Render an error as one line: its message lines joined by ``"; "`` (or its type name).
+
+    A line that ends with ``:`` introduces the next one and is joined to it by a space.
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) if lines else type(err).__name__
+    if not lines:
+        return type(err).__name__
+    text = lines[0]
+    for previous, line in itertools.pairwise(lines):
+        text += (" " if previous.endswith(":") else "; ") + line
+    return text
