@@ -574,6 +574,39 @@ def test_iterable_loader_needs_a_fixed_epoch_length(tmp_path):
         _trainer(_config(tmp_path)).fit([DataLoader(_Stream(), batch_size=2)])
 
 
+class _SevensLoader(DataLoader):
+    """A user's DataLoader subclass whose own __iter__ changes the batches."""
+
+    def __iter__(self):
+        for x, y in super().__iter__():
+            yield torch.full_like(x, 7.0), y
+
+
+class _NamedLoader(DataLoader):
+    """A subclass that only adds an attribute: its batches are the DataLoader's."""
+
+    def __init__(self, *args, name="main", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = name
+
+
+def test_a_train_loader_subclass_with_its_own_iter_is_refused(tmp_path):
+    # Its __iter__ was silently bypassed (the trainer reads the dataset through its own
+    # DataLoader), so the steps trained on other batches than the loader yields.
+    seen = []
+
+    def step(trainer, batch, *args):
+        seen.append(float(batch[0].mean()))
+        return mse_step(trainer, batch, *args)
+
+    with pytest.raises(TypeError, match=r"train_loaders\[0\] is a _SevensLoader.*__iter__"):
+        _trainer(_config(tmp_path), step=step).fit([_SevensLoader(_data(8, 0), batch_size=4)])
+    assert seen == []
+    assert not (tmp_path / "t").exists()
+    result = _trainer(_config(tmp_path)).fit([_NamedLoader(_data(8, 0), batch_size=4)])
+    assert result.global_step == 2
+
+
 def test_iterable_validation_loader_is_refused_before_any_training_step(tmp_path):
     # It was refused at the first validation, after a whole epoch of training, by a message
     # that did not say it was about a validation loader.

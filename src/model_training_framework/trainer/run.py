@@ -19,7 +19,12 @@ from model_training_framework.errors import SchedulingError
 from model_training_framework.trainer.checks import check_count, check_limits, check_loaders
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule
-from model_training_framework.trainer.data.streams import LoaderStream, build_streams, loader_length
+from model_training_framework.trainer.data.streams import (
+    LoaderStream,
+    build_streams,
+    check_train_loader_classes,
+    loader_length,
+)
 from model_training_framework.trainer.metrics.early_stopping import (
     EarlyStopping,
     MonitoredMetricsCheck,
@@ -223,6 +228,7 @@ def prepare_run(
         )
     config.validate_for_fit()
     train = check_loaders(train_loaders, "train_loaders")
+    check_train_loader_classes(train)
     check_limits(max_epochs, max_steps)
     num = len(train)
     config.train_loader_config.validate_against_loaders(num, "train_loader_config")

@@ -47,7 +47,7 @@ from model_training_framework.trainer.data.pass_plan import (
 from model_training_framework.trainer.data.seeds import derive_seed
 from model_training_framework.trainer.data.worker_seeds import WorkerSeededDataset
 
-__all__ = ["LoaderStream", "build_streams", "loader_length"]
+__all__ = ["LoaderStream", "build_streams", "check_train_loader_classes", "loader_length"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,30 @@ def _is_stateful(obj: object) -> bool:
     return callable(getattr(obj, "state_dict", None)) and callable(
         getattr(obj, "load_state_dict", None)
     )
+
+
+def check_train_loader_classes(loaders: Sequence[DataLoader]) -> None:
+    """A map-style train loader is read through the stream's own ``DataLoader`` (NOTE [exact
+    resume]), so a subclass's own ``__iter__`` would never run: refuse it rather than train on
+    other batches than it yields. torchdata's ``StatefulDataLoader`` (stateful) is fine.
+
+    Raises:
+        TypeError: a map-style train loader's class overrides ``__iter__``.
+    """
+    for idx, loader in enumerate(loaders):
+        own_iter = type(loader).__iter__ is not DataLoader.__iter__
+        if (
+            own_iter
+            and not isinstance(loader.dataset, IterableDataset)
+            and not _is_stateful(loader)
+        ):
+            raise TypeError(
+                f"train_loaders[{idx}] is a {type(loader).__name__}, a DataLoader subclass with "
+                "its own __iter__, which the trainer would not call: it reads a map-style "
+                "dataset through its own DataLoader (same dataset, sampler, collate_fn and "
+                "workers) so that a resumed run continues exactly. Move what __iter__ does into "
+                "the dataset, the collate_fn or the training step"
+            )
 
 
 class LoaderStream:
