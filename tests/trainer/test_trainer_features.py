@@ -813,6 +813,15 @@ def test_weights_set_before_fit_are_the_ones_the_fit_starts_with(tmp_path):
     assert cfg.train_loader_config.dataloader_weights == [1.0, 1.0]
 
 
+def test_weights_set_before_fit_of_a_schedule_without_weights_are_an_error(tmp_path):
+    # Called during fit this raised; called before fit the weights were silently ignored.
+    trainer = _trainer(_config(tmp_path, loader={"dataloader_names": ["a", "b"]}))
+    trainer.update_loader_weights([3.0, 1.0])
+    with pytest.raises(ValueError, match=r"update_loader_weights.*WEIGHTED.*ROUND_ROBIN"):
+        trainer.fit([_loader(16), _loader(16, 1)], max_epochs=1)
+    assert not (tmp_path / "t").exists()
+
+
 def test_max_steps_stops_mid_epoch(tmp_path):
     result = _trainer(_config(tmp_path)).fit([_loader(40)], max_epochs=5, max_steps=7)
     assert result.global_step == 7 and result.epoch == 0 and result.status.value == "completed"

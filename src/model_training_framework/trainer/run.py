@@ -18,7 +18,7 @@ import torch
 from model_training_framework.errors import SchedulingError
 from model_training_framework.trainer.checks import check_count, check_limits, check_loaders
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
-from model_training_framework.trainer.data.schedule import LoaderSchedule
+from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
 from model_training_framework.trainer.data.streams import (
     LoaderStream,
     build_streams,
@@ -245,6 +245,13 @@ def prepare_run(
             f"{num_optimizers} optimizers (valid ids 0..{num_optimizers - 1})"
         )
     lengths = [loader_length(x) for x in train]
+    strategy = config.train_loader_config.sampling_strategy
+    if loader_weights is not None and strategy is not SamplingStrategy.WEIGHTED:
+        raise SchedulingError(
+            "trainer.update_loader_weights() was called before fit, but weights apply only to "
+            f"SamplingStrategy.WEIGHTED and train_loader_config.sampling_strategy is "
+            f"{strategy.name}"
+        )
     schedule = build_schedule(config.train_loader_config, lengths, loader_weights)
     grad_accum = config.performance.gradient_accumulation_steps
     weights = config.loss_weights_per_loader or [1.0] * num
