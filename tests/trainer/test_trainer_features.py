@@ -197,6 +197,22 @@ def test_bare_scheduler_defaults_to_step_interval(tmp_path):
     assert sched.last_epoch == 4
 
 
+@pytest.mark.parametrize("interval", [None, "epoch"])
+def test_a_scheduler_that_steps_on_a_metric_is_refused_when_the_trainer_is_built(
+    tmp_path, interval
+):
+    # ReduceLROnPlateau failed at the first optimizer step with torch's "step() missing 1
+    # required positional argument: 'metrics'".
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    item = plateau if interval is None else {"scheduler": plateau, "interval": interval}
+    with pytest.raises(
+        TypeError, match=r"schedulers\[0\].*ReduceLROnPlateau.*metric.*on_validation_end"
+    ):
+        _trainer(_config(tmp_path), model, [opt], schedulers=[item])
+
+
 # ---------------------------------------------------------------- validation and metrics
 def test_per_epoch_validation_sees_each_batch_once_and_restores_train_mode(tmp_path):
     calls, modes = [], []

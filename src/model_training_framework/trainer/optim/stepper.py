@@ -10,6 +10,7 @@ optimizer (the default) this is ordinary gradient accumulation.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,28 @@ _INTERVALS = ("step", "epoch")
 
 # NOTE [clearing gradients]: a private torch name; without it zero_grad() is always called.
 _profiler_records = getattr(torch.autograd, "_profiler_enabled", lambda: True)
+
+
+def _check_steps_without_arguments(scheduler: Any, idx: int) -> None:
+    """The trainer calls ``scheduler.step()``; one that needs a metric cannot be stepped so.
+
+    Raises:
+        TypeError: ``step`` has a required argument (``ReduceLROnPlateau``'s ``metrics``).
+    """
+    try:
+        signature = inspect.signature(scheduler.step)
+    except (TypeError, ValueError):
+        return  # no signature to read: trust it
+    try:
+        signature.bind()
+    except TypeError:
+        raise TypeError(
+            f"schedulers[{idx}] is a {type(scheduler).__name__}, whose step() needs an argument "
+            "(a metric to watch), and the trainer calls step() without one; leave it out of "
+            "schedulers and step it yourself in an on_validation_end(trainer, metrics) hook, e.g. "
+            "scheduler.step(metrics['val/loss']) (and return scheduler.state_dict() from the "
+            "hook's state_dict() so that a resume restores it)"
+        ) from None
 
 
 @dataclass
@@ -74,6 +97,7 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
             )
         if not callable(getattr(sched, "step", None)):
             raise TypeError(f"schedulers[{idx}] has no step() method: got {type(sched).__name__}")
+        _check_steps_without_arguments(sched, idx)
         parsed.append(ScheduledLR(sched, idx, interval))
     return parsed
 
