@@ -181,6 +181,32 @@ def test_manifest_maps_each_name_to_its_full_validated_config(tmp_path):
         assert entry["config"]["checkpoint"]["root_dir"]  # defaults filled in: the full config
 
 
+def test_another_sweep_into_the_same_folder_with_the_same_names_is_a_clash(tmp_path):
+    # The second sweep's experiment directories (config.yaml) would replace the first's, and
+    # its runs would resume the first sweep's checkpoints as their own.
+    first = ParameterGridSearch(BASE).add_grid(_lr_grid("lr"))
+    path = first.write_manifest(tmp_path)
+    before = path.read_bytes()
+    other_base = {**BASE, "model": {"hidden": 16, "act": "gelu"}}
+    second = ParameterGridSearch(other_base).add_grid(_lr_grid("lr_gelu"))
+
+    with pytest.raises(ConfigError, match=r"base_hid-32_lr-0\.001.*grid 'lr'.*experiment_name"):
+        second.write_manifest(tmp_path)
+
+    assert path.read_bytes() == before
+    first.write_manifest(tmp_path)  # rerunning the same sweep is no clash
+
+
+def test_a_second_sweep_into_the_same_folder_keeps_the_first_in_the_manifest(tmp_path):
+    ParameterGridSearch(BASE).add_grid(_lr_grid("lr")).write_manifest(tmp_path)
+    seeds = ParameterGrid("seeds").add_parameter("seed", [1, 2])
+    path = ParameterGridSearch(BASE).add_grid(seeds).write_manifest(tmp_path)
+
+    manifest = yaml.safe_load(path.read_text())
+    assert manifest["num_experiments"] == 6
+    assert {entry["grid"] for entry in manifest["experiments"].values()} == {"lr", "seeds"}
+
+
 def test_manifest_is_not_written_when_an_experiment_is_invalid(tmp_path):
     grid = ParameterGrid("g").add_parameter("training.max_epochs", [1, 0])
     with pytest.raises(ConfigError):

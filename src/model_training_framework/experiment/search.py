@@ -29,7 +29,7 @@ from model_training_framework.config.naming import NamingStrategy, name_experime
 from model_training_framework.errors import ConfigError
 from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.experiment.grid_yaml import build_grid_document, read_grid_document
-from model_training_framework.experiment.manager import write_config_file
+from model_training_framework.experiment.manager import read_config_file, write_config_file
 
 __all__ = [
     "MANIFEST_FILENAME",
@@ -259,31 +259,68 @@ class ParameterGridSearch:
         """Write ``<directory>/manifest.yaml``: each experiment name -> grid, values, full config.
 
         Every config is validated first (nothing is written when one is invalid) and stored as
-        ``ExperimentConfig.to_dict()``, defaults filled in.
+        ``ExperimentConfig.to_dict()``, defaults filled in. Experiments that another sweep
+        (another grid name) wrote into the same directory stay in the manifest.
 
         Returns:
             The manifest path.
 
         Raises:
-            ConfigError: A name clash or an invalid experiment config.
+            ConfigError: A name clash, within this sweep or with an experiment of another grid
+                in the manifest already there, or an invalid experiment config.
         """
+        path = Path(directory) / filename
         planned = self.plan()
+        earlier = _manifest_entries(path)
+        _refuse_other_grids(planned, earlier, path)
         entries = {
-            p.name: {
-                "grid": p.grid_name,
-                "parameters": p.parameters,
-                "config": self._validate(p).to_dict(),
-            }
-            for p in planned
+            **{
+                name: entry
+                for name, entry in earlier.items()
+                if name not in {p.name for p in planned}
+            },
+            **{
+                p.name: {
+                    "grid": p.grid_name,
+                    "parameters": p.parameters,
+                    "config": self._validate(p).to_dict(),
+                }
+                for p in planned
+            },
         }
         manifest = {
             "naming": self.naming_strategy.value,
             "num_experiments": len(entries),
             "experiments": entries,
         }
-        path = write_config_file(Path(directory) / filename, manifest)
+        path = write_config_file(path, manifest)
         logger.info("wrote manifest of %d experiments to %s", len(entries), path)
         return path
+
+
+def _manifest_entries(path: Path) -> dict[str, Any]:
+    """The experiments listed in an existing manifest (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    experiments = read_config_file(path).get("experiments")
+    return dict(experiments) if isinstance(experiments, Mapping) else {}
+
+
+def _refuse_other_grids(
+    planned: list[PlannedExperiment], earlier: Mapping[str, Any], path: Path
+) -> None:
+    """Names depend on the base name and the swept values only, so another sweep into the same
+    directory can give the same name; its experiment would replace this one's directory and
+    resume its run. The grid name tells a rerun of the same sweep apart."""
+    for p in planned:
+        entry = earlier.get(p.name)
+        grid = entry.get("grid") if isinstance(entry, Mapping) else None
+        if grid is not None and grid != p.grid_name:
+            raise ConfigError(
+                f"experiment {p.name!r} of grid {p.grid_name!r} has the name of an experiment of "
+                f"grid {grid!r} already in {path.parent} (see {path.name}), and both would use "
+                "one run directory; give this sweep's base config another experiment_name"
+            )
 
 
 def load_grid_search(
