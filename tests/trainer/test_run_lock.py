@@ -97,15 +97,17 @@ def test_a_forked_child_does_not_keep_the_lock_of_an_owner_that_died(tmp_path):
     run_dir = tmp_path / "run"
     read_end, write_end = os.pipe()
     owner = os.fork()
-    if owner == 0:  # the owner: lock, fork a long-lived "worker", report its pid, die
+    if owner == 0:  # the owner: lock, fork a long-lived "worker", die
         try:
             os.close(read_end)
             RunDirectoryLock(run_dir).acquire()
-            worker = os.fork()
-            if worker == 0:
+            if os.fork() == 0:
+                # The worker reports itself once fork has returned here, i.e. after the fork
+                # handlers ran (as for a DataLoader worker that is up and running); a pid sent
+                # by the owner could arrive before the child has been scheduled at all.
+                os.write(write_end, str(os.getpid()).encode())
                 time.sleep(60)
                 os._exit(0)
-            os.write(write_end, str(worker).encode())
         finally:
             os._exit(0)
     os.close(write_end)
