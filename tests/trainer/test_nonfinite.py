@@ -7,6 +7,8 @@ default for these CPU runs, the accelerator's is forced by emptying HOST_READ_DE
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import ClassVar
 
@@ -226,10 +228,13 @@ def test_by_default_nan_gradients_right_before_a_save_are_refused_by_the_save(tm
 
 # ---------------------------------------------------------------- on_nonfinite_loss="skip"
 class _ParamsAfterEachStep(TrainerHooks):
+    """The parameters after each global step, read when the next step's first batch starts (a
+    dropped window has no on_after_optimizer_step to read them in)."""
+
     def __init__(self) -> None:
         self.params: dict[int, torch.Tensor] = {}
 
-    def on_after_optimizer_step(self, trainer, optimizer_idx):
+    def on_train_batch_start(self, trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         flat = torch.cat([p.detach().reshape(-1) for p in trainer.unwrapped_model.parameters()])
         self.params[trainer.global_step] = flat.clone()
 
@@ -278,3 +283,73 @@ def test_with_gradient_clipping_the_clip_norm_is_the_gradient_check(tmp_path):
     with pytest.raises(FloatingPointError, match=r"gradients not finite at global step 5\b"):
         _trainer(cfg, _nan_gradient_at(5)).fit([_loader()], max_steps=20, max_epochs=5)
     assert _saved_steps(tmp_path / "run") == [3]
+
+
+class _StepHooks(TrainerHooks):
+    """Which global steps the per-step hooks fired at, and the losses on_train_batch_end saw."""
+
+    def __init__(self) -> None:
+        self.batch_end_losses: list[float] = []
+        self.before_step: list[int] = []
+        self.after_step: list[int] = []
+
+    def on_train_batch_end(self, trainer, batch, batch_idx, dataloader_idx, name, outputs):
+        self.batch_end_losses.append(float(outputs["loss"].detach()))
+
+    def on_before_optimizer_step(self, trainer, optimizer_idx):
+        self.before_step.append(trainer.global_step + 1)
+
+    def on_after_optimizer_step(self, trainer, optimizer_idx):
+        self.after_step.append(trainer.global_step)
+
+
+def _recording_losses(step, losses: dict[int, float]):
+    """``step``, recording each finite loss by the global step it belongs to."""
+
+    def recorded(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        outputs = step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
+        losses[trainer.global_step + 1] = float(outputs["loss"].detach())
+        return outputs
+
+    return recorded
+
+
+def _logged(run_dir: Path) -> dict[int, dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record for record in map(json.loads, lines)}
+
+
+def test_skip_leaves_a_dropped_window_out_of_the_logged_loss_means(tmp_path):
+    losses: dict[int, float] = {}
+    cfg = _config(tmp_path, on_nonfinite_loss="skip", log_loss_every_n_steps=5)
+    trainer = _trainer(cfg, _recording_losses(_nan_loss_at(3), losses))
+    result = trainer.fit([_loader()], max_steps=10)
+    logged = _logged(tmp_path / "run")
+    # every batch has 4 samples: the sample-weighted mean is the plain mean of the kept losses
+    expected = sum(losses[s] for s in (1, 2, 4, 5)) / 4
+    assert logged[5]["train/loss"] == pytest.approx(expected, rel=1e-6)
+    assert logged[5]["train/dl_dl0/loss"] == pytest.approx(expected, rel=1e-6)
+    assert logged[5]["train/skipped_nonfinite"] == 1.0
+    assert logged[10]["train/loss"] == pytest.approx(sum(losses[s] for s in range(6, 11)) / 5)
+    assert result.metrics["train/skipped_nonfinite"] == 1.0
+
+
+def test_skip_logs_no_loss_for_an_interval_whose_windows_were_all_dropped(tmp_path):
+    cfg = _config(tmp_path, on_nonfinite_loss="skip", log_loss_every_n_steps=2)
+    _trainer(cfg, _nan_loss_at(3, 4)).fit([_loader()], max_steps=6)
+    logged = _logged(tmp_path / "run")
+    assert "train/loss" not in logged[4] and logged[4]["train/skipped_nonfinite"] == 2.0
+    assert all(math.isfinite(logged[s]["train/loss"]) for s in (2, 6))
+
+
+def test_skip_steps_no_optimizer_hooks_for_a_dropped_window(tmp_path):
+    cfg = _config(tmp_path, on_nonfinite_loss="skip")
+    trainer = _trainer(cfg, _nan_loss_at(3))
+    hooks = _StepHooks()
+    trainer.add_hook(hooks)
+    trainer.fit([_loader()], max_steps=5)
+    assert hooks.after_step == [1, 2, 4, 5], "the optimizer did not step at step 3"
+    # before the check: the dropped window's gradients are final, then found not finite
+    assert hooks.before_step == [1, 2, 3, 4, 5]
+    # every micro-batch that ran ends with its outputs, the dropped one's non-finite loss too
+    assert len(hooks.batch_end_losses) == 5 and math.isnan(hooks.batch_end_losses[2])

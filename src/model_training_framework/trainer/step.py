@@ -110,6 +110,7 @@ class TrainStep:
         self._loss_scales = run.loss_scales
         self._grad_accum = run.grad_accum
         self._guard = run.guard
+        self._drops_windows = run.guard.is_skip  # a non-finite window leaves no metrics
         self._metrics = run.metrics
         self._fingerprint = run.fingerprint
         self._batch_records = run.fingerprint.records  # NOTE [deferred records]
@@ -143,6 +144,7 @@ class TrainStep:
         """
         next_slot, grad_accum = self._schedule.next_slot, self._grad_accum
         size, loader_idx, synced, epoch_done = 0, 0, False, False
+        mark = self._metrics.mark() if self._drops_windows else None
         while size < grad_accum:
             slot = next_slot()
             if slot is None:
@@ -158,7 +160,8 @@ class TrainStep:
                 break
         if not size:
             return _EPOCH_DONE
-        self._optimizer_step(loader_idx, synced)
+        if not self._optimizer_step(loader_idx, synced) and mark is not None:
+            self._metrics.drop_since(mark)
         return _STEPPED_EPOCH_DONE if epoch_done else _STEPPED
 
     def _micro_step(self, slot: Slot, position: int) -> tuple[bool, int] | None:
@@ -292,9 +295,15 @@ class TrainStep:
             )
         return agreed
 
-    def _optimizer_step(self, loader_idx: int, synced: bool) -> None:
+    def _optimizer_step(self, loader_idx: int, synced: bool) -> bool:
         """Step the optimizer of ``loader_idx`` (see NOTE [gradient routing]); ``synced``:
-        the window's last micro-batch synchronised gradients."""
+        the window's last micro-batch synchronised gradients.
+
+        Returns:
+            False when ``on_nonfinite_loss="skip"`` dropped the window: the global step still
+            advances, but the optimizer did not step, so ``on_after_optimizer_step`` is not
+            called.
+        """
         state, trainer, hooks = self._state, self._trainer, self._hooks
         opt_idx = self._optimizer_ids[loader_idx]
         t0 = perf_counter()
@@ -315,17 +324,19 @@ class TrainStep:
                 else None
             ),
         )
-        if not stepped:
-            state.skipped_nonfinite += 1
         state.global_step += 1
-        # hooks.call("on_after_optimizer_step", ...) without its call (NOTE [lean step])
-        for label, method in self._after_step_calls:
-            try:
-                method(trainer, opt_idx)
-            except Exception as err:
-                hooks.handle_error(label, "on_after_optimizer_step", err)
+        if stepped:
+            # hooks.call("on_after_optimizer_step", ...) without its call (NOTE [lean step])
+            for label, method in self._after_step_calls:
+                try:
+                    method(trainer, opt_idx)
+                except Exception as err:
+                    hooks.handle_error(label, "on_after_optimizer_step", err)
+        else:
+            state.skipped_nonfinite += 1
         if self._trace is not None:
             self._trace.at_step(state.global_step)
         if self._profiler_sync is not None:
             self._profiler_sync()
         self._profiler.record_optimizer(loader_idx, perf_counter() - t0)
+        return stepped

@@ -139,7 +139,8 @@ class GenericTrainerConfig(SerializableConfig):
         description=(
             "NaN/inf loss or gradients: 'raise' stops at the next logging step or save, naming "
             "the first bad step, before saving; 'skip' drops the accumulation window (one host "
-            "sync per step) and counts it in train/skipped_nonfinite."
+            "sync per step), leaves its metrics out of the logged means and counts it in "
+            "train/skipped_nonfinite."
         ),
     )
     check_nonfinite_gradients: bool = Field(

@@ -29,8 +29,11 @@ class TrainerHooks:
                         # with performance.clip_grad_norm, after clipping:
                         on_gradient_clip(trainer, optimizer_idx, total_norm)
                         on_before_optimizer_step(trainer, optimizer_idx)   # grads unscaled, clipped
-                        optimizer.step()
-                        on_after_optimizer_step(trainer, optimizer_idx)
+                        if on_nonfinite_loss="skip" finds the window not finite:
+                            drop it (global_step still advances; no after-step hook)
+                        else:
+                            optimizer.step()
+                            on_after_optimizer_step(trainer, optimizer_idx)
                     if validation is due:
                         on_validation_start(trainer)
                         for val batch:
@@ -92,7 +95,12 @@ class TrainerHooks:
         dataloader_name: str,
         outputs: dict,
     ) -> None:
-        """After the training step (and backward) of every micro-batch, with its outputs."""
+        """After the training step (and backward) of every micro-batch, with its outputs.
+
+        It fires before the accumulation window closes, so under ``on_nonfinite_loss="skip"``
+        the micro-batches of a window that is then dropped had their call too (``outputs``
+        holds the non-finite loss); ``trainer.skipped_nonfinite`` counts the dropped windows.
+        """
 
     def on_validation_start(self, trainer: Any) -> None:
         """Before a validation pass (the model is already in eval mode)."""
@@ -125,10 +133,15 @@ class TrainerHooks:
         device (reading it with ``float()`` synchronises the GPU)."""
 
     def on_before_optimizer_step(self, trainer: Any, optimizer_idx: int) -> None:
-        """Gradients are final (unscaled, clipped); the optimizer is about to step."""
+        """Gradients are final (unscaled, clipped); the optimizer is about to step.
+
+        Under ``on_nonfinite_loss="skip"`` the non-finite check reads the gradients after this
+        hook, so it fires for a window that is then dropped too.
+        """
 
     def on_after_optimizer_step(self, trainer: Any, optimizer_idx: int) -> None:
-        """Right after the optimizer ``optimizer_idx`` stepped."""
+        """Right after the optimizer ``optimizer_idx`` stepped; not after a window that
+        ``on_nonfinite_loss="skip"`` dropped (the optimizer did not step)."""
 
     def on_checkpoint_save(self, trainer: Any, checkpoint: dict) -> None:
         """Before a checkpoint is written; may add entries to the ``checkpoint`` payload."""

@@ -167,6 +167,23 @@ class TrainMetrics:
             return
         self.add(loader_idx, numeric_items(outputs, loss_value), num_samples)
 
+    def mark(self) -> list[dict[str, int]]:
+        """Where each loader's values end now, for :meth:`drop_since`."""
+        return [{key: len(bucket[0]) for key, bucket in d.items()} for d in self._values]
+
+    def drop_since(self, mark: Sequence[Mapping[str, int]]) -> None:
+        """Forget the values recorded after :meth:`mark` returned ``mark`` (a window that
+        ``on_nonfinite_loss="skip"`` dropped stays out of the means). Their samples still
+        count for throughput: the work was done."""
+        for per_loader, lengths in zip(self._values, mark, strict=True):
+            for key in list(per_loader):
+                kept = lengths.get(key, 0)
+                if kept:
+                    values, weights = per_loader[key]
+                    del values[kept:], weights[kept:]
+                else:
+                    del per_loader[key]
+
     def pop_samples(self) -> int:
         """Samples seen since the last call."""
         samples, self._samples = self._samples, 0

@@ -22,7 +22,9 @@ that a checkpoint then stores, and reading a device value every step would stall
   the values are checked every ``MAX_UNCHECKED_STEPS`` steps, so they never pile up;
 - ``on_nonfinite_loss="skip"``: the window's values are read at every optimizer step (one host
   sync per step, plus one small all-reduce under DDP) and a bad window is dropped: no optimizer
-  or scheduler step, gradients cleared, counted in ``train/skipped_nonfinite``.
+  or scheduler step, gradients cleared, counted in ``train/skipped_nonfinite``, its metrics left
+  out of the logged means and no ``on_after_optimizer_step`` hook; the global step still
+  advances (step-based triggers count it).
 
 NOTE [host reads on the CPU]: on the CPU a read of a tensor's value is no device sync, and
 keeping device tensors costs more there than reading them: a stack and a check at every log
