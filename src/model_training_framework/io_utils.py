@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -35,6 +36,9 @@ __all__ = [
     "atomic_write_text",
     "fsync_directory",
     "is_temp_file",
+    "missing_directories",
+    "names_open_file",
+    "remove_empty_directories",
     "remove_stale_temp_files",
     "temp_path_for",
 ]
@@ -199,3 +203,35 @@ def remove_stale_temp_files(directory: str | Path) -> list[Path]:
             ", ".join(p.name for p in removed),
         )
     return removed
+
+
+def missing_directories(directory: str | Path) -> list[Path]:
+    """``directory`` and those of its ancestors that do not exist yet, deepest first (what
+    ``mkdir(parents=True)`` would create, for :func:`remove_empty_directories` to undo)."""
+    folder, missing = Path(directory), []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def names_open_file(path: str | Path, fd: int) -> bool:
+    """Whether ``path`` names the file open as ``fd`` (False once it was removed or replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def remove_empty_directories(directories: list[Path]) -> None:
+    """Remove ``directories`` in order (deepest first), stopping at the first one that is no
+    longer empty or no longer there: another process uses it now, and so its ancestors."""
+    for folder in directories:
+        try:
+            folder.rmdir()
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                return
+            raise

@@ -7,13 +7,18 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from model_training_framework.errors import RunDirectoryBusyError, RunDirectoryLockError
+from model_training_framework.errors import (
+    CheckpointError,
+    RunDirectoryBusyError,
+    RunDirectoryLockError,
+)
 from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
@@ -124,6 +129,37 @@ def test_a_forked_child_does_not_keep_the_lock_of_an_owner_that_died(tmp_path):
         os.kill(worker_pid, signal.SIGKILL)
 
 
+def test_a_lock_released_unused_removes_what_it_created_and_nothing_else(tmp_path):
+    unused = RunDirectoryLock(tmp_path / "runs" / "run")
+    unused.acquire()
+    unused.release()
+    assert list(tmp_path.iterdir()) == []
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    unused = RunDirectoryLock(tmp_path / "kept")
+    unused.acquire()
+    unused.release()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]
+
+
+def test_a_waiting_lock_takes_the_new_file_when_the_unused_one_was_removed(tmp_path):
+    """An owner that removes its unused lock file must not leave a waiter holding the old
+    inode while a third process locks a new file at the same path."""
+    first = RunDirectoryLock(tmp_path / "run")
+    first.acquire()
+    waiter = RunDirectoryLock(tmp_path / "run", retry_s=5.0)
+    waiting = threading.Thread(target=waiter.acquire)
+    waiting.start()
+    time.sleep(0.2)  # the waiter has opened the first file and retries its lock
+    first.release()  # unused: removes the file (and the directory) it created
+    waiting.join()
+    assert waiter.is_held and (tmp_path / "run" / LOCK_NAME).exists()
+    with pytest.raises(RunDirectoryBusyError):
+        RunDirectoryLock(tmp_path / "run", retry_s=0.0).acquire()
+    waiter.release()
+
+
 def test_owner_record_round_trips_and_describes_itself():
     owner = RunOwner(host="node7", pid=12, started="2026-01-02T03:04:05+00:00", slurm_job_id="9")
 
@@ -222,3 +258,22 @@ def test_lock_run_directory_false_trains_without_a_lock(tmp_path):
 
     assert not probe.states[0].is_held
     assert not (trainer.run_dir / LOCK_NAME).exists()
+
+
+def test_a_fit_refused_for_a_missing_checkpoint_leaves_no_run_directory(tmp_path):
+    trainer = _trainer(tmp_path / "runs")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        trainer.fit(train_loaders=[_loader()], resume_from_checkpoint=tmp_path / "gone.ckpt")
+    assert list(tmp_path.iterdir()) == [], "a rejected run must write nothing"
+
+
+def test_a_fit_refused_in_a_directory_without_lock_file_leaves_it_as_it_was(tmp_path):
+    run_dir = tmp_path / "owned"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("made by hand")
+    before = _snapshot(run_dir)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        _trainer(tmp_path).fit(
+            train_loaders=[_loader()], resume_from_checkpoint=tmp_path / "gone.ckpt"
+        )
+    assert _snapshot(run_dir) == before and not (run_dir / LOCK_NAME).exists()

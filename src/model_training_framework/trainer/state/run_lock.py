@@ -10,9 +10,14 @@ before it writes anything, with an error that names the owner recorded in the lo
 # NOTE [run directory lock]: the lock is ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the open lock
 # file. The kernel drops it when the owner's last descriptor of that open file closes, which
 # happens when the process dies in any way (SIGKILL and OOM kills included): a dead owner
-# never blocks the next run and there is no stale lock to clean up by hand. The lock file
-# itself is never deleted (deleting it would let two processes lock two different inodes);
-# after a run it keeps the record of its last owner. Three details make the lock exact:
+# never blocks the next run and there is no stale lock to clean up by hand. After a run the
+# lock file keeps the record of its last owner. Four details make the lock exact:
+# - A fit refused before its first write (a missing checkpoint to resume, ...) must leave
+#   nothing behind, so an owner that never recorded itself removes, on release and while it
+#   still holds the lock, the lock file and the directories that its acquire created. A
+#   process that was waiting for that file then holds a lock on a file no longer at the path,
+#   so every acquire checks after locking that the path still names the file it locked, and
+#   otherwise locks the file now there: two processes never own one directory.
 # - Forked children (DataLoader workers with the ``fork`` start method) inherit the open file
 #   and with it the lock, so a SIGKILLed trainer's orphaned workers would keep holding it
 #   until they notice their parent is gone. Every forked child therefore closes its inherited
@@ -54,6 +59,11 @@ from pathlib import Path
 from typing import Any
 
 from model_training_framework.errors import RunDirectoryBusyError, RunDirectoryLockError
+from model_training_framework.io_utils import (
+    missing_directories,
+    names_open_file,
+    remove_empty_directories,
+)
 
 __all__ = [
     "LOCK_NAME",
@@ -72,6 +82,8 @@ LOCK_NAME = ".lock"
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 _BUSY = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
 _RETRY_INTERVAL_S = 0.05
+_OPEN_TRIES = 10
+_CREATE_NEW = os.O_RDWR | os.O_CREAT | os.O_EXCL
 
 # Lock descriptors this process holds; a forked child closes its copies (NOTE [run directory lock]).
 _HELD_FDS: set[int] = set()
@@ -183,6 +195,9 @@ class RunDirectoryLock:
         self._retry_s = retry_s
         self._fd: int | None = None
         self._has_record = False
+        # what acquire created: the lock file, and directories (deepest first)
+        self._created_file = False
+        self._created_dirs: list[Path] = []
 
     @property
     def is_held(self) -> bool:
@@ -191,7 +206,8 @@ class RunDirectoryLock:
 
     def acquire(self) -> None:
         """Take the lock, or refuse: nothing in the run directory is written either way
-        (only a missing directory and an empty lock file are created).
+        (only a missing directory and an empty lock file are created; :meth:`release`
+        removes them again unless :meth:`record_owner` was called).
 
         Raises:
             RunDirectoryBusyError: a live process owns the run directory (names it).
@@ -200,12 +216,17 @@ class RunDirectoryLock:
         """
         if self._fd is not None:
             return
-        fd = self._open()
-        try:
-            self._lock(fd)
-        except BaseException:
-            os.close(fd)
-            raise
+        self._created_dirs = missing_directories(self.run_dir)
+        while True:
+            fd = self._open()
+            try:
+                self._lock(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if names_open_file(self.path, fd):
+                break
+            os.close(fd)  # its unused file was removed (NOTE [run directory lock]): retry
         self._fd = fd
         _HELD_FDS.add(fd)
 
@@ -223,13 +244,18 @@ class RunDirectoryLock:
         self._has_record = True
 
     def release(self) -> None:
-        """Release the lock (the file and its owner record stay). Safe to call twice."""
+        """Release the lock (the file and its owner record stay). Safe to call twice. Without
+        :meth:`record_owner` (a refused run) what :meth:`acquire` created is removed."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         _HELD_FDS.discard(fd)
-        self._has_record = False
+        is_unused, self._has_record = not self._has_record, False
+        if is_unused and self._created_file:
+            self.path.unlink()  # while the lock is held: see NOTE [run directory lock]
         os.close(fd)  # closing the last descriptor of the open file drops the flock
+        if is_unused and self._created_file:
+            remove_empty_directories(self._created_dirs)
 
     def __enter__(self) -> RunDirectoryLock:
         self.acquire()
@@ -240,14 +266,19 @@ class RunDirectoryLock:
         self.release()
 
     def _open(self) -> int:
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise RunDirectoryLockError(
-                f"cannot open the run directory lock {self.path}: {err}; the run directory "
-                "must be writable (check checkpoint.root_dir and its permissions)"
-            ) from err
+        for _ in range(_OPEN_TRIES):  # an unused file or directory may vanish meanwhile
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd, self._created_file = os.open(self.path, _CREATE_NEW, 0o644), True
+                except FileExistsError:
+                    fd, self._created_file = os.open(self.path, os.O_RDWR), False
+                return fd
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise _cannot_open(self.path, err) from err
+        raise _cannot_open(self.path, FileNotFoundError(errno.ENOENT, "removed while opened"))
 
     def _lock(self, fd: int) -> None:
         deadline = time.monotonic() + self._retry_s
@@ -347,6 +378,13 @@ def _read_owner(fd: int) -> str:
             "exited: the new owner is still starting"
         )
     return owner.describe()
+
+
+def _cannot_open(path: Path, err: OSError) -> RunDirectoryLockError:
+    return RunDirectoryLockError(
+        f"cannot open the run directory lock {path}: {err}; the run directory must be "
+        "writable (check checkpoint.root_dir and its permissions)"
+    )
 
 
 def _busy(run_dir: Path, owner: str) -> RunDirectoryBusyError:
