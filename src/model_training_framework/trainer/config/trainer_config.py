@@ -73,7 +73,10 @@ class GenericTrainerConfig(SerializableConfig):
     )
     device: Annotated[str, Choice, AfterValidator(check_device)] = Field(
         default="auto",
-        description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ...",
+        description=(
+            "'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ...; checked when the "
+            "trainer is built: a device the machine lacks is a ConfigError listing those it has."
+        ),
     )
     train_loader_config: MultiDataLoaderConfig | None = Field(
         default=None,

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from model_training_framework.trainer.runtime.device_check import checked_device
 from model_training_framework.trainer.runtime.launch_env import Launch, detect_launch
 
 __all__ = [
@@ -112,13 +113,15 @@ class DistributedContext:
         return self.launch.rank == 0
 
     def device_for(self, requested: str) -> torch.device:
-        """Resolve ``"auto"``/``"cuda"`` to this rank's device (``cuda:<local_rank>``)."""
+        """Resolve ``"auto"``/``"cuda"`` to this rank's device (``cuda:<local_rank>``).
+
+        Raises:
+            ConfigError: this machine has no such device (see :func:`checked_device`).
+        """
         if requested == "auto":
             requested = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(requested)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", self.launch.local_rank)
-        return device
+        rank_device = f"cuda:{self.launch.local_rank}" if requested == "cuda" else None
+        return checked_device(requested, rank_device)
 
     def setup(self, device: torch.device, *, single_process: bool = False) -> None:
         """Initialise the process group (NCCL on CUDA, Gloo otherwise) unless the user did.
