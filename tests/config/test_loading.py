@@ -161,6 +161,39 @@ def test_from_yaml_validation_error_names_file_and_field(tmp_path):
     assert "train_loader_config.dataloader_weights[1]: " in str(info.value)
 
 
+def test_hook_classes_with_every_entry_commented_out_means_no_hooks(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "train_loader_config: {}\nhooks:\n  hook_classes:\n  #  - my_project.hooks.Ema\n"
+        "  hook_configs: null\n"
+    )
+    config = GenericTrainerConfig.from_yaml(path)
+    assert config.hooks.hook_classes == [] and config.hooks.hook_configs == {}
+    assert config == GenericTrainerConfig(train_loader_config={})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "distributed:\n  fsdp_wrap: null\n",
+        "model:\n",
+        "data: null\n",
+        "optimizer:\n  kwargs:\n",
+        "slurm:\n  extra_directives:\n",
+        "custom_params:\n",
+    ],
+)
+def test_any_list_or_mapping_written_empty_is_empty_in_an_experiment(tmp_path, text):
+    path = tmp_path / "e.yaml"
+    path.write_text(f"experiment_name: e\n{text}")
+    assert ExperimentConfig.from_yaml(path) == ExperimentConfig(experiment_name="e")
+
+
+def test_a_null_entry_in_a_list_is_still_an_error_naming_its_index():
+    with pytest.raises(ConfigError, match=r"hooks\.hook_classes\[0\]"):
+        GenericTrainerConfig.from_dict({"hooks": {"hook_classes": [None]}})
+
+
 def test_from_yaml_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         GenericTrainerConfig.from_yaml(tmp_path / "nope.yaml")

@@ -25,7 +25,7 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
@@ -139,10 +139,12 @@ class ConfigModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_sections_are_defaults(cls, data: Any) -> Any:
-        # A section written as `slurm:` (nothing under it) or `slurm: null` means its defaults.
+        # A section written as `slurm:` (nothing under it) or `slurm: null` means its defaults;
+        # so does a list or mapping that is empty by default (`hook_classes:` with every entry
+        # commented out means no hooks).
         if not isinstance(data, Mapping):
             return data
-        nulls = [name for name in _required_sections(cls) if name in data and data[name] is None]
+        nulls = [name for name in _null_means_default(cls) if name in data and data[name] is None]
         return {k: v for k, v in data.items() if k not in nulls} if nulls else data
 
     def __eq__(self, other: object) -> bool:
@@ -187,14 +189,19 @@ class ConfigModel(BaseModel):
 
 
 @functools.cache
-def _required_sections(cls: type[ConfigModel]) -> tuple[str, ...]:
-    """Fields of ``cls`` that hold a section (a ``ConfigModel``, not optional) with a default."""
+def _null_means_default(cls: type[ConfigModel]) -> tuple[str, ...]:
+    """Fields of ``cls`` for which None (YAML ``key:`` with nothing under it) means the
+    default: a section (a ``ConfigModel``, not optional) with a default, and a list or mapping
+    (not optional) that is empty by default."""
     return tuple(
         name
         for name, info in cls.model_fields.items()
-        if isinstance(info.annotation, type)
-        and issubclass(info.annotation, ConfigModel)
-        and not info.is_required()
+        if (
+            isinstance(info.annotation, type)
+            and issubclass(info.annotation, ConfigModel)
+            and not info.is_required()
+        )
+        or (info.default_factory in (list, dict) and type(None) not in get_args(info.annotation))
     )
 
 

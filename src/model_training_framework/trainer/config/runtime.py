@@ -189,7 +189,10 @@ class HooksConfig(ConfigModel):
 
     hook_classes: list[DottedPath] = Field(
         default_factory=list,
-        description="Dotted paths of TrainerHooks subclasses to instantiate and register.",
+        description=(
+            "Dotted paths of TrainerHooks subclasses to instantiate and register (null or "
+            "nothing: no hooks)."
+        ),
     )
     hook_configs: dict[DottedPath, dict[str, Any]] = Field(
         default_factory=dict,
