@@ -326,6 +326,20 @@ JOURNEYS: dict[str, list[Step]] = {
             output=("4 experiment(s):",),
             check=_wait_for_slurm_jobs("experiments/grid"),
         ),
+        # every job has finished: nothing to cancel (tests/cli/test_slurm_sweep_jobs.py cancels
+        # running ones)
+        Step(
+            "mtf cancel experiments/grid spirals_hid-16_lr-0.01",
+            (SLURM_MD,),
+            folder=PRODUCTION,
+            output=("no queued or running Slurm job",),
+        ),
+        Step(
+            "mtf cancel experiments/grid",
+            (SLURM_MD,),
+            folder=PRODUCTION,
+            output=("no queued or running Slurm job",),
+        ),
     ],
     "distributed": [
         Step(

@@ -28,7 +28,7 @@ from model_training_framework.experiment.exit_codes import (
 )
 from model_training_framework.version import __version__
 
-from . import consolidate, demo, inspect, plot, resume, status, sweep, train
+from . import cancel, consolidate, demo, inspect, plot, resume, status, sweep, train
 
 __all__ = [
     "EXIT_ERROR",
@@ -39,7 +39,7 @@ __all__ = [
     "main",
 ]
 
-COMMANDS = [train, sweep, status, resume, plot, inspect, consolidate, demo]
+COMMANDS = [train, sweep, status, cancel, resume, plot, inspect, consolidate, demo]
 
 _EPILOG = """\
 exit codes: 0 success; 1 some sweep experiments failed; 2 bad input; 3 preempted (checkpointed,

@@ -101,9 +101,10 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
         run_dir=str(run_dir),
         owner=owner,
     )
-    submission = None if experiment_dir is None else experiment_dir / "submission.json"
-    if submission is not None and submission.is_file():
-        row.job_id = json.loads(submission.read_text(encoding="utf-8"))["job_id"]
+    if experiment_dir is not None:
+        from model_training_framework.launch.slurm.submissions import read_submitted_job
+
+        row.job_id = read_submitted_job(experiment_dir)
     return row
 
 

@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCAL_RECORD", "RUNNER_COMMAND", "SUBMISSION_RECORD", "add_parser", "run_sweep"]
+__all__ = ["LOCAL_RECORD", "RUNNER_COMMAND", "add_parser", "run_sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ RUNNER_COMMAND = (
     "--config",
     "{CONFIG_PATH}",
 )
-SUBMISSION_RECORD = "submission.json"  # job id of a Slurm submission, read by `mtf status`
 LOCAL_RECORD = "local_run.json"  # exit code of a --local run, read by `mtf status`
 
 
@@ -111,13 +110,13 @@ def _run_slurm(
     launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None
 ) -> int:
     from model_training_framework.experiment.exit_codes import EXIT_FAILED, EXIT_OK
+    from model_training_framework.launch.slurm.submissions import write_submission
 
     result = launcher.submit_experiment_batch(experiments, None, max_concurrent)
     _print_plan(search, result)
     for item in result.results:
         if item.job_id is not None:
-            record = {"job_id": item.job_id, "script": str(item.script_path)}
-            (item.experiment_dir / SUBMISSION_RECORD).write_text(json.dumps(record) + "\n")
+            write_submission(item.experiment_dir, item.job_id, item.script_path)
             print(f"  {item.experiment_name}: job {item.job_id}")
         else:
             print(f"  {item.experiment_name}: NOT submitted: {item.error}")

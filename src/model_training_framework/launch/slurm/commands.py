@@ -111,3 +111,7 @@ class SlurmCommands:
     def scontrol_requeue(self, job_id: str) -> None:
         """``scontrol requeue ID``."""
         self._run(["scontrol", "requeue", job_id])
+
+    def scontrol_disable_requeue(self, job_id: str) -> None:
+        """``scontrol update JobId=ID Requeue=0``: Slurm then refuses to requeue the job."""
+        self._run(["scontrol", "update", f"JobId={job_id}", "Requeue=0"])

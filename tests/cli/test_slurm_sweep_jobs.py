@@ -1,0 +1,89 @@
+"""``mtf sweep --slurm`` and ``mtf cancel`` against a real Slurm (``-m slurm``), with real runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model_training_framework.cli.main import main
+from model_training_framework.launch.slurm.parsing import JobState
+from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor
+
+pytestmark = pytest.mark.slurm
+
+SLOW_STEP = """
+import time
+
+from {module} import training_step as _training_step
+
+
+def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    time.sleep(0.2)  # a run that is still training when the test acts on it
+    return _training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
+"""
+_POLL_S = 0.2
+
+
+def _slow_grid(project, lrs: list[float]) -> Path:
+    """A sweep of long runs (100 epochs of 8 slow steps): one experiment per learning rate."""
+    slow = f"slow_{project.module}"
+    (project.root / f"{slow}.py").write_text(SLOW_STEP.format(module=project.module))
+    config = project.write_config("base.yaml", training={"max_epochs": 100})
+    data = yaml.safe_load(config.read_text())
+    data["model"]["training_step"] = f"{slow}.training_step"
+    data["checkpoint"]["save_every_n_steps"] = 4
+    data["slurm"] = {"mem": "200M", "time": "00:05:00", "signal_grace_s": 30}
+    config.write_text(yaml.safe_dump(data))
+    grid = {"name": "g", "base_config": "base.yaml", "parameters": {"optimizer.lr": lrs}}
+    path = project.root / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 90.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s} s"
+        time.sleep(_POLL_S)
+    return value
+
+
+def _status(run_dir: Path) -> str | None:
+    path = run_dir / "status.json"
+    return json.loads(path.read_text())["status"] if path.is_file() else None
+
+
+def _job_id(experiment_dir: Path) -> str:
+    return json.loads((experiment_dir / "submission.json").read_text())["job_id"]
+
+
+@pytest.fixture
+def slurm_env(slurm_cluster, monkeypatch):
+    """``mtf`` and its jobs talk to the test Slurm."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.slurm_conf)
+    return SlurmCommands(env=slurm_cluster.env)
+
+
+def test_cancel_checkpoints_the_run_and_the_job_stays_cancelled(project, slurm_env, capsys):
+    grid = _slow_grid(project, [0.01])
+    assert main(["sweep", str(grid), "--slurm"]) == 0
+    experiment_dir = project.root / "experiments" / "grid" / "tiny_lr-0.01"
+    run_dir = project.run_dir("tiny_lr-0.01")
+    job_id = _job_id(experiment_dir)
+    _wait_for(lambda: (run_dir / "latest.ckpt").exists(), "a first checkpoint")
+    capsys.readouterr()
+
+    assert main(["cancel", "experiments/grid"]) == 0
+
+    assert f"tiny_lr-0.01: job {job_id} (RUNNING) cancelled" in capsys.readouterr().out
+    log = experiment_dir / "logs" / f"slurm-{job_id}.err"
+    _wait_for(lambda: "preempted at step" in log.read_text(), "the run's end", timeout_s=60)
+    time.sleep(2)  # a requeue would make the job PENDING again by now
+    info = SLURMJobMonitor(slurm_env).get_job_states([job_id])[job_id]
+    assert (info.state, info.restart_count) == (JobState.CANCELLED, 0), info
+    assert _status(run_dir) == "preempted"  # it checkpointed: a resubmission continues it
+    assert "presently disabled" in log.read_text()  # the trainer's requeue was refused
