@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -179,6 +180,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--async-save", action="store_true")
     parser.add_argument("--dump-start", action="store_true", help="write start_rank<r>.pt")
     parser.add_argument("--resume-from", default=None, help="fit(resume_from_checkpoint=...)")
+    parser.add_argument(
+        "--signal-in-validation",
+        default=None,
+        help="RANK:STEP:BATCH: SIGUSR1 to that rank at that validation batch (once per run dir)",
+    )
     return parser.parse_args()
 
 
@@ -287,6 +293,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
         return {"loss": loss}
 
     def validation_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        signal_in_validation(args, rank, trainer.global_step, batch_idx)
         x, y, _ = batch
         pred = trainer.model(x, 0)
         return {
@@ -299,6 +306,18 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
     if args.dump_start:
         trainer.add_hook(DumpAtStart(Path(args.out) / args.name))
     return trainer
+
+
+def signal_in_validation(args: argparse.Namespace, rank: int, step: int, batch_idx: int) -> None:
+    """``--signal-in-validation``: a preemption signal in the middle of a validation pass, sent
+    once (a marker file keeps the resumed run, which redoes that pass, from sending it again)."""
+    if args.signal_in_validation is None:
+        return
+    target = tuple(int(part) for part in args.signal_in_validation.split(":"))
+    marker = Path(args.out) / args.name / "signalled_in_validation"
+    if (rank, step, batch_idx) == target and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def full_states(trainer: GenericTrainer) -> dict:

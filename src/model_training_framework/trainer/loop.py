@@ -20,17 +20,16 @@ from model_training_framework.trainer.config import (
     SamplingStrategy,
     ValidationFrequency,
 )
-from model_training_framework.trainer.data.streams import loader_length
 from model_training_framework.trainer.loggers import Logger, NullLogger
 from model_training_framework.trainer.metrics.running import loader_shares, lr_key
 from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.results import FitResult, FitStatus
-from model_training_framework.trainer.run import Run, build_schedule
+from model_training_framework.trainer.run import Run
 from model_training_framework.trainer.runtime.preemption import StopRequest
 from model_training_framework.trainer.state.payload import build_payload
 from model_training_framework.trainer.state.registry import note_hook_entries
 from model_training_framework.trainer.step import TrainStep
-from model_training_framework.trainer.validation import run_validation
+from model_training_framework.trainer.validation import validate
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +39,7 @@ __all__ = ["FitLoop"]
 logger = logging.getLogger(__name__)
 
 _FAR = 2**62  # no periodic event: "never" as a step count
+_STEP, _EPOCH = "step", "epoch"  # where a validation cut short was due (TrainState)
 _STOP_STATUS = {
     StopRequest.PREEMPT: FitStatus.PREEMPTED,
     StopRequest.INTERRUPT: FitStatus.INTERRUPTED,
@@ -106,6 +106,10 @@ class FitLoop:
         state.stopped_early_under = None
         self._parts.module.train()
         self._parts.stepper.zero_grad()
+        if state.pending_validation is not None:
+            status = self._redo_validation()
+            if status is not None:
+                return status
         while state.epoch < plan.max_epochs and not plan.steps_done(state.global_step):
             if state.epoch_fresh:
                 self._hooks.call("on_epoch_start", self._trainer, state.epoch)
@@ -166,7 +170,7 @@ class FitLoop:
             validation.frequency == ValidationFrequency.EVERY_N_STEPS
             and step % validation.every_n_steps == 0
         ):
-            metrics.update(self.validate())
+            self._validate_into(metrics, _STEP)
         self.log(metrics)
         if log_step_metrics:
             run.progress.update(run.schedule_position(), self._state.last_metrics)
@@ -203,7 +207,7 @@ class FitLoop:
             config.validation.frequency == ValidationFrequency.PER_EPOCH
             and completed % config.validate_every_n_epochs == 0
         ):
-            metrics.update(self.validate())
+            self._validate_into(metrics, _EPOCH)
         self.log(metrics)
         self._logger.log_text("data_fingerprint", run.fingerprint.hexdigest, state.global_step)
         self._hooks.call("on_epoch_end", self._trainer, state.epoch, dict(state.last_metrics))
@@ -276,35 +280,30 @@ class FitLoop:
             metrics["train/skipped_nonfinite"] = float(state.skipped_nonfinite)
         return metrics
 
-    def validate(self) -> dict[str, float]:
-        """One validation pass (nothing without validation loaders), with its hooks."""
-        run, config = self._run, self._config
-        plan = run.plan
-        if not plan.val_loaders:
-            return {}
-        self._hooks.call("on_validation_start", self._trainer)
-        schedule = build_schedule(
-            config.val_loader_config, [loader_length(v) for v in plan.val_loaders]
-        )
-        metrics = run_validation(
-            self._trainer,
-            plan.val_loaders,
-            plan.val_names,
-            schedule,
-            self._validation_step,
-            aggregation=config.validation.aggregation,
-            primary_metric=config.validation.primary_metric,
-            custom_fn=config.validation.resolve_aggregation_fn(),
-            reduce_sum=self._dist.reduce_sum,
-            precision=self._parts.precision,
-            profiler=run.profiler,
-            hooks=self._hooks,
-        )
-        profile = run.profiler.pop_val_means()
-        if config.logging.log_scalars_every_n_steps is not None:  # None: profiling metrics off
-            metrics.update(profile)
-        self._hooks.call("on_validation_end", self._trainer, metrics)
-        return metrics
+    def _validate_into(self, metrics: dict[str, float], boundary: str) -> None:
+        """Validate and add the metrics; a pass cut short leaves ``boundary`` owing it."""
+        found = self.validate()
+        if found is None:
+            self._state.pending_validation = boundary
+        else:
+            metrics.update(found)
+
+    def _redo_validation(self) -> FitStatus | None:
+        """The validation a stop request cut short, redone before training resumes, and the
+        decisions of its boundary (NOTE [validation cut short] in validation.py)."""
+        state, run = self._state, self._run
+        is_epoch_end = state.pending_validation == _EPOCH
+        metrics = self.validate()
+        if metrics is not None:
+            state.pending_validation = None
+            run.last_saved_step = -1  # the checkpoint resumed from still owes it: save again
+            self.log(metrics)
+        return self._boundary_decisions(metrics or {}, epoch_end=is_epoch_end)
+
+    def validate(self) -> dict[str, float] | None:
+        """One validation pass (nothing without validation loaders), with its hooks; None when
+        a stop request cut it short (NOTE [validation cut short] in validation.py)."""
+        return validate(self._trainer, self._run, self._parts, self._config, self._validation_step)
 
     def log(self, metrics: dict[str, float]) -> None:
         """Log ``metrics`` at the current step and check the monitored metrics exist."""

@@ -15,8 +15,9 @@ from typing import Any
 
 __all__ = ["TrainState"]
 
-# Absent from checkpoints written before early stops were recorded: those did not stop early.
-_OPTIONAL = {"stopped_early_under": None}
+# Absent from checkpoints written before early stops (or validations cut short) were recorded:
+# those did not stop early and owe no validation.
+_OPTIONAL = {"stopped_early_under": None, "pending_validation": None}
 
 
 @dataclass
@@ -32,6 +33,9 @@ class TrainState:
         stopped_early_under: the limits (``max_epochs``, ``max_steps``) under which the run
             stopped early, so that a rerun with the same limits returns at once; None when it
             did not stop early.
+        pending_validation: ``"step"`` or ``"epoch"`` when a stop request cut short the
+            validation of this step boundary or epoch end: a resumed run redoes it first (see
+            NOTE [validation cut short] in loop.py); None otherwise.
     """
 
     epoch: int = 0
@@ -40,6 +44,7 @@ class TrainState:
     skipped_nonfinite: int = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early_under: dict[str, int | None] | None = None
+    pending_validation: str | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """The fields, as plain values (copies: later steps do not change a saved state)."""
@@ -49,7 +54,8 @@ class TrainState:
         """Restore the fields from ``state`` (keys of other parts of the payload are ignored).
 
         Raises:
-            KeyError: a field other than ``stopped_early_under`` is missing.
+            KeyError: a field other than ``stopped_early_under`` or ``pending_validation``
+                is missing.
         """
         values = {}
         for item in fields(self):

@@ -2,10 +2,23 @@
 
 Runs under ``torch.no_grad()`` and ``model.eval()``; the model returns to train mode afterwards.
 Per-loader means are sample-weighted and reduced across ranks before aggregation.
+
+NOTE [validation cut short]: a stop request (preemption signal, Ctrl-C) must not wait for
+a validation pass to end: Slurm kills the job a fixed grace after its warning signal, and
+a pass over a large set can take longer. So the pass asks, before every batch, whether
+the ranks agree to stop (one small all-reduce per batch under DDP, as at every optimizer
+step; with an iterable validation loader under DDP the ranks may run different numbers
+of batches, so there the pass is not cut short). A pass cut short logs nothing, calls no
+on_validation_end, restores the RNG states it found (its loaders and steps drew from
+them) and records in the train state that the boundary still owes its validation; the
+boundary then saves and stops as usual. A resumed run first redoes that pass from the
+same RNG states, logs it at the same step and takes that boundary's decisions (early
+stopping, checkpoint triggers) with its metrics, as an uninterrupted run did.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,18 +30,82 @@ from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.devices import move_to_device
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.data.schedule import LoaderSchedule, Slot
+from model_training_framework.trainer.data.streams import loader_length
 from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,
 )
 from model_training_framework.trainer.metrics.running import numeric_items
+from model_training_framework.trainer.run import build_schedule
+from model_training_framework.trainer.runtime.preemption import StopRequest
+from model_training_framework.trainer.state.rng import capture_rng_state, restore_rng_state
 
 if TYPE_CHECKING:
+    from model_training_framework.trainer.config import GenericTrainerConfig
     from model_training_framework.trainer.hooks import HookDispatcher
     from model_training_framework.trainer.metrics.profiling import NullProfiler
     from model_training_framework.trainer.optim.precision import Precision
+    from model_training_framework.trainer.parts import TrainerParts
+    from model_training_framework.trainer.run import Run
 
-__all__ = ["run_validation"]
+__all__ = ["run_validation", "validate"]
+
+logger = logging.getLogger(__name__)
+
+
+def validate(
+    trainer: Any,
+    run: Run,
+    parts: TrainerParts,
+    config: GenericTrainerConfig,
+    step_fn: Callable[..., Any] | None,
+) -> dict[str, float] | None:
+    """One validation pass over ``run``'s validation loaders (``{}`` without any), with its
+    hooks and, when profiling scalars are on, its profile.
+
+    Returns:
+        The metrics, or None when a stop request cut the pass short (see the NOTE above).
+    """
+    plan, hooks = run.plan, parts.hooks
+    if not plan.val_loaders:
+        return {}
+    rng_states = capture_rng_state()
+    hooks.call("on_validation_start", trainer)
+    schedule = build_schedule(
+        config.val_loader_config, [loader_length(v) for v in plan.val_loaders]
+    )
+    metrics = run_validation(
+        trainer,
+        plan.val_loaders,
+        plan.val_names,
+        schedule,
+        step_fn,
+        aggregation=config.validation.aggregation,
+        primary_metric=config.validation.primary_metric,
+        custom_fn=config.validation.resolve_aggregation_fn(),
+        reduce_sum=parts.dist.reduce_sum,
+        precision=parts.precision,
+        profiler=run.profiler,
+        hooks=hooks,
+        should_stop=_stop_check(run, parts, plan.val_loaders),
+    )
+    profile = run.profiler.pop_val_means()
+    if metrics is None:
+        restore_rng_state(rng_states)
+        logger.warning("validation cut short by the stop request; a resumed run redoes it")
+        return None
+    if config.logging.log_scalars_every_n_steps is not None:  # None: profiling metrics off
+        metrics.update(profile)
+    hooks.call("on_validation_end", trainer, metrics)
+    return metrics
+
+
+def _stop_check(run: Run, parts: TrainerParts, val_loaders: Sequence[Any]) -> Callable[[], bool]:
+    """Whether the ranks agree to stop, asked before each validation batch."""
+    preemption, no_request = run.preemption, StopRequest.NONE
+    if parts.dist.is_distributed and None in map(loader_length, val_loaders):
+        return lambda: False  # batch counts may differ across ranks: no collective per batch
+    return lambda: preemption.agreed_request() is not no_request
 
 
 def run_validation(
@@ -45,12 +122,15 @@ def run_validation(
     precision: Precision,
     profiler: NullProfiler,
     hooks: HookDispatcher,
-) -> dict[str, float]:
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, float] | None:
     """Run one validation pass and return ``val/dl_<name>/<k>`` and ``val/<k>`` metrics.
 
     ``trainer`` is what ``step_fn`` and the ``on_validation_batch_end`` hooks receive; its
     public ``model`` and ``device`` are used. ``precision`` gives the forward context,
-    ``profiler`` times each batch.
+    ``profiler`` times each batch. ``should_stop`` is asked before every batch (a collective
+    under DDP: called at the same batches on every rank); when it says so the pass ends there
+    and None is returned.
     """
     model = trainer.model
     was_training = model.training
@@ -69,6 +149,8 @@ def run_validation(
     try:
         with torch.no_grad():
             while (slot := schedule.next_slot()) is not None:
+                if should_stop():
+                    return None
                 t0 = time.perf_counter()
                 fetched = fetch_scheduled(schedule, slot, next_batch)
                 if fetched is None:

@@ -36,7 +36,7 @@ class TrainerHooks:
                             on_after_optimizer_step(trainer, optimizer_idx)
                     if validation is due:
                         on_validation_start(trainer)
-                        for val batch:
+                        for val batch:                  # until a stop request (see below)
                             outputs = validation_step(...)
                             on_validation_batch_end(trainer, batch, batch_idx,
                                                     dataloader_idx, name, outputs)
@@ -49,6 +49,9 @@ class TrainerHooks:
         on_train_end(trainer, fit_result)
 
         # when resuming:  on_checkpoint_load(trainer, payload) before on_train_start
+        # a stop request (preemption signal, Ctrl-C) during validation ends the pass before
+        # its next batch, without on_validation_end; the resumed run redoes the whole pass
+        # (on_validation_start again) right after on_train_start
 
     Hooks written for the reference framework's signatures of ``on_train_batch_start``,
     ``on_train_end`` and ``on_validation_start`` still work, with a ``DeprecationWarning`` when
@@ -106,7 +109,8 @@ class TrainerHooks:
         """Before a validation pass (the model is already in eval mode)."""
 
     def on_validation_end(self, trainer: Any, metrics: dict) -> None:
-        """After a validation pass, with its aggregated metrics."""
+        """After a validation pass, with its aggregated metrics (not after a pass that a stop
+        request cut short: the resumed run redoes that pass)."""
 
     def on_validation_batch_end(
         self,

@@ -2,7 +2,8 @@
 
 NOTE [preemption]: signal handlers only record what was asked (``StopRequest``); nothing is
 saved from inside a handler. The trainer calls :meth:`PreemptionHandler.agreed_request` at
-every optimizer-step boundary on every rank; it reduces the local requests with MAX, so when
+every optimizer-step boundary and before every validation batch (NOTE [validation cut short]
+in validation.py) on every rank; it reduces the local requests with MAX, so when
 only one rank got the signal all ranks still stop at the same step (no rank waits in a
 collective that the others skipped). That all-reduce runs on a CPU tensor over a Gloo group
 (see NOTE [host collectives] in distributed.py), so even under NCCL the per-step agreement never
@@ -188,8 +189,8 @@ class PreemptionHandler:
     def agreed_request(self) -> StopRequest:
         """The request agreed by all ranks (the maximum of their local requests).
 
-        Every rank must call this at the same optimizer-step boundaries, since it runs a
-        collective under DDP.
+        Every rank must call this at the same optimizer-step boundaries (and validation
+        batches), since it runs a collective under DDP.
 
         Returns:
             NONE (keep training), INTERRUPT or PREEMPT.
@@ -200,7 +201,7 @@ class PreemptionHandler:
         agreed = local if value == local else StopRequest(value)
         if agreed > self._agreed:
             logger.warning(
-                "stop requested (%s%s); stopping at this optimizer step",
+                "stop requested (%s%s); checkpointing and stopping now",
                 agreed.name,
                 "" if agreed == local else ", signalled on another rank",
             )
