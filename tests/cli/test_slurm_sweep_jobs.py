@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from model_training_framework.cli.main import main
-from model_training_framework.launch.slurm.parsing import JobState
+from model_training_framework.launch.slurm.parsing import ACTIVE_STATES, JobState
+from model_training_framework.launch.slurm.submissions import cancel_for_good
 from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor
 
 pytestmark = pytest.mark.slurm
@@ -82,8 +83,62 @@ def test_cancel_checkpoints_the_run_and_the_job_stays_cancelled(project, slurm_e
     assert f"tiny_lr-0.01: job {job_id} (RUNNING) cancelled" in capsys.readouterr().out
     log = experiment_dir / "logs" / f"slurm-{job_id}.err"
     _wait_for(lambda: "preempted at step" in log.read_text(), "the run's end", timeout_s=60)
+    monitor = SLURMJobMonitor(slurm_env)
+    monitor.wait_for_jobs([job_id], timeout_s=60, poll_interval_s=0.5)
     time.sleep(2)  # a requeue would make the job PENDING again by now
-    info = SLURMJobMonitor(slurm_env).get_job_states([job_id])[job_id]
+    info = monitor.get_job_states([job_id])[job_id]
     assert (info.state, info.restart_count) == (JobState.CANCELLED, 0), info
     assert _status(run_dir) == "preempted"  # it checkpointed: a resubmission continues it
     assert "presently disabled" in log.read_text()  # the trainer's requeue was refused
+
+
+def _active(commands: SlurmCommands, job_ids: list[str]) -> list[str]:
+    states = SLURMJobMonitor(commands).get_job_states(job_ids)
+    return [job_id for job_id in job_ids if states[job_id].state in ACTIVE_STATES]
+
+
+def _squeue_ids(commands: SlurmCommands) -> list[str]:
+    return sorted(line.split("|")[0] for line in commands.squeue().splitlines() if line.strip())
+
+
+def test_resubmitting_a_sweep_skips_experiments_whose_job_is_queued_or_running(
+    project, slurm_env, capsys
+):
+    grid = _slow_grid(project, [0.01, 0.02])
+    assert main(["sweep", str(grid), "--slurm"]) == 0
+    sweep_dir = project.root / "experiments" / "grid"
+    first, second = (sweep_dir / name for name in ("tiny_lr-0.01", "tiny_lr-0.02"))
+    jobs = {path: _job_id(path) for path in (first, second)}
+    submitted = _squeue_ids(slurm_env)
+    config_text = (first / "config.yaml").read_text()
+    capsys.readouterr()
+
+    assert main(["sweep", str(grid), "--slurm"]) == 0  # both still queued or running
+
+    out = capsys.readouterr().out
+    for path, job_id in jobs.items():
+        assert f"{path.name}: skipped, its job {job_id} is " in out, out
+        assert _job_id(path) == job_id  # the record still names the live job
+    assert "nothing submitted" in out
+    assert _squeue_ids(slurm_env) == submitted  # no second job
+    assert (first / "config.yaml").read_text() == config_text
+
+    # Once one experiment's job has ended, a resubmission submits that one only.
+    assert main(["cancel", str(sweep_dir), "tiny_lr-0.01"]) == 0
+    SLURMJobMonitor(slurm_env).wait_for_jobs([jobs[first]], timeout_s=60, poll_interval_s=0.5)
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--slurm"]) == 0
+    out = capsys.readouterr().out
+    assert f"tiny_lr-0.02: skipped, its job {jobs[second]} is " in out, out
+    assert _job_id(first) != jobs[first] and _job_id(second) == jobs[second]
+    assert f"tiny_lr-0.01: job {_job_id(first)}" in out
+    submitted_jobs = [*jobs.values(), _job_id(first)]
+
+    # --resubmit-active submits even an experiment whose job runs (its run lock stops it).
+    assert main(["sweep", str(grid), "--slurm", "--resubmit-active"]) == 0
+    assert _job_id(second) != jobs[second]
+    submitted_jobs += [_job_id(first), _job_id(second)]
+    for job_id in _active(slurm_env, submitted_jobs):
+        cancel_for_good(job_id, slurm_env)
+    # before the test Slurm stops: a job still ending then would leave its slurmstepd behind
+    _wait_for(lambda: not _active(slurm_env, submitted_jobs), "the end of every job")

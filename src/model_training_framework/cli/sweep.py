@@ -6,7 +6,9 @@ Modes (exactly one):
   ``job.sbatch.sh``, ``code_version.json``) and the job-array script, list the experiments with
   their swept values, and print the first job script. Needs no Slurm.
 * ``--local [--parallel N]``: run the experiments as local processes, N at a time.
-* ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array.
+* ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array. An experiment whose
+  job from an earlier submission is still queued or running is skipped (with a message);
+  ``--resubmit-active`` submits it anyway, ``mtf cancel`` stops that job.
 
 Every experiment runs ``python -m model_training_framework.experiment.entry --config
 <experiment dir>/config.yaml`` from the project root (under Slurm: from a snapshot of it), so
@@ -123,6 +125,27 @@ def _run_slurm(
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
+def _without_active_jobs(experiments: list[Any], sweep_dir: Path) -> list[Any]:
+    """The experiments to submit: those whose recorded Slurm job is not queued or running.
+
+    A second job would train the same run directory: it waits in the queue for nothing, or
+    starts and stops at once on the run's lock; and rewriting ``config.yaml`` under a queued
+    job changes what that job (or its requeue) runs.
+    """
+    from model_training_framework.launch.slurm.monitor import SLURMJobMonitor
+    from model_training_framework.launch.slurm.submissions import active_jobs
+
+    by_dir = {sweep_dir / experiment.experiment_name: experiment for experiment in experiments}
+    active = active_jobs(list(by_dir), SLURMJobMonitor())
+    for experiment_dir, info in sorted(active.items()):
+        print(
+            f"  {experiment_dir.name}: skipped, its job {info.job_id} is {info.state.value} "
+            f"(stop it with 'mtf cancel {sweep_dir} {experiment_dir.name}', or submit a second "
+            "job anyway with --resubmit-active)"
+        )
+    return [experiment for path, experiment in by_dir.items() if path not in active]
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``mtf sweep`` with parsed arguments; returns the exit code."""
     from model_training_framework.launch.local import LocalLauncher
@@ -136,6 +159,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     sweep_dir = (args.experiments_dir or project_root / "experiments" / args.grid.stem).resolve()
     search, experiments = _experiments(args.grid, project_root)
     _refuse_foreign_runs(experiments, sweep_dir)  # before the manifest: a refusal writes nothing
+    if args.slurm:
+        _require_sbatch()
+        if not args.resubmit_active:
+            experiments = _without_active_jobs(experiments, sweep_dir)
+        if not experiments:
+            print("nothing submitted: every experiment of the sweep has a queued or running job")
+            return 0
     search.write_manifest(sweep_dir)
     if args.local:
         launcher = LocalLauncher(project_root, sweep_dir, command=RUNNER_COMMAND)
@@ -143,6 +173,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.dry_run:
         return _dry_run(launcher, search, experiments, args.max_concurrent)
+    return _run_slurm(launcher, search, experiments, args.max_concurrent)
+
+
+def _require_sbatch() -> None:
     if shutil.which("sbatch") is None:
         from model_training_framework.errors import LauncherError
 
@@ -150,7 +184,6 @@ def run_sweep(args: argparse.Namespace) -> int:
             "sbatch not found on PATH: submit from a Slurm login node, run the sweep here with "
             "--local, or see its job scripts with --dry-run"
         )
-    return _run_slurm(launcher, search, experiments, args.max_concurrent)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -181,6 +214,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="--slurm: array tasks running at once (%%N); default: no limit",
+    )
+    parser.add_argument(
+        "--resubmit-active",
+        action="store_true",
+        help="--slurm: also submit experiments whose job is still queued or running (by "
+        "default they are skipped)",
     )
     parser.add_argument(
         "--project-root",
