@@ -151,13 +151,30 @@ def test_a_waiting_lock_takes_the_new_file_when_the_unused_one_was_removed(tmp_p
     waiter = RunDirectoryLock(tmp_path / "run", retry_s=5.0)
     waiting = threading.Thread(target=waiter.acquire)
     waiting.start()
-    time.sleep(0.2)  # the waiter has opened the first file and retries its lock
+    _wait_until_open_twice(tmp_path / "run" / LOCK_NAME)  # the waiter retries its lock
     first.release()  # unused: removes the file (and the directory) it created
     waiting.join()
     assert waiter.is_held and (tmp_path / "run" / LOCK_NAME).exists()
     with pytest.raises(RunDirectoryBusyError):
         RunDirectoryLock(tmp_path / "run", retry_s=0.0).acquire()
-    waiter.release()
+    waiter.release()  # unused too: it removes the file and the directory it made anew
+    assert list(tmp_path.iterdir()) == []
+
+
+def _wait_until_open_twice(path, timeout_s=10.0):
+    """Until this process has ``path`` open twice (Linux: /proc/self/fd)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                continue
+        if links.count(str(path)) >= 2:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{path} was not opened twice within {timeout_s} s")
 
 
 def test_owner_record_round_trips_and_describes_itself():

@@ -216,8 +216,9 @@ class RunDirectoryLock:
         """
         if self._fd is not None:
             return
-        self._created_dirs = missing_directories(self.run_dir)
         while True:
+            # per try: after a removed unused file, this process may make the directory anew
+            self._created_dirs = missing_directories(self.run_dir)
             fd = self._open()
             try:
                 self._lock(fd)
