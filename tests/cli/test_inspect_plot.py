@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 
@@ -37,14 +38,46 @@ def test_inspect_json_is_machine_readable(finished_run, capsys):
     assert info["sections"]["model"]["num_tensors"] == 4
 
 
-def test_inspect_of_a_non_checkpoint_is_a_one_line_error(project, capsys):
-    (project.root / "bad.ckpt").write_bytes(b"not a checkpoint")
-    assert main(["inspect", "bad.ckpt"]) == EXIT_ERROR
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("experiment.yaml", b"experiment_name: tiny\nseed: 0\n"),
+        ("bad.ckpt", b"not a checkpoint"),
+        ("empty.ckpt", b""),
+        ("archive.zip", None),  # a zip archive, but not one that torch.save wrote
+    ],
+)
+def test_inspect_of_a_file_that_is_no_checkpoint_says_so_and_never_to_delete_it(
+    project, capsys, name, content
+):
+    path = project.root / name
+    if content is None:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "my data")
+    else:
+        path.write_bytes(content)
+
+    assert main(["inspect", name]) == EXIT_ERROR
+
     err = capsys.readouterr().err.strip()
-    assert (
-        err.startswith("mtf: error: checkpoint bad.ckpt is truncated or corrupt")
-        and "\n" not in err
-    )
+    assert err.startswith(f"mtf: error: {name} is not a checkpoint file") and "\n" not in err
+    assert "latest.ckpt" in err and "run directory" in err  # what inspect takes instead
+    assert "corrupt" not in err and "delete" not in err
+    assert path.exists()
+
+
+def test_inspect_of_a_damaged_checkpoint_advises_keeping_it(finished_run, capsys):
+    damaged = finished_run / "damaged.ckpt"
+    data = (finished_run / "latest.ckpt").read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+
+    assert main(["inspect", str(damaged)]) == EXIT_ERROR
+
+    err = capsys.readouterr().err.strip()
+    assert f"checkpoint {damaged} is truncated or corrupt" in err and "\n" not in err
+    assert "delete" not in err and "move it aside and keep it" in err
+    assert "epoch_2_step_16.ckpt" in err  # the checkpoint to resume from instead
 
 
 def test_plot_writes_a_png(finished_run, capsys, tmp_path):

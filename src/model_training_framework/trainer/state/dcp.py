@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
 _METADATA_FILE = ".metadata"
+_KEEP_DAMAGED = (
+    "resume from an older checkpoint; if this one is in the way, move it aside and keep it until "
+    "you know what damaged it"
+)
 _MODEL_PREFIX = "model."
 _OPTIMIZERS_PREFIX = "optimizers."
 # What unpickling a damaged .metadata raises varies with the damage.
@@ -304,14 +308,14 @@ def _read_metadata(folder: Path) -> Any:
     if not (folder / _METADATA_FILE).is_file():
         raise CheckpointError(
             f"checkpoint {folder} has no {_METADATA_FILE} (an incomplete or damaged sharded "
-            "checkpoint); delete it or resume from an older checkpoint"
+            f"checkpoint); {_KEEP_DAMAGED}"
         )
     try:
         return FileSystemReader(str(folder)).read_metadata()
     except _METADATA_ERRORS as err:
         raise CheckpointError(
-            f"checkpoint {folder}: {_METADATA_FILE} is damaged ({_first_line(err)}); delete it "
-            "or resume from an older checkpoint"
+            f"checkpoint {folder}: {_METADATA_FILE} is damaged ({_first_line(err)}); "
+            f"{_KEEP_DAMAGED}"
         ) from err
 
 
@@ -355,7 +359,7 @@ def _verify_shards(folder: Path) -> Any:
             found = "missing" if size is None else f"{size} bytes, needs {end}"
             raise CheckpointError(
                 f"checkpoint {folder}: shard file {name} is truncated or missing ({found}); "
-                "delete it or resume from an older checkpoint"
+                f"{_KEEP_DAMAGED}"
             )
     return metadata
 

@@ -7,7 +7,8 @@ values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code 
 # NOTE [checkpoint integrity]: ``torch.load`` does not verify the CRC32 sums that
 # ``torch.save`` stores in its zip container, so a bit flip inside tensor data loads silently.
 # :func:`read_checkpoint` therefore checks every zip member's CRC first (cheap next to the
-# unpickling) and reports truncated, corrupt and foreign files as :class:`CheckpointError`.
+# unpickling) and reports truncated, corrupt and foreign files as :class:`CheckpointError`
+# (a file that does not start like a zip archive is "not a checkpoint", never "damaged").
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ _PLAIN_LEAF_TYPES = (
 _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 MAPPING_TYPES = (dict, collections.OrderedDict)
 SEQUENCE_TYPES = (list, tuple, set)
+
+_ZIP_MAGIC = b"PK\x03\x04"  # every file torch.save writes (a zip archive) starts with it
+_TORCH_PICKLE = "data.pkl"  # the member holding the pickled object, in torch.save's archive
 
 # What torch.load raises for damaged files varies with the damage (zip reader, unpickler, ...).
 _LOAD_ERRORS = (
@@ -330,15 +334,31 @@ def read_checkpoint(
         ) from err
 
 
+def _not_a_checkpoint(file: Path, found: str) -> CheckpointError:
+    return CheckpointError(
+        f"{file} is not a checkpoint file ({found}); give a checkpoint the trainer wrote: "
+        f"{LATEST_NAME}, {BEST_NAME} or epoch_<e>_step_<s>.ckpt in a run directory "
+        "(mtf inspect also takes the run directory itself)"
+    )
+
+
 def _verify_zip(file: Path) -> None:
     """See NOTE [checkpoint integrity]."""
+    with file.open("rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if head != _ZIP_MAGIC:  # e.g. the experiment's YAML, passed by mistake: the user's data
+        found = "it is empty" if not head else "it is not a zip archive written by torch.save"
+        raise _not_a_checkpoint(file, found)
     try:
         with zipfile.ZipFile(file) as archive:
             bad_member = archive.testzip()
+            names = archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise _damaged(file, err) from err
     if bad_member is not None:
         raise _damaged(file, f"checksum mismatch in member {bad_member!r}")
+    if not any(name.endswith(_TORCH_PICKLE) for name in names):
+        raise _not_a_checkpoint(file, f"a zip archive without the {_TORCH_PICKLE} of torch.save")
 
 
 def _check_format(file: Path, content: Any) -> None:
@@ -362,8 +382,9 @@ def _check_format(file: Path, content: Any) -> None:
 
 def _damaged(file: Path, reason: object) -> CheckpointError:
     return CheckpointError(
-        f"checkpoint {file} is truncated or corrupt ({reason}); delete it or resume from "
-        f"an older checkpoint{_alternatives_hint(file)}"
+        f"checkpoint {file} is truncated or corrupt ({reason}); resume from another "
+        f"checkpoint{_alternatives_hint(file)}; if it is in the way, move it aside and keep it "
+        "until you know what damaged it (a copy still running, a full disk)"
     )
 
 
