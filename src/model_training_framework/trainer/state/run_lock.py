@@ -46,15 +46,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
-import json
 import logging
 import os
-import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +61,7 @@ from model_training_framework.io_utils import (
     names_open_file,
     remove_empty_directories,
 )
+from model_training_framework.trainer.state.run_owner import RunOwner, parse_owner
 
 __all__ = [
     "LOCK_NAME",
@@ -98,72 +96,6 @@ def _close_inherited_lock_fds() -> None:
 
 
 os.register_at_fork(after_in_child=_close_inherited_lock_fds)
-
-
-@dataclass(frozen=True)
-class RunOwner:
-    """Who owns (or last owned) a run directory, as recorded in its lock file."""
-
-    host: str
-    pid: int
-    started: str  # ISO 8601, UTC
-    slurm_job_id: str | None = None
-
-    @classmethod
-    def of_this_process(cls) -> RunOwner:
-        """This process: host name, pid, the current time and ``$SLURM_JOB_ID`` if set."""
-        job_id = os.environ.get("SLURM_JOB_ID")
-        array_task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        if job_id and array_task and os.environ.get("SLURM_ARRAY_JOB_ID"):
-            job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{array_task}"
-        return cls(
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            slurm_job_id=job_id or None,
-        )
-
-    @classmethod
-    def from_record(cls, text: str) -> RunOwner:
-        """Parse a lock file's record.
-
-        Raises:
-            ValueError: the text is not a record written by :meth:`to_record`.
-        """
-        try:
-            data = json.loads(text)
-            return cls(
-                host=str(data["host"]),
-                pid=int(data["pid"]),
-                started=str(data["started"]),
-                slurm_job_id=data.get("slurm_job_id"),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"not an owner record ({err}): {text[:80]!r}") from err
-
-    def to_record(self) -> str:
-        """The lock file's content: one JSON object."""
-        return json.dumps(asdict(self), sort_keys=True) + "\n"
-
-    def describe(self) -> str:
-        """E.g. ``host node7, pid 4242, started 2026-01-02T03:04:05+00:00, SLURM job 991``."""
-        job = f", SLURM job {self.slurm_job_id}" if self.slurm_job_id else ""
-        return f"host {self.host}, pid {self.pid}, started {self.started}{job}"
-
-    def is_this_process(self) -> bool:
-        return self.host == socket.gethostname() and self.pid == os.getpid()
-
-    def is_gone(self) -> bool:
-        """Whether the owner is known to have exited (only decidable on its own host)."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, owned by another user
-            return False
-        return False
 
 
 @dataclass(frozen=True)
@@ -347,8 +279,8 @@ def read_lock_state(run_dir: str | Path) -> LockState:
                 raise _unsupported(path, err) from err
             if err.errno not in _BUSY:
                 raise
-            return LockState(is_held=True, owner=_parse_owner(_read_text(fd)))
-        return LockState(is_held=False, owner=_parse_owner(_read_text(fd)))
+            return LockState(is_held=True, owner=parse_owner(_read_text(fd)))
+        return LockState(is_held=False, owner=parse_owner(_read_text(fd)))
     finally:
         os.close(fd)
 
@@ -357,18 +289,11 @@ def _read_text(fd: int) -> str:
     return os.pread(fd, 4096, 0).decode("utf-8", errors="replace")
 
 
-def _parse_owner(text: str) -> RunOwner | None:
-    try:
-        return RunOwner.from_record(text) if text.strip() else None
-    except ValueError:
-        return None
-
-
 def _read_owner(fd: int) -> str:
     text = _read_text(fd)
     if not text.strip():
         return "owner not recorded yet: it is still starting"
-    owner = _parse_owner(text)
+    owner = parse_owner(text)
     if owner is None:
         return f"unreadable owner record {text[:80]!r}"
     if owner.is_this_process():
