@@ -116,6 +116,34 @@ def test_slurm_sweep_without_slurm_is_a_one_line_error(project, capsys, monkeypa
     assert "sbatch" in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#SBATCH --time={{TIMEE}}",  # an unknown placeholder: refused when the template is read
+        "echo {{LAUNCH}}",  # {{LAUNCH}} inside a line: refused when a script is rendered
+    ],
+)
+def test_a_sweep_with_a_bad_template_writes_nothing(project, capsys, line):
+    grid = _grid(project)
+    template = project.root / "my.sbatch.sh"
+    template.write_text("#!/bin/bash\n#SBATCH --job-name={{JOB_NAME}}\n" + line + "\n")
+
+    assert main(["sweep", str(grid), "--dry-run", "--template", str(template)]) == EXIT_ERROR
+
+    assert capsys.readouterr().err.startswith("mtf: error: ")
+    assert not (project.root / "experiments").exists()  # no manifest for a sweep never made
+
+
+def test_a_sweep_with_a_missing_template_says_so_and_writes_nothing(project, capsys):
+    grid = _grid(project)
+
+    assert main(["sweep", str(grid), "--dry-run", "--template", "my.sbatch.sh"]) == EXIT_ERROR
+
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mtf: error: sbatch template 'my.sbatch.sh' is not a file"), err
+    assert not (project.root / "experiments").exists()
+
+
 def test_sweep_needs_exactly_one_mode(project, capsys):
     grid = _grid(project)
     with pytest.raises(SystemExit) as exit_info:

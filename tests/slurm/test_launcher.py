@@ -14,7 +14,12 @@ from model_training_framework.errors import LauncherError
 from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.experiment.manager import read_config_file
 from model_training_framework.launch.slurm.template import sbatch_directives
-from model_training_framework.slurm import SlurmCommands, SLURMLauncher, read_code_version
+from model_training_framework.slurm import (
+    SlurmCommands,
+    SLURMLauncher,
+    TemplateError,
+    read_code_version,
+)
 
 SPEC_PLACEHOLDERS = [
     "JOB_NAME", "EXPERIMENT_NAME", "EXPERIMENT_DIR", "CONFIG_PATH", "SCRIPT_PATH", "PYTHON",
@@ -305,3 +310,19 @@ def test_a_checkpoint_root_at_the_project_root_still_copies_the_code(git_project
     item = launcher.submit_single_experiment(experiment, git_project / "train.py")
 
     assert (Path(read_code_version(item.experiment_dir).code_dir) / "train.py").is_file()
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_template_that_fails_to_render_writes_nothing(git_project, tmp_path, dry_run):
+    """Rendering fails only once the values are known ({{LAUNCH}} inside a line): before any
+    experiment directory, and before the code snapshot that a submission copies."""
+    experiments_dir = tmp_path / "experiments"
+    template = "#!/bin/bash\n#SBATCH --job-name={{JOB_NAME}}\necho {{LAUNCH}}\n"
+    launcher = SLURMLauncher(template, git_project, experiments_dir)
+
+    with pytest.raises(TemplateError, match="must stand alone"):
+        launcher.submit_experiment_batch(
+            [{"experiment_name": "a"}], git_project / "train.py", dry_run=dry_run
+        )
+
+    assert not experiments_dir.exists()

@@ -54,15 +54,6 @@ def _experiments(grid_path: Path, project_root: Path) -> tuple[Any, list[Any]]:
     return search, experiments
 
 
-def _refuse_foreign_runs(experiments: list[Any], sweep_dir: Path) -> None:
-    from model_training_framework.launch.experiments import (
-        refuse_foreign_runs,
-        to_experiment_specs,
-    )
-
-    refuse_foreign_runs(to_experiment_specs(experiments), sweep_dir)
-
-
 def _format_values(values: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in values.items()) or "(base config)"
 
@@ -158,7 +149,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     project_root = args.project_root.resolve()
     sweep_dir = (args.experiments_dir or project_root / "experiments" / args.grid.stem).resolve()
     search, experiments = _experiments(args.grid, project_root)
-    _refuse_foreign_runs(experiments, sweep_dir)  # before the manifest: a refusal writes nothing
+    if args.local:
+        launcher = LocalLauncher(project_root, sweep_dir, command=RUNNER_COMMAND)
+    else:
+        launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.slurm:
         _require_sbatch()
         if not args.resubmit_active:
@@ -166,11 +160,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         if not experiments:
             print("nothing submitted: every experiment of the sweep has a queued or running job")
             return 0
+    # before the manifest: a refused experiment or a template that fails writes nothing
+    launcher.check_batch(experiments, None)
     search.write_manifest(sweep_dir)
     if args.local:
-        launcher = LocalLauncher(project_root, sweep_dir, command=RUNNER_COMMAND)
         return _run_local(launcher, search, experiments, args.parallel)
-    launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.dry_run:
         return _dry_run(launcher, search, experiments, args.max_concurrent)
     return _run_slurm(launcher, search, experiments, args.max_concurrent)

@@ -2,13 +2,14 @@
 
 ``submit_experiment_batch(experiments, script_path, max_concurrent, dry_run)`` runs, for both:
 
-1. check everything before any file is written: the experiments (unique names usable as
-   directories, known ``slurm`` keys), ``max_concurrent`` and that a training script is given
-   when the command needs one;
+1. check everything before any file is written (:meth:`Launcher.check_batch`): the experiments
+   (unique names usable as directories, known ``slurm`` keys, no other run in their run
+   directories), ``max_concurrent``, that a training script is given when the command needs
+   one, and each job file rendered once against the live project (so a bad sbatch template
+   fails here, before the code copy of step 2);
 2. record the code version (a launcher that runs jobs from a copy also copies the code);
 3. build each experiment's command (``{PYTHON} {SCRIPT_PATH} --config {CONFIG_PATH}`` by default)
-   and the launcher's job file, if any (the Slurm launcher renders its sbatch script here, so a
-   bad template also fails before any write);
+   and the launcher's job file, if any (the Slurm launcher renders its sbatch script here);
 4. write each experiment directory: ``config.yaml``, ``logs/``, ``code_version.json`` and the
    job file;
 5. start the jobs (not on a dry run): a subclass's :meth:`Launcher._launch`.
@@ -198,10 +199,22 @@ class Launcher:
         self._launch(prepared, outcome, max_concurrent, dry_run)
         return outcome
 
+    def check_batch(self, experiments: Sequence[object], script_path: str | Path | None) -> None:
+        """Run every check of :meth:`submit_experiment_batch` that precedes its first write.
+
+        Each job file is rendered against the live project (the code copy does not exist
+        yet), so a template that fails to render fails here. Nothing is written.
+
+        Raises:
+            ValueError, TypeError, ConfigError: as :meth:`submit_experiment_batch`.
+            TemplateError: the sbatch template cannot be rendered for an experiment.
+        """
+        self._checked_specs(experiments, script_path)
+
     # ------------------------------------------------------------------ the shared steps
-    def _prepare(
-        self, experiments: Sequence[object], script_path: str | Path | None, dry_run: bool
-    ) -> list[PreparedExperiment]:
+    def _checked_specs(
+        self, experiments: Sequence[object], script_path: str | Path | None
+    ) -> list[ExperimentSpec]:
         specs = to_experiment_specs(experiments)  # validates names and slurm sections, no writes
         specs = with_run_roots_under(specs, self.project_root)
         refuse_foreign_runs(specs, self.experiments_dir)
@@ -210,6 +223,16 @@ class Launcher:
                 "script_path is None but the job runs the training script ({SCRIPT_PATH} in the "
                 "command, or SCRIPT_PATH in the sbatch template); pass the training script path"
             )
+        live = CodeVersion(str(self.project_root), str(self.project_root), None, "", None, None, "")
+        job_script = self._job_script_path(script_path, live)
+        for spec in specs:
+            self._prepared(spec, live, job_script)
+        return specs
+
+    def _prepare(
+        self, experiments: Sequence[object], script_path: str | Path | None, dry_run: bool
+    ) -> list[PreparedExperiment]:
+        specs = self._checked_specs(experiments, script_path)
         code = take_snapshot(
             self.project_root,
             self.experiments_dir / SNAPSHOTS_DIRNAME,
@@ -217,12 +240,7 @@ class Launcher:
             copy_code=self._copies_code(dry_run),
         )
         job_script = self._job_script_path(script_path, code)
-        prepared = []
-        for spec in specs:
-            paths = ExperimentPaths.under(self.experiments_dir, spec.name)
-            command = self._command(spec, paths, job_script)
-            item = PreparedExperiment(spec, paths, command)
-            prepared.append(replace(item, job_file=self._job_file(item, code, job_script)))
+        prepared = [self._prepared(spec, code, job_script) for spec in specs]
         prepare_experiment_dirs(specs, [item.paths for item in prepared])
         for item in prepared:
             write_code_version(item.paths.experiment_dir, code)
@@ -230,6 +248,14 @@ class Launcher:
                 item.paths.script_path.write_text(item.job_file, encoding="utf-8")
                 item.paths.script_path.chmod(0o755)
         return prepared
+
+    def _prepared(
+        self, spec: ExperimentSpec, code: CodeVersion, job_script: str
+    ) -> PreparedExperiment:
+        """The experiment's paths, command and rendered job file (nothing written)."""
+        paths = ExperimentPaths.under(self.experiments_dir, spec.name)
+        item = PreparedExperiment(spec, paths, self._command(spec, paths, job_script))
+        return replace(item, job_file=self._job_file(item, code, job_script))
 
     def _job_script_path(self, script_path: str | Path | None, code: CodeVersion) -> str:
         """The training script as the job sees it: inside the code copy when it has one."""

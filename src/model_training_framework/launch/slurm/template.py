@@ -213,14 +213,12 @@ class SBATCHTemplateEngine:
 
 
 def _load(template: str | Path) -> tuple[str, str]:
-    if isinstance(template, Path):
-        return str(template), template.read_text(encoding="utf-8")
-    if "\n" in template or "{{" in template:
+    if not isinstance(template, Path) and ("\n" in template or "{{" in template):
         return "<text>", template
     path = Path(template)
     if not path.is_file():
         raise FileNotFoundError(
-            f"sbatch template {template!r} is not a file; pass a path to an existing template or "
+            f"sbatch template {str(template)!r} is not a file; pass a path to an existing template or "
             "the template text itself"
         )
     return str(path), path.read_text(encoding="utf-8")
