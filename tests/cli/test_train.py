@@ -291,3 +291,21 @@ def test_a_finished_run_rerun_with_the_same_limits_returns_at_once(project, stop
     assert {k: v for k, v in after.items() if k.endswith(".ckpt")} == {
         k: v for k, v in checkpoints.items() if k.endswith(".ckpt")
     }
+
+
+@pytest.mark.parametrize("stop", ["completed", "early_stopped"])
+def test_a_finished_run_rerun_keeps_its_config_and_status_records(project, stop):
+    changes = {"training": {"max_epochs": 2}}
+    if stop == "early_stopped":  # nothing counts as an improvement: stops at the 2nd evaluation
+        changes.update(training={"max_epochs": 20}, early_stopping_patience=1)
+        changes.update(early_stopping_min_delta=1e9)
+    config = project.write_config(**changes)
+    assert main(["train", str(config)]) == 0
+    records = [project.run_dir() / name for name in ("experiment.yaml", "status.json")]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in records}
+
+    # same limits (a learning rate change is only warned about): nothing to train, nothing to
+    # record; experiment.yaml still describes the config the run trained with
+    assert main(["train", str(config), "--set", "optimizer.lr=0.05"]) == 0
+
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in records} == before

@@ -24,8 +24,9 @@ How each section is built (factories, loaders, optimizer, scheduler) is describe
 :mod:`.builders`.
 
 The run writes ``experiment.yaml`` (the full config) and ``status.json`` (``running``, then the
-final status, step, epoch and metrics, or ``failed`` with the error when ``fit`` raises) into its run directory
-``<checkpoint.root_dir>/<experiment_name>/``; ``mtf status`` and ``mtf resume`` read them.
+final status, step, epoch, metrics and training limits, or ``failed`` with the error when ``fit`` raises) into its run directory
+``<checkpoint.root_dir>/<experiment_name>/``; ``mtf status`` and ``mtf resume`` read them. A
+finished run rerun under the limits it finished with trains nothing and leaves both as they are.
 
 As a script (what the launchers run)::
 
@@ -204,28 +205,67 @@ class _RunRecords(TrainerHooks):
 
     ``experiment.yaml`` and the ``running`` status are written when ``fit`` has accepted the run
     (its checks passed, it resumed or started), so a rejected rerun writes nothing; the final
-    status when it ends, and ``failed`` (with the error) when it fails after that.
+    status when it ends, and ``failed`` (with the error) when it fails after that. A finished
+    run rerun with the same limits (SPEC section 10: it returns at once with its status) keeps
+    its records as they are: ``experiment.yaml`` goes on describing the config it trained with.
     """
 
     def __init__(self, config: ExperimentConfig) -> None:
         self._config = config
         self._has_started = False
+        self._finished_status: tuple[str, int] | None = None  # a finished run's, when rerun
 
     def on_train_start(self, trainer: Any) -> None:
         self._has_started = True
-        if trainer.is_rank_zero:
+        if not trainer.is_rank_zero:
+            return
+        self._finished_status = _finished_status(trainer, self._config)
+        if self._finished_status is None:
             self._config.to_yaml(_prepared(trainer.run_dir) / EXPERIMENT_RECORD)
             _write_json(trainer.run_dir / STATUS_RECORD, _status_record(None))
 
     def on_train_end(self, trainer: Any, result: FitResult) -> None:
-        if trainer.is_rank_zero:
-            _write_json(trainer.run_dir / STATUS_RECORD, _status_record(result))
+        if not trainer.is_rank_zero or self._finished_status == (
+            result.status.value,
+            result.global_step,
+        ):
+            return
+        if self._finished_status is not None:  # it trained after all: record what it ran
+            self._config.to_yaml(trainer.run_dir / EXPERIMENT_RECORD)
+        record = {**_status_record(result), **_limits(self._config)}
+        _write_json(trainer.run_dir / STATUS_RECORD, record)
 
     def on_exception(self, trainer: Any, exception: BaseException) -> None:
         if self._has_started and trainer.is_rank_zero:  # a crashed run must not stay "running"
             record = {**_status_record(None), "status": "failed", "error": repr(exception)}
             record.pop("pid")
             _write_json(trainer.run_dir / STATUS_RECORD, record)
+
+
+_FINISHED = ("completed", "early_stopped")
+
+
+def _limits(config: ExperimentConfig) -> dict[str, int | None]:
+    """The training limits, kept in the final status: a rerun under the same ones of a
+    finished run trains nothing."""
+    return {"max_epochs": config.training.max_epochs, "max_steps": config.training.max_steps}
+
+
+def _finished_status(trainer: Any, config: ExperimentConfig) -> tuple[str, int] | None:
+    """(status, global step) recorded by a run that ended (completed or early-stopped) under
+    the limits of ``config`` at the step ``fit`` resumed from; None for any other run."""
+    try:
+        record = read_status(trainer.run_dir)
+    except ValueError:  # an unreadable status.json is replaced with a fresh one, as before
+        return None
+    if (
+        record is None
+        or record.get("status") not in _FINISHED
+        or record.get("global_step") != trainer.global_step
+        or {key: record.get(key, "unknown") for key in _limits(config)} != _limits(config)
+    ):
+        return None
+    return str(record["status"]), trainer.global_step
 
 
 def _code_directories(
