@@ -64,9 +64,14 @@ def _job_id(experiment_dir: Path) -> str:
 
 @pytest.fixture
 def slurm_env(slurm_cluster, monkeypatch):
-    """``mtf`` and its jobs talk to the test Slurm."""
+    """``mtf`` and its jobs talk to the test Slurm; jobs a failed test left behind are cancelled
+    (a job still running when the test Slurm stops would outlive it)."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.slurm_conf)
-    return SlurmCommands(env=slurm_cluster.env)
+    commands = SlurmCommands(env=slurm_cluster.env)
+    yield commands
+    for job_id in _active(commands, _squeue_ids(commands)):
+        cancel_for_good(job_id, commands)
+    _wait_for(lambda: not _active(commands, _squeue_ids(commands)), "the end of every job")
 
 
 def test_cancel_checkpoints_the_run_and_the_job_stays_cancelled(project, slurm_env, capsys):
@@ -77,6 +82,10 @@ def test_cancel_checkpoints_the_run_and_the_job_stays_cancelled(project, slurm_e
     job_id = _job_id(experiment_dir)
     _wait_for(lambda: (run_dir / "latest.ckpt").exists(), "a first checkpoint")
     capsys.readouterr()
+    assert main(["status", "experiments/grid", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["status"], row["job_id"], row["job_state"]) == ("running", job_id, "RUNNING")
+    assert row["epoch"] is not None and row["global_step"] >= 4  # where the running job is
 
     assert main(["cancel", "experiments/grid"]) == 0
 
@@ -132,13 +141,8 @@ def test_resubmitting_a_sweep_skips_experiments_whose_job_is_queued_or_running(
     assert f"tiny_lr-0.02: skipped, its job {jobs[second]} is " in out, out
     assert _job_id(first) != jobs[first] and _job_id(second) == jobs[second]
     assert f"tiny_lr-0.01: job {_job_id(first)}" in out
-    submitted_jobs = [*jobs.values(), _job_id(first)]
 
     # --resubmit-active submits even an experiment whose job runs (its run lock stops it).
     assert main(["sweep", str(grid), "--slurm", "--resubmit-active"]) == 0
     assert _job_id(second) != jobs[second]
-    submitted_jobs += [_job_id(first), _job_id(second)]
-    for job_id in _active(slurm_env, submitted_jobs):
-        cancel_for_good(job_id, slurm_env)
-    # before the test Slurm stops: a job still ending then would leave its slurmstepd behind
-    _wait_for(lambda: not _active(slurm_env, submitted_jobs), "the end of every job")
+    # (the fixture cancels the jobs still running)

@@ -17,6 +17,8 @@ from model_training_framework.trainer import (
 )
 from model_training_framework.trainer.state.run_lock import RunDirectoryLock
 
+from .conftest import experiment_dict
+
 
 def test_status_reads_epoch_and_step_from_the_latest_checkpoint(tmp_path, capsys):
     model = torch.nn.Linear(2, 1)
@@ -85,3 +87,32 @@ def _table(capsys, folder) -> list[list[str]]:
     capsys.readouterr()
     assert main(["status", str(folder)]) == 0
     return [line.split() for line in capsys.readouterr().out.splitlines()]
+
+
+PROBE_STEP = """
+from model_training_framework.cli.main import main
+from {module} import training_step as _training_step
+
+
+def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    if trainer.global_step == 11 and batch_idx == 1:  # 11 steps done: what does status say?
+        main(["status", "runs", "--json"])
+    return _training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
+"""
+
+
+def test_a_running_run_shows_its_last_logged_epoch_step_and_loss(project, capsys):
+    probe = f"probe_{project.module}"
+    (project.root / f"{probe}.py").write_text(PROBE_STEP.format(module=project.module))
+    model = {**experiment_dict(project.module)["model"], "training_step": f"{probe}.training_step"}
+    config = project.write_config(model=model, log_loss_every_n_steps=1)
+
+    assert main(["train", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    row = json.loads(out[out.index("[") : out.index("]") + 1])[0]
+    assert (row["name"], row["status"]) == ("tiny", "running")
+    records = [json.loads(line) for line in (project.run_dir() / "metrics.jsonl").open()]
+    validated = [r for r in records if r["step"] <= 11 and "val/loss" in r]
+    assert (row["epoch"], row["global_step"]) == (1, 11)  # the last step logged (8 per epoch)
+    assert (row["loss_key"], row["loss"]) == ("val/loss", validated[-1]["val/loss"])  # step 8

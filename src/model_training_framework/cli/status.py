@@ -10,7 +10,8 @@ exited non-zero before training, see its ``logs/``), epoch, step, the latest ``v
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
 
 A run whose directory lock (``.lock``) a live process holds is ``running``, whatever its files
-say, and the owner (host, pid, start, SLURM job) is shown. A run whose ``status.json`` says
+say, and the owner (host, pid, start, SLURM job) is shown; its epoch, step and loss are the last
+ones its ``metrics.jsonl`` logged (before its first log: its latest checkpoint's). A run whose ``status.json`` says
 ``running`` but whose lock is free is ``stale``: its process died without recording an end
 (SIGKILL, node failure, out of memory); rerun it to resume from its latest checkpoint.
 """
@@ -30,6 +31,9 @@ __all__ = ["ExperimentStatus", "add_parser", "collect_status", "run_status"]
 _CONFIG = "config.yaml"
 _MAX_DEPTH = 4
 _LOSS_KEYS = ("val/loss", "train/loss")
+_METRICS = "metrics.jsonl"
+_PROGRESS = ("epoch", "global_step", "metrics")
+_TAIL_BYTES = 1 << 16  # enough for the last records of any run's metrics.jsonl
 RUNNING = "running"
 STALE = "stale"
 
@@ -91,6 +95,11 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
             status, owner = STALE, None if owner is None else f"{owner} (exited)"
         else:
             owner = None
+    if status == RUNNING:  # its records say where it started; its log says where it is now
+        progress = _progress_from_metrics(run_dir) or _record_from_checkpoint(run_dir) or {}
+        record = {**record, **{key: progress[key] for key in _PROGRESS if key in progress}}
+        metrics = record.get("metrics") or {}
+        loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
     row = ExperimentStatus(
         name=name,
         status=status,
@@ -106,6 +115,35 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
 
         row.job_id = read_submitted_job(experiment_dir)
     return row
+
+
+def _progress_from_metrics(run_dir: Path) -> dict | None:
+    """Epoch, step and losses of the last records of the run's ``metrics.jsonl`` (None when
+    it has none yet). Only the end of the file is read: it grows with every logged step."""
+    path = run_dir / _METRICS
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        handle.seek(max(0, handle.seek(0, 2) - _TAIL_BYTES))
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    records = []
+    for line in reversed(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # the line being written, or one cut by the seek
+            continue
+    records = [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    if not records:
+        return None
+    epoch = next((r["epoch"] for r in records if isinstance(r.get("epoch"), float)), None)
+    losses = {}  # the newest value of each (records run newest first)
+    for key in _LOSS_KEYS:
+        losses.update(next(({key: r[key]} for r in records if key in r), {}))
+    return {
+        "global_step": records[0]["step"],
+        "epoch": None if epoch is None else int(epoch),
+        "metrics": losses,
+    }
 
 
 def _record_from_local_run(experiment_dir: Path | None) -> dict | None:
