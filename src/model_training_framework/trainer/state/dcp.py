@@ -39,7 +39,6 @@ from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import atomic_write, fsync_directory, temp_path_for
 from model_training_framework.trainer.state.checks import check_finite
 from model_training_framework.trainer.state.file_format import (
-    check_payload_types,
     read_checkpoint,
     write_checkpoint,
 )
@@ -49,6 +48,7 @@ from model_training_framework.trainer.state.format import (
     TENSOR_KEYS,
     link_or_copy,
 )
+from model_training_framework.trainer.state.payload_types import check_payload_types
 
 __all__ = ["STATE_FILE", "DcpDirectoryFormat", "consolidate_checkpoint", "tensor_sections"]
 

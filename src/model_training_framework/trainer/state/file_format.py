@@ -1,8 +1,10 @@
-"""Checkpoint file format: what a file holds, how it is named, written, read and checked.
+"""Checkpoint file format: what a file holds, how it is written, read and checked.
 
 A checkpoint file is ``torch.save`` of one dict: the metadata keys below plus the trainer's
 payload (one entry per component ``state_dict()``). Payloads hold only tensors and plain Python
-values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code runs on load).
+values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code runs on load;
+``state/payload_types.py`` checks that before a write). How files are named is
+``state/file_names.py``; this module re-exports both modules' names for its callers.
 
 # NOTE [checkpoint integrity]: ``torch.load`` does not verify the CRC32 sums that
 # ``torch.save`` stores in its zip container, so a bit flip inside tensor data loads silently.
@@ -13,12 +15,8 @@ values, so files load with ``torch.load(weights_only=True)`` (no arbitrary code 
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
-import os
 import pickle
-import re
-import string
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +26,17 @@ import torch
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import atomic_write
+from model_training_framework.trainer.state.file_names import (
+    BEST_NAME,
+    LATEST_NAME,
+    FilenamePattern,
+)
 from model_training_framework.trainer.state.layout import FORMAT_VERSION, upgrade
+from model_training_framework.trainer.state.payload_types import (
+    MAPPING_TYPES,
+    SEQUENCE_TYPES,
+    check_payload_types,
+)
 from model_training_framework.version import __version__
 
 __all__ = [
@@ -63,9 +71,6 @@ GLOBAL_STEP_KEY = "global_step"
 METRICS_KEY = "metrics"
 CODE_VERSION_KEY = "code_version"
 MANAGER_KEY = "checkpoint_manager"
-LATEST_NAME = "latest.ckpt"
-BEST_NAME = "best.ckpt"
-_TEMPLATE_FIELDS = ("epoch", "step")
 METADATA_KEYS = (
     FORMAT_VERSION_KEY,
     FRAMEWORK_VERSION_KEY,
@@ -76,23 +81,6 @@ METADATA_KEYS = (
     CODE_VERSION_KEY,
     MANAGER_KEY,
 )
-
-# Exact types (not isinstance): a str-Enum member is a str but does not load with weights_only.
-_PLAIN_LEAF_TYPES = (
-    type(None),
-    bool,
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    torch.dtype,
-    torch.device,
-    torch.Size,
-)
-_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-MAPPING_TYPES = (dict, collections.OrderedDict)
-SEQUENCE_TYPES = (list, tuple, set)
 
 _ZIP_MAGIC = b"PK\x03\x04"  # every file torch.save writes (a zip archive) starts with it
 _TORCH_PICKLE = "data.pkl"  # the member holding the pickled object, in torch.save's archive
@@ -108,58 +96,6 @@ _LOAD_ERRORS = (
     pickle.UnpicklingError,
     zipfile.BadZipFile,
 )
-
-
-class FilenamePattern:
-    """Formats ``filename_template`` and recognises (and parses) the names it produces.
-
-    Args:
-        template: ``checkpoint.filename_template``.
-
-    Raises:
-        ValueError: The template lacks ``{step}``, uses another field, or is not a plain name.
-    """
-
-    def __init__(self, template: str) -> None:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        unknown = sorted(set(fields) - set(_TEMPLATE_FIELDS))
-        if unknown or "step" not in fields:
-            raise ValueError(
-                f"checkpoint.filename_template {template!r} must contain {{step}} and may "
-                f"contain only {{epoch}} and {{step}} (found {fields}); "
-                "e.g. 'epoch_{epoch}_step_{step}.ckpt'"
-            )
-        if "/" in template or os.sep in template or template.startswith("."):
-            raise ValueError(
-                f"checkpoint.filename_template {template!r} must be a plain file name "
-                "(no directory separators, not starting with '.')"
-            )
-        self.template = template
-        self._regex = re.compile(self._to_regex(template))
-
-    @staticmethod
-    def _to_regex(template: str) -> str:
-        parts, seen = [], set()
-        for literal, field, _, _ in string.Formatter().parse(template):
-            parts.append(re.escape(literal))
-            if field is not None:
-                parts.append(r"-?\d+" if field in seen else rf"(?P<{field}>-?\d+)")
-                seen.add(field)
-        return "^" + "".join(parts) + "$"
-
-    def format(self, *, epoch: int, step: int) -> str:
-        name = self.template.format(epoch=epoch, step=step)
-        if name in (LATEST_NAME, BEST_NAME):
-            raise ValueError(f"checkpoint.filename_template produced the reserved name {name!r}")
-        return name
-
-    def sort_key(self, path: Path) -> tuple[int, int, str] | None:
-        """(step, epoch, name) for a periodic checkpoint name, None for any other file."""
-        match = self._regex.match(path.name)
-        if match is None or path.name in (LATEST_NAME, BEST_NAME):
-            return None
-        groups = match.groupdict()
-        return int(groups["step"]), int(groups.get("epoch") or 0), path.name
 
 
 def make_file_content(
@@ -204,35 +140,6 @@ def make_file_content(
         MANAGER_KEY: dict(manager_state),
         **payload,
     }
-
-
-def check_payload_types(payload: Mapping[str, Any]) -> None:
-    """Check that ``payload`` holds only values that load with ``weights_only=True``.
-
-    Allowed: tensors, ``None``, bool, int, float, complex, str, bytes, ``torch.dtype``,
-    ``torch.device``, ``torch.Size``, and dict/OrderedDict/list/tuple/set of these.
-
-    Args:
-        payload: The checkpoint payload.
-
-    Raises:
-        CheckpointError: Names the first offending entry by its key path and type.
-    """
-    stack: list[tuple[str, Any]] = [("payload", payload)]
-    while stack:
-        where, value = stack.pop()
-        kind = type(value)
-        if kind in _TENSOR_TYPES or kind in _PLAIN_LEAF_TYPES:
-            continue
-        if kind in MAPPING_TYPES:
-            for key, item in value.items():
-                if type(key) not in _PLAIN_LEAF_TYPES:
-                    raise _type_error(f"{where} key {key!r}", key)
-                stack.append((f"{where}[{key!r}]", item))
-        elif kind in SEQUENCE_TYPES:
-            stack.extend((f"{where}[{idx}]", item) for idx, item in enumerate(value))
-        else:
-            raise _type_error(where, value)
 
 
 def write_checkpoint(path: str | Path, content: Mapping[str, Any]) -> None:
@@ -398,14 +305,3 @@ def _alternatives_hint(file: Path) -> str:
         if p.name != file.name and p.is_file() and not p.is_symlink()
     )
     return f": {', '.join(others)} (in {folder})" if others else f" (none other in {folder})"
-
-
-def _type_error(where: str, value: Any) -> CheckpointError:
-    kind = type(value)
-    return CheckpointError(
-        f"{where} is a {kind.__module__}.{kind.__qualname__}, which checkpoints do not store "
-        "(they must load with torch.load(weights_only=True)); make the state_dict() that "
-        "produced it return tensors, None, bool, int, float, str or bytes, or lists, tuples "
-        "and dicts of these (e.g. float(x) for a NumPy scalar, torch.from_numpy(a) for an "
-        "array, member.value for an Enum)"
-    )

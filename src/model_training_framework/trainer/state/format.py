@@ -23,10 +23,10 @@ from typing import Any, Protocol
 from model_training_framework.io_utils import fsync_directory, temp_path_for
 from model_training_framework.trainer.state.checks import check_finite
 from model_training_framework.trainer.state.file_format import (
-    check_payload_types,
     read_checkpoint,
     write_checkpoint,
 )
+from model_training_framework.trainer.state.payload_types import check_payload_types
 from model_training_framework.trainer.state.snapshot import CpuSnapshot
 
 __all__ = [

@@ -36,12 +36,14 @@ from model_training_framework.trainer.state.best_metric import BestMetric
 from model_training_framework.trainer.state.checks import describe_save_error
 from model_training_framework.trainer.state.code_version import get_code_version
 from model_training_framework.trainer.state.file_format import (
-    BEST_NAME,
     FORMAT_VERSION,
-    LATEST_NAME,
     MANAGER_KEY,
-    FilenamePattern,
     make_file_content,
+)
+from model_training_framework.trainer.state.file_names import (
+    BEST_NAME,
+    LATEST_NAME,
+    FilenamePattern,
 )
 from model_training_framework.trainer.state.format import CheckpointFormat, SingleFileFormat
 from model_training_framework.trainer.state.inspect import describe_checkpoint

@@ -28,7 +28,7 @@ from typing import Any
 
 from model_training_framework.errors import CheckpointError
 from model_training_framework.io_utils import fsync_directory
-from model_training_framework.trainer.state.file_format import (
+from model_training_framework.trainer.state.file_names import (
     BEST_NAME,
     LATEST_NAME,
     FilenamePattern,

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from model_training_framework.trainer.state.file_format import MAPPING_TYPES, SEQUENCE_TYPES
+from model_training_framework.trainer.state.payload_types import MAPPING_TYPES, SEQUENCE_TYPES
 
 __all__ = ["CpuSnapshot"]
 
