@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -147,6 +150,40 @@ def test_reference_hook_loaded_from_the_config_is_adapted_too():
     assert len(caught) == 3
     dispatcher.call("on_train_end", object(), "result")
     assert dispatcher.hooks[0].ended == 1
+
+
+def test_reference_signature_warnings_point_at_the_users_call(tmp_path):
+    # Python shows a DeprecationWarning by default only when it is attributed to __main__, so
+    # the warning must name the user's add_hook / GenericTrainer line, not the package's.
+    with pytest.warns(DeprecationWarning) as caught:
+        _trainer(tmp_path).add_hook(ReferenceStyleHook())
+    with pytest.warns(DeprecationWarning) as from_config:
+        _trainer(tmp_path, hooks={"hook_classes": [f"{__name__}.ReferenceStyleHook"]})
+    assert len(caught) == len(from_config) == 3
+    assert {Path(w.filename) for w in [*caught, *from_config]} == {Path(__file__)}
+
+
+def test_a_script_adding_a_reference_hook_shows_the_warning(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import torch\n"
+        "from model_training_framework.trainer import *\n"
+        "class Old(TrainerHooks):\n"
+        "    def on_train_end(self, trainer):\n"
+        "        pass\n"
+        "model = torch.nn.Linear(1, 1)\n"
+        "config = GenericTrainerConfig(train_loader_config=MultiDataLoaderConfig())\n"
+        "trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])\n"
+        "trainer.add_hook(Old())\n",
+        encoding="utf-8",
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Old.on_train_end(trainer) is the reference framework's signature" in done.stderr
+    assert "script.py:9: DeprecationWarning" in done.stderr
 
 
 # ---------------------------------------------------------------- the reference's extra hook methods

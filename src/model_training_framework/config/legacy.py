@@ -38,6 +38,7 @@ __all__ = [
     "UseWandbRule",
     "migrate_legacy_keys",
     "renamed_key_hint",
+    "warn_deprecated",
 ]
 
 _MISSING = object()
@@ -108,6 +109,19 @@ def _users_stacklevel() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def warn_deprecated(message: str) -> None:
+    """Emit a ``DeprecationWarning`` attributed to the user's code that led here.
+
+    The warning names the first calling frame outside this package (the user's ``from_yaml``,
+    ``add_hook`` or ``GenericTrainer(...)`` line), so that Python's default filters, which
+    show a DeprecationWarning only when it is attributed to ``__main__``, show it.
+
+    Args:
+        message: what is deprecated and what to write instead.
+    """
+    warnings.warn(message, DeprecationWarning, stacklevel=_users_stacklevel())
 
 
 def _warn(old: str, new: str, detail: str = "") -> None:

@@ -18,10 +18,11 @@ Example:
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from model_training_framework.config.legacy import warn_deprecated
 
 __all__ = ["LEGACY_SIGNATURES", "LegacySignature", "bind_hook_method"]
 
@@ -109,11 +110,9 @@ def bind_hook_method(
         return method
     legacy = LEGACY_SIGNATURES.get(name)
     if legacy is not None and _accepts(signature, legacy.num_args):
-        warnings.warn(
+        warn_deprecated(  # attributed to the user's add_hook or GenericTrainer(...) line
             f"{label}.{legacy.spelling} is the reference framework's signature; it still "
-            f"works, but {legacy.change}",
-            DeprecationWarning,
-            stacklevel=4,  # the user's add_hook call
+            f"works, but {legacy.change}"
         )
         return legacy.adapt(method)
     accepted = f" or the older {legacy.spelling}" if legacy is not None else ""
