@@ -95,13 +95,7 @@ class FitLoop:
         """Train until the limits, an early stop or a stop request; the status says which."""
         run, state = self._run, self._state
         plan = run.plan
-        if state.stopped_early_under == plan.limits():  # a finished run stays finished
-            self._logger.log_text(
-                "status",
-                f"the run already stopped early at step {state.global_step}; nothing to do "
-                "(raise training.max_epochs or max_steps to train further)",
-                state.global_step,
-            )
+        if state.stopped_early_under == plan.limits():  # NOTE [finished rerun] in run.py
             return FitStatus.EARLY_STOPPED
         state.stopped_early_under = None
         self._parts.module.train()

@@ -150,6 +150,24 @@ class Run:
         """Batches handed out so far in the current epoch."""
         return sum(self.plan.schedule.counts())
 
+    def is_finished(self) -> bool:
+        """Whether this fit resumed a run with nothing left to do under this fit's limits: it
+        stopped early under the same limits, or it reached them, and owes no validation.
+
+        NOTE [finished rerun]: such a fit (SPEC section 10: it returns at once with its status)
+        writes nothing to the run directory: no logger is opened (no ``metrics.jsonl`` record,
+        no ``hparams.json``, no TensorBoard events file), no checkpoint is saved, and the
+        console (or Python logging) says why. Its hooks still run.
+        """
+        state, plan = self.state, self.plan
+        if self.resume is None or state.pending_validation is not None:
+            return False
+        return (
+            state.stopped_early_under == plan.limits()
+            or state.epoch >= plan.max_epochs
+            or plan.steps_done(state.global_step)
+        )
+
     def close(self) -> None:
         """Close the progress display, the trace and the loaders' workers; wait for an
         asynchronous checkpoint write (its error is raised here)."""

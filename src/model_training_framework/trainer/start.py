@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from model_training_framework.errors import ConfigError
 from model_training_framework.trainer.config import GenericTrainerConfig, SamplingStrategy
 from model_training_framework.trainer.data.streams import loader_length
-from model_training_framework.trainer.loggers import Logger, build_logger
+from model_training_framework.trainer.loggers import ConsoleLogger, Logger, NullLogger, build_logger
 from model_training_framework.trainer.loggers.factory import writes_to_console
 from model_training_framework.trainer.parts import TrainerParts
 from model_training_framework.trainer.run import ResumePoint, Run, RunPlan
@@ -193,7 +193,10 @@ def open_logger(
     config: GenericTrainerConfig, run_dir: Path, run: Run, *, is_rank_zero: bool
 ) -> Logger:
     """Open the loggers once the start step is known: records a previous attempt logged after
-    it are dropped, so a resumed run never repeats a step. A resume is announced."""
+    it are dropped, so a resumed run never repeats a step. A resume is announced. A finished
+    run opens none (NOTE [finished rerun] in run.py)."""
+    if run.is_finished():
+        return _finished_run_notice(config, run, is_rank_zero=is_rank_zero)
     opened = build_logger(
         config.logging,
         run_dir,
@@ -211,3 +214,22 @@ def open_logger(
     if not writes_to_console(config.logging):
         logger.info("%s", notice)
     return opened
+
+
+def _finished_run_notice(config: GenericTrainerConfig, run: Run, *, is_rank_zero: bool) -> Logger:
+    """Say that a finished run has nothing to do, on the console when one is configured (else
+    through Python logging); the returned logger writes no file."""
+    state = run.state
+    how = "stopped early" if state.stopped_early_under == run.plan.limits() else "finished"
+    notice = (
+        f"resumed from {run.checkpoint_path} at epoch {state.epoch}, step {state.global_step}: "
+        f"the run already {how}; nothing to do (raise max_epochs or max_steps to train further)"
+    )
+    if not is_rank_zero:
+        return NullLogger()
+    if not writes_to_console(config.logging):
+        logger.info("%s", notice)
+        return NullLogger()
+    console = ConsoleLogger()
+    console.log_text("status", notice, state.global_step)
+    return console

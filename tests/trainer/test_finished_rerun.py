@@ -1,0 +1,88 @@
+"""A finished run (completed or early-stopped) rerun under the same limits returns at once with
+its status and writes nothing to its run directory (SPEC section 10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from model_training_framework.trainer import (
+    FitStatus,
+    GenericTrainer,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+)
+from model_training_framework.trainer.state.run_lock import LOCK_NAME
+
+
+def _loader(seed: int) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        TensorDataset(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)),
+        batch_size=4,
+    )
+
+
+def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+    x, y = batch
+    return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+
+
+def _fit(root: Path, stop: str):
+    early = {"early_stopping_patience": 1, "early_stopping_min_delta": 1e9}
+    model = torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(
+        GenericTrainerConfig(
+            experiment_name="done",
+            seed=0,
+            checkpoint={"root_dir": str(root)},
+            logging={"logger_type": "composite", "composite_loggers": ["console", "tensorboard"]},
+            log_loss_every_n_steps=2,
+            train_loader_config=MultiDataLoaderConfig(),
+            **(early if stop == "early_stopped" else {}),
+        ),
+        model,
+        [torch.optim.SGD(model.parameters(), lr=0.1)],
+    )
+    trainer.set_training_step(_step)
+    trainer.set_validation_step(_step)
+    return trainer.fit([_loader(0)], [_loader(1)], max_epochs=2 if stop == "completed" else 20)
+
+
+def _files(run_dir: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under the run directory (the lock file aside: while a process holds it,
+    it names that process) with its modification time and content."""
+    return {
+        str(path.relative_to(run_dir)): (path.lstat().st_mtime_ns, path.read_bytes())
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file() and path.name != LOCK_NAME
+    }
+
+
+@pytest.mark.parametrize("stop", ["completed", "early_stopped"])
+def test_a_finished_run_rerun_with_the_same_limits_writes_nothing(tmp_path, capsys, stop):
+    first = _fit(tmp_path, stop)
+    assert first.status == FitStatus(stop)
+    run_dir = tmp_path / "done"
+    before = _files(run_dir)
+    assert {"metrics.jsonl", "hparams.json"} <= set(before)
+    assert any(name.startswith("tensorboard/") for name in before)
+
+    capsys.readouterr()
+    again = _fit(tmp_path, stop)
+
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "nothing to do" in said  # one line, on the console
+
+    assert (again.status, again.global_step, again.epoch) == (
+        first.status,
+        first.global_step,
+        first.epoch,
+    )
+    after = _files(run_dir)
+    assert sorted(after) == sorted(before)  # no new file (a TensorBoard events file, ...)
+    changed = [name for name in before if after[name] != before[name]]
+    assert changed == []
