@@ -14,7 +14,14 @@ import yaml
 from model_training_framework.config import ExperimentConfig
 from model_training_framework.config.legacy import TRAINER_RULES, migrate_legacy_keys
 from model_training_framework.errors import ConfigError
-from model_training_framework.trainer import GenericTrainerConfig, SamplingStrategy
+from model_training_framework.experiment.config import OptimizerConfig, TrainingConfig
+from model_training_framework.trainer import (
+    CheckpointConfig,
+    GenericTrainerConfig,
+    MultiDataLoaderConfig,
+    PerformanceConfig,
+    SamplingStrategy,
+)
 
 BOTH = [GenericTrainerConfig, ExperimentConfig]
 
@@ -164,6 +171,52 @@ def test_constructor_points_to_from_dict_for_old_keys():
         ConfigError, match=r"performance\.mixed_precision.*renamed to 'performance\.use_amp"
     ):
         GenericTrainerConfig(performance={"mixed_precision": "16-mixed"})
+
+
+def _trainer_config() -> GenericTrainerConfig:
+    return GenericTrainerConfig(train_loader_config=MultiDataLoaderConfig(dataloader_names=["a"]))
+
+
+@pytest.mark.parametrize(
+    ("section", "old", "new"),
+    [
+        ("", "multi", "train_loader_config"),
+        ("checkpoint", "checkpoint_dir", "checkpoint.root_dir"),
+        ("performance", "mixed_precision", "performance.use_amp"),
+    ],
+)
+def test_assigning_or_reading_an_old_attribute_names_the_new_key(section, old, new):
+    # The guide writes the renames as attributes (`config.multi` -> `config.train_loader_config`).
+    config = _trainer_config()
+    owner = getattr(config, section) if section else config
+    path = f"{section}.{old}" if section else old
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown key; .*renamed to '{new}'"):
+        setattr(owner, old, "x")
+    with pytest.raises(AttributeError, match=rf"'{path}' was renamed to '{new}'"):
+        getattr(owner, old)
+
+
+def test_unknown_attributes_still_raise_a_plain_attribute_error():
+    config = _trainer_config()
+    with pytest.raises(AttributeError, match=r"no attribute 'nonsense'$"):
+        config.nonsense  # noqa: B018
+    assert not hasattr(config.checkpoint, "nonsense")
+
+
+@pytest.mark.parametrize(
+    ("make", "new"),
+    [
+        (lambda: CheckpointConfig(checkpoint_dir="out"), "checkpoint.root_dir"),
+        (lambda: PerformanceConfig(mixed_precision="16-mixed"), "performance.use_amp"),
+        (lambda: TrainingConfig(epochs=3), "training.max_epochs"),
+        (lambda: OptimizerConfig(learning_rate=0.1), "optimizer.lr"),
+    ],
+)
+def test_a_section_built_with_an_old_key_names_the_new_key(make, new):
+    # CheckpointConfig(checkpoint_dir=...) used to suggest 'max_checkpoints'.
+    with pytest.raises(ConfigError, match=rf"unknown key; .*renamed to '{new}'") as caught:
+        make()
+    assert "did you mean" not in str(caught.value)
 
 
 def test_migrate_legacy_keys_is_silent_without_old_keys():

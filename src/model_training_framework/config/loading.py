@@ -25,7 +25,7 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
@@ -41,6 +41,8 @@ from model_training_framework.config.messages import (
     field_issues_from,
     format_validation_error,
     join_field_path,
+    register_legacy_root,
+    renamed_section_key_hint,
     validation_issues,
 )
 from model_training_framework.errors import ConfigError
@@ -136,6 +138,18 @@ class ConfigModel(BaseModel):
             if isinstance(child, ConfigModel):
                 child._set_field_path(join_field_path(self._field_path, name))
 
+    if not TYPE_CHECKING:  # pydantic's __getattr__ (private attributes) is runtime-only too
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError as err:
+                # `config.multi`, as the reference guide writes the renames: name the new key.
+                hint = None if name.startswith("_") else renamed_section_key_hint(type(self), name)
+                if hint is None:
+                    raise
+                raise AttributeError(f"{err}; {hint}") from None
+
     @model_validator(mode="before")
     @classmethod
     def _null_sections_are_defaults(cls, data: Any) -> Any:
@@ -209,6 +223,12 @@ class SerializableConfig(ConfigModel):
     """A top-level config that converts to and from plain dicts and YAML files."""
 
     _legacy_rules: ClassVar[tuple[LegacyRule, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "_legacy_rules" in cls.__dict__:  # its sections' messages name the renamed keys
+            register_legacy_root(cls)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:

@@ -27,6 +27,8 @@ __all__ = [
     "field_issues_from",
     "format_validation_error",
     "join_field_path",
+    "register_legacy_root",
+    "renamed_section_key_hint",
     "validation_issues",
 ]
 
@@ -98,12 +100,41 @@ def _model_class_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[Bas
     return cls
 
 
+# Top-level config classes with renamed keys (``_legacy_rules``), registered when defined.
+_LEGACY_ROOTS: list[type[BaseModel]] = []
+
+
+def register_legacy_root(cls: type[BaseModel]) -> None:
+    """Make the renamed keys of top-level config ``cls`` known to its sections' messages."""
+    _LEGACY_ROOTS.append(cls)
+
+
+def renamed_section_key_hint(owner: type[BaseModel], key: str) -> str | None:
+    """Say where an old key of section class ``owner`` went, wherever the section is used.
+
+    The renamed keys are listed by dotted path from a top-level config (``checkpoint.
+    checkpoint_dir``); this finds the rule when the section is built or assigned on its own
+    (``CheckpointConfig(checkpoint_dir=...)``, ``config.checkpoint.checkpoint_dir = ...``).
+
+    Returns:
+        A hint such as ``"'checkpoint.checkpoint_dir' was renamed to 'checkpoint.root_dir'
+        (...)"`` or None.
+    """
+    for root in _LEGACY_ROOTS:
+        for rule in getattr(root, "_legacy_rules", ()):
+            if rule.old_path[-1] == key and _model_class_at(root, rule.old_path[:-1]) is owner:
+                return renamed_key_hint(rule.old_path, (rule,))
+    return None
+
+
 def _unknown_key_message(root: type[BaseModel], loc: Sequence[str | int]) -> str:
     key = str(loc[-1])
     owner = _model_class_at(root, loc[:-1])
     valid = sorted(owner.model_fields) if owner is not None else []
     rules: Sequence[LegacyRule] = getattr(root, "_legacy_rules", ())
     hint = renamed_key_hint(loc, rules)
+    if hint is None and owner is not None:
+        hint = renamed_section_key_hint(owner, key)
     if hint is not None:
         return f"unknown key; {hint}"
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
@@ -127,7 +158,7 @@ _Issue = tuple[str, str, tuple[str | int, ...] | None]  # path, message, unknown
 def _issues_of(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[_Issue]:
     loc = tuple(err["loc"])
     path = _path_of(prefix, loc)
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "no_such_attribute"):  # a key, or an attribute set
         return [(path, _unknown_key_message(root, loc), loc)]
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, FieldIssues):  # a nested section or a cross-field rule
