@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "io_utils": 0,
     "process_utils": 0,
+    "slurm_env": 0,
     "version": 0,
     "plotting": 0,
     "config": 1,

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from model_training_framework.launch.local import LocalLauncher
-from model_training_framework.launch.slurm.parsing import JobState
+from model_training_framework.launch.slurm.parsing import JobState, parse_scontrol_jobs
 from model_training_framework.slurm import SlurmCommands, SLURMJobMonitor, SLURMLauncher
 
 pytestmark = pytest.mark.slurm
@@ -185,3 +185,59 @@ def test_scancel_of_a_job_with_loader_workers_checkpoints_as_a_preemption(slurm_
     assert status == "preempted" and REPORT_EVERY_N_STEPS <= step < TOTAL_STEPS, text
     latest = torch.load(slurm_root / "e2e_scancel" / "latest.ckpt", weights_only=True)
     assert latest["global_step"] == step
+
+
+def _task_with_the_array_id(commands: SlurmCommands, array_id: str) -> str:
+    """The task of a running array whose own job id is the array's id (Slurm gives it to the
+    last task to start): its ``SLURM_JOB_ID`` equals ``SLURM_ARRAY_JOB_ID``."""
+    text = commands.scontrol_show_job(array_id)
+    match = re.search(rf"^JobId={array_id} ArrayJobId={array_id} ArrayTaskId=(\d+) ", text, re.M)
+    assert match, f"no task of array {array_id} holds its id:\n{text}"
+    return match.group(1)
+
+
+def test_preempting_the_task_that_holds_the_array_id_requeues_that_task_only(
+    slurm_cluster, tmp_path
+):
+    """`scontrol requeue <array id>` requeues every task of the array; the task whose
+    SLURM_JOB_ID is the array id must requeue `<array>_<task>`, and its sibling keeps running."""
+    project = _git_project(tmp_path / "project")
+    commands = SlurmCommands(env=slurm_cluster.env)
+    launcher = SLURMLauncher(
+        project_root=project, experiments_dir=tmp_path / "slurm_experiments", commands=commands
+    )
+    experiments = [
+        _experiment(name, seed, tmp_path / "runs", STEP_SLEEP_S)
+        for name, seed in [("array_id_a", 21), ("array_id_b", 22)]
+    ]
+    for experiment in experiments:  # 2 x 2 x 200 / 4 = 200 steps: both outlive the test
+        experiment["custom_params"]["num_samples"] = 200
+    batch = launcher.submit_experiment_batch(experiments, project / "train_job.py")
+    assert batch.success_count == 2 and len(batch.array_job_ids) == 1, batch.failed
+    (array_id,) = batch.array_job_ids
+    logs = {
+        result.job_id: result.experiment_dir / "logs" / f"slurm-{result.job_id}.out"
+        for result in batch.results
+    }
+    try:
+        for log in logs.values():
+            _wait_for_match(log, SIGNAL_AFTER, timeout_s=60)
+        target = f"{array_id}_{_task_with_the_array_id(commands, array_id)}"
+        (sibling,) = set(logs) - {target}
+
+        commands.scancel([target], signal="USR1", batch_only=True)
+
+        restarted = re.compile(r"\[train_job\] training started: global_step=\d+ restart=1")
+        _wait_for_match(logs[target], restarted, timeout_s=90)
+        tasks = {
+            info.job_id: info for info in parse_scontrol_jobs(commands.scontrol_show_job(array_id))
+        }
+        assert tasks[target].restart_count == 1, tasks
+        assert (tasks[sibling].state, tasks[sibling].restart_count) == (JobState.RUNNING, 0), tasks
+        assert STARTED.findall(logs[sibling].read_text()) == [("0", "0")]
+        assert STOPPED.findall(logs[sibling].read_text()) == []
+    finally:
+        for job_id in logs:
+            commands.scontrol_disable_requeue(job_id)
+        commands.scancel(list(logs))
+        SLURMJobMonitor(commands).wait_for_jobs(list(logs), timeout_s=60, poll_interval_s=0.5)

@@ -287,6 +287,8 @@ def fake_scontrol(tmp_path, monkeypatch):
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
     return SimpleNamespace(record=record, fail=lambda: (tmp_path / "exit_code").write_text("1"))
 
 
@@ -309,6 +311,17 @@ def test_requeue_under_slurm_runs_scontrol_requeue_job_id(fake_scontrol, monkeyp
 
     assert PreemptionHandler(_config()).requeue_if_under_slurm() is True
     assert fake_scontrol.record.read_text().split() == ["requeue", "4242"]
+
+
+def test_requeue_of_an_array_task_names_the_task_not_the_whole_array(fake_scontrol, monkeypatch):
+    # The array task that carries the array's own id: `scontrol requeue 4242` would requeue
+    # every task of array 4242 (NOTE [array task ids] in slurm_env.py).
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+
+    assert PreemptionHandler(_config()).requeue_if_under_slurm() is True
+    assert fake_scontrol.record.read_text().split() == ["requeue", "4242_1"]
 
 
 def test_failed_requeue_is_logged_with_stderr_and_returns_false(fake_scontrol, monkeypatch, caplog):

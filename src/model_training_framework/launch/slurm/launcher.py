@@ -15,8 +15,8 @@ Job contract: the job runs ``PYTHON SCRIPT_PATH --config CONFIG_PATH`` from the 
 checkpoint roots). Pass ``command=CLI_TRAIN_COMMAND`` to run ``python -m
 model_training_framework.cli.main train CONFIG`` instead. The process is started with ``exec``
 so it receives ``SIGUSR1`` ``signal_grace_s`` seconds before the time limit; it is expected to
-checkpoint, run ``scontrol requeue $SLURM_JOB_ID`` and exit; the requeued job resumes from the
-run directory named after the experiment.
+checkpoint, run ``scontrol requeue`` on its own job (``<array>_<task>`` for an array task) and
+exit; the requeued job resumes from the run directory named after the experiment.
 
 A batch is one job array: task ``i`` runs experiment ``i`` (a ``case`` on
 ``SLURM_ARRAY_TASK_ID`` that ``exec``s the experiment's own script). Experiments whose resource

@@ -89,7 +89,10 @@ class PreemptionConfig(ConfigModel):
     )
     requeue_job: bool = Field(
         default=True,
-        description="Under SLURM, requeue the job ('scontrol requeue $SLURM_JOB_ID') after it.",
+        description=(
+            "Under SLURM, requeue the job after it ('scontrol requeue $SLURM_JOB_ID'; an array "
+            "task requeues '<array>_<task>', never the whole array)."
+        ),
     )
     resume_from_latest_symlink: bool = Field(
         default=True,

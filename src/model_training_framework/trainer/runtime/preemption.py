@@ -26,7 +26,6 @@ pure-Python loop that never releases the GIL could miss it.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import LauncherError
 from model_training_framework.process_utils import run_command
+from model_training_framework.slurm_env import current_slurm_job_id
 from model_training_framework.trainer.config.fields import canonical_signal_name
 
 if TYPE_CHECKING:
@@ -224,7 +224,9 @@ class PreemptionHandler:
         self._requeued = True
 
     def requeue_if_under_slurm(self) -> bool:
-        """Ask Slurm to requeue this job (``scontrol requeue $SLURM_JOB_ID``).
+        """Ask Slurm to requeue this job: ``scontrol requeue $SLURM_JOB_ID``, or for an array
+        task ``scontrol requeue ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}`` (a bare array id
+        would requeue every task of the array: NOTE [array task ids] in slurm_env.py).
 
         Only when ``preemption.requeue_job`` is true and ``SLURM_JOB_ID`` is set; the trainer
         calls it once, on rank 0, after the preemption checkpoint is written. A failure is
@@ -234,7 +236,7 @@ class PreemptionHandler:
         Returns:
             Whether the requeue was requested successfully.
         """
-        job_id = os.environ.get("SLURM_JOB_ID")
+        job_id = current_slurm_job_id()
         if not self._should_requeue or not job_id:
             logger.info(
                 "not requeueing: %s",

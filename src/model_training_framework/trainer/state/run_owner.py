@@ -9,6 +9,8 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 
+from model_training_framework.slurm_env import current_slurm_job_id
+
 __all__ = ["RunOwner", "parse_owner"]
 
 
@@ -23,16 +25,13 @@ class RunOwner:
 
     @classmethod
     def of_this_process(cls) -> RunOwner:
-        """This process: host name, pid, the current time and ``$SLURM_JOB_ID`` if set."""
-        job_id = os.environ.get("SLURM_JOB_ID")
-        array_task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        if job_id and array_task and os.environ.get("SLURM_ARRAY_JOB_ID"):
-            job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{array_task}"
+        """This process: host name, pid, the current time and its Slurm job id if any
+        (``<array>_<task>`` for an array task, see NOTE [array task ids] in slurm_env.py)."""
         return cls(
             host=socket.gethostname(),
             pid=os.getpid(),
             started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            slurm_job_id=job_id or None,
+            slurm_job_id=current_slurm_job_id(),
         )
 
     @classmethod
