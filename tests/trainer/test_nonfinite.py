@@ -23,6 +23,7 @@ from model_training_framework.trainer import (
     MultiDataLoaderConfig,
     TrainerHooks,
 )
+from model_training_framework.trainer.metrics.running import TrainMetrics
 from model_training_framework.trainer.optim import nonfinite
 from model_training_framework.trainer.state.file_format import read_checkpoint
 
@@ -353,3 +354,29 @@ def test_skip_steps_no_optimizer_hooks_for_a_dropped_window(tmp_path):
     assert hooks.before_step == [1, 2, 3, 4, 5]
     # every micro-batch that ran ends with its outputs, the dropped one's non-finite loss too
     assert len(hooks.batch_end_losses) == 5 and math.isnan(hooks.batch_end_losses[2])
+
+
+def test_skip_keeps_the_step_number_and_the_step_schedulers_lag_by_the_dropped_windows(tmp_path):
+    # docs/troubleshooting.md: the global step counts the schedule's windows, dropped ones too;
+    # a step scheduler steps only with its optimizer
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda count: 1.0)
+    trainer = GenericTrainer(
+        _config(tmp_path, on_nonfinite_loss="skip"), model, [optimizer], [scheduler]
+    )
+    trainer.set_training_step(_nan_loss_at(3, 4))
+    result = trainer.fit([_loader()], max_steps=6)
+    assert result.global_step == 6 and trainer.skipped_nonfinite == 2
+    assert scheduler.last_epoch == 4
+
+
+def test_a_dropped_windows_samples_still_count_for_throughput():
+    # docs/troubleshooting.md: train/samples_per_sec counts the samples the loop processed
+    metrics = TrainMetrics(["a"])
+    metrics.add_outputs(0, {"loss": 1.0}, 1.0, 4)
+    mark = metrics.mark()
+    metrics.add_outputs(0, {"loss": float("nan")}, float("nan"), 4)
+    metrics.drop_since(mark)
+    assert metrics.pop_samples() == 8
+    assert metrics.pop_means() == {"train/dl_a/loss": 1.0, "train/loss": 1.0}

@@ -143,7 +143,8 @@ class GenericTrainerConfig(SerializableConfig):
             "NaN/inf loss or gradients: 'raise' stops at the next logging step or save, naming "
             "the first bad step, before saving; 'skip' drops the accumulation window (one host "
             "sync per step), leaves its metrics out of the logged means and counts it in "
-            "train/skipped_nonfinite."
+            "train/skipped_nonfinite; the global step still advances, and "
+            "train/samples_per_sec counts its samples."
         ),
     )
     check_nonfinite_gradients: bool = Field(
