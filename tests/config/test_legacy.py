@@ -162,6 +162,19 @@ def test_experiment_only_keys_are_unknown_for_the_trainer_config():
         GenericTrainerConfig.from_dict({"data": {"num_workers": 2}})
 
 
+@pytest.mark.parametrize("section", ["model", "data", "optimizer", "training", "slurm"])
+def test_an_experiment_section_in_a_trainer_config_says_where_it_belongs(section):
+    # 'training' used to get "did you mean 'profile_training'?"
+    with pytest.raises(ConfigError, match=rf"^{section}: unknown key; .*ExperimentConfig") as err:
+        GenericTrainerConfig.from_dict({section: {}})
+    assert "did you mean" not in str(err.value)
+
+
+def test_the_trainer_config_names_every_experiment_only_section():
+    extra = set(ExperimentConfig.model_fields) - set(GenericTrainerConfig.model_fields)
+    assert set(GenericTrainerConfig._sections_of_subclasses) == extra
+
+
 def test_constructor_points_to_from_dict_for_old_keys():
     with pytest.raises(
         ConfigError, match=r"^multi: unknown key; 'multi' was renamed to 'train_loader_config'"

@@ -127,6 +127,17 @@ def renamed_section_key_hint(owner: type[BaseModel], key: str) -> str | None:
     return None
 
 
+def _subclass_section_hint(owner: type[BaseModel], key: str) -> str | None:
+    """``data:`` in a trainer config file: a section of a config class built on ``owner``."""
+    subclass = getattr(owner, "_sections_of_subclasses", {}).get(key)
+    if subclass is None:
+        return None
+    return (
+        f"'{key}' is a section of {subclass}, not of {owner.__name__}: read the file with "
+        f"{subclass}.from_yaml (as mtf train does), or remove the section"
+    )
+
+
 def _unknown_key_message(root: type[BaseModel], loc: Sequence[str | int]) -> str:
     key = str(loc[-1])
     owner = _model_class_at(root, loc[:-1])
@@ -134,7 +145,7 @@ def _unknown_key_message(root: type[BaseModel], loc: Sequence[str | int]) -> str
     rules: Sequence[LegacyRule] = getattr(root, "_legacy_rules", ())
     hint = renamed_key_hint(loc, rules)
     if hint is None and owner is not None:
-        hint = renamed_section_key_hint(owner, key)
+        hint = renamed_section_key_hint(owner, key) or _subclass_section_hint(owner, key)
     if hint is not None:
         return f"unknown key; {hint}"
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)

@@ -57,6 +57,12 @@ class GenericTrainerConfig(SerializableConfig):
     """Everything ``GenericTrainer`` needs besides the model, optimizers and loaders."""
 
     _legacy_rules: ClassVar[tuple[LegacyRule, ...]] = TRAINER_RULES
+    # The sections ExperimentConfig (a subclass, in a higher layer) adds: in a trainer config
+    # file they are unknown keys whose message says where they belong.
+    _sections_of_subclasses: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("model", "data", "optimizer", "scheduler", "training", "slurm", "custom_params"),
+        "ExperimentConfig",
+    )
 
     experiment_name: Annotated[Name, AfterValidator(check_experiment_name)] = Field(
         default="experiment",
