@@ -7,7 +7,8 @@ CANCELLED instead of coming back. Continue such a run later with ``mtf sweep GRI
 resumes from the checkpoint) or ``mtf resume NAME``.
 
 Without NAME every experiment of SWEEP_DIR whose recorded job (``submission.json``) is queued or
-running is cancelled; with NAMEs only those experiments.
+running is cancelled; with NAMEs only those experiments. Every job is attempted; when some
+could not be cancelled (each is reported with Slurm's error) the exit status is 1.
 By hand: ``scontrol update JobId=JOBID Requeue=0 && scancel JOBID``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 __all__ = ["add_parser", "run_cancel"]
@@ -37,8 +39,15 @@ def _experiment_dirs(sweep_dir: Path, names: list[str]) -> list[Path]:
 
 
 def run_cancel(sweep_dir: Path, names: list[str]) -> int:
-    """Cancel the queued or running jobs of the sweep's experiments; returns the exit code."""
+    """Cancel the queued or running jobs of the sweep's experiments; returns the exit code.
+
+    Every job is attempted: one that cannot be cancelled (it ended in between, Slurm refused)
+    is reported on stderr and the others are still cancelled; the exit code is then
+    ``EXIT_FAILED`` (1). A job whose requeue could not be switched off is not scancelled (it
+    would checkpoint and requeue itself).
+    """
     from model_training_framework.errors import LauncherError
+    from model_training_framework.experiment.exit_codes import EXIT_FAILED, one_line_message
     from model_training_framework.launch.slurm.commands import SlurmCommands
     from model_training_framework.launch.slurm.monitor import SLURMJobMonitor
     from model_training_framework.launch.slurm.submissions import active_jobs, cancel_for_good
@@ -55,13 +64,24 @@ def run_cancel(sweep_dir: Path, names: list[str]) -> int:
     if not active:
         print(f"no queued or running Slurm job for the experiments of {sweep_dir}")
         return 0
+    failed: list[str] = []
     for experiment_dir, info in sorted(active.items()):
-        cancel_for_good(info.job_id, commands)
-        print(
-            f"  {experiment_dir.name}: job {info.job_id} ({info.state.value}) cancelled, "
-            "requeue off"
-        )
+        job = f"{experiment_dir.name}: job {info.job_id} ({info.state.value})"
+        try:
+            cancel_for_good(info.job_id, commands)
+        except LauncherError as err:  # e.g. the job ended in between; go on with the others
+            failed.append(experiment_dir.name)
+            print(f"  {job} not cancelled: {one_line_message(err)}", file=sys.stderr)
+            continue
+        print(f"  {job} cancelled, requeue off")
     print("running jobs write a checkpoint and stop; resubmit the sweep to continue them")
+    if failed:
+        print(
+            f"mtf: {len(failed)} of {len(active)} jobs could not be cancelled: "
+            f"{', '.join(failed)} (see above; 'mtf status {sweep_dir}' shows their state)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # some experiments of a sweep failed
+EXIT_FAILED = 1  # some experiments of a sweep failed (or some jobs mtf cancel could not cancel)
 EXIT_ERROR = 2  # bad input: wrong arguments, invalid config, missing file (one-line message)
 EXIT_PREEMPTED = 3  # the run checkpointed after a preemption signal; rerun it to continue
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after the trainer checkpointed
