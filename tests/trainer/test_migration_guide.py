@@ -166,3 +166,27 @@ def test_troubleshooting_errors():
         trainer.fit(_loader(), max_epochs=1)
     with pytest.raises(ValueError, match="MultiDataLoaderConfig"):
         GenericTrainer(config=GenericTrainerConfig(), model=model, optimizers=[optimizer])
+
+
+def test_the_old_fit_call_names_both_loaders_to_wrap():
+    # fit(train_loader, val_loader) used to complain about val_loaders only.
+    model = MyModel()
+    trainer = GenericTrainer(_guide_config(), model, [torch.optim.Adam(model.parameters())])
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    trainer.set_validation_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    with pytest.raises(
+        TypeError,
+        match=r"^Expected list, got DataLoader for train_loaders and val_loaders; .*"
+        r"train_loaders=\[train_loader\], val_loaders=\[val_loader\]",
+    ):
+        trainer.fit(_loader(), _loader())
+    with pytest.raises(TypeError, match=r"^Expected list, got DataLoader for train_loaders;"):
+        trainer.fit(_loader(), [_loader()])
+
+
+def test_an_empty_validation_list_says_how_to_train_without_validation():
+    model = MyModel()
+    trainer = GenericTrainer(_guide_config(), model, [torch.optim.Adam(model.parameters())])
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    with pytest.raises(ValueError, match=r"val_loaders is an empty list; .*val_loaders=None"):
+        trainer.fit(train_loaders=[_loader()], val_loaders=[])

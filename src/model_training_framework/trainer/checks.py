@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from model_training_framework.trainer.data.streams import loader_length
 
 __all__ = [
+    "check_fit_loaders",
     "check_limits",
     "check_loaders",
     "check_optimizers",
@@ -95,7 +96,8 @@ def check_loaders(loaders: Any, argument: str, *, allow_none: bool = False) -> l
     if not isinstance(loaders, (list, tuple)):
         raise TypeError(f"Expected list, got {_type_name(loaders)} for {argument}")
     if not loaders:
-        raise ValueError(f"{argument} is an empty list; give at least one DataLoader")
+        without = " (or val_loaders=None to train without validation)" if allow_none else ""
+        raise ValueError(f"{argument} is an empty list; give at least one DataLoader{without}")
     for idx, loader in enumerate(loaders):
         if not isinstance(loader, DataLoader):
             raise TypeError(
@@ -108,6 +110,25 @@ def check_loaders(loaders: Any, argument: str, *, allow_none: bool = False) -> l
                 "(drop_last=True with fewer samples than batch_size gives 0 batches)"
             )
     return list(loaders)
+
+
+def check_fit_loaders(train_loaders: Any, val_loaders: Any) -> tuple[list[Any], list[Any]]:
+    """``fit``'s loader arguments: train loaders first, then the validation loaders (if any).
+
+    Returns:
+        The train and validation loaders as lists (the latter empty for None).
+
+    Raises:
+        TypeError, ValueError: as :func:`check_loaders`; the reference framework's call
+            ``fit(train_loader, val_loader)`` is named in one message.
+    """
+    if isinstance(train_loaders, DataLoader) and isinstance(val_loaders, DataLoader):
+        raise TypeError(
+            "Expected list, got DataLoader for train_loaders and val_loaders; wrap each loader "
+            "in a list: fit(train_loaders=[train_loader], val_loaders=[val_loader])"
+        )
+    train = check_loaders(train_loaders, "train_loaders")
+    return train, check_loaders(val_loaders, "val_loaders", allow_none=True)
 
 
 def check_limits(max_epochs: Any, max_steps: Any) -> None:

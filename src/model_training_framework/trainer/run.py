@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from model_training_framework.errors import SchedulingError
-from model_training_framework.trainer.checks import check_count, check_limits, check_loaders
+from model_training_framework.trainer.checks import check_count, check_fit_loaders, check_limits
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
 from model_training_framework.trainer.data.streams import (
@@ -239,13 +239,12 @@ def prepare_run(
             "no training step: call trainer.set_training_step(fn) before fit(); fn is "
             "called as fn(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
         )
-    val_loaders = check_loaders(val_loaders, "val_loaders", allow_none=True)
+    train, val_loaders = check_fit_loaders(train_loaders, val_loaders)
     if val_loaders and validation_step is None:
         raise ValueError(
             "val_loaders were given but no validation step: call set_validation_step(fn)"
         )
     config.validate_for_fit()
-    train = check_loaders(train_loaders, "train_loaders")
     check_train_loader_classes(train)
     check_limits(max_epochs, max_steps)
     num = len(train)
