@@ -134,6 +134,29 @@ def test_a_sweep_with_a_bad_template_writes_nothing(project, capsys, line):
     assert not (project.root / "experiments").exists()  # no manifest for a sweep never made
 
 
+@pytest.mark.parametrize(
+    ("line", "placeholder"),
+    [
+        ("#SBATCH --time={{TIMEE}}", "{{TIMEE}}"),
+        ("echo {{LAUNCH}}", "{{LAUNCH}}"),
+        ("#SBATCH --comment={{COMMAND}}", "{{COMMAND}}"),
+        ("echo {{EXTRA_DIRECTIVES}}", "{{EXTRA_DIRECTIVES}}"),
+    ],
+)
+def test_a_template_error_names_the_template_file_and_the_placeholder(
+    project, capsys, line, placeholder
+):
+    grid = _grid(project)
+    template = project.root / "my.sbatch.sh"
+    template.write_text("#!/bin/bash\n#SBATCH --job-name={{JOB_NAME}}\n" + line + "\n")
+
+    assert main(["sweep", str(grid), "--dry-run", "--template", str(template)]) == EXIT_ERROR
+
+    err = capsys.readouterr().err
+    assert f"sbatch template {template} line 3: " in err, err
+    assert placeholder in err, err
+
+
 def test_a_sweep_with_a_missing_template_says_so_and_writes_nothing(project, capsys):
     grid = _grid(project)
 

@@ -129,6 +129,27 @@ def test_unknown_placeholder_error_lists_known_names():
     assert "{{NOPE}}" in message and "EXPERIMENT_DIR" in message and "JOB_NAME" in message
 
 
+def test_render_errors_name_the_template_its_line_and_the_placeholder(tmp_path):
+    path = tmp_path / "t.sh"
+    path.write_text("#!/bin/bash\necho {{A}}\n#SBATCH --x={{CMD}}\necho {{NOPE}} {{ALSO}}\n")
+    engine = SBATCHTemplateEngine(path)
+    with pytest.raises(TemplateError) as unknown:
+        engine.render({"A": "a", "CMD": ShellCommand(["x"])})
+    with pytest.raises(TemplateError) as misplaced:
+        engine.render({"A": "a", "CMD": ShellCommand(["x"]), "NOPE": 1, "ALSO": 2})
+
+    assert str(unknown.value).startswith(
+        f"sbatch template {path} line 4: unknown placeholder {{{{NOPE}}}} (also {{{{ALSO}}}})"
+    )
+    assert str(misplaced.value).startswith(f"sbatch template {path} line 3: {{{{CMD}}}} ")
+
+
+def test_a_template_given_as_text_can_be_named():
+    engine = SBATCHTemplateEngine("echo {{V}}\n#SBATCH --x={{V}}\n", name="the built-in x.sh")
+    with pytest.raises(TemplateError, match=r"^sbatch template the built-in x.sh line 2: "):
+        engine.render({"V": "a\nb"})
+
+
 @pytest.mark.parametrize("bad", ["{{ NAME }}", "{{name}}", "{{Name }}"])
 def test_malformed_placeholder_is_rejected_with_its_line(bad):
     with pytest.raises(TemplateError, match="line 2"):

@@ -48,6 +48,7 @@ from model_training_framework.launch.experiments import ExperimentSpec
 from model_training_framework.launch.slurm.commands import SlurmCommands
 from model_training_framework.launch.slurm.launch import launch_lines, launch_mode
 from model_training_framework.launch.slurm.template import (
+    DEFAULT_TEMPLATE_NAME,
     Directives,
     SBATCHTemplateEngine,
     ShellCommand,
@@ -67,6 +68,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ARRAYS_DIRNAME = ".mtf_arrays"
+_BUILT_IN_TEMPLATE = (
+    f"model_training_framework/launch/slurm/templates/{DEFAULT_TEMPLATE_NAME} (built-in)"
+)
 _PER_JOB_OPTIONS = frozenset(
     {"--job-name", "-J", "--output", "-o", "--error", "-e", "--array", "-a"}
 )
@@ -116,8 +120,10 @@ class SLURMLauncher(Launcher):
         snapshot_code: bool = True,
     ) -> None:
         super().__init__(project_root, experiments_dir, python=python, command=command)
-        self.engine = SBATCHTemplateEngine(
-            template_path if template_path is not None else default_template_text()
+        self.engine = (
+            SBATCHTemplateEngine(template_path)
+            if template_path is not None
+            else SBATCHTemplateEngine(default_template_text(), name=_BUILT_IN_TEMPLATE)
         )
         self.commands = commands or SlurmCommands()
         self.extra_context = dict(extra_context or {})

@@ -166,14 +166,19 @@ class SBATCHTemplateEngine:
     Args:
         template: a path to a template file, or the template text itself (text is recognised by
             containing a newline or ``{{``).
+        name: what error messages call the template (default: its path, or ``<text>``).
+
+    Every error names the template, the line and the placeholder:
+    ``sbatch template my.sbatch.sh line 3: unknown placeholder {{TIMEE}}; known placeholders: ...``.
 
     Raises:
         FileNotFoundError: ``template`` looks like a path and does not exist.
         TemplateError: the template has malformed placeholders or placeholders inside quotes.
     """
 
-    def __init__(self, template: str | Path) -> None:
-        self.source, self.text = _load(template)
+    def __init__(self, template: str | Path, *, name: str | None = None) -> None:
+        source, self.text = _load(template)
+        self.source = name or source
         _check_malformed(self.text, self.source)
         self._lines = self.text.splitlines(keepends=True)
         self._kinds = _classify_lines(self._lines, self.source)
@@ -197,19 +202,35 @@ class SBATCHTemplateEngine:
             TemplateError: a placeholder has no value (the message lists the known names), or a
                 value cannot be placed safely where it is used.
         """
-        missing = sorted(self.placeholders - set(context))
-        if missing:
-            raise TemplateError(
-                f"template {self.source} uses unknown placeholder(s) "
-                f"{', '.join('{{' + n + '}}' for n in missing)}; known placeholders: "
-                f"{', '.join(sorted(context))}"
-            )
+        self._check_known(context)
         out = []
         for line_idx, (line, kind) in enumerate(zip(self._lines, self._kinds, strict=True)):
-            rendered = _render_line(line, kind, context, line_idx + 1)
+            rendered = _render_line(line, kind, context, _where(self.source, line_idx + 1))
             if rendered is not None:
                 out.append(rendered)
         return "".join(out)
+
+    def _check_known(self, context: Mapping[str, object]) -> None:
+        unknown = [
+            (line_no, match.group(0))
+            for line_no, line in enumerate(self._lines, start=1)
+            for match in _PLACEHOLDER.finditer(line)
+            if match.group(1) not in context
+        ]
+        if not unknown:
+            return
+        line_no, first = unknown[0]
+        others = list(dict.fromkeys(name for _, name in unknown[1:] if name != first))
+        also = f" (also {', '.join(others)})" if others else ""
+        raise TemplateError(
+            f"{_where(self.source, line_no)}: unknown placeholder {first}{also}; known "
+            f"placeholders: {', '.join(sorted(context))}"
+        )
+
+
+def _where(source: str, line_no: int) -> str:
+    """How an error names its place: ``sbatch template my.sbatch.sh line 3``."""
+    return f"sbatch template {source} line {line_no}"
 
 
 def _load(template: str | Path) -> tuple[str, str]:
@@ -229,7 +250,7 @@ def _check_malformed(text: str, source: str) -> None:
         if not _PLACEHOLDER.fullmatch(match.group(0)):
             line_no = text.count("\n", 0, match.start()) + 1
             raise TemplateError(
-                f"template {source} line {line_no}: {match.group(0)!r} is not a valid placeholder; "
+                f"{_where(source, line_no)}: {match.group(0)!r} is not a valid placeholder; "
                 "write {{NAME}} with upper-case letters, digits and '_' and no spaces"
             )
 
@@ -269,7 +290,7 @@ def _scan_quotes(body: str, quote: str | None, source: str, line_no: int) -> str
         if body.startswith("{{", idx) and (match := _PLACEHOLDER.match(body, idx)):
             if quote is not None:
                 raise TemplateError(
-                    f"template {source} line {line_no}: placeholder {match.group(0)} is inside "
+                    f"{_where(source, line_no)}: placeholder {match.group(0)} is inside "
                     f"{quote} quotes; remove the quotes, values are shell-quoted for you"
                 )
             idx = match.end()
@@ -285,7 +306,7 @@ def _scan_quotes(body: str, quote: str | None, source: str, line_no: int) -> str
     return quote
 
 
-def _render_line(line: str, kind: str, context: Mapping[str, object], line_no: int) -> str | None:
+def _render_line(line: str, kind: str, context: Mapping[str, object], where: str) -> str | None:
     if not _PLACEHOLDER.search(line):
         return line
     if kind == _ALONE:
@@ -303,7 +324,7 @@ def _render_line(line: str, kind: str, context: Mapping[str, object], line_no: i
     def substitute(match: re.Match[str]) -> str:
         nonlocal is_empty
         name = match.group(1)
-        text = _format_value(name, context[name], kind, line_no)
+        text = _format_value(name, context[name], kind, where)
         is_empty = is_empty or text == ""
         return text
 
@@ -313,20 +334,19 @@ def _render_line(line: str, kind: str, context: Mapping[str, object], line_no: i
     return rendered
 
 
-def _format_value(name: str, value: object, kind: str, line_no: int) -> str:
+def _format_value(name: str, value: object, kind: str, where: str) -> str:
     if isinstance(value, ShellLines):
         raise TemplateError(
-            f"line {line_no}: {{{{{name}}}}} holds lines of shell code and must stand alone on "
-            "its line"
+            f"{where}: {{{{{name}}}}} holds lines of shell code and must stand alone on its line"
         )
     if isinstance(value, Directives):
         raise TemplateError(
-            f"line {line_no}: {{{{{name}}}}} holds #SBATCH directives and must stand alone on its line"
+            f"{where}: {{{{{name}}}}} holds #SBATCH directives and must stand alone on its line"
         )
     if isinstance(value, ShellCommand):
         if kind != _COMMAND:
             raise TemplateError(
-                f"line {line_no}: command {{{{{name}}}}} can only be used on a command line"
+                f"{where}: {{{{{name}}}}} holds a command and can only be used on a command line"
             )
         return shlex.join(value.words)
     text = "" if value is None else str(value)
@@ -334,7 +354,7 @@ def _format_value(name: str, value: object, kind: str, line_no: int) -> str:
         return shlex.quote(text) if text else "''"
     if "\n" in text or "\r" in text:
         raise TemplateError(
-            f"line {line_no}: value of {{{{{name}}}}} ({text!r}) contains a newline, which would "
+            f"{where}: value of {{{{{name}}}}} ({text!r}) contains a newline, which would "
             f"break the {kind} line; remove the newline from the value"
         )
     if kind == _DIRECTIVE and _NEEDS_DIRECTIVE_QUOTES.search(text):
