@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -190,3 +192,30 @@ def test_an_empty_validation_list_says_how_to_train_without_validation():
     trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
     with pytest.raises(ValueError, match=r"val_loaders is an empty list; .*val_loaders=None"):
         trainer.fit(train_loaders=[_loader()], val_loaders=[])
+
+
+def test_an_optimizer_that_no_loader_uses_is_named_in_a_warning(caplog):
+    # The guide's multi-task example passes [optimizer1, optimizer2]; without
+    # per_loader_optimizer_id every loader uses optimizer 0 and optimizer2 never steps.
+    model = MyModel()
+    optimizer1 = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer2 = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = GenericTrainer(
+        config=_guide_config(), model=model, optimizers=[optimizer1, optimizer2]
+    )
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        trainer.fit(train_loaders=[_loader()], max_epochs=1)
+    warned = [r.getMessage() for r in caplog.records if "optimizers[1]" in r.getMessage()]
+    assert len(warned) == 1
+    assert "no train loader uses it" in warned[0] and "per_loader_optimizer_id" in warned[0]
+    caplog.clear()
+    config = _guide_config()
+    config.experiment_name = "mapped"
+    config.train_loader_config.dataloader_names = ["a", "b"]
+    config.per_loader_optimizer_id = [0, 1]
+    trainer = GenericTrainer(config, model, [optimizer1, optimizer2])
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        trainer.fit(train_loaders=[_loader(), _loader(8, 1)], max_epochs=1)
+    assert not [r for r in caplog.records if "optimizers[" in r.getMessage()]

@@ -7,6 +7,7 @@ Each error says what was wrong, what we got, and how to fix it.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,11 +20,14 @@ __all__ = [
     "check_fit_loaders",
     "check_limits",
     "check_loaders",
+    "check_optimizer_ids",
     "check_optimizers",
     "check_step_function",
     "checked_loss",
     "checked_validation_outputs",
 ]
+
+logger = logging.getLogger(__name__)
 
 STEP_SIGNATURE = "(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
 
@@ -203,3 +207,35 @@ def checked_validation_outputs(outputs: Any) -> Mapping[str, Any]:
             f"{_type_name(outputs)}"
         )
     return outputs
+
+
+def check_optimizer_ids(
+    configured: Sequence[int] | None, num_loaders: int, num_optimizers: int
+) -> list[int]:
+    """The optimizer of each train loader (``per_loader_optimizer_id``; default all 0).
+
+    Returns:
+        One optimizer index per train loader.
+
+    Raises:
+        ValueError: not one id per loader, or an id that names no optimizer.
+
+    Logs:
+        A warning naming each optimizer that no loader uses: it would never step.
+    """
+    check_count(configured, num_loaders, "per_loader_optimizer_id", "optimizer index")
+    optimizer_ids = list(configured or [0] * num_loaders)
+    bad = [i for i in optimizer_ids if not 0 <= i < num_optimizers]
+    if bad:
+        raise ValueError(
+            f"per_loader_optimizer_id names optimizer {bad[0]} but the trainer has "
+            f"{num_optimizers} optimizers (valid ids 0..{num_optimizers - 1})"
+        )
+    for idx in sorted(set(range(num_optimizers)) - set(optimizer_ids)):
+        logger.warning(
+            "optimizers[%d] never steps: no train loader uses it (per_loader_optimizer_id=%s); "
+            "map a loader to it with per_loader_optimizer_id, one optimizer index per loader",
+            idx,
+            optimizer_ids,
+        )
+    return optimizer_ids

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from model_training_framework.errors import SchedulingError
-from model_training_framework.trainer.checks import check_count, check_fit_loaders, check_limits
+from model_training_framework.trainer.checks import (
+    check_count,
+    check_fit_loaders,
+    check_limits,
+    check_optimizer_ids,
+)
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
 from model_training_framework.trainer.data.streams import (
@@ -252,15 +257,8 @@ def prepare_run(
     if val_loaders:
         config.val_loader_config.validate_against_loaders(len(val_loaders), "val_loader_config")
         _check_val_schedule(config.val_loader_config, val_loaders)
-    check_count(config.per_loader_optimizer_id, num, "per_loader_optimizer_id", "optimizer index")
     check_count(config.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
-    optimizer_ids = list(config.per_loader_optimizer_id or [0] * num)
-    bad = [i for i in optimizer_ids if not 0 <= i < num_optimizers]
-    if bad:
-        raise ValueError(
-            f"per_loader_optimizer_id names optimizer {bad[0]} but the trainer has "
-            f"{num_optimizers} optimizers (valid ids 0..{num_optimizers - 1})"
-        )
+    optimizer_ids = check_optimizer_ids(config.per_loader_optimizer_id, num, num_optimizers)
     lengths = [loader_length(x) for x in train]
     strategy = config.train_loader_config.sampling_strategy
     if loader_weights is not None and strategy is not SamplingStrategy.WEIGHTED:
