@@ -127,6 +127,16 @@ class RankShard(IterableDataset):
         self.pos = state["pos"]
 
 
+class ValShard(IterableDataset):
+    """``--iterable-val``: a validation set without a length, rank 0's shard the longer."""
+
+    def __init__(self, data: TensorDataset, rank: int) -> None:
+        self.data, self.items = data, range(0, 20) if rank == 0 else range(20, 32)
+
+    def __iter__(self):
+        return (self.data[idx] for idx in self.items)
+
+
 class Net(torch.nn.Module):
     """A shared trunk and one head per loader (no dropout: the runs are comparable)."""
 
@@ -165,6 +175,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--nonfinite-skip", default=None, help="RANK:STEP: NaN loss there")
     parser.add_argument("--iterable", action="store_true", help="loader 'b' uneven iterable")
+    parser.add_argument(
+        "--iterable-val", action="store_true", help="uneven iterable val: 5 batches, 3 on rank 1"
+    )
     parser.add_argument("--fail", default=None, help="WHERE:RANK:STEP (step|hook|loader|save)")
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
@@ -193,6 +206,8 @@ def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list
     data = {name: dataset(n, seed) for seed, (name, n) in enumerate(sizes.items())}
 
     def make(name: str, shuffle: bool) -> DataLoader:
+        if args.iterable_val and name == "val":
+            return DataLoader(ValShard(data[name], rank), batch_size=args.batch)
         if args.iterable and name == "b":
             return DataLoader(RankShard(data[name], rank, 28 - 4 * rank), batch_size=args.batch)
         if args.single:
@@ -233,6 +248,13 @@ def extra_config(args: argparse.Namespace) -> dict:
         )
     if args.nonfinite_skip:
         extra["on_nonfinite_loss"] = "skip"
+    if args.iterable_val:  # how validation reads a loader without a length: up to 8 batches
+        extra["val_loader_config"] = MultiDataLoaderConfig(
+            sampling_strategy="sequential",
+            epoch_length_policy="fixed_num_steps",
+            steps_per_epoch=8,
+            cycle_short_loaders=False,
+        )
     return extra
 
 

@@ -7,13 +7,16 @@ NOTE [validation cut short]: a stop request (preemption signal, Ctrl-C) must not
 a validation pass to end: Slurm kills the job a fixed grace after its warning signal, and
 a pass over a large set can take longer. So the pass asks, before every batch, whether
 the ranks agree to stop (one small all-reduce per batch under DDP, as at every optimizer
-step; with an iterable validation loader under DDP the ranks may run different numbers
-of batches, so there the pass is not cut short). A pass cut short logs nothing, calls no
-on_validation_end, restores the RNG states it found (its loaders and steps drew from
-them) and records in the train state that the boundary still owes its validation; the
-boundary then saves and stops as usual. A resumed run first redoes that pass from the
-same RNG states, logs it at the same step and takes that boundary's decisions (early
-stopping, checkpoint triggers) with its metrics, as an uninterrupted run did.
+step). With an iterable validation loader under DDP the ranks may run out of batches at
+different points, so there they also agree, before each batch, whether any rank has one
+left (a second small all-reduce): a rank that ran out keeps taking part in the stop checks
+until every rank has, and each rank still validates all of its own batches. A pass cut
+short logs nothing, calls no on_validation_end, restores the RNG states it found (its
+loaders and steps drew from them) and records in the train state that the boundary still
+owes its validation; the boundary then saves and stops as usual. A resumed run first
+redoes that pass from the same RNG states, logs it at the same step and takes that
+boundary's decisions (early stopping, checkpoint triggers) with its metrics, as an
+uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def validate(
         precision=parts.precision,
         profiler=run.profiler,
         hooks=hooks,
-        should_stop=_stop_check(run, parts, plan.val_loaders),
+        should_stop=_stop_check(run),
+        any_rank_has_batch=_batches_left_check(parts, plan.val_loaders),
     )
     profile = run.profiler.pop_val_means()
     if metrics is None:
@@ -100,12 +104,19 @@ def validate(
     return metrics
 
 
-def _stop_check(run: Run, parts: TrainerParts, val_loaders: Sequence[Any]) -> Callable[[], bool]:
+def _stop_check(run: Run) -> Callable[[], bool]:
     """Whether the ranks agree to stop, asked before each validation batch."""
     preemption, no_request = run.preemption, StopRequest.NONE
-    if parts.dist.is_distributed and None in map(loader_length, val_loaders):
-        return lambda: False  # batch counts may differ across ranks: no collective per batch
     return lambda: preemption.agreed_request() is not no_request
+
+
+def _batches_left_check(parts: TrainerParts, val_loaders: Sequence[Any]) -> Callable[[bool], bool]:
+    """Whether any rank has a validation batch left, given whether this one has: agreed under
+    DDP when a loader has no length (its batch counts may differ across ranks), else local."""
+    dist = parts.dist
+    if dist.is_distributed and None in map(loader_length, val_loaders):
+        return lambda has_batch: bool(dist.reduce_max(int(has_batch)))
+    return lambda has_batch: has_batch
 
 
 def run_validation(
@@ -123,14 +134,16 @@ def run_validation(
     profiler: NullProfiler,
     hooks: HookDispatcher,
     should_stop: Callable[[], bool] = lambda: False,
+    any_rank_has_batch: Callable[[bool], bool] = lambda has_batch: has_batch,
 ) -> dict[str, float] | None:
     """Run one validation pass and return ``val/dl_<name>/<k>`` and ``val/<k>`` metrics.
 
     ``trainer`` is what ``step_fn`` and the ``on_validation_batch_end`` hooks receive; its
     public ``model`` and ``device`` are used. ``precision`` gives the forward context,
-    ``profiler`` times each batch. ``should_stop`` is asked before every batch (a collective
-    under DDP: called at the same batches on every rank); when it says so the pass ends there
-    and None is returned.
+    ``profiler`` times each batch. Before every batch, ``any_rank_has_batch(has_batch)`` says
+    whether the pass goes on (on every rank while any has a batch left: a rank without one
+    waits), then ``should_stop`` is asked (both collectives under DDP, called the same number
+    of times on every rank); when it says so the pass ends there and None is returned.
     """
     model = trainer.model
     was_training = model.training
@@ -148,22 +161,26 @@ def run_validation(
     schedule.start_epoch(0)
     try:
         with torch.no_grad():
-            while (slot := schedule.next_slot()) is not None:
+            while True:
+                t0 = time.perf_counter()
+                fetched = _next_scheduled(schedule, next_batch)
+                fetch_s = time.perf_counter() - t0
+                if not any_rank_has_batch(fetched is not None):
+                    break
                 if should_stop():
                     return None
-                t0 = time.perf_counter()
-                fetched = fetch_scheduled(schedule, slot, next_batch)
-                if fetched is None:
+                if fetched is None:  # this rank ran out; another has batches left
                     continue
                 slot, batch = fetched
                 idx = slot.loader_idx
-                batch = move_to_device(batch, trainer.device)
                 t1 = time.perf_counter()
+                batch = move_to_device(batch, trainer.device)
+                t2 = time.perf_counter()
                 with precision.forward_context():
                     outputs = step_fn(trainer, batch, slot.batch_idx, idx, names[idx])
                 profiler.sync()
-                t2 = time.perf_counter()
-                profiler.record_val(idx, t1 - t0, t2 - t1)
+                t3 = time.perf_counter()
+                profiler.record_val(idx, fetch_s + (t2 - t1), t3 - t2)
                 outputs = checked_validation_outputs(outputs)
                 metrics = {k: float(v) for k, v in numeric_items(outputs)}
                 accumulator.add(names[idx], metrics, count_samples(batch, loaders[idx].batch_size))
@@ -194,3 +211,14 @@ def run_validation(
     )
     results.update({f"val/{key}": value for key, value in overall.items()})
     return results
+
+
+def _next_scheduled(
+    schedule: LoaderSchedule, fetch: Callable[[Slot], Any]
+) -> tuple[Slot, Any] | None:
+    """The pass's next slot and its batch (past loaders that ran dry), or None at its end."""
+    while (slot := schedule.next_slot()) is not None:
+        fetched = fetch_scheduled(schedule, slot, fetch)
+        if fetched is not None:
+            return fetched
+    return None
