@@ -84,6 +84,8 @@ BAD_VALUES = [
     ("logging", "composite_loggers", [], "at least 1"),
     ("logging", "composite_loggers", ["console", "mlflow"], "'wandb'"),
     ("logging", "composite_loggers", ["console", "console"], "unique"),
+    ("logging", "composite_loggers", ["console", "jsonl"], "metrics.jsonl is always written"),
+    ("logging", "logger_type", "jsonl", "metrics.jsonl is always written"),
     ("logging", "log_scalars_every_n_steps", 0, "greater than or equal to 1"),
     ("logging", "wandb_mode", "sometimes", "'offline'"),
     ("validation", "frequency", "hourly", "not a valid ValidationFrequency"),
@@ -377,6 +379,11 @@ def test_section_cross_field_rules_name_paths_and_wait_for_validate_for_fit():
         ("validation", {"frequency": "every_n_steps"}, "validation.every_n_steps"),
         ("validation", {"aggregation": "custom"}, "validation.aggregation_fn"),
         ("logging", {"logger_type": "composite"}, "logging.composite_loggers"),
+        (  # was silently unused: no TensorBoard files
+            "logging",
+            {"logger_type": "console", "composite_loggers": ["tensorboard"]},
+            "logging.composite_loggers",
+        ),
         ("hooks", {"hook_configs": {"pkg.mod.Hook": {}}}, "hooks.hook_configs"),
     ],
 )

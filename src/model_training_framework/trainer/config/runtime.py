@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from model_training_framework.config.loading import ConfigModel
 from model_training_framework.trainer.config.fields import (
@@ -83,20 +83,37 @@ class PerformanceConfig(ConfigModel):
 _LOGGER_NAMES = Literal["console", "tensorboard", "wandb"]
 
 
+def _not_jsonl(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "jsonl":
+        raise ValueError(
+            "'jsonl' is not a backend to choose: metrics.jsonl is always written; choose "
+            "from 'console', 'tensorboard', 'wandb' (or 'composite' with several)"
+        )
+    return value
+
+
+NotJsonl = BeforeValidator(_not_jsonl)
+
+
 class LoggingConfig(ConfigModel):
     """Which logging backends run and how often."""
 
-    logger_type: Annotated[Literal["console", "tensorboard", "wandb", "composite"], Choice] = Field(
+    logger_type: Annotated[
+        Literal["console", "tensorboard", "wandb", "composite"], Choice, NotJsonl
+    ] = Field(
         default="console",
         description=(
             "Logging backend: 'console', 'tensorboard', 'wandb' or 'composite' (several, "
             "listed in composite_loggers). metrics.jsonl is always written too."
         ),
     )
-    composite_loggers: list[Annotated[_LOGGER_NAMES, Choice]] | None = Field(
+    composite_loggers: list[Annotated[_LOGGER_NAMES, Choice, NotJsonl]] | None = Field(
         default=None,
         min_length=1,
-        description="Backends used by 'composite': any of 'console', 'tensorboard', 'wandb'.",
+        description=(
+            "Backends used by 'composite': any of 'console', 'tensorboard', 'wandb'; set only "
+            "with logger_type 'composite' (else an error)."
+        ),
     )
     log_scalars_every_n_steps: PositiveInt | None = Field(
         default=50,
@@ -136,6 +153,15 @@ class LoggingConfig(ConfigModel):
                     "composite_loggers",
                     "required when logger_type is 'composite'; list the "
                     "backends, e.g. ['console', 'tensorboard']",
+                )
+            ]
+        if self.logger_type != "composite" and self.composite_loggers is not None:
+            return [
+                (
+                    "composite_loggers",
+                    f"set to {self.composite_loggers} but logger_type is "
+                    f"'{self.logger_type}', so they would be unused; set logger_type: "
+                    "composite to use them, or remove composite_loggers",
                 )
             ]
         return []
