@@ -120,3 +120,12 @@ def test_a_run_directory_given_as_the_checkpoint_is_named_as_a_directory(
     run_dir = initial_checkpoint.parent
     with pytest.raises(CheckpointError, match=r"is a directory.*epoch_1_step_4\.ckpt.*latest"):
         _fit(tmp_path, "finetune", max_epochs=2, resume_from=run_dir)
+
+
+@pytest.mark.parametrize("resume_from", [True, False, 1])
+def test_a_resume_argument_that_is_not_a_path_is_refused_writing_nothing(tmp_path, resume_from):
+    # resume_from_checkpoint=True (a flag in other trainers) failed inside pathlib with
+    # "expected str, bytes or os.PathLike object, not bool".
+    with pytest.raises(TypeError, match=r"resume_from_checkpoint must be a path.*'latest'.*None"):
+        _fit(tmp_path, "flag", max_epochs=1, resume_from=resume_from)
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_loaders",
     "check_optimizer_ids",
     "check_optimizers",
+    "check_resume_from",
     "check_step_function",
     "checked_loss",
     "checked_validation_outputs",
@@ -133,6 +135,20 @@ def check_fit_loaders(train_loaders: Any, val_loaders: Any) -> tuple[list[Any], 
         )
     train = check_loaders(train_loaders, "train_loaders")
     return train, check_loaders(val_loaders, "val_loaders", allow_none=True)
+
+
+def check_resume_from(resume_from: Any) -> None:
+    """``fit``'s ``resume_from_checkpoint``: a checkpoint path, ``"latest"`` or None.
+
+    Raises:
+        TypeError: anything else, e.g. ``True`` (a resume flag in other trainers).
+    """
+    if resume_from is not None and not isinstance(resume_from, (str, os.PathLike)):
+        raise TypeError(
+            "resume_from_checkpoint must be a path to a checkpoint, 'latest' (this run's "
+            f"newest checkpoint) or None; got {resume_from!r}. A run resumes from its own "
+            "latest checkpoint without it (preemption.resume_from_latest_symlink)"
+        )
 
 
 def check_limits(max_epochs: Any, max_steps: Any) -> None:

@@ -21,6 +21,7 @@ from model_training_framework.trainer.checks import (
     check_fit_loaders,
     check_limits,
     check_optimizer_ids,
+    check_resume_from,
 )
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
@@ -230,11 +231,13 @@ def prepare_run(
     training_step: Callable[..., Any] | None,
     validation_step: Callable[..., Any] | None,
     loader_weights: Sequence[float] | None = None,
+    resume_from: Any = None,
 ) -> RunPlan:
     """Check ``fit``'s inputs against the config and build the ``RunPlan`` (no side effects).
 
     ``loader_weights`` (set by ``update_loader_weights`` before this fit) replace the
-    config's WEIGHTED weights.
+    config's WEIGHTED weights. ``resume_from`` is fit's ``resume_from_checkpoint`` (only its
+    type is checked here; the checkpoint itself is read when the run starts).
 
     Raises:
         TypeError, ValueError: bad loaders, counts that do not match the loaders, bad limits.
@@ -250,6 +253,7 @@ def prepare_run(
             "val_loaders were given but no validation step: call set_validation_step(fn)"
         )
     config.validate_for_fit()
+    check_resume_from(resume_from)
     check_train_loader_classes(train)
     check_limits(max_epochs, max_steps)
     num = len(train)

@@ -214,6 +214,7 @@ class GenericTrainer:
                         training_step=self._training_step,
                         validation_step=self._validation_step,
                         loader_weights=self._loader_weights,
+                        resume_from=resume_from_checkpoint,
                     )
                     return self._fit(plan, resume_from_checkpoint)
                 except BaseException as exc:
