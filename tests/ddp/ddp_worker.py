@@ -14,6 +14,11 @@ injects an error on one rank: in the training step, a hook, the loader or rank 0
 ``--fsdp`` trains with ``distributed.strategy: fsdp`` (sharded checkpoint directories); the
 states in ``final_rank<r>.pt`` (and with ``--dump-start`` in ``start_rank<r>.pt``, taken when
 training starts, after a resume) are then the full tensors gathered from every rank.
+
+Run as a script (torchrun runs it so), it imports its siblings by plain name: the loaders are
+in ``worker_data.py``, the injected failures in ``worker_faults.py``, the model and its gathered
+states in ``worker_model.py`` (the tests import ``Net`` from there), the ``--check-*`` runs in
+``worker_collectives.py``.
 """
 
 from __future__ import annotations
@@ -28,126 +33,18 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-)
-from torch.distributed.fsdp import FSDPModule
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset
+from worker_collectives import check_collectives, check_stuck_collective
+from worker_data import loaders
+from worker_faults import Fault, FaultHooks, FaultyDataset
+from worker_model import DumpAtStart, Net, full_states
 
 from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
     MultiDataLoaderConfig,
-    TrainerHooks,
 )
 
 STATUS_PREEMPTED = 3
-
-
-def dataset(n: int, seed: int) -> FaultyDataset:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=g)
-    y = x.sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
-    return FaultyDataset(x, y, torch.arange(n))
-
-
-class InjectedFailure(ValueError):
-    """The error ``--fail`` raises."""
-
-
-class Fault:
-    """``--fail WHERE:RANK:STEP``: raise on one rank once ``global_step`` reaches STEP."""
-
-    def __init__(self, spec: str | None, rank: int) -> None:
-        where, fail_rank, step = (spec or "none:-1:0").split(":")
-        self.where, self.step, self.armed = where, int(step), int(fail_rank) == rank
-        self.trainer: GenericTrainer | None = None
-
-    def due(self, where: str) -> bool:
-        return (
-            self.armed
-            and self.where == where
-            and self.trainer is not None
-            and self.trainer.global_step >= self.step
-        )
-
-    def check(self, where: str) -> None:
-        if self.due(where):
-            raise InjectedFailure(f"injected failure in the {where} at step {self.step}")
-
-
-class FaultHooks(TrainerHooks):
-    """The hook and save faults: a hook that raises, a payload rank 0 cannot write."""
-
-    def __init__(self, fault: Fault) -> None:
-        self.fault = fault
-
-    def on_train_start(self, trainer):
-        if dist.is_initialized():  # which backend the trainer's process group runs on
-            print(f"BACKEND {dist.get_backend()} world {dist.get_world_size()}", flush=True)
-
-    def on_after_optimizer_step(self, trainer, optimizer_idx):
-        self.fault.check("hook")
-
-    def on_checkpoint_save(self, trainer, payload):
-        if self.fault.due("save"):
-            payload["unwritable"] = object()  # CheckpointManager.save raises on rank 0
-
-
-class FaultyDataset(TensorDataset):
-    """Raises in ``__getitem__`` once the fault is due (the loader fault)."""
-
-    fault: Fault | None = None
-
-    def __getitem__(self, index):
-        if self.fault is not None:
-            self.fault.check("loader")
-        return super().__getitem__(index)
-
-
-class RankShard(IterableDataset):
-    """An iterable loader without a length whose shards differ across ranks (resumable)."""
-
-    def __init__(self, data: TensorDataset, rank: int, num_items: int) -> None:
-        self.data, self.items, self.pos = data, list(range(rank, num_items, 2)), 0
-
-    def __iter__(self):
-        if self.pos >= len(self.items):
-            self.pos = 0
-        while self.pos < len(self.items):
-            self.pos += 1
-            yield self.data[self.items[self.pos - 1]]
-
-    def state_dict(self) -> dict:
-        return {"pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.pos = state["pos"]
-
-
-class ValShard(IterableDataset):
-    """``--iterable-val``: a validation set without a length, rank 0's shard the longer."""
-
-    def __init__(self, data: TensorDataset, rank: int) -> None:
-        self.data, self.items = data, range(0, 20) if rank == 0 else range(20, 32)
-
-    def __iter__(self):
-        return (self.data[idx] for idx in self.items)
-
-
-class Net(torch.nn.Module):
-    """A shared trunk and one head per loader (no dropout: the runs are comparable)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.trunk = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh())
-        self.heads = torch.nn.ModuleList([torch.nn.Linear(16, 1), torch.nn.Linear(16, 1)])
-
-    def forward(self, x: torch.Tensor, head: int) -> torch.Tensor:
-        return self.heads[head](self.trunk(x))
 
 
 def parse_args() -> argparse.Namespace:
@@ -199,29 +96,6 @@ def parse_args() -> argparse.Namespace:
         help="RANK:STEP:BATCH: SIGUSR1 to that rank at that validation batch (once per run dir)",
     )
     return parser.parse_args()
-
-
-def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list[DataLoader]]:
-    sizes = {"a": 40, "b": 24 if args.unequal and rank == 1 else 32, "val": 32}
-    data = {name: dataset(n, seed) for seed, (name, n) in enumerate(sizes.items())}
-
-    def make(name: str, shuffle: bool) -> DataLoader:
-        if args.iterable_val and name == "val":
-            return DataLoader(ValShard(data[name], rank), batch_size=args.batch)
-        if args.iterable and name == "b":
-            return DataLoader(RankShard(data[name], rank, 28 - 4 * rank), batch_size=args.batch)
-        if args.single:
-            return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle)
-        if args.no_sampler:
-            return DataLoader(data[name], batch_size=args.batch, shuffle=shuffle)
-        # explicit replicas and rank: no process group exists yet (the trainer makes it)
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        sampler = DistributedSampler(
-            data[name], num_replicas=world, rank=rank, shuffle=shuffle, seed=11
-        )
-        return DataLoader(data[name], batch_size=args.batch, sampler=sampler)
-
-    return [make("a", args.shuffle), make("b", args.shuffle)], [make("val", False)]
 
 
 def checkpoint_section(args: argparse.Namespace) -> dict:
@@ -340,99 +214,6 @@ def signal_in_validation(args: argparse.Namespace, rank: int, step: int, batch_i
     if (rank, step, batch_idx) == target and not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGUSR1)
-
-
-def full_states(trainer: GenericTrainer) -> dict:
-    """Model and optimizer states with full tensors (gathered from every rank under FSDP)."""
-    model, optimizers = trainer.unwrapped_model, trainer.optimizers
-    if not isinstance(model, FSDPModule):
-        return {
-            "model": model.state_dict(),
-            "optimizers": [opt.state_dict() for opt in optimizers],
-        }
-    options = StateDictOptions(full_state_dict=True, cpu_offload=False)
-    return {
-        "model": get_model_state_dict(model, options=options),
-        "optimizers": [get_optimizer_state_dict(model, opt, options=options) for opt in optimizers],
-    }
-
-
-class DumpAtStart(TrainerHooks):
-    """Writes the (gathered) states as training starts: what a resume loaded."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-
-    def on_train_start(self, trainer) -> None:
-        states = {"global_step": trainer.global_step, **full_states(trainer)}
-        torch.save(states, self.run_dir / f"start_rank{int(os.environ.get('RANK', '0'))}.pt")
-
-
-def check_collectives(rank: int) -> int:
-    """Error paths of DistributedContext: each must raise on every rank, none may hang."""
-    from model_training_framework.trainer.runtime.distributed import (
-        DistributedContext,
-        RankFailedError,
-        RankZeroError,
-    )
-
-    ctx = DistributedContext.from_environment()
-    ctx.setup(torch.device("cpu"))
-    try:
-        assert ctx.reduce_sum([1.0, float(rank)]) == [2.0, 1.0]
-        try:
-            ctx.reduce_sum([1.0] * (rank + 1))
-        except ValueError as err:
-            print(f"rank {rank} reduce_sum error: {err}", flush=True)
-        grads = [torch.full((2, 2), float(rank)), torch.full((3,), 2.0 * rank)]
-        ctx.all_reduce_mean_(grads)
-        assert torch.equal(grads[0], torch.full((2, 2), 0.5)) and torch.equal(
-            grads[1], torch.ones(3)
-        )
-
-        def fail() -> None:
-            raise FileNotFoundError("no such checkpoint")
-
-        try:
-            ctx.rank_zero_call(fail)
-        except (FileNotFoundError, RankZeroError) as err:
-            print(f"rank {rank} rank_zero_call error: {type(err).__name__}: {err}", flush=True)
-        assert ctx.rank_zero_call(lambda: "chosen") == "chosen"
-
-        def fail_on_rank_one() -> int:
-            if rank == 1:
-                raise OSError("disk full")
-            return rank
-
-        try:
-            ctx.all_ranks_call(fail_on_rank_one)
-        except (OSError, RankFailedError) as err:
-            print(f"rank {rank} all_ranks_call error: {type(err).__name__}: {err}", flush=True)
-        assert ctx.all_ranks_call(lambda: rank * 10) == [0, 10]
-        print(f"rank {rank} collectives done", flush=True)
-    finally:
-        ctx.teardown()
-    return 0
-
-
-def check_stuck_collective(rank: int) -> int:
-    """Rank 0's step fails before a collective that rank 1's step runs (a sharded write): the
-    announced failure must end rank 1 instead of leaving it there until the timeout."""
-    from model_training_framework.trainer.runtime.distributed import DistributedContext
-    from model_training_framework.trainer.runtime.failures import build_failure_watch
-
-    ctx = DistributedContext.from_environment()
-    ctx.setup(torch.device("cpu"))
-
-    def write() -> None:
-        if rank == 0:
-            raise OSError("disk full")
-        dist.barrier()  # rank 0 never comes
-
-    with build_failure_watch(ctx) as watch:
-        ctx.failure_reporter = watch.report
-        ctx.all_ranks_call(write)
-    return 0
 
 
 def main() -> int:

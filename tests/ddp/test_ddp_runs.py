@@ -25,8 +25,8 @@ import torch
 from model_training_framework.trainer.state.run_lock import RunDirectoryLock, read_lock_state
 
 from ..trainer.resume_utils import assert_states_equal
-from .ddp_worker import Net
 from .launch import COMPARABLE, RESUMABLE, launch
+from .worker_model import Net
 
 pytestmark = pytest.mark.ddp
 

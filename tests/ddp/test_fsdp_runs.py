@@ -26,9 +26,9 @@ from model_training_framework.io_utils import is_temp_file
 from model_training_framework.trainer.state.dcp import consolidate_checkpoint
 
 from ..trainer.resume_utils import assert_states_equal
-from .ddp_worker import Net
 from .launch import COMPARABLE, launch
 from .launch import RESUMABLE as RESUMABLE_ARGS
+from .worker_model import Net
 
 pytestmark = pytest.mark.ddp
 
