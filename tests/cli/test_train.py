@@ -81,6 +81,25 @@ def test_set_override_changes_a_nested_value(project):
 
 
 @pytest.mark.parametrize(
+    ("optimizer", "override"),
+    [
+        ({"name": "sgd", "learning_rate": 0.01}, "optimizer.lr=0.05"),  # an old config file
+        ({"name": "sgd", "lr": 0.01}, "optimizer.learning_rate=0.05"),  # an old habit
+    ],
+)
+def test_set_with_the_other_spelling_of_a_renamed_key_overrides_it(project, optimizer, override):
+    # Both used to fail: "optimizer.lr: conflicts with the deprecated key
+    # 'optimizer.learning_rate' (0.05 vs 0.01); remove 'optimizer.learning_rate' ...".
+    config = project.write_config(optimizer=optimizer, training={"max_steps": 1})
+
+    with pytest.warns(DeprecationWarning, match=r"'optimizer\.learning_rate'"):
+        assert main(["train", str(config), "--set", override]) == 0
+
+    recorded = yaml.safe_load((project.run_dir() / "experiment.yaml").read_text())
+    assert recorded["optimizer"]["lr"] == 0.05 and "learning_rate" not in recorded["optimizer"]
+
+
+@pytest.mark.parametrize(
     ("change", "expected"),
     [
         (

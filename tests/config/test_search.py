@@ -238,3 +238,31 @@ def test_a_choice_value_drawn_twice_is_a_name_clash_in_the_sweep():
     search = ParameterGridSearch(BASE).add_grid(grid)
     with pytest.raises(ConfigError, match="both named"):
         search.generate_experiments()
+
+
+@pytest.mark.parametrize(
+    ("base_optimizer", "swept_key"),
+    [
+        ({"learning_rate": 0.001}, "optimizer.lr"),  # a reference-era base, the new key swept
+        ({"lr": 0.001}, "optimizer.learning_rate"),  # and the other way round
+    ],
+)
+def test_old_and_new_spellings_of_a_swept_key_do_not_conflict(base_optimizer, swept_key):
+    # Both used to fail: "optimizer.lr: conflicts with the deprecated key
+    # 'optimizer.learning_rate' (0.01 vs 0.001); remove 'optimizer.learning_rate' ...".
+    base = {"experiment_name": "base", "optimizer": base_optimizer}
+    grid = ParameterGrid("g").add_parameter(swept_key, [0.01, 0.1])
+    with pytest.warns(DeprecationWarning, match=r"'optimizer\.learning_rate'.*'optimizer\.lr'"):
+        experiments = ParameterGridSearch(base).add_grid(grid).generate_experiments()
+    assert sorted(e.optimizer.lr for e in experiments) == [0.01, 0.1]
+
+
+def test_a_swept_old_key_that_becomes_two_keys_sets_both():
+    base = {"experiment_name": "base", "performance": {"use_amp": False}}
+    grid = ParameterGrid("g").add_parameter("performance.mixed_precision", ["bf16-mixed", "32"])
+    with pytest.warns(DeprecationWarning):
+        experiments = ParameterGridSearch(base).add_grid(grid).generate_experiments()
+    assert sorted((e.performance.use_amp, e.performance.amp_dtype) for e in experiments) == [
+        (False, "bfloat16"),
+        (True, "bfloat16"),
+    ]

@@ -17,6 +17,11 @@ from typing import Any
 
 import yaml
 
+from model_training_framework.config.legacy import (
+    EXPERIMENT_RULES,
+    migrate_legacy_keys,
+    migrate_overrides,
+)
 from model_training_framework.errors import ConfigError
 
 __all__ = ["add_parser", "apply_overrides", "run_train"]
@@ -28,27 +33,35 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Set ``dotted.key=value`` pairs in a nested config dict (values parsed as YAML).
 
     Args:
-        data: the config as loaded from the file (changed in place and returned).
+        data: the config as loaded from the file (left unchanged).
         overrides: items like ``"optimizer.lr=0.01"`` or ``"training.max_epochs=2"``.
 
     Returns:
-        ``data``.
+        The config with the overrides applied, every renamed key under its new name.
 
     Raises:
         ConfigError: an item without ``=`` or a key that walks into a non-mapping.
+
+    Warns:
+        DeprecationWarning: a renamed key, in the file or in an override (both are migrated
+            first, so that either spelling overrides the other).
     """
+    data = migrate_legacy_keys(data, EXPERIMENT_RULES)
+    parsed: dict[str, Any] = {}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE such as optimizer.lr=0.01, got {item!r}")
+        parsed[key.strip()] = yaml.safe_load(text)
+    for key, value in migrate_overrides(parsed, EXPERIMENT_RULES).items():
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} holds {child!r}, not a section")
+                raise ConfigError(f"--set {key}: {part!r} holds {child!r}, not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = value
     return data
 
 

@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from model_training_framework.config.grid import ParameterGrid, merge_parameters
+from model_training_framework.config.legacy import (
+    EXPERIMENT_RULES,
+    migrate_legacy_keys,
+    migrate_overrides,
+)
 from model_training_framework.config.naming import NamingStrategy, name_experiments
 from model_training_framework.errors import ConfigError
 from model_training_framework.experiment.config import ExperimentConfig
@@ -87,7 +92,8 @@ class ParameterGridSearch:
         if isinstance(base_config, ExperimentConfig):
             self._base_config = base_config.to_dict()
         elif isinstance(base_config, Mapping):
-            self._base_config = copy.deepcopy(dict(base_config))
+            # Renamed keys first, so that a swept new key never meets the base's old one.
+            self._base_config = migrate_legacy_keys(base_config, EXPERIMENT_RULES)
         else:
             raise ConfigError(
                 f"ParameterGridSearch needs an ExperimentConfig or a mapping as base_config, "
@@ -166,7 +172,8 @@ class ParameterGridSearch:
         )
         planned = []
         for name, (grid, parameters) in zip(names, expanded, strict=True):
-            config = merge_parameters(self._base_config, parameters)
+            swept = migrate_overrides(parameters, EXPERIMENT_RULES)  # a swept old key
+            config = merge_parameters(self._base_config, swept)
             config[_NAME_KEY] = name
             planned.append(PlannedExperiment(name, grid.name, parameters, config))
         return planned
