@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -146,3 +147,30 @@ def test_resubmitting_a_sweep_skips_experiments_whose_job_is_queued_or_running(
     assert main(["sweep", str(grid), "--slurm", "--resubmit-active"]) == 0
     assert _job_id(second) != jobs[second]
     # (the fixture cancels the jobs still running)
+
+
+def test_dry_run_and_local_leave_an_experiment_with_a_live_job_alone(project, slurm_env, capsys):
+    grid = _slow_grid(project, [0.01])
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project.root)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "project"]):
+        subprocess.run([*git, *args], check=True)  # a git project: jobs run from a code copy
+    assert main(["sweep", str(grid), "--slurm"]) == 0
+    experiment_dir = project.root / "experiments" / "grid" / "tiny_lr-0.01"
+    job_id = _job_id(experiment_dir)
+    files = ("config.yaml", "job.sbatch.sh", "code_version.json")
+    before = {name: (experiment_dir / name).read_bytes() for name in files}
+    assert b"/.mtf_code/" in before["job.sbatch.sh"]  # a dry run's script would run the live tree
+    base = project.root / "base.yaml"
+    base.write_text(base.read_text().replace("max_epochs: 100", "max_epochs: 50"))
+    submitted = _squeue_ids(slurm_env)
+    capsys.readouterr()
+
+    for mode in ("--dry-run", "--local"):
+        assert main(["sweep", str(grid), mode]) == 0
+
+        assert {name: (experiment_dir / name).read_bytes() for name in files} == before, mode
+        out = capsys.readouterr().out
+        assert f"tiny_lr-0.01: skipped, its job {job_id} is " in out, out
+    assert not (experiment_dir / "local_run.json").exists()
+    assert _squeue_ids(slurm_env) == submitted
+    # (the fixture cancels the job)

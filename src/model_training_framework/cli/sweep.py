@@ -6,9 +6,11 @@ Modes (exactly one):
   ``job.sbatch.sh``, ``code_version.json``) and the job-array script, list the experiments with
   their swept values, and print the first job script. Needs no Slurm.
 * ``--local [--parallel N]``: run the experiments as local processes, N at a time.
-* ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array. An experiment whose
-  job from an earlier submission is still queued or running is skipped (with a message);
-  ``--resubmit-active`` submits it anyway, ``mtf cancel`` stops that job.
+* ``--slurm [--max-concurrent N]``: submit them to Slurm as one job array.
+
+In every mode an experiment whose Slurm job from an earlier submission is still queued or
+running is skipped, with a message, and its files are left as they are (the job reads them when
+it starts); ``mtf cancel`` stops that job, and ``--slurm --resubmit-active`` submits it anyway.
 
 Every experiment runs ``python -m model_training_framework.experiment.entry --config
 <experiment dir>/config.yaml`` from the project root (under Slurm: from a snapshot of it), so
@@ -116,23 +118,43 @@ def _run_slurm(
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
-def _without_active_jobs(experiments: list[Any], sweep_dir: Path) -> list[Any]:
-    """The experiments to submit: those whose recorded Slurm job is not queued or running.
+def _without_active_jobs(experiments: list[Any], sweep_dir: Path, *, is_slurm: bool) -> list[Any]:
+    """The experiments to write and run: those whose recorded Slurm job is not queued or running.
 
-    A second job would train the same run directory: it waits in the queue for nothing, or
-    starts and stops at once on the run's lock; and rewriting ``config.yaml`` under a queued
-    job changes what that job (or its requeue) runs.
+    NOTE [active jobs]: a queued array task runs ``bash <experiment>/job.sbatch.sh`` with
+    ``<experiment>/config.yaml`` when it starts (and again at each requeue), so every mode that
+    writes an experiment directory (``--slurm``, ``--dry-run``, ``--local``) would change what
+    that job runs; a dry run's job script even ``cd``s into the live project instead of the code
+    snapshot. A second job would train the same run directory: it waits in the queue for
+    nothing, or starts and stops at once on the run's lock. Only ``--slurm --resubmit-active``
+    writes such an experiment anyway.
+
+    Where ``squeue`` is missing (``--dry-run`` and ``--local`` need no Slurm), an experiment
+    with a recorded job is skipped too: whether its job is still queued cannot be told here.
     """
     from model_training_framework.launch.slurm.monitor import SLURMJobMonitor
-    from model_training_framework.launch.slurm.submissions import active_jobs
+    from model_training_framework.launch.slurm.submissions import active_jobs, read_submitted_job
 
     by_dir = {sweep_dir / experiment.experiment_name: experiment for experiment in experiments}
+    hint = (
+        "or submit a second job anyway with --resubmit-active"
+        if is_slurm
+        else "rewriting its config.yaml and job script would change what that job runs"
+    )
+    if not is_slurm and shutil.which("squeue") is None:
+        recorded = {path: read_submitted_job(path) for path in by_dir}
+        skipped = {path: job_id for path, job_id in recorded.items() if job_id is not None}
+        for experiment_dir, job_id in sorted(skipped.items()):
+            print(
+                f"  {experiment_dir.name}: skipped, its Slurm job {job_id} may still be queued or "
+                f"running and squeue is not available here to check ({hint})"
+            )
+        return [experiment for path, experiment in by_dir.items() if path not in skipped]
     active = active_jobs(list(by_dir), SLURMJobMonitor())
     for experiment_dir, info in sorted(active.items()):
         print(
             f"  {experiment_dir.name}: skipped, its job {info.job_id} is {info.state.value} "
-            f"(stop it with 'mtf cancel {sweep_dir} {experiment_dir.name}', or submit a second "
-            "job anyway with --resubmit-active)"
+            f"(stop it with 'mtf cancel {sweep_dir} {experiment_dir.name}', {hint})"
         )
     return [experiment for path, experiment in by_dir.items() if path not in active]
 
@@ -155,11 +177,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.slurm:
         _require_sbatch()
-        if not args.resubmit_active:
-            experiments = _without_active_jobs(experiments, sweep_dir)
-        if not experiments:
-            print("nothing submitted: every experiment of the sweep has a queued or running job")
-            return 0
+    if not (args.slurm and args.resubmit_active):
+        experiments = _without_active_jobs(experiments, sweep_dir, is_slurm=args.slurm)
+    if not experiments:
+        nothing = "submitted" if args.slurm else "to run" if args.local else "written"
+        print(f"nothing {nothing}: every experiment of the sweep has a queued or running job")
+        return 0
     # before the manifest: a refused experiment or a template that fails writes nothing
     launcher.check_batch(experiments, None)
     search.write_manifest(sweep_dir)
