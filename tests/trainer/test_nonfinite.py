@@ -380,3 +380,36 @@ def test_a_dropped_windows_samples_still_count_for_throughput():
     metrics.drop_since(mark)
     assert metrics.pop_samples() == 8
     assert metrics.pop_means() == {"train/dl_a/loss": 1.0, "train/loss": 1.0}
+
+
+def test_skip_drops_what_a_dropped_window_did_to_the_buffers_too(tmp_path):
+    # a NaN input sample: BatchNorm's running statistics took it in during the forward pass,
+    # before the window was found not finite; the run must not die on its next save
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    x[9] = float("nan")  # in the third batch: step 3
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1)
+    )
+    cfg = _config(tmp_path, on_nonfinite_loss="skip")
+    trainer = _trainer(cfg, _nan_loss_at(), model)  # no NaN of its own
+    seen = _BuffersAfterEachStep()
+    trainer.add_hook(seen)
+    result = trainer.fit([DataLoader(TensorDataset(x, y), batch_size=4)], max_steps=8)
+    assert result.status.value == "completed" and trainer.skipped_nonfinite == 1
+    assert _all_finite(model.state_dict())
+    # the dropped step left the buffers as the step before it had: statistics and batch count
+    for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(seen.buffers[3][key], seen.buffers[2][key]), key
+    assert int(model[1].num_batches_tracked) == 7
+    assert _saved_steps(tmp_path / "run") == [8]
+
+
+class _BuffersAfterEachStep(TrainerHooks):
+    """The model's buffers as each batch starts, by the global step reached then."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_train_batch_start(self, trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        module = trainer.unwrapped_model
+        self.buffers[trainer.global_step] = {name: b.clone() for name, b in module.named_buffers()}

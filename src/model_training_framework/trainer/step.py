@@ -29,6 +29,7 @@ from model_training_framework.trainer.data.devices import BatchMover
 from model_training_framework.trainer.data.fingerprint import FOLD_EVERY
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.optim.precision import Precision
+from model_training_framework.trainer.optim.window_buffers import WindowBuffers
 from model_training_framework.trainer.runtime.sharding import ReplicatedStrategy
 
 if TYPE_CHECKING:
@@ -110,7 +111,10 @@ class TrainStep:
         self._loss_scales = run.loss_scales
         self._grad_accum = run.grad_accum
         self._guard = run.guard
-        self._drops_windows = run.guard.is_skip  # a non-finite window leaves no metrics
+        # a non-finite window leaves no metrics and no buffer changes (NOTE [dropped window
+        # buffers] in optim/window_buffers.py)
+        self._drops_windows = run.guard.is_skip
+        self._window_buffers = WindowBuffers(parts.module)
         self._metrics = run.metrics
         self._fingerprint = run.fingerprint
         self._batch_records = run.fingerprint.records  # NOTE [deferred records]
@@ -144,7 +148,10 @@ class TrainStep:
         """
         next_slot, grad_accum = self._schedule.next_slot, self._grad_accum
         size, loader_idx, synced, epoch_done = 0, 0, False, False
-        mark = self._metrics.mark() if self._drops_windows else None
+        mark = None
+        if self._drops_windows:
+            mark = self._metrics.mark()
+            self._window_buffers.save()
         while size < grad_accum:
             slot = next_slot()
             if slot is None:
@@ -162,6 +169,7 @@ class TrainStep:
             return _EPOCH_DONE
         if not self._optimizer_step(loader_idx, synced) and mark is not None:
             self._metrics.drop_since(mark)
+            self._window_buffers.restore()
         return _STEPPED_EPOCH_DONE if epoch_done else _STEPPED
 
     def _micro_step(self, slot: Slot, position: int) -> tuple[bool, int] | None:
