@@ -99,6 +99,20 @@ def test_set_with_the_other_spelling_of_a_renamed_key_overrides_it(project, opti
     assert recorded["optimizer"]["lr"] == 0.05 and "learning_rate" not in recorded["optimizer"]
 
 
+def test_set_inside_a_renamed_section_changes_the_new_section(project):
+    config = project.write_config(
+        multi={"sampling_strategy": "round_robin", "dataloader_names": ["a", "b"]},
+        training={"max_steps": 1},
+    )
+
+    with pytest.warns(DeprecationWarning, match="'multi'"):
+        assert main(["train", str(config), "--set", "multi.sampling_strategy=sequential"]) == 0
+
+    recorded = yaml.safe_load((project.run_dir() / "experiment.yaml").read_text())
+    assert recorded["train_loader_config"]["sampling_strategy"] == "sequential"
+    assert recorded["train_loader_config"]["dataloader_names"] == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

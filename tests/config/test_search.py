@@ -266,3 +266,14 @@ def test_a_swept_old_key_that_becomes_two_keys_sets_both():
         (False, "bfloat16"),
         (True, "bfloat16"),
     ]
+
+
+def test_a_swept_key_inside_a_renamed_section_lands_in_the_new_section():
+    base = {"experiment_name": "base", "multi": {"dataloader_names": ["a", "b"]}}
+    grid = ParameterGrid("g").add_parameter("multi.sampling_strategy", ["sequential", "weighted"])
+    grid.add_parameter("multi.dataloader_weights", [[1, 2]])
+    with pytest.warns(DeprecationWarning, match="'multi'.*'train_loader_config'"):
+        experiments = ParameterGridSearch(base).add_grid(grid).generate_experiments()
+    loaders = [e.train_loader_config for e in experiments]
+    assert sorted(c.sampling_strategy.value for c in loaders) == ["sequential", "weighted"]
+    assert all(c.dataloader_names == ["a", "b"] for c in loaders)

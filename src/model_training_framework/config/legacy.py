@@ -345,7 +345,8 @@ def migrate_overrides(overrides: Mapping[str, Any], rules: Sequence[LegacyRule])
     migrated: dict[str, Any] = {}
     for key, value in overrides.items():
         path = tuple(key.split("."))
-        rule = next((r for r in rules if r.old_path == path), None)
+        # The old key itself, or a key inside a renamed section (multi.sampling_strategy).
+        rule = next((r for r in rules if r.old_path == path[: len(r.old_path)]), None)
         if rule is None:
             migrated[key] = value
             continue
