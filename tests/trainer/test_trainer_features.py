@@ -197,6 +197,43 @@ def test_bare_scheduler_defaults_to_step_interval(tmp_path):
     assert sched.last_epoch == 4
 
 
+def _two_optimizers():
+    model = TwoHeads()
+    return model, [
+        torch.optim.SGD(model.head0.parameters(), lr=1.0),
+        torch.optim.SGD(model.head1.parameters(), lr=1.0),
+    ]
+
+
+def test_none_leaves_an_optimizer_without_a_scheduler(tmp_path):
+    # With two optimizers a scheduler for the second alone could not be given: [None, s]
+    # failed with "schedulers[0] has no step() method: got NoneType".
+    model, (opt0, opt1) = _two_optimizers()
+    sched = torch.optim.lr_scheduler.StepLR(opt1, step_size=1, gamma=0.5)
+    cfg = _config(tmp_path, loader={"dataloader_names": ["a", "b"]}, per_loader_optimizer_id=[0, 1])
+    trainer = _trainer(cfg, model, [opt0, opt1], schedulers=[None, sched])
+    trainer.fit([_loader(), _loader(8, 1)], max_epochs=1)  # 2 steps of each optimizer
+    assert sched.last_epoch == 2
+    assert opt0.param_groups[0]["lr"] == 1.0 and opt1.param_groups[0]["lr"] == 0.25
+
+
+def test_a_scheduler_at_the_index_of_another_optimizer_is_refused(tmp_path):
+    # [s] with s built on optimizer 1 was stepped after optimizer 0's steps, silently.
+    model, (opt0, opt1) = _two_optimizers()
+    sched = torch.optim.lr_scheduler.StepLR(opt1, step_size=1)
+    with pytest.raises(ValueError, match=r"schedulers\[0\] follows optimizers\[1\].*\[None, "):
+        _trainer(_config(tmp_path), model, [opt0, opt1], schedulers=[sched])
+
+
+def test_a_scheduler_interval_is_read_in_any_case(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    item = {"scheduler": sched, "interval": "Epoch"}  # as ExperimentConfig.scheduler reads it
+    _trainer(_config(tmp_path), model, [opt], schedulers=[item]).fit([_loader()], max_epochs=2)
+    assert sched.last_epoch == 2
+
+
 @pytest.mark.parametrize("interval", [None, "epoch"])
 def test_a_scheduler_that_steps_on_a_metric_is_refused_when_the_trainer_is_built(
     tmp_path, interval

@@ -78,7 +78,7 @@ def build_parts(
     precision = build_precision(perf.use_amp, perf.amp_dtype, device, is_sharded=is_sharded)
     stepper = OptimizerStepper(
         optimizers,
-        parse_schedulers(schedulers, len(optimizers)),
+        parse_schedulers(schedulers, optimizers),
         precision,
         module,
         perf.clip_grad_norm,

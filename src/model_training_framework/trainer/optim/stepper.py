@@ -60,13 +60,18 @@ class ScheduledLR:
     interval: str = "step"
 
 
-def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> list[ScheduledLR]:
-    """Validate the ``schedulers`` argument (items aligned with optimizers by index).
+def parse_schedulers(
+    schedulers: Sequence[Any] | None, optimizers: Sequence[torch.optim.Optimizer]
+) -> list[ScheduledLR]:
+    """Validate the ``schedulers`` argument (items aligned with optimizers by index; None
+    for an optimizer without a scheduler).
 
     Raises:
         TypeError: not a list, or an item is neither a scheduler nor a dict.
-        ValueError: more schedulers than optimizers, or an unknown interval.
+        ValueError: more schedulers than optimizers, an unknown interval, or a scheduler built
+            on another of the trainer's optimizers than the one at its index.
     """
+    num_optimizers = len(optimizers)
     if schedulers is None:
         return []
     if not isinstance(schedulers, (list, tuple)):
@@ -81,6 +86,8 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
         )
     parsed = []
     for idx, item in enumerate(schedulers):
+        if item is None:  # optimizer idx has no scheduler: schedulers=[None, s]
+            continue
         if isinstance(item, Mapping):
             unknown = set(item) - {"scheduler", "interval"}
             if "scheduler" not in item or unknown:
@@ -91,6 +98,7 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
             sched, interval = item["scheduler"], item.get("interval", "step")
         else:
             sched, interval = item, "step"
+        interval = interval.lower() if isinstance(interval, str) else interval
         if interval not in _INTERVALS:
             raise ValueError(
                 f"schedulers[{idx}] interval must be 'step' or 'epoch', got {interval!r}"
@@ -98,8 +106,25 @@ def parse_schedulers(schedulers: Sequence[Any] | None, num_optimizers: int) -> l
         if not callable(getattr(sched, "step", None)):
             raise TypeError(f"schedulers[{idx}] has no step() method: got {type(sched).__name__}")
         _check_steps_without_arguments(sched, idx)
+        _check_follows_its_optimizer(sched, idx, optimizers)
         parsed.append(ScheduledLR(sched, idx, interval))
     return parsed
+
+
+def _check_follows_its_optimizer(
+    sched: Any, idx: int, optimizers: Sequence[torch.optim.Optimizer]
+) -> None:
+    """Scheduler ``idx`` steps after optimizer ``idx``: one built on another of the trainer's
+    optimizers would change that optimizer's learning rate at the wrong steps."""
+    follows = getattr(sched, "optimizer", None)
+    others = [j for j, opt in enumerate(optimizers) if opt is follows and j != idx]
+    if others and follows is not optimizers[idx]:
+        slots = ", ".join("s" if j == others[0] else "None" for j in range(others[0] + 1))
+        raise ValueError(
+            f"schedulers[{idx}] follows optimizers[{others[0]}], but scheduler i steps after "
+            f"optimizer i; put it at index {others[0]}, with None for an optimizer without a "
+            f"scheduler: schedulers=[{slots}]"
+        )
 
 
 def _has_torch_zero_grad(optimizer: torch.optim.Optimizer) -> bool:
