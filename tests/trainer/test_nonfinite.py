@@ -24,7 +24,7 @@ from model_training_framework.trainer import (
     TrainerHooks,
 )
 from model_training_framework.trainer.metrics.running import TrainMetrics
-from model_training_framework.trainer.optim import nonfinite
+from model_training_framework.trainer.optim import nonfinite, precision
 from model_training_framework.trainer.state.file_format import read_checkpoint
 
 # Tensor methods that copy a value to the host (a device sync on a GPU).
@@ -413,3 +413,64 @@ class _BuffersAfterEachStep(TrainerHooks):
     def on_train_batch_start(self, trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         module = trainer.unwrapped_model
         self.buffers[trainer.global_step] = {name: b.clone() for name, b in module.named_buffers()}
+
+
+@pytest.fixture
+def cpu_grad_scalers(monkeypatch) -> list:
+    """float16 autocast with a GradScaler on the CPU: the trainer makes one only on CUDA, and
+    torch's CPU GradScaler keeps the same books, so its path runs here. Returns the Autocast
+    objects made."""
+    made = []
+    real_init = precision.Autocast.__init__
+
+    def init(self, dtype_name, device, **kwargs):
+        real_init(self, dtype_name, device, **kwargs)
+        if self.dtype is torch.float16 and self.scaler is None:
+            self.scaler = torch.amp.GradScaler("cpu")
+        made.append(self)
+
+    monkeypatch.setattr(precision.Autocast, "__init__", init)
+    return made
+
+
+def test_skip_under_a_grad_scaler_lets_it_back_off_and_trains_on(tmp_path, cpu_grad_scalers):
+    # the dropped window's unscale_ had found inf/NaN gradients; without the scaler's update
+    # the next step's unscale_ raised "unscale_() has already been called on this optimizer"
+    cfg = _config(
+        tmp_path,
+        on_nonfinite_loss="skip",
+        performance={"use_amp": True, "amp_dtype": "float16"},
+    )
+    trainer = _trainer(cfg, _nan_loss_at(3))
+    (autocast,) = cpu_grad_scalers
+    scales = _ScaleAfterEachStep(autocast.scaler)
+    trainer.add_hook(scales)
+    result = trainer.fit([_loader()], max_steps=8)
+    assert result.status.value == "completed" and trainer.skipped_nonfinite == 1
+    # the dropped step backed the scale off, as a step the scaler skips itself
+    assert scales.after[3] == scales.after[2] * autocast.scaler.get_backoff_factor()
+    assert _all_finite(trainer.unwrapped_model.state_dict())
+
+
+class _ScaleAfterEachStep(TrainerHooks):
+    """The GradScaler's scale after each global step, read as the next batch starts."""
+
+    def __init__(self, scaler) -> None:
+        self.scaler, self.after = scaler, {}
+
+    def on_train_batch_start(self, trainer, batch, batch_idx, dataloader_idx, dataloader_name):
+        self.after[trainer.global_step] = self.scaler.get_scale()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_skip_under_the_cuda_grad_scaler_trains_on(tmp_path):
+    cfg = _config(
+        tmp_path,
+        device="cuda",
+        on_nonfinite_loss="skip",
+        performance={"use_amp": True, "amp_dtype": "float16"},
+    )
+    trainer = _trainer(cfg, _nan_loss_at(3))
+    result = trainer.fit([_loader()], max_steps=8)
+    assert result.status.value == "completed" and trainer.skipped_nonfinite == 1
+    assert _all_finite(trainer.unwrapped_model.state_dict())

@@ -55,6 +55,11 @@ class Precision:
         its scale)."""
         optimizer.step()
 
+    def drop_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The trainer dropped the step of ``optimizer`` after :meth:`unscale`
+        (``on_nonfinite_loss="skip"``): a scaler settles it as a step it skipped itself (no-op
+        without one)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Scaler state (empty without a scaler)."""
         return {}
@@ -102,6 +107,13 @@ class Autocast(Precision):
             optimizer.step()
         else:
             self.scaler.step(optimizer)
+            self.scaler.update()
+
+    def drop_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # unscale_ recorded the inf/NaN it found: update() backs the scale off, as after a
+        # step the scaler skipped, and lets the next window unscale_ again (without it, that
+        # raises "unscale_() has already been called on this optimizer since the last update()")
+        if self.scaler is not None:
             self.scaler.update()
 
     def state_dict(self) -> dict[str, Any]:

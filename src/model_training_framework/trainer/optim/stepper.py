@@ -227,6 +227,8 @@ class OptimizerStepper:
                 optimizer.step()
             for sched in self._step_scheds[optimizer_idx]:
                 sched.scheduler.step()
+        elif self._scales_loss:
+            self._precision.drop_step(optimizer)
         self.zero_grad()
         return stepped
 
