@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -991,3 +992,31 @@ def test_a_plain_api_resume_is_announced_on_the_console_by_default(tmp_path, cap
     assert result.global_step == 4
     assert f"resumed from {tmp_path / 't' / 'epoch_0_step_2.ckpt'}" in err, err
     assert "at epoch 0, step 2" in err, err
+
+
+@pytest.mark.parametrize(
+    ("loader", "ignored", "applies"),
+    [
+        ({"steps_per_epoch": 10}, "steps_per_epoch=10", "epoch_length_policy 'fixed_num_steps'"),
+        ({"dataloader_weights": [1.0, 2.0]}, "dataloader_weights=[1.0, 2.0]", "'weighted'"),
+        ({"alternating_pattern": [0, 1]}, "alternating_pattern=[0, 1]", "'alternating'"),
+        ({"sampling_strategy": "sequential", "burst_size": 3}, "burst_size=3", "'sequential'"),
+    ],
+)
+def test_a_loader_setting_the_schedule_ignores_is_named_in_a_warning(
+    tmp_path, caplog, loader, ignored, applies
+):
+    # They trained as if unset, silently (e.g. steps_per_epoch under sum_of_lengths).
+    trainer = _trainer(_config(tmp_path, loader=loader))
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        trainer.fit([_loader(), _loader(8, 1)], max_epochs=1)
+    warned = [r.getMessage() for r in caplog.records if ignored in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("train_loader_config.")
+    assert "has no effect" in warned[0] and applies in warned[0]
+
+
+def test_loader_settings_in_use_do_not_warn(tmp_path, caplog):
+    loader = {"sampling_strategy": "weighted", "dataloader_weights": [1.0, 2.0], "burst_size": 2}
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        _trainer(_config(tmp_path, loader=loader)).fit([_loader(), _loader(8, 1)], max_epochs=1)
+    assert not [r for r in caplog.records if "has no effect" in r.getMessage()]

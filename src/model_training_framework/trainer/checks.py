@@ -27,6 +27,7 @@ __all__ = [
     "check_step_function",
     "checked_loss",
     "checked_validation_outputs",
+    "warn_ignored_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -255,3 +256,10 @@ def check_optimizer_ids(
             optimizer_ids,
         )
     return optimizer_ids
+
+
+def warn_ignored_settings(lines: Sequence[str], field_path: str) -> None:
+    """Log a warning per config setting that has no effect (e.g. a loader config's
+    ``ignored_settings()``), naming the section at ``field_path``."""
+    for line in lines:
+        logger.warning("%s.%s", field_path, line)

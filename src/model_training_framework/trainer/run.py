@@ -22,6 +22,7 @@ from model_training_framework.trainer.checks import (
     check_limits,
     check_optimizer_ids,
     check_resume_from,
+    warn_ignored_settings,
 )
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
@@ -258,8 +259,10 @@ def prepare_run(
     check_limits(max_epochs, max_steps)
     num = len(train)
     config.train_loader_config.validate_against_loaders(num, "train_loader_config")
+    warn_ignored_settings(config.train_loader_config.ignored_settings(), "train_loader_config")
     if val_loaders:
         config.val_loader_config.validate_against_loaders(len(val_loaders), "val_loader_config")
+        warn_ignored_settings(config.val_loader_config.ignored_settings(), "val_loader_config")
         _check_val_schedule(config.val_loader_config, val_loaders)
     check_count(config.loss_weights_per_loader, num, "loss_weights_per_loader", "loss weight")
     optimizer_ids = check_optimizer_ids(config.per_loader_optimizer_id, num, num_optimizers)

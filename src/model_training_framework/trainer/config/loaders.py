@@ -130,6 +130,38 @@ class MultiDataLoaderConfig(ConfigModel):
                 )
         return issues
 
+    def ignored_settings(self) -> list[str]:
+        """Settings the schedule does not read under this strategy and epoch length policy.
+
+        Not errors (a sweep may switch the strategy while the base config keeps its weights),
+        but ``fit`` names each in a warning.
+
+        Returns:
+            Lines ``"<field>=<value> has no effect: it applies only with ..."``.
+        """
+        strategy, policy = self.sampling_strategy, self.epoch_length_policy
+        now = f"sampling_strategy is '{strategy.value}'"
+        unused: list[tuple[str, object, str, str]] = []
+        if self.steps_per_epoch is not None and policy is not EpochLengthPolicy.FIXED_NUM_STEPS:
+            unused.append(
+                (
+                    "steps_per_epoch",
+                    self.steps_per_epoch,
+                    "epoch_length_policy 'fixed_num_steps'",
+                    f"epoch_length_policy is '{policy.value}'",
+                )
+            )
+        if self.dataloader_weights is not None and strategy is not SamplingStrategy.WEIGHTED:
+            unused.append(("dataloader_weights", self.dataloader_weights, "'weighted'", now))
+        if self.alternating_pattern is not None and strategy is not SamplingStrategy.ALTERNATING:
+            unused.append(("alternating_pattern", self.alternating_pattern, "'alternating'", now))
+        if self.burst_size != 1 and strategy is SamplingStrategy.SEQUENTIAL:
+            unused.append(("burst_size", self.burst_size, "the other strategies", now))
+        return [
+            f"{field}={value!r} has no effect: it applies only with {applies}, and {current}"
+            for field, value, applies, current in unused
+        ]
+
     def validate_against_loaders(self, num_loaders: int, field_path: str) -> None:
         """Check names, weights and pattern against the loaders actually given to ``fit``.
 
