@@ -112,14 +112,25 @@ def test_explicit_path_is_used_when_every_own_checkpoint_is_damaged(
     assert any("no valid checkpoint" in r.getMessage() for r in caplog.records)
 
 
-def test_a_run_directory_given_as_the_checkpoint_is_named_as_a_directory(
-    tmp_path, initial_checkpoint
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_run_directory_given_as_the_checkpoint_starts_from_its_latest(
+    tmp_path, initial_checkpoint, as_text
 ):
-    # It said "checkpoint .../pretrain does not exist (none other in ...)" of a folder that
-    # exists.
+    # A run directory (as mtf inspect and mtf consolidate take it) was refused with "is a
+    # directory, not a checkpoint file; give one of the checkpoint files in it".
     run_dir = initial_checkpoint.parent
-    with pytest.raises(CheckpointError, match=r"is a directory.*epoch_1_step_4\.ckpt.*latest"):
-        _fit(tmp_path, "finetune", max_epochs=2, resume_from=run_dir)
+    resume_from = f"{run_dir}/" if as_text else run_dir
+    start, result = _fit(tmp_path, "finetune", max_epochs=2, resume_from=resume_from)
+    assert (start, result.global_step) == (4, 8)
+
+
+def test_a_directory_without_a_latest_checkpoint_is_named_as_a_directory(tmp_path):
+    # It said "checkpoint ... does not exist (none other in ...)" of a folder that exists.
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "epoch_1_step_4.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is a directory.*epoch_1_step_4\.ckpt"):
+        _fit(tmp_path, "finetune", max_epochs=2, resume_from=folder)
 
 
 @pytest.mark.parametrize("resume_from", [True, False, 1])

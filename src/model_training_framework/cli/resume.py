@@ -108,7 +108,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint",
         default=None,
         help=(
-            "start from this checkpoint file while the run has no checkpoint of its own "
+            "start from this checkpoint file (a run directory: its latest.ckpt) while the "
+            "run has no checkpoint of its own "
             "(afterwards the run's own latest wins)"
         ),
     )

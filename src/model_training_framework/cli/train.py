@@ -116,7 +116,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="latest|CKPT",
         help="'latest': resume from the run's latest checkpoint, fail if there is none; CKPT: "
-        "start from this file while the run has no checkpoint of its own (afterwards the "
+        "start from this file (a run directory: its latest.ckpt) while the run has no "
+        "checkpoint of its own (afterwards the "
         "run's own latest wins); default: resume automatically when the run directory has a "
         "checkpoint",
     )

@@ -20,6 +20,7 @@ import torch
 from model_training_framework.config.imports import import_configured
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.results import WarmStartResult
+from model_training_framework.trainer.state.file_names import LATEST_NAME
 
 __all__ = ["find_checkpoint", "warm_start"]
 
@@ -34,7 +35,8 @@ def find_checkpoint(
     """The checkpoint to resume from and its payload, or None to start fresh.
 
     * ``resume_from=PATH``: the run's own latest checkpoint when the run directory has one
-      (with a warning that PATH was not used), else PATH (see NOTE [requeue-safe resume]).
+      (with a warning that PATH was not used), else PATH (see NOTE [requeue-safe resume]);
+      a run directory as PATH means its ``latest.ckpt``.
     * ``resume_from="latest"``: the run's own latest checkpoint; an error when there is none.
     * ``resume_from=None``: the run's own latest checkpoint when ``auto_resume``, else None.
 
@@ -49,6 +51,8 @@ def find_checkpoint(
         RankFailedError: another rank could not load it.
     """
     explicit = resume_from is not None and str(resume_from) != LATEST
+    if explicit:
+        resume_from = _latest_of_run_directory(Path(resume_from))
     if resume_from is None and not auto_resume:
         return None
     chosen = None
@@ -79,6 +83,17 @@ def find_checkpoint(
             "argument to start fresh"
         )
     return None
+
+
+def _latest_of_run_directory(path: Path) -> Path:
+    """A run directory given as the checkpoint means its latest checkpoint (as for ``mtf
+    inspect``); any other path is returned as given (a directory without ``latest.ckpt`` is
+    then refused when it is read, listing the checkpoint files in it)."""
+    latest = path / LATEST_NAME
+    if path.is_dir() and latest.exists():
+        logger.info("resume_from_checkpoint=%s is a run directory: using %s", path, latest)
+        return latest
+    return path
 
 
 def _warn_initial_checkpoint_not_used(initial: Path, own: Path, run_dir: Path) -> None:
