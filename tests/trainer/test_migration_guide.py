@@ -219,3 +219,10 @@ def test_an_optimizer_that_no_loader_uses_is_named_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="model_training_framework"):
         trainer.fit(train_loaders=[_loader(), _loader(8, 1)], max_epochs=1)
     assert not [r for r in caplog.records if "optimizers[" in r.getMessage()]
+
+
+@pytest.mark.parametrize("config", [{"train_loader_config": {"dataloader_names": ["main"]}}, None])
+def test_a_config_that_is_not_a_trainer_config_says_how_to_build_one(config):
+    model = MyModel()
+    with pytest.raises(TypeError, match=r"GenericTrainerConfig\.from_dict.*from_yaml"):
+        GenericTrainer(config, model, [torch.optim.Adam(model.parameters())])

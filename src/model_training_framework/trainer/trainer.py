@@ -311,6 +311,10 @@ class GenericTrainer:
 
 def _checked_config(config: Any) -> GenericTrainerConfig:
     if not isinstance(config, GenericTrainerConfig):
-        raise TypeError(f"config must be a GenericTrainerConfig, got {type(config).__name__}")
+        raise TypeError(
+            f"config must be a GenericTrainerConfig, got {type(config).__name__}; build one "
+            "with GenericTrainerConfig(...), GenericTrainerConfig.from_dict(mapping) or "
+            "GenericTrainerConfig.from_yaml(path)"
+        )
     config.require_train_loader_config()
     return config
