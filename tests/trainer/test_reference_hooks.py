@@ -186,6 +186,36 @@ def test_a_script_adding_a_reference_hook_shows_the_warning(tmp_path):
     assert "script.py:9: DeprecationWarning" in done.stderr
 
 
+def test_a_hook_method_the_trainer_never_calls_is_named_in_a_warning(tmp_path, caplog):
+    # on_validation_batch_start (no such hook here) or a misspelt name was silently never run.
+    class Misnamed(TrainerHooks):
+        def on_validation_batch_start(self, trainer, batch, batch_idx, dl_idx, dl_name):
+            pass
+
+        def on_train_ends(self, trainer, result):
+            pass
+
+        def on_train_end(self, trainer, result):
+            pass
+
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        _trainer(tmp_path).add_hook(Misnamed())
+    warned = [r.getMessage() for r in caplog.records if "never calls" in r.getMessage()]
+    assert len(warned) == 1
+    assert "Misnamed.on_train_ends (did you mean on_train_end?)" in warned[0]
+    assert "Misnamed.on_validation_batch_start (did you mean on_validation_" in warned[0]
+
+
+def test_hooks_with_known_methods_only_do_not_warn(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="model_training_framework"):
+        trainer = _trainer(tmp_path)
+        for hook in (ReferenceStyleHook(), LoggingHook(), GradientMonitorHook()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                trainer.add_hook(hook)
+    assert not [r for r in caplog.records if "never calls" in r.getMessage()]
+
+
 # ---------------------------------------------------------------- the reference's extra hook methods
 
 

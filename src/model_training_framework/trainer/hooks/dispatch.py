@@ -7,6 +7,7 @@ under stable keys (``"MyHook#0"``).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import logging
 import weakref
@@ -91,6 +92,7 @@ class HookDispatcher:
         _check_is_hook_instance(hook)
         key = _state_key(hook, self._hooks)
         label = type(hook).__qualname__ if key.endswith("#0") else key
+        _warn_uncalled_methods(hook, label)
         # Signatures are checked (and old ones adapted) once here, never per call.
         bound = [
             (name, bind_hook_method(label, name, getattr(hook, name), _NUM_ARGS[name]))
@@ -285,6 +287,27 @@ def _check_is_hook_instance(hook: object) -> None:
     raise TypeError(
         f"expected a TrainerHooks instance; got {type(hook).__qualname__}: subclass "
         f"model_training_framework.trainer.TrainerHooks and override the methods you need"
+    )
+
+
+def _warn_uncalled_methods(hook: TrainerHooks, label: str) -> None:
+    """Name the ``on_*`` methods of ``hook`` that are no hook (a misspelt name, or one from
+    another framework such as ``on_validation_batch_start``): the trainer never calls them."""
+    unknown = sorted(
+        name
+        for name in dir(type(hook))
+        if name.startswith("on_") and name not in HOOK_METHODS and callable(getattr(hook, name))
+    )
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, HOOK_METHODS, n=1, cutoff=0.6)
+        described.append(f"{label}.{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    logger.warning(
+        "the trainer never calls %s: they are no TrainerHooks methods (hooks: %s)",
+        ", ".join(described),
+        ", ".join(HOOK_METHODS),
     )
 
 
