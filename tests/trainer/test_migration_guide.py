@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -226,3 +227,39 @@ def test_a_config_that_is_not_a_trainer_config_says_how_to_build_one(config):
     model = MyModel()
     with pytest.raises(TypeError, match=r"GenericTrainerConfig\.from_dict.*from_yaml"):
         GenericTrainer(config, model, [torch.optim.Adam(model.parameters())])
+
+
+def _profile_keys(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {key for row in rows for key in row if key.startswith("profile/")}
+
+
+def test_profiling_is_on_by_default_with_the_guides_metric_names(tmp_path):
+    config = _guide_config()
+    config.logging.log_scalars_every_n_steps = 2
+    model = MyModel()
+    trainer = GenericTrainer(config, model, [torch.optim.Adam(model.parameters())])
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    trainer.set_validation_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    trainer.fit(train_loaders=[_loader()], val_loaders=[_loader(8, 1)], max_epochs=2)
+    keys = _profile_keys(tmp_path / "runs" / "experiment")
+    for name in ("time_data_ms", "time_forward_ms", "time_backward_ms"):
+        assert f"profile/train/dl_main/{name}" in keys
+    assert {"profile/val/dl_validation/time_data_ms"} <= keys
+
+
+def test_profile_training_false_in_yaml_switches_profiling_off(tmp_path):
+    # The guide's "In your config.yaml: profile_training: false".
+    (tmp_path / "config.yaml").write_text(
+        "profile_training: false\n"
+        "train_loader_config: {sampling_strategy: SEQUENTIAL, dataloader_names: [main]}\n"
+        "logging: {log_scalars_every_n_steps: 1}\n"
+    )
+    config = GenericTrainerConfig.from_yaml(tmp_path / "config.yaml")
+    assert config.profile_training is False
+    assert GenericTrainerConfig(profile_training=False).profile_training is False  # as written
+    model = MyModel()
+    trainer = GenericTrainer(config, model, [torch.optim.Adam(model.parameters())])
+    trainer.set_training_step(lambda t, b, i, d, n: {"loss": compute_loss(t.model, b)})
+    trainer.fit(train_loaders=[_loader()], max_epochs=1)
+    assert _profile_keys(tmp_path / "runs" / "experiment") == set()
