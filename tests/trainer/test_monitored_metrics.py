@@ -12,6 +12,7 @@ from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
     MultiDataLoaderConfig,
+    TrainerHooks,
 )
 
 
@@ -128,3 +129,58 @@ def test_a_metric_that_needs_training_metrics_switched_off_is_an_error(tmp_path,
     # train/loss that never came: early stopping and best.ckpt were silently off.
     with pytest.raises(ConfigError, match=r"log_loss_every_n_steps is None.*never produced"):
         _fit(tmp_path, val=val, log_loss_every_n_steps=None, early_stopping_mode="max", **monitored)
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "name", "meant", "val"),
+    [
+        ({"early_stopping_patience": 1}, "early_stopping_metric", "val_loss", "val/loss", True),
+        ({}, "checkpoint.monitor_metric", "val_loss", "val/loss", True),
+        (
+            {"early_stopping_patience": 1},
+            "early_stopping_metric",
+            "train_loss",
+            "train/loss",
+            False,
+        ),
+    ],
+)
+def test_an_underscore_spelling_of_a_produced_metric_is_an_error(
+    tmp_path, config, field, name, meant, val
+):
+    # Lightning's (and the reference's) 'val_loss' was not checked at all, as a name a hook
+    # might log, so early stopping and best.ckpt were silently off.
+    if field == "checkpoint.monitor_metric":
+        config = {"checkpoint": {"monitor_metric": name}}
+    else:
+        config = {**config, field: name}
+    with pytest.raises(ConfigError, match=rf"{field} is '{name}'.*did you mean '{meant}'"):
+        _fit(tmp_path, val=val, **config)
+    assert not list(tmp_path.glob("m/*.ckpt")), "refused at the first evaluation, before a save"
+
+
+class LogsValF1(TrainerHooks):
+    def on_validation_end(self, trainer, metrics):
+        trainer.log_metrics({"val_f1": 1.0 - metrics["val/loss"], "val_loss": metrics["val/loss"]})
+
+
+@pytest.mark.parametrize("name", ["val_f1", "val_loss"])
+def test_underscore_metrics_that_a_hook_logs_can_be_monitored(tmp_path, name):
+    trainer_config = {"early_stopping_patience": 1, "early_stopping_metric": name}
+    trainer = GenericTrainer(
+        GenericTrainerConfig(
+            experiment_name="m",
+            seed=0,
+            checkpoint={"root_dir": str(tmp_path)},
+            train_loader_config=MultiDataLoaderConfig(),
+            early_stopping_mode="max" if name == "val_f1" else "min",
+            **trainer_config,
+        ),
+        torch.nn.Linear(3, 1),
+        [torch.optim.SGD(torch.nn.Linear(3, 1).parameters(), lr=0.1)],
+    )
+    trainer.set_training_step(_step)
+    trainer.set_validation_step(_step)
+    trainer.add_hook(LogsValF1())
+    result = trainer.fit([_loader()], [_loader(1)], max_epochs=2)
+    assert name in result.metrics

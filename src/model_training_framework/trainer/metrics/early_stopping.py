@@ -63,7 +63,8 @@ class MonitoredMetricsCheck:
     produced.
 
     A typo such as ``val/los`` (or a custom aggregation that returns no ``loss``) would
-    otherwise silently switch early stopping or ``best.ckpt`` off. A ``val/`` metric is checked
+    otherwise silently switch early stopping or ``best.ckpt`` off, and so would Lightning's
+    spelling ``val_loss`` (checked when ``val/loss`` is produced). A ``val/`` metric is checked
     at the first validation pass (at the first logging of training metrics when the run has no
     validation loaders, which can never produce it); a ``train/`` metric at the first logging of
     training metrics (``train/loss``). Other names (metrics that hooks log) are not checked.
@@ -92,15 +93,18 @@ class MonitoredMetricsCheck:
         logs_train_metrics: bool = True,
     ) -> None:
         val_trigger = _VAL_PREFIX if has_validation else _TRAIN_LOSS
-        self._pending = {
-            field: (name, val_trigger if name.startswith(_VAL_PREFIX) else _TRAIN_LOSS)
-            for field, name in monitored.items()
-            if name is not None and name.startswith((_VAL_PREFIX, _TRAIN_PREFIX))
-        }
-        if not logs_train_metrics:
-            for field, (name, trigger) in self._pending.items():
-                if trigger == _TRAIN_LOSS:
-                    raise _never_logged(field, name, has_validation)
+        # field -> (name, the evaluation that must produce it, its 'val/' spelling when the
+        # name is written 'val_loss' as in Lightning: checked only when that spelling is).
+        self._pending: dict[str, tuple[str, str, str | None]] = {}
+        for field, name in monitored.items():
+            slashed = None if name is None else _slashed(name)
+            checked = slashed or name
+            if checked is None or not checked.startswith((_VAL_PREFIX, _TRAIN_PREFIX)):
+                continue
+            trigger = val_trigger if checked.startswith(_VAL_PREFIX) else _TRAIN_LOSS
+            self._pending[field] = (name, trigger, slashed)
+            if not logs_train_metrics and trigger == _TRAIN_LOSS and slashed is None:
+                raise _never_logged(field, name, has_validation)
 
     def check(self, logged_now: Mapping[str, float], logged_so_far: Mapping[str, float]) -> None:
         """Called at every logging boundary; checks the metrics whose evaluation this is.
@@ -115,12 +119,13 @@ class MonitoredMetricsCheck:
         """
         if not self._pending:
             return
-        for field, (name, trigger) in list(self._pending.items()):
+        for field, (name, trigger, slashed) in list(self._pending.items()):
             if not any(key.startswith(trigger) for key in logged_now):
                 continue
             del self._pending[field]
-            if name not in logged_so_far:
-                raise _not_produced(field, name, logged_so_far)
+            # 'val_f1' that a hook logs later is no typo; 'val_loss' beside 'val/loss' is.
+            if name not in logged_so_far and (slashed is None or slashed in logged_so_far):
+                raise _not_produced(field, name, logged_so_far, meant=slashed)
 
 
 _VAL_PREFIX = "val/"
@@ -139,9 +144,19 @@ def _never_logged(field: str, name: str, has_validation: bool) -> ConfigError:
     )
 
 
-def _not_produced(field: str, name: str, logged: Mapping[str, float]) -> ConfigError:
+def _slashed(name: str) -> str | None:
+    """``val_loss`` -> ``val/loss`` (Lightning's spelling of our metric keys); else None."""
+    for prefix in ("val_", "train_"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return f"{prefix[:-1]}/{name[len(prefix) :]}"
+    return None
+
+
+def _not_produced(
+    field: str, name: str, logged: Mapping[str, float], meant: str | None = None
+) -> ConfigError:
     produced = sorted(k for k in logged if not k.startswith("profile/"))
-    close = difflib.get_close_matches(name, produced, n=1)
+    close = [meant] if meant else difflib.get_close_matches(name, produced, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(
         f"{field} is {name!r}, but the first evaluation produced no such metric{hint}; "
