@@ -69,6 +69,14 @@ def _max_steps(experiment_dir: Path) -> int:
     return yaml.safe_load((experiment_dir / "config.yaml").read_text())["training"]["max_steps"]
 
 
+def _manifest_max_steps(sweep_dir: Path) -> dict[str, int]:
+    manifest = yaml.safe_load((sweep_dir / "manifest.yaml").read_text())
+    return {
+        name: entry["config"]["training"]["max_steps"]
+        for name, entry in manifest["experiments"].items()
+    }
+
+
 @pytest.mark.parametrize("mode", ["--dry-run", "--local"])
 def test_an_experiment_whose_job_is_queued_is_left_as_it_is(submitted_sweep, capsys, mode):
     grid, sweep_dir = submitted_sweep
@@ -82,6 +90,8 @@ def test_an_experiment_whose_job_is_queued_is_left_as_it_is(submitted_sweep, cap
     assert f"mtf cancel {sweep_dir} {ACTIVE}" in out
     assert _contents(sweep_dir / ACTIVE) == before  # what the queued job will run
     assert _max_steps(sweep_dir / DONE) == 4  # the finished one is written as before
+    # the manifest describes what each experiment runs: the skipped one keeps its old entry
+    assert _manifest_max_steps(sweep_dir) == {ACTIVE: 3, DONE: 4}
     assert not (sweep_dir / ACTIVE / "local_run.json").exists()
     if mode == "--local":
         record = json.loads((sweep_dir / DONE / "local_run.json").read_text())
@@ -121,3 +131,4 @@ def test_without_squeue_a_dry_run_leaves_experiments_with_a_recorded_job_alone(
     assert "squeue is not available here" in out
     assert _contents(sweep_dir / ACTIVE) == before
     assert _max_steps(sweep_dir / DONE) == 4
+    assert _manifest_max_steps(sweep_dir) == {ACTIVE: 3, DONE: 4}

@@ -277,3 +277,31 @@ def test_a_swept_key_inside_a_renamed_section_lands_in_the_new_section():
     loaders = [e.train_loader_config for e in experiments]
     assert sorted(c.sampling_strategy.value for c in loaders) == ["sequential", "weighted"]
     assert all(c.dataloader_names == ["a", "b"] for c in loaders)
+
+
+def test_a_kept_experiment_keeps_its_manifest_entry_or_records_its_config_on_disk(tmp_path):
+    # mtf sweep leaves an experiment with a queued or running job as it is; its manifest entry
+    # must describe what that job runs, not the new config.
+    ParameterGridSearch(BASE).add_grid(_lr_grid()).write_manifest(tmp_path)
+    first = yaml.safe_load((tmp_path / "manifest.yaml").read_text())["experiments"]
+    kept, lost = sorted(first)[:2]
+    on_disk = {**first[lost]["config"], "seed": 7}  # what the queued job runs
+    (tmp_path / lost).mkdir()
+    (tmp_path / lost / "config.yaml").write_text(yaml.safe_dump(on_disk))
+    manifest = yaml.safe_load((tmp_path / "manifest.yaml").read_text())
+    del manifest["experiments"][lost]
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    changed = {**BASE, "seed": 99}
+
+    path = (
+        ParameterGridSearch(changed)
+        .add_grid(_lr_grid())
+        .write_manifest(tmp_path, keep={kept, lost})
+    )
+
+    entries = yaml.safe_load(path.read_text())["experiments"]
+    assert entries[kept] == first[kept]
+    assert entries[lost]["config"]["seed"] == 7
+    assert entries[lost]["parameters"] == first[lost]["parameters"]
+    others = set(entries) - {kept, lost}
+    assert len(others) == 2 and {entries[n]["config"]["seed"] for n in others} == {99}

@@ -177,15 +177,18 @@ def run_sweep(args: argparse.Namespace) -> int:
         launcher = SLURMLauncher(args.template, project_root, sweep_dir, command=RUNNER_COMMAND)
     if args.slurm:
         _require_sbatch()
+    skipped: set[str] = set()
     if not (args.slurm and args.resubmit_active):
-        experiments = _without_active_jobs(experiments, sweep_dir, is_slurm=args.slurm)
+        kept = _without_active_jobs(experiments, sweep_dir, is_slurm=args.slurm)
+        skipped = {e.experiment_name for e in experiments} - {e.experiment_name for e in kept}
+        experiments = kept
     if not experiments:
         nothing = "submitted" if args.slurm else "to run" if args.local else "written"
         print(f"nothing {nothing}: every experiment of the sweep has a queued or running job")
         return 0
     # before the manifest: a refused experiment or a template that fails writes nothing
     launcher.check_batch(experiments, None)
-    search.write_manifest(sweep_dir)
+    search.write_manifest(sweep_dir, keep=skipped)  # skipped: their entries stay as they were
     if args.local:
         return _run_local(launcher, search, experiments, args.parallel)
     if args.dry_run:

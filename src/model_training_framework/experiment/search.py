@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -262,12 +262,26 @@ class ParameterGridSearch:
         """Write :meth:`summary` as YAML or JSON (by extension); returns the path."""
         return write_config_file(path, self.summary())
 
-    def write_manifest(self, directory: str | Path, filename: str = MANIFEST_FILENAME) -> Path:
+    def write_manifest(
+        self,
+        directory: str | Path,
+        filename: str = MANIFEST_FILENAME,
+        *,
+        keep: Collection[str] = (),
+    ) -> Path:
         """Write ``<directory>/manifest.yaml``: each experiment name -> grid, values, full config.
 
         Every config is validated first (nothing is written when one is invalid) and stored as
         ``ExperimentConfig.to_dict()``, defaults filled in. Experiments that another sweep
         (another grid name) wrote into the same directory stay in the manifest.
+
+        Args:
+            directory: the sweep's experiments directory.
+            filename: the manifest's file name.
+            keep: experiments whose files this run leaves as they are (``mtf sweep`` skips an
+                experiment whose Slurm job is still queued or running): each keeps its entry
+                as it was or, without one, records ``<directory>/<name>/config.yaml``, so the
+                manifest describes the config that experiment runs, not the new one.
 
         Returns:
             The manifest path.
@@ -280,6 +294,7 @@ class ParameterGridSearch:
         planned = self.plan()
         earlier = _manifest_entries(path)
         _refuse_other_grids(planned, earlier, path)
+        directory = Path(directory)
         entries = {
             **{
                 name: entry
@@ -287,7 +302,8 @@ class ParameterGridSearch:
                 if name not in {p.name for p in planned}
             },
             **{
-                p.name: {
+                p.name: (p.name in keep and _kept_entry(p, earlier, directory))
+                or {
                     "grid": p.grid_name,
                     "parameters": p.parameters,
                     "config": self._validate(p).to_dict(),
@@ -311,6 +327,19 @@ def _manifest_entries(path: Path) -> dict[str, Any]:
         return {}
     experiments = read_config_file(path).get("experiments")
     return dict(experiments) if isinstance(experiments, Mapping) else {}
+
+
+def _kept_entry(
+    p: PlannedExperiment, earlier: Mapping[str, Any], directory: Path
+) -> dict[str, Any] | None:
+    """A left-alone experiment's manifest entry: the earlier one, else its config on disk."""
+    entry = earlier.get(p.name)
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    on_disk = directory / p.name / "config.yaml"
+    if not on_disk.is_file():
+        return None
+    return {"grid": p.grid_name, "parameters": p.parameters, "config": read_config_file(on_disk)}
 
 
 def _refuse_other_grids(
