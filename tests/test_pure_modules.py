@@ -33,6 +33,7 @@ PURE_MODULES = [
     "config.distributions",
     "config.paths",
     "config.naming",
+    "config.enums",
     "launch.slurm.template",
     "launch.slurm.parsing",
     "launch.slurm.launch",

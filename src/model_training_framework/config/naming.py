@@ -29,9 +29,9 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
+from model_training_framework.config.enums import AnyCaseEnum
 from model_training_framework.errors import ConfigError
 
 __all__ = [
@@ -71,7 +71,7 @@ _KNOWN_ABBREVIATIONS = {
 }
 
 
-class NamingStrategy(str, Enum):
+class NamingStrategy(AnyCaseEnum):
     """How experiment names are built from the base name and the swept values.
 
     ``PARAMETER_BASED``: readable, ``<base>_<abbrev>-<value>_...`` (keys sorted).
@@ -84,14 +84,6 @@ class NamingStrategy(str, Enum):
     PARAMETER_BASED = "parameter_based"
     HASH_BASED = "hash_based"
     TIMESTAMP_BASED = "timestamp_based"
-
-    @classmethod
-    def _missing_(cls, value: object) -> NamingStrategy | None:
-        if isinstance(value, str):
-            for member in cls:
-                if value.lower() in (member.value, member.name.lower()):
-                    return member
-        return None
 
     @classmethod
     def parse(cls, value: NamingStrategy | str) -> NamingStrategy:

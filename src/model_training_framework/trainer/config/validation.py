@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from model_training_framework.config.enums import AnyCaseEnum
 from model_training_framework.config.imports import import_callable
 from model_training_framework.config.loading import ConfigModel
 from model_training_framework.trainer.config.fields import (
@@ -19,14 +19,14 @@ from model_training_framework.trainer.config.fields import (
 __all__ = ["ValAggregation", "ValidationConfig", "ValidationFrequency"]
 
 
-class ValidationFrequency(str, enum.Enum):
+class ValidationFrequency(AnyCaseEnum):
     """When validation runs: after every ``validate_every_n_epochs`` epochs, or every N steps."""
 
     PER_EPOCH = "per_epoch"
     EVERY_N_STEPS = "every_n_steps"
 
 
-class ValAggregation(str, enum.Enum):
+class ValAggregation(AnyCaseEnum):
     """How per-loader validation metrics are combined into ``val/<metric>``."""
 
     MICRO_AVG_WEIGHTED_BY_SAMPLES = "micro_avg_weighted_by_samples"

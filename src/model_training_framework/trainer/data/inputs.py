@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TypeVar
 
+from model_training_framework.config.enums import AnyCaseEnum
 from model_training_framework.errors import SchedulingError
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class SamplingStrategy(str, Enum):
+class SamplingStrategy(AnyCaseEnum):
     """Which loader gives the next batch: in turns, one after another, by weight, or by pattern."""
 
     SEQUENTIAL = "sequential"
@@ -38,7 +39,7 @@ class SamplingStrategy(str, Enum):
     ALTERNATING = "alternating"
 
 
-class EpochLengthPolicy(str, Enum):
+class EpochLengthPolicy(AnyCaseEnum):
     """How many batches an epoch has, and so each loader's quota in it."""
 
     SUM_OF_LENGTHS = "sum_of_lengths"
