@@ -586,3 +586,13 @@ def test_assigned_section_reports_its_new_path():
     assert cfg.performance.gradient_accumulation_steps == 2
     with pytest.raises(ConfigError, match=r"^performance\.gradient_accumulation_steps"):
         cfg.performance.gradient_accumulation_steps = 0
+
+
+def test_a_single_loader_name_given_as_a_string_says_to_use_a_list():
+    # The guide's single loader is dataloader_names=["main"]; "main" said only
+    # "Input should be a valid list".
+    with pytest.raises(ConfigError, match=r"dataloader_names: .*a list.*\['main'\]"):
+        MultiDataLoaderConfig(dataloader_names="main")
+    config = GenericTrainerConfig(train_loader_config=MultiDataLoaderConfig())
+    with pytest.raises(ConfigError, match=r"^train_loader_config\.dataloader_names: .*\['main'\]"):
+        config.train_loader_config.dataloader_names = "main"

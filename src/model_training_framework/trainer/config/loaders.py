@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from model_training_framework.config.loading import ConfigModel
 from model_training_framework.errors import ConfigError
@@ -20,6 +20,12 @@ from model_training_framework.trainer.data.schedule import EpochLengthPolicy, Sa
 __all__ = ["MultiDataLoaderConfig"]
 
 
+def _names_as_list(value: Any) -> Any:
+    if isinstance(value, str):  # dataloader_names="main": pydantic says only "a valid list"
+        raise ValueError(f"must be a list of names, even for one loader: [{value!r}]")
+    return value
+
+
 class MultiDataLoaderConfig(ConfigModel):
     """How several dataloaders share one epoch: order, epoch length, cycling (docs/multi_loader.md)."""
 
@@ -31,7 +37,9 @@ class MultiDataLoaderConfig(ConfigModel):
             "(proportions from dataloader_weights) or 'alternating' (follow alternating_pattern)."
         ),
     )
-    dataloader_names: Annotated[list[Name] | None, AfterValidator(check_unique)] = Field(
+    dataloader_names: Annotated[
+        list[Name] | None, BeforeValidator(_names_as_list), AfterValidator(check_unique)
+    ] = Field(
         default=None,
         min_length=1,
         description=(
