@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ class ScriptedSlurm:
     scontrol: dict[str, str] = field(default_factory=dict)
     sacct_rows: str | None = None
     jobcomp_rows: str | None = None
+    jobcomp_text: str | None = None
     calls: list[str] = field(default_factory=list)
 
     def squeue(self) -> str:
@@ -33,6 +35,10 @@ class ScriptedSlurm:
     def sacct(self, job_ids, *, jobcomp=False):
         self.calls.append("jobcomp" if jobcomp else "sacct")
         return self.jobcomp_rows if jobcomp else self.sacct_rows
+
+    def jobcomp_log(self) -> str | None:
+        self.calls.append("jobcomp log")
+        return self.jobcomp_text
 
 
 class FakeClock:
@@ -84,6 +90,26 @@ def test_finished_jobs_fall_back_to_sacct_then_jobcomp_then_unknown():
     assert slurm.calls == ["squeue", "scontrol 41", "scontrol 42", "sacct", "jobcomp"]
 
 
+# Captured from the test Slurm (22.05.8, jobcomp/filetxt): array 1's task 0 ran as job 4 and
+# completed, task 1 ran as job 1 and exited 1, plain job 2 exited 2, job 3 was requeued
+# (a PENDING record) and then cancelled.
+JOBCOMP_LOG = (Path(__file__).parent / "data" / "jobcomp_filetxt.log").read_text()
+
+
+def test_finished_array_tasks_are_found_in_the_jobcomp_log():
+    # Once the controller has forgotten them (MinJobAge), squeue and scontrol know nothing;
+    # `sacct -c -j 1_0,1_1` then prints only job 1's row, by its own id: "1", not "1_1" (it does
+    # not read the log's ArrayJobId/ArrayTaskId), so neither task matched and both were UNKNOWN.
+    slurm = ScriptedSlurm(
+        [""], sacct_rows=None, jobcomp_rows="1|wrap|FAILED|1:0\n", jobcomp_text=JOBCOMP_LOG
+    )
+    states = _monitor(slurm, FakeClock()).get_job_states(["1_0", "1_1"])
+    assert set(states) == {"1_0", "1_1"}
+    assert states["1_0"].state is JobState.COMPLETED and states["1_0"].source == "jobcomp"
+    assert states["1_1"].state is JobState.FAILED and states["1_1"].exit_code == 1
+    assert slurm.calls[-3:] == ["sacct", "jobcomp", "jobcomp log"]
+
+
 def test_sacct_rows_are_used_when_accounting_is_enabled():
     slurm = ScriptedSlurm(
         [""], sacct_rows="50|j|CANCELLED by 1000|0:15\n50.batch|batch|CANCELLED|0:15\n"
@@ -99,3 +125,23 @@ def test_summary_counts_states():
     slurm = ScriptedSlurm(["1|COMPLETED|None|a\n2|FAILED|None|b\n3|COMPLETED|None|c\n"])
     monitor = _monitor(slurm, FakeClock())
     assert monitor.summary(monitor.get_job_states(["1", "2", "3"])) == {"COMPLETED": 2, "FAILED": 1}
+
+
+@pytest.mark.parametrize("comp_type", ["jobcomp/filetxt", "jobcomp/none"])
+def test_jobcomp_log_reads_the_tail_of_the_filetxt_log_only(tmp_path, comp_type):
+    from model_training_framework.launch.slurm.commands import SlurmCommands
+    from model_training_framework.process_utils import CommandResult
+
+    log = tmp_path / "jobcomp.txt"
+    log.write_text("JobId=1 JobState=FAILED\nJobId=2 JobState=COMPLETED\n")
+    config = f"JobCompLoc              = {log}\nJobCompType             = {comp_type}\n"
+
+    class Config(SlurmCommands):
+        def _run(self, args, *, check=True):
+            assert list(args) == ["scontrol", "show", "config"]
+            return CommandResult(tuple(args), 0, config, "")
+
+    expected = log.read_text()[-30:] if comp_type == "jobcomp/filetxt" else None
+    assert Config().jobcomp_log(max_bytes=30) == expected  # newest records only
+    log.unlink()
+    assert Config().jobcomp_log() is None  # unreadable here

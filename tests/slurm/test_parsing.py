@@ -136,3 +136,19 @@ def test_scontrol_records_give_ids_states_exit_codes_and_restarts():
     assert sorted(infos) == ["11", "2_0", "2_1", "2_2"]
     assert infos["2_0"].restart_count == 1 and infos["2_0"].name == "my job"
     assert infos["2_2"].state is JobState.PENDING and infos["11"].exit_signal == 15
+
+
+def test_jobcomp_log_records_name_array_tasks_and_the_last_record_wins():
+    from pathlib import Path
+
+    from model_training_framework.launch.slurm.parsing import parse_jobcomp_log
+
+    text = (Path(__file__).parent / "data" / "jobcomp_filetxt.log").read_text()
+    infos = {info.job_id: info for info in parse_jobcomp_log("Id=9 partial line\n" + text)}
+    assert sorted(infos) == ["1_0", "1_1", "2", "3"]
+    assert (infos["1_0"].state, infos["1_0"].exit_code) == (JobState.COMPLETED, 0)
+    assert (infos["1_1"].state, infos["1_1"].exit_code) == (JobState.FAILED, 1)
+    assert (infos["2"].state, infos["2"].exit_code) == (JobState.FAILED, 2)
+    assert infos["3"].state is JobState.CANCELLED  # requeued (PENDING record), then cancelled
+    assert {info.source for info in infos.values()} == {"jobcomp"}
+    assert infos["1_0"].name == "wrap"

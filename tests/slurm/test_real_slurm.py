@@ -99,3 +99,37 @@ def test_sbatch_refusal_is_reported_with_its_stderr(slurm_cluster, git_project, 
     assert result.success_count == 0
     assert "invalid partition" in result.failed[0].error.lower()
     assert (result.failed[0].experiment_dir / "config.yaml").exists()
+
+
+class _ForgetfulController(SlurmCommands):
+    """squeue and scontrol as after MinJobAge: the controller no longer knows ended jobs."""
+
+    def squeue(self) -> str:
+        return ""
+
+    def scontrol_show_job(self, job_id: str) -> str:
+        return ""
+
+
+def test_ended_array_tasks_are_found_once_the_controller_forgets_them(slurm_cluster, tmp_path):
+    # sacct -c shows an array task only by its own numeric id; the jobcomp log names its task.
+    commands = SlurmCommands(env=slurm_cluster.env)
+    script = tmp_path / "task.sh"
+    script.write_text("#!/bin/bash\nexit $SLURM_ARRAY_TASK_ID\n")
+    array_id = commands.sbatch(script, ["--array=0-1", f"--output={tmp_path}/%A_%a.out"])
+    SLURMJobMonitor(commands).wait_for_jobs([array_id], timeout_s=60, poll_interval_s=0.5)
+    task_ids = [f"{array_id}_0", f"{array_id}_1"]
+    source = "jobcomp" if commands.sacct(task_ids) is None else "sacct"  # no accounting here
+    forgetful = SLURMJobMonitor(_ForgetfulController(env=slurm_cluster.env))
+
+    deadline = time.monotonic() + 10  # the log record is written as the job ends
+    while True:
+        states = forgetful.get_job_states(task_ids)
+        if all(info.state is not JobState.UNKNOWN for info in states.values()):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+    assert (states[task_ids[0]].state, states[task_ids[0]].exit_code) == (JobState.COMPLETED, 0)
+    assert (states[task_ids[1]].state, states[task_ids[1]].exit_code) == (JobState.FAILED, 1)
+    assert {info.source for info in states.values()} == {source}

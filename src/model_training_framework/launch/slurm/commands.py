@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _ACCOUNTING_DISABLED = "accounting storage is disabled"
 _INVALID_JOB_ID = "Invalid job id"
+JOBCOMP_TAIL_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -77,7 +78,7 @@ class SlurmCommands:
         Returns:
             The output, or None when accounting (or the jobcomp log) is disabled here.
         """
-        fields = "JobIDRaw,JobName,State,ExitCode" if jobcomp else "JobID,JobName,State,ExitCode"
+        fields = "JobID,JobName,State,ExitCode"
         args = [
             "sacct",
             *(["-c"] if jobcomp else []),
@@ -96,6 +97,32 @@ class SlurmCommands:
                 f"{shlex.join(args)!r} failed: {result.stderr.strip() or result.stdout.strip()}"
             )
         return result.stdout
+
+    def jobcomp_log(self, max_bytes: int = JOBCOMP_TAIL_BYTES) -> str | None:
+        """The end of the jobcomp/filetxt log (``JobCompLoc``), which ``sacct -c`` reads too.
+
+        Only its last ``max_bytes`` are read (the newest records; the log keeps every job).
+
+        Returns:
+            The text, or None when the cluster logs no jobcomp file or it cannot be read here.
+        """
+        config = self._run(["scontrol", "show", "config"], check=False).stdout
+        settings = dict(
+            (key.strip(), value.strip())
+            for key, sep, value in (line.partition("=") for line in config.splitlines())
+            if sep
+        )
+        location = settings.get("JobCompLoc", "")
+        if settings.get("JobCompType") != "jobcomp/filetxt" or not location:
+            return None
+        try:
+            with open(location, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(0, size - max_bytes))
+                return log.read().decode("utf-8", errors="replace")
+        except OSError as err:
+            logger.debug("cannot read the jobcomp log %s: %s", location, err)
+            return None
 
     def scancel(
         self, job_ids: Sequence[str], *, signal: str | None = None, batch_only: bool = False

@@ -8,6 +8,9 @@ Where states come from, in order (each only for ids the previous step did not se
 3. ``sacct -P`` (accounting database). Many small clusters, and the test Slurm, run without
    one: sacct then says "accounting storage is disabled" and the step is skipped.
 4. ``sacct -c`` (the jobcomp log, finished plain jobs).
+5. The jobcomp log itself (jobcomp/filetxt), for array tasks: ``sacct -c`` shows a task only by
+   its own numeric id (``1235``), never as the ``1234_1`` the launcher records, but the log's
+   records name the array and task (``ArrayJobId=1234 ArrayTaskId=1``).
 
 Jobs found nowhere are reported as ``UNKNOWN`` with raw state ``"not found"``.
 """
@@ -26,6 +29,7 @@ from model_training_framework.launch.slurm.parsing import (
     JobState,
     base_job_id,
     matches_job_id,
+    parse_jobcomp_log,
     parse_sacct,
     parse_scontrol_jobs,
     parse_squeue,
@@ -121,6 +125,11 @@ class SLURMJobMonitor:
             text = self.commands.sacct(rest, jobcomp=True)
             if text is not None:
                 found.update(_select(parse_sacct(text, source="jobcomp"), rest))
+        tasks = [job_id for job_id in rest if "_" in job_id and not _covered(job_id, found)]
+        if tasks:
+            text = self.commands.jobcomp_log()
+            if text is not None:
+                found.update(_select(parse_jobcomp_log(text), tasks))
         return found
 
     def wait_for_jobs(

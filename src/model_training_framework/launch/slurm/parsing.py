@@ -3,8 +3,9 @@
 Formats the monitor asks for (``|``-delimited, ``--parsable2`` style, no header):
 
 - squeue: ``squeue -t all -r -h -o '%i|%T|%r|%j'`` -> job id, state, reason, name
-- sacct: ``sacct -P -n -o JobID,JobName,State,ExitCode`` (also ``sacct -c`` with ``JobIDRaw``)
+- sacct: ``sacct -P -n -o JobID,JobName,State,ExitCode`` (also ``sacct -c``, the jobcomp log)
 - scontrol: ``scontrol -o show job ID`` -> one ``Key=Value ...`` record per line
+- the jobcomp/filetxt log itself (``JobCompLoc``): one ``Key=Value ...`` record per ended job
 
 Example:
     >>> parse_state("CANCELLED by 1000")
@@ -33,6 +34,7 @@ __all__ = [
     "matches_job_id",
     "parse_exit_code",
     "parse_job_id",
+    "parse_jobcomp_log",
     "parse_sacct",
     "parse_sbatch_job_id",
     "parse_scontrol_jobs",
@@ -299,11 +301,7 @@ def parse_scontrol_jobs(text: str) -> list[JobInfo]:
         if "JobId=" not in line:
             continue
         fields = _scontrol_fields(line)
-        task = fields.get("ArrayTaskId", "")
-        if task and fields.get("ArrayJobId"):
-            job_id = f"{fields['ArrayJobId']}_{task if task.isdigit() else '[' + task + ']'}"
-        else:
-            job_id = fields["JobId"]
+        job_id = _record_job_id(fields)
         state, raw = parse_state(fields.get("JobState", ""))
         code, signal = parse_exit_code(fields.get("ExitCode", ""))
         restarts = fields.get("Restarts", "")
@@ -322,3 +320,35 @@ def parse_scontrol_jobs(text: str) -> list[JobInfo]:
                 )
             )
     return infos
+
+
+def _record_job_id(fields: dict[str, str]) -> str:
+    """``<array>_<task>`` for an array task's ``Key=Value`` record, else its ``JobId``."""
+    task = fields.get("ArrayTaskId", "")
+    if task and fields.get("ArrayJobId"):
+        return f"{fields['ArrayJobId']}_{task if task.isdigit() else '[' + task + ']'}"
+    return fields["JobId"]
+
+
+def parse_jobcomp_log(text: str) -> list[JobInfo]:
+    """Parse the jobcomp/filetxt log: the last record of each job, array tasks as ``12_3``.
+
+    Each ended job appends ``JobId=13 ... Name=x JobState=COMPLETED ... ArrayJobId=12
+    ArrayTaskId=3 ... ExitCode=0:0``; a requeue appends one with ``JobState=PENDING``, so the
+    last record of a job wins. ``sacct -c`` reads this file but not its ``ArrayJobId`` and
+    ``ArrayTaskId`` (Slurm 22.05: "Unknown type ArrayJobId"), and shows an array task only by its
+    own numeric id (``JobID`` and ``JobIDRaw`` alike), never as the ``12_3`` the launcher records.
+    """
+    latest: dict[str, JobInfo] = {}
+    for line in text.splitlines():
+        if not line.startswith("JobId="):
+            continue  # also a partial first line of a tail read
+        fields = _scontrol_fields(line)
+        job_id = _record_job_id(fields)
+        state, raw = parse_state(fields.get("JobState", ""))
+        code, signal = parse_exit_code(fields.get("ExitCode", ""))
+        latest.pop(job_id, None)  # keep file order: the latest record last
+        latest[job_id] = JobInfo(
+            job_id, state, raw, code, signal, name=fields.get("Name", ""), source="jobcomp"
+        )
+    return list(latest.values())
