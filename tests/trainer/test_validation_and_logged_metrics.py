@@ -228,3 +228,17 @@ def test_the_trace_keeps_the_dataloader_and_zero_grad_ranges_the_step_skips_othe
     names = {str(event.get("name", "")) for event in json.loads(trace.read_text())["traceEvents"]}
     assert any("DataLoader" in name for name in names), sorted(names)
     assert any("zero_grad" in name for name in names), sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("every_n", "expected"),
+    [(50, [3, 6]), (2, [2, 3, 4, 6]), (3, [3, 6]), (None, [])],
+)
+def test_profiling_means_are_flushed_at_epoch_ends_once_per_step(tmp_path, every_n, expected):
+    # A run shorter than log_scalars_every_n_steps (default 50) logged no profile/train/*
+    # metrics at all, while its train loss was flushed at each epoch end.
+    cfg = make_config(tmp_path, logging={"log_scalars_every_n_steps": every_n})
+    make_trainer(cfg).fit([make_loader(12)], max_epochs=2)
+    key = "profile/train/dl_dl0/time_forward_ms"
+    steps = [row["step"] for row in read_jsonl(tmp_path) if key in row]
+    assert steps == expected  # each step at most once: no double log at a due epoch end

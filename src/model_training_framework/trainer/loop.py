@@ -81,6 +81,7 @@ class FitLoop:
         self._validation_step = validation_step
         # NOTE [quiet steps]: the first step after which a boundary may have work (0: the next).
         self._next_due = 0
+        self._profile_logged_step = -1  # the last step whose profiling means were logged
         self._may_skip_boundaries = not (
             parts.dist.is_distributed or config.checkpoint.save_every_n_minutes
         )
@@ -158,7 +159,7 @@ class FitLoop:
         # _train_metrics makes a new dict: it is this boundary's metrics
         metrics: dict[str, float] = self._train_metrics() if log_step_metrics else {}
         if _is_due(step, config.logging.log_scalars_every_n_steps):
-            metrics.update(run.profiler.pop_train_means())
+            metrics.update(self._pop_profile_means())
         validation = config.validation
         if (
             validation.frequency == ValidationFrequency.EVERY_N_STEPS
@@ -249,13 +250,24 @@ class FitLoop:
 
         Called at epoch ends and when an early stop ends the run, before the checkpoint of that
         boundary, so the checkpoint holds no pending values that a resumed run would log twice.
+        The profiling means are flushed with them (unless switched off or logged at this step),
+        so a run shorter than ``log_scalars_every_n_steps`` still reports its timings.
         """
+        step = self._state.global_step
+        metrics: dict[str, float] = {}
+        if self._config.log_loss_every_n_steps is not None and step > self._run.last_train_log_step:
+            metrics = self._train_metrics()
         if (
-            self._config.log_loss_every_n_steps is None
-            or self._state.global_step <= self._run.last_train_log_step
+            self._config.logging.log_scalars_every_n_steps is not None
+            and step != self._profile_logged_step
         ):
-            return {}
-        return self._train_metrics()
+            metrics.update(self._pop_profile_means())
+        return metrics
+
+    def _pop_profile_means(self) -> dict[str, float]:
+        """The profiler's training means since they were last logged (at boundaries, never per step)."""
+        self._profile_logged_step = self._state.global_step
+        return self._run.profiler.pop_train_means()
 
     def _train_metrics(self) -> dict[str, float]:
         run, state, dist = self._run, self._state, self._dist
