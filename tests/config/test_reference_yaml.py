@@ -124,9 +124,25 @@ def test_reference_trainer_config_loads_and_trains(tmp_path):
             ["tensorboard", "wandb"],
         ),
         (
+            # tensorboard was silently dropped: every logger the user listed is kept
             {"use_wandb": True, "logger_type": "console", "composite_loggers": ["tensorboard"]},
             "composite",
-            ["console", "wandb"],  # composite_loggers was unused next to 'console'
+            ["console", "tensorboard", "wandb"],
+        ),
+        (
+            {"use_wandb": True, "logger_type": "console", "composite_loggers": ["console"]},
+            "composite",
+            ["console", "wandb"],
+        ),
+        (
+            {"use_wandb": True, "logger_type": "wandb", "composite_loggers": ["tensorboard"]},
+            "composite",
+            ["wandb", "tensorboard"],
+        ),
+        (
+            {"use_wandb": True, "composite_loggers": ["tensorboard"]},
+            "composite",
+            ["tensorboard", "wandb"],
         ),
         ({"use_wandb": False}, "console", None),
         ({"use_wandb": False, "logger_type": "tensorboard"}, "tensorboard", None),

@@ -195,7 +195,8 @@ class AlwaysOnRule(LegacyRule):
 @dataclass(frozen=True)
 class UseWandbRule(LegacyRule):
     """``logging.use_wandb: true`` became ``logging.logger_type: wandb`` (or, next to another
-    backend, ``composite`` with ``composite_loggers`` listing both)."""
+    backend, ``composite`` with ``composite_loggers`` listing every logger the config named:
+    ``logger_type``, the old ``composite_loggers`` and ``wandb``)."""
 
     old_path: tuple[str, ...] = ("logging", "use_wandb")
 
@@ -216,16 +217,17 @@ class UseWandbRule(LegacyRule):
                     f"(false); remove '{old}' and keep 'logging.logger_type'"
                 )
             return
-        if logger_type in (None, "wandb"):
+        listed = parent.get("composite_loggers")
+        if logger_type in (None, "wandb") and listed is None:
             _warn(old, "logging.logger_type: wandb")
             parent["logger_type"] = "wandb"
             return
-        loggers = list(
-            (parent.get("composite_loggers") or []) if logger_type == "composite" else [logger_type]
-        )
+        # Every logger the user named is kept: logger_type, composite_loggers and wandb.
+        named = [] if logger_type in (None, "composite") else [logger_type]
+        loggers = [*named, *(listed or []), "wandb"]
         _warn(old, "logging.logger_type: composite", " with 'wandb' in logging.composite_loggers")
         parent["logger_type"] = "composite"
-        parent["composite_loggers"] = [*loggers, *(["wandb"] if "wandb" not in loggers else [])]
+        parent["composite_loggers"] = list(dict.fromkeys(loggers))
 
     def hint(self) -> str:
         return "was replaced by 'logging.logger_type: wandb' (or 'composite' with 'wandb')"
