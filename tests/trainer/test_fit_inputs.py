@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -99,6 +100,41 @@ def test_bad_training_step_results(tmp_path, returned, match):
 
     with pytest.raises(TypeError, match=match):
         make_trainer(make_config(tmp_path), step=step).fit([make_loader()])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "hint"),
+    [
+        ({"epochs": 2}, r"'epochs'.*use max_epochs="),
+        ({"num_epochs": 2}, r"'num_epochs'.*use max_epochs="),
+        ({"train_loader": None}, r"'train_loader'.*train_loaders=\[\.\.\.\]"),
+        ({"val_loader": None}, r"'val_loader'.*val_loaders=\[\.\.\.\]"),
+    ],
+)
+def test_old_fit_keywords_say_the_new_name(tmp_path, keywords, hint):
+    # fit(epochs=3) got Python's bare "unexpected keyword argument 'epochs'"
+    trainer = make_trainer(make_config(tmp_path))
+    with pytest.raises(TypeError, match=r"fit\(\) got an unexpected keyword argument " + hint):
+        trainer.fit(**{"train_loaders": [make_loader()], **keywords})
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [("optimizer", "pass optimizers=[...] as a list"), ("scheduler", "schedulers=[...]")],
+)
+def test_old_constructor_keywords_say_the_new_name(tmp_path, keyword, hint):
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    arguments = {"optimizers": [optimizer], keyword: optimizer}
+    with pytest.raises(TypeError, match=rf"'{keyword}'.*{re.escape(hint)}"):
+        GenericTrainer(make_config(tmp_path), model, **arguments)
+
+
+def test_other_unknown_keywords_keep_pythons_message(tmp_path):
+    trainer = make_trainer(make_config(tmp_path))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'epoch_count'$"):
+        trainer.fit([make_loader()], epoch_count=2)
 
 
 @pytest.mark.parametrize("returned", [lambda loss: loss, lambda loss: [loss], lambda loss: 1.0])

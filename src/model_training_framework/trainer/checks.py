@@ -6,11 +6,12 @@ Each error says what was wrong, what we got, and how to fix it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -27,16 +28,43 @@ __all__ = [
     "check_step_function",
     "checked_loss",
     "checked_validation_outputs",
+    "renamed_keywords",
     "warn_ignored_settings",
 ]
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 STEP_SIGNATURE = "(trainer, batch, batch_idx, dataloader_idx, dataloader_name)"
 
 
 def _type_name(obj: object) -> str:
     return type(obj).__name__
+
+
+def renamed_keywords(
+    hints: Mapping[str, str],
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a function so that an old keyword (a key of ``hints``) raises Python's
+    "unexpected keyword argument" TypeError with the hint added; every other call, wrong
+    keywords included, reaches the function unchanged (its signature stays the public one)."""
+
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(func)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            for name in kwargs:
+                if name in hints:
+                    raise TypeError(
+                        f"{func.__qualname__}() got an unexpected keyword argument "
+                        f"'{name}': {hints[name]}"
+                    )
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def check_optimizers(optimizers: Any) -> list[torch.optim.Optimizer]:

@@ -15,7 +15,11 @@ from typing import Any
 
 import torch
 
-from model_training_framework.trainer.checks import check_optimizers, check_step_function
+from model_training_framework.trainer.checks import (
+    check_optimizers,
+    check_step_function,
+    renamed_keywords,
+)
 from model_training_framework.trainer.config import GenericTrainerConfig
 from model_training_framework.trainer.hooks import TrainerHooks
 from model_training_framework.trainer.loggers import Logger, NullLogger
@@ -41,6 +45,18 @@ __all__ = ["GenericTrainer"]
 
 logger = logging.getLogger(__name__)
 
+# Keywords of the guide's older trainers, answered with the new name (docs/migration.md).
+_OLD_INIT_KEYWORDS = {
+    "optimizer": "pass optimizers=[...] as a list (one optimizer: optimizers=[optimizer])",
+    "scheduler": "pass schedulers=[...] as a list, aligned with optimizers",
+}
+_OLD_FIT_KEYWORDS = {
+    "epochs": "use max_epochs=",
+    "num_epochs": "use max_epochs=",
+    "train_loader": "pass train_loaders=[...] as a list",
+    "val_loader": "pass val_loaders=[...] as a list",
+}
+
 
 class GenericTrainer:
     """Multi-dataloader trainer with exact resume, preemption handling and DDP.
@@ -58,6 +74,7 @@ class GenericTrainer:
         >>> result = trainer.fit(train_loaders=[loader_a, loader_b], max_epochs=3)
     """
 
+    @renamed_keywords(_OLD_INIT_KEYWORDS)
     def __init__(
         self,
         config: GenericTrainerConfig,
@@ -181,6 +198,7 @@ class GenericTrainer:
         self._state.last_metrics.update(scalars)
 
     # ------------------------------------------------------------------ fit
+    @renamed_keywords(_OLD_FIT_KEYWORDS)
     def fit(
         self,
         train_loaders: Sequence[Any],
