@@ -91,12 +91,16 @@ def test_explicit_path_that_is_the_runs_own_latest_says_nothing(tmp_path, caplog
     assert not [r for r in caplog.records if "own latest checkpoint" in r.getMessage()]
 
 
-def test_latest_keeps_its_meaning(tmp_path):
+@pytest.mark.parametrize("latest", ["latest", "LATEST", "Latest"])
+def test_latest_keeps_its_meaning_in_any_case(tmp_path, caplog, latest):
+    # "LATEST" was taken as a file path (a missing file, or a warning that it was not used)
     _fit(tmp_path, "run", max_epochs=1)
-    start, result = _fit(tmp_path, "run", max_epochs=2, resume_from="latest")
+    with caplog.at_level(logging.WARNING):
+        start, result = _fit(tmp_path, "run", max_epochs=2, resume_from=latest)
     assert (start, result.global_step) == (4, 8)
-    with pytest.raises(CheckpointError, match="has no checkpoint"):
-        _fit(tmp_path, "empty", max_epochs=1, resume_from="latest")
+    assert not [r for r in caplog.records if "own latest checkpoint" in r.getMessage()]
+    with pytest.raises(CheckpointError, match=r"resume_from_checkpoint='latest' but .* has no"):
+        _fit(tmp_path, "empty", max_epochs=1, resume_from=latest)
 
 
 def test_explicit_path_is_used_when_every_own_checkpoint_is_damaged(

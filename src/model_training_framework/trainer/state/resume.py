@@ -37,7 +37,8 @@ def find_checkpoint(
     * ``resume_from=PATH``: the run's own latest checkpoint when the run directory has one
       (with a warning that PATH was not used), else PATH (see NOTE [requeue-safe resume]);
       a run directory as PATH means its ``latest.ckpt``.
-    * ``resume_from="latest"``: the run's own latest checkpoint; an error when there is none.
+    * ``resume_from="latest"`` (any case): the run's own latest checkpoint; an error when there
+      is none.
     * ``resume_from=None``: the run's own latest checkpoint when ``auto_resume``, else None.
 
     Rank 0 chooses, so every rank loads the same file, and an error on rank 0 reaches every
@@ -50,7 +51,7 @@ def find_checkpoint(
             cannot be loaded.
         RankFailedError: another rank could not load it.
     """
-    explicit = resume_from is not None and str(resume_from) != LATEST
+    explicit = resume_from is not None and str(resume_from).lower() != LATEST
     if explicit:
         resume_from = _latest_of_run_directory(Path(resume_from))
     if resume_from is None and not auto_resume:
