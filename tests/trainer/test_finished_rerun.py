@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from model_training_framework.trainer import (
     FitStatus,
@@ -17,18 +16,7 @@ from model_training_framework.trainer import (
 )
 from model_training_framework.trainer.state.run_lock import LOCK_NAME
 
-
-def _loader(seed: int) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        TensorDataset(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)),
-        batch_size=4,
-    )
-
-
-def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
-    x, y = batch
-    return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+from .fit_helpers import make_loader, mse_step
 
 
 def _fit(root: Path, stop: str):
@@ -47,9 +35,11 @@ def _fit(root: Path, stop: str):
         model,
         [torch.optim.SGD(model.parameters(), lr=0.1)],
     )
-    trainer.set_training_step(_step)
-    trainer.set_validation_step(_step)
-    return trainer.fit([_loader(0)], [_loader(1)], max_epochs=2 if stop == "completed" else 20)
+    trainer.set_training_step(mse_step)
+    trainer.set_validation_step(mse_step)
+    return trainer.fit(
+        [make_loader(16, 0)], [make_loader(16, 1)], max_epochs=2 if stop == "completed" else 20
+    )
 
 
 def _files(run_dir: Path) -> dict[str, tuple[int, bytes]]:

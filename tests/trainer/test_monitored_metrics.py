@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from model_training_framework.errors import ConfigError
 from model_training_framework.trainer import (
@@ -15,18 +14,7 @@ from model_training_framework.trainer import (
     TrainerHooks,
 )
 
-
-def _loader(seed: int = 0) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        TensorDataset(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)),
-        batch_size=4,
-    )
-
-
-def _step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
-    x, y = batch
-    return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+from .fit_helpers import make_loader, mse_step
 
 
 def loss_free_aggregation(per_loader):
@@ -46,9 +34,11 @@ def _fit(tmp_path, *, val: bool = True, max_epochs: int = 3, **config):
         torch.nn.Linear(3, 1),
         [torch.optim.SGD(torch.nn.Linear(3, 1).parameters(), lr=0.1)],
     )
-    trainer.set_training_step(_step)
-    trainer.set_validation_step(_step)
-    return trainer.fit([_loader()], [_loader(1)] if val else None, max_epochs=max_epochs)
+    trainer.set_training_step(mse_step)
+    trainer.set_validation_step(mse_step)
+    return trainer.fit(
+        [make_loader(16)], [make_loader(16, 1)] if val else None, max_epochs=max_epochs
+    )
 
 
 def test_mistyped_early_stopping_metric_is_an_error_naming_the_produced_ones(tmp_path):
@@ -179,8 +169,8 @@ def test_underscore_metrics_that_a_hook_logs_can_be_monitored(tmp_path, name):
         torch.nn.Linear(3, 1),
         [torch.optim.SGD(torch.nn.Linear(3, 1).parameters(), lr=0.1)],
     )
-    trainer.set_training_step(_step)
-    trainer.set_validation_step(_step)
+    trainer.set_training_step(mse_step)
+    trainer.set_validation_step(mse_step)
     trainer.add_hook(LogsValF1())
-    result = trainer.fit([_loader()], [_loader(1)], max_epochs=2)
+    result = trainer.fit([make_loader(16)], [make_loader(16, 1)], max_epochs=2)
     assert name in result.metrics
