@@ -5,9 +5,9 @@ sets ``handler(args) -> exit code``. Command modules import torch and the traine
 handlers, so ``mtf --help`` stays fast.
 
 Exit codes (:mod:`model_training_framework.experiment.exit_codes`): 0 success, 1 some experiments
-of a sweep failed (``mtf cancel``: some jobs could not be cancelled), 2 bad input (a one-line ``mtf: error: ...`` message, no traceback;
-``MTF_DEBUG=1`` shows the traceback), 3 preempted (the run checkpointed; rerun to continue),
-130 interrupted.
+of a sweep failed (``mtf cancel``: some jobs could not be cancelled), 2 bad input (a one-line
+``mtf: error: ...`` message, no traceback; ``MTF_DEBUG=1`` shows the traceback), 3 preempted (the
+run checkpointed; rerun to continue), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ COMMANDS = [train, sweep, status, cancel, resume, plot, inspect, consolidate, de
 
 _EPILOG = """\
 exit codes: 0 success; 1 some sweep experiments failed (mtf cancel: some jobs not cancelled);
-2 bad input; 3 preempted (checkpointed, rerun to continue); 130 interrupted. Set MTF_DEBUG=1 to see tracebacks.
+2 bad input; 3 preempted (checkpointed, rerun to continue); 130 interrupted.
+Set MTF_DEBUG=1 to see tracebacks.
 Run 'mtf COMMAND --help' for the options of a command."""
 
 

@@ -131,7 +131,7 @@ def check_loaders(loaders: Any, argument: str, *, allow_none: bool = False) -> l
     if not isinstance(loaders, (list, tuple)):
         raise TypeError(f"Expected list, got {_type_name(loaders)} for {argument}")
     if not loaders:
-        without = " (or val_loaders=None to train without validation)" if allow_none else ""
+        without = f" (or {argument}=None to train without validation)" if allow_none else ""
         raise ValueError(f"{argument} is an empty list; give at least one DataLoader{without}")
     for idx, loader in enumerate(loaders):
         if not isinstance(loader, DataLoader):

@@ -265,7 +265,7 @@ class FitLoop:
         return metrics
 
     def _pop_profile_means(self) -> dict[str, float]:
-        """The profiler's training means since they were last logged (at boundaries, never per step)."""
+        """The profiler's training means since they were last logged (at boundaries only)."""
         self._profile_logged_step = self._state.global_step
         return self._run.profiler.pop_train_means()
 

@@ -117,14 +117,17 @@ def _check_follows_its_optimizer(
     """Scheduler ``idx`` steps after optimizer ``idx``: one built on another of the trainer's
     optimizers would change that optimizer's learning rate at the wrong steps."""
     follows = getattr(sched, "optimizer", None)
-    others = [j for j, opt in enumerate(optimizers) if opt is follows and j != idx]
-    if others and follows is not optimizers[idx]:
-        slots = ", ".join("s" if j == others[0] else "None" for j in range(others[0] + 1))
-        raise ValueError(
-            f"schedulers[{idx}] follows optimizers[{others[0]}], but scheduler i steps after "
-            f"optimizer i; put it at index {others[0]}, with None for an optimizer without a "
-            f"scheduler: schedulers=[{slots}]"
-        )
+    if follows is None or follows is optimizers[idx]:
+        return
+    owner = next((j for j, opt in enumerate(optimizers) if opt is follows), None)
+    if owner is None:  # an optimizer the trainer does not hold: nothing to compare
+        return
+    slots = ", ".join("s" if j == owner else "None" for j in range(owner + 1))
+    raise ValueError(
+        f"schedulers[{idx}] follows optimizers[{owner}], but scheduler i steps after "
+        f"optimizer i; put it at index {owner}, with None for an optimizer without a "
+        f"scheduler: schedulers=[{slots}]"
+    )
 
 
 def _has_torch_zero_grad(optimizer: torch.optim.Optimizer) -> bool:
