@@ -267,6 +267,30 @@ def test_default_checkpoint_config_ends_cleanly_on_every_rank(tmp_path):
     _assert_ranks_identical(run)
 
 
+def _run_records(run_dir) -> dict[str, bytes]:
+    """The run's own files (not the worker's pid and final-state files, nor the lock)."""
+    worker_files = ("pid_rank", "final_rank", "start_rank")
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(run_dir.iterdir())
+        if path.is_file() and path.name != ".lock" and not path.name.startswith(worker_files)
+    }
+
+
+def test_rerunning_a_finished_run_with_default_settings_ends_cleanly_and_writes_nothing(tmp_path):
+    """The same torchrun command again after the run completed (a user's rerun, a requeue that
+    came late): every rank sees the finished run, returns at once and the records stay as they
+    were (NOTE [finished rerun])."""
+    first = launch(tmp_path, "finished", *COMPARABLE, "--default-checkpoint")
+    assert first.wait() == 0, first.output()[-4000:]
+    records = _run_records(first.run_dir)
+    assert "metrics.jsonl" in records and any(name.endswith(".ckpt") for name in records)
+    again = launch(tmp_path, "finished", *COMPARABLE, "--default-checkpoint")
+    assert again.wait() == 0, again.output()[-4000:]
+    assert _run_records(again.run_dir) == records
+    _assert_ranks_identical(again)
+
+
 @pytest.mark.parametrize(
     ("where", "rank", "error"),
     [
