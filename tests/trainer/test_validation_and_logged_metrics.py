@@ -242,3 +242,20 @@ def test_profiling_means_are_flushed_at_epoch_ends_once_per_step(tmp_path, every
     key = "profile/train/dl_dl0/time_forward_ms"
     steps = [row["step"] for row in read_jsonl(tmp_path) if key in row]
     assert steps == expected  # each step at most once: no double log at a due epoch end
+
+
+@pytest.mark.parametrize(
+    ("every_n", "expected"),
+    [(50, [5]), (2, [2, 4, 5]), (5, [5]), (None, [])],
+)
+def test_profiling_means_are_flushed_at_the_last_step_of_a_max_steps_run(
+    tmp_path, every_n, expected
+):
+    # A max_steps run that ends mid-epoch flushed its train loss at the last step but logged
+    # the profiling means of its last partial window nowhere (none at all when shorter than
+    # log_scalars_every_n_steps, the default 50).
+    cfg = make_config(tmp_path, logging={"log_scalars_every_n_steps": every_n})
+    make_trainer(cfg).fit([make_loader(40)], max_steps=5)  # 10 steps per epoch
+    key = "profile/train/dl_dl0/time_forward_ms"
+    steps = [row["step"] for row in read_jsonl(tmp_path) if key in row]
+    assert steps == expected  # each step at most once: no double log when the last step is due

@@ -152,13 +152,12 @@ class FitLoop:
         if self._may_skip_boundaries:
             self._next_due = self._next_due_step(step)
         run, config = self._run, self._config
-        every_n = config.log_loss_every_n_steps
-        log_step_metrics = _is_due(step, every_n) or (
-            every_n is not None and run.plan.steps_done(step)
-        )
+        # the last step of a max_steps run flushes the partial windows of both intervals
+        is_last_step = run.plan.steps_done(step)
+        log_step_metrics = _is_due_or_last(step, config.log_loss_every_n_steps, is_last_step)
         # _train_metrics makes a new dict: it is this boundary's metrics
         metrics: dict[str, float] = self._train_metrics() if log_step_metrics else {}
-        if _is_due(step, config.logging.log_scalars_every_n_steps):
+        if _is_due_or_last(step, config.logging.log_scalars_every_n_steps, is_last_step):
             metrics.update(self._pop_profile_means())
         validation = config.validation
         if (
@@ -381,6 +380,6 @@ class FitLoop:
         )
 
 
-def _is_due(step: int, every_n_steps: int | None) -> bool:
-    """Whether an interval of ``every_n_steps`` steps ends at ``step`` (None: never)."""
-    return every_n_steps is not None and step % every_n_steps == 0
+def _is_due_or_last(step: int, every_n_steps: int | None, is_last_step: bool) -> bool:
+    """Whether an interval ends at ``step``, or it is the run's last step (None: never)."""
+    return every_n_steps is not None and (is_last_step or step % every_n_steps == 0)

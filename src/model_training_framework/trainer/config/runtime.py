@@ -118,9 +118,9 @@ class LoggingConfig(ConfigModel):
     log_scalars_every_n_steps: PositiveInt | None = Field(
         default=50,
         description=(
-            "Profiling metrics are logged every N optimizer steps (steps, >= 1) and at each "
-            "epoch end (the means since the last log); None: off (no profile/... metrics are "
-            "logged)."
+            "Profiling metrics are logged every N optimizer steps (steps, >= 1), at each "
+            "epoch end and at the last step of a max_steps run (the means since the last log); "
+            "None: off (no profile/... metrics are logged)."
         ),
     )
     tensorboard_dir: PathText | None = Field(
