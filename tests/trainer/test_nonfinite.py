@@ -404,6 +404,42 @@ def test_skip_drops_what_a_dropped_window_did_to_the_buffers_too(tmp_path):
     assert _saved_steps(tmp_path / "run") == [8]
 
 
+class _RebindingRunningMean(torch.nn.Module):
+    """Replaces its buffer in forward (``self.running = ...``) instead of updating it in place,
+    and keeps an in-place counter beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 1)
+        self.register_buffer("running", torch.zeros(3))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        if self.training:
+            self.running = self.running * 0.9 + x.detach().mean(0)
+            self.count += 1
+        return self.linear(x)
+
+
+def test_skip_restores_a_buffer_that_forward_replaced(tmp_path):
+    # the old restore copied the saved values into the tensor the window had started with,
+    # which the module no longer held: its new NaN buffer stayed and the next save refused it
+    x, y = torch.randn(40, 3), torch.randn(40, 1)
+    x[9] = float("nan")  # in the third batch: step 3
+    model = _RebindingRunningMean()
+    cfg = _config(tmp_path, on_nonfinite_loss="skip")
+    trainer = _trainer(cfg, _nan_loss_at(), model)
+    seen = _BuffersAfterEachStep()
+    trainer.add_hook(seen)
+    result = trainer.fit([DataLoader(TensorDataset(x, y), batch_size=4)], max_steps=8)
+    assert result.status.value == "completed" and trainer.skipped_nonfinite == 1
+    assert _all_finite(model.state_dict())
+    for key in ("running", "count"):
+        assert torch.equal(seen.buffers[3][key], seen.buffers[2][key]), key
+    assert int(model.count) == 7
+    assert _saved_steps(tmp_path / "run") == [8]
+
+
 class _BuffersAfterEachStep(TrainerHooks):
     """The model's buffers as each batch starts, by the global step reached then."""
 
