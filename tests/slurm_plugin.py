@@ -8,19 +8,28 @@ at the end of the session. It starts only when a selected test asks for it (test
 carry ``@pytest.mark.slurm``, deselected by default); without slurmctld or root it skips, unless
 the environment sets ``MTF_REQUIRE_SLURM=1`` (``make test`` and CI do): then it fails, so a run
 that promises the real-Slurm tests cannot pass by skipping them.
+
+Only one test Slurm can run on a machine (fixed ports), so the fixture holds the machine lock
+``/tmp/mtf-slurm.lock`` (tests/slurm_lock.py) from before it starts the daemons until they have
+stopped: a second pytest session that needs a Slurm waits, saying so on the terminal, instead of
+colliding. A session wrapped in ``flock /tmp/mtf-slurm.lock`` uses its wrapper's lock (NOTE [test
+Slurm lock]).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.slurm_lock import acquire_machine_lock
 
 __all__ = ["SlurmCluster", "slurm_cluster"]
 
@@ -56,14 +65,39 @@ def _why_unavailable() -> str | None:
     return None
 
 
+def _report_on_terminal(config: pytest.Config) -> Callable[[str], None]:
+    """Write a message where the user sees it, past pytest's output capture."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def report(message: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            sys.stderr.write(f"\n[slurm_cluster] {message}\n")
+            sys.stderr.flush()
+
+    return report
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[SlurmCluster]:
-    """Start slurmctld + slurmd on localhost for the session; yield their environment."""
+def slurm_cluster(request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
+    """Start slurmctld + slurmd on localhost for the session; yield their environment.
+
+    Holds the machine lock ``/tmp/mtf-slurm.lock`` while the daemons run (module docstring).
+    """
     reason = _why_unavailable()
     if reason and os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{REQUIRE_ENV}=1 but the test Slurm cannot start: {reason}")
     if reason:
         pytest.skip(reason)
+    lock = acquire_machine_lock(report=_report_on_terminal(request.config))
+    try:
+        with _running_slurm() as cluster:
+            yield cluster
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _running_slurm() -> Iterator[SlurmCluster]:
     state_dir = Path(tempfile.mkdtemp(prefix="mtf-slurm-"))
     env = {**os.environ, "SLURM_TMP": str(state_dir)}
     started = subprocess.run(
