@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,40 @@ def test_fit_status_maps_to_a_distinct_exit_code(status, code):
 def test_unknown_status_is_rejected():
     with pytest.raises(ValueError, match="unknown fit status 'exploded'"):
         exit_code_for("exploded")
+
+
+def test_output_piped_into_a_reader_that_quit_ends_quietly(tmp_path):
+    """``mtf status runs | head -1``: head quits, the next write gets EPIPE. mtf stops quietly
+    with the shell's SIGPIPE status, as ``cat`` or ``git log`` do, instead of printing
+    ``mtf: error: [Errno 32] Broken pipe`` and exiting with the bad-input code 2."""
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text('{"status": "completed", "epoch": 1, "global_step": 4}')
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before mtf writes its first line
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "model_training_framework.cli.main", "status", "runs"],
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert completed.stderr == ""
+    assert completed.returncode == cli_main.EXIT_BROKEN_PIPE == 141
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_reported(monkeypatch, capfd):
+    """Only a closed stdout ends quietly: a BrokenPipeError from elsewhere (a subprocess, a
+    DataLoader worker) is an error like any other."""
+    from model_training_framework.cli import status
+
+    def broken(directory, as_json):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(status, "run_status", broken)
+    assert cli_main.main(["status", "runs"]) == cli_main.EXIT_ERROR
+    assert capfd.readouterr().err == "mtf: error: [Errno 32] Broken pipe\n"

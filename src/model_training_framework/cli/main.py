@@ -7,7 +7,8 @@ handlers, so ``mtf --help`` stays fast.
 Exit codes (:mod:`model_training_framework.experiment.exit_codes`): 0 success, 1 some experiments
 of a sweep failed (``mtf cancel``: some jobs could not be cancelled), 2 bad input (a one-line
 ``mtf: error: ...`` message, no traceback; ``MTF_DEBUG=1`` shows the traceback), 3 preempted (the
-run checkpointed; rerun to continue), 130 interrupted.
+run checkpointed; rerun to continue), 130 interrupted, 141 (128 + SIGPIPE) when the reader of the
+output went away (``mtf status | head -1``), silently, as ``cat`` and ``git log`` do.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +33,7 @@ from model_training_framework.version import __version__
 from . import cancel, consolidate, demo, inspect, plot, resume, status, sweep, train
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -38,6 +41,10 @@ __all__ = [
     "build_parser",
     "main",
 ]
+
+# the status a shell reports for a process that SIGPIPE ended (Python ignores SIGPIPE, so a write
+# to a pipe whose reader has gone raises BrokenPipeError instead)
+EXIT_BROKEN_PIPE = 128 + 13
 
 COMMANDS = [train, sweep, status, cancel, resume, plot, inspect, consolidate, demo]
 
@@ -86,10 +93,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         RuntimeError,
         ArithmeticError,
     ) as err:
+        if isinstance(err, BrokenPipeError) and _stdout_reader_has_gone():
+            _discard_stdout()
+            return EXIT_BROKEN_PIPE
         if os.environ.get("MTF_DEBUG"):
             raise
         print(f"mtf: error: {one_line_message(err)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _stdout_reader_has_gone() -> bool:
+    """Whether stdout is a pipe whose read end is closed (poll reports an error on it), so that a
+    BrokenPipeError from another pipe (a subprocess, a DataLoader worker) is still reported."""
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again on the pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":
