@@ -3,6 +3,9 @@ its status and writes nothing to its run directory (SPEC section 10)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,63 @@ def test_a_finished_run_rerun_with_the_same_limits_writes_nothing(tmp_path, caps
     assert sorted(after) == sorted(before)  # no new file (a TensorBoard events file, ...)
     changed = [name for name in before if after[name] != before[name]]
     assert changed == []
+
+
+# A user's script: two fits of the same run, the second one finds it finished. Python logging
+# is left as a fresh interpreter has it ("none"), or set up as mtf does ("info": basicConfig at
+# INFO on stderr).
+_RERUN_SCRIPT = """
+import logging, sys
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from model_training_framework.trainer import (
+    GenericTrainer, GenericTrainerConfig, MultiDataLoaderConfig,
+)
+
+root, logger_type, python_logging = sys.argv[1:4]
+if python_logging == "info":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+for attempt in range(2):
+    model = torch.nn.Linear(3, 1)
+    trainer = GenericTrainer(
+        GenericTrainerConfig(
+            experiment_name="done",
+            seed=0,
+            checkpoint={"root_dir": root},
+            logging={"logger_type": logger_type},
+            train_loader_config=MultiDataLoaderConfig(),
+        ),
+        model,
+        [torch.optim.SGD(model.parameters(), lr=0.1)],
+    )
+    trainer.set_training_step(
+        lambda t, batch, *_: {"loss": torch.nn.functional.mse_loss(t.model(batch[0]), batch[1])}
+    )
+    data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+    if attempt == 1:
+        print("RERUN", file=sys.stderr, flush=True)
+    trainer.fit([DataLoader(data, batch_size=4)], max_epochs=1)
+"""
+
+
+@pytest.mark.parametrize("python_logging", ["none", "info"])
+@pytest.mark.parametrize("logger_type", ["console", "tensorboard"])
+def test_a_finished_rerun_says_nothing_to_do_once_on_the_terminal(
+    tmp_path, logger_type, python_logging
+):
+    # Without a console logger the line went only to Python logging at INFO, which shows
+    # nothing unless the user set logging up: a rerun in a plain script was silent.
+    done = subprocess.run(
+        [sys.executable, "-c", _RERUN_SCRIPT, str(tmp_path), logger_type, python_logging],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rerun_said = done.stderr.split("RERUN\n", 1)[1]
+    lines = [line for line in rerun_said.splitlines() if "nothing to do" in line]
+    assert len(lines) == 1, rerun_said  # on the terminal, once
+    assert "the run already finished" in lines[0]
+    assert "nothing to do" not in done.stdout

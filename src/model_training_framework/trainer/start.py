@@ -217,8 +217,15 @@ def open_logger(
 
 
 def _finished_run_notice(config: GenericTrainerConfig, run: Run, *, is_rank_zero: bool) -> Logger:
-    """Say that a finished run has nothing to do, on the console when one is configured (else
-    through Python logging); the returned logger writes no file."""
+    """Say once, on rank 0, that a finished run has nothing to do; the returned logger writes
+    no file.
+
+    The user ran a command and must not get silence: the line goes to the console logger when
+    one is configured; else to Python logging when that shows an INFO record of this module
+    (``mtf`` sets it up on stderr, a user may route it to a file); else (a plain script leaves
+    logging at WARNING, so ``logger.info`` would show nothing) to stderr, as the console logger
+    writes it.
+    """
     state = run.state
     how = "stopped early" if state.stopped_early_under == run.plan.limits() else "finished"
     notice = (
@@ -227,9 +234,12 @@ def _finished_run_notice(config: GenericTrainerConfig, run: Run, *, is_rank_zero
     )
     if not is_rank_zero:
         return NullLogger()
-    if not writes_to_console(config.logging):
-        logger.info("%s", notice)
-        return NullLogger()
     console = ConsoleLogger()
-    console.log_text("status", notice, state.global_step)
-    return console
+    if writes_to_console(config.logging):
+        console.log_text("status", notice, state.global_step)
+        return console
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info("%s", notice)
+    else:
+        console.log_text("status", notice, state.global_step)
+    return NullLogger()
