@@ -13,12 +13,21 @@ the records that the interrupted attempt logged after the checkpoint's step (``k
 an atomic rewrite of the file), so no step appears twice, then appends. A line cut short by a
 kill is closed with a newline when the file is reopened (or dropped by that rewrite), and
 readers skip it.
+
+NOTE [line templates]: a line is written at every log step, and with many loaders it holds
+hundreds of values (per-loader losses and timings). The keys of those lines repeat from one log
+step to the next, so the logger makes, once per key set, a %-format of the whole line with the
+keys already encoded, and fills in the values with one ``%`` call. It is used when every value
+is a finite float and every key a string: ``%r`` of a float is the repr that ``json`` writes,
+so the line is byte for byte the one the standard encoder gives for the same record (other
+lines take the encoder). tests/trainer/loggers/test_jsonl_encoding.py pins this.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,6 +57,7 @@ STEP_KEY = "step"
 # One encoder for every line: json.dumps with non-default options builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _FLOAT_TYPE = frozenset({float})
+_MAX_TEMPLATES = 16  # key sets remembered (a run logs a handful: train, epoch end, validation)
 
 _log = logging.getLogger(__name__)
 
@@ -71,8 +81,12 @@ class JsonlLogger(BaseLogger):
         self.path = self.run_dir / METRICS_FILENAME
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._last_step: int | None = None
-        self._last_record: dict[str, Any] = {}
+        # the last line's record; None when it was written from a template (then its keys and
+        # values are kept instead, and the record is made only if the step is logged again)
+        self._last_record: dict[str, Any] | None = {}
+        self._last_items: tuple[tuple[str, ...], tuple[float, ...]] = ((), ())
         self._last_offset = 0
+        self._templates: dict[tuple[Any, ...], str | None] = {}  # NOTE [line templates]
         if keep_through_step is not None and self.path.exists():
             self._drop_records_after(keep_through_step)
         self._file: BinaryIO = _open_for_append(self.path)
@@ -89,7 +103,10 @@ class JsonlLogger(BaseLogger):
                 f"metric key '{STEP_KEY}' is reserved for the global step in {self.path.name}; "
                 f"rename the metric (e.g. 'train/{STEP_KEY}')"
             )
-        record: dict[str, Any] = {STEP_KEY: int(step)}
+        step = int(step)
+        if self._write_from_template(metrics, step):
+            return
+        record: dict[str, Any] = {STEP_KEY: step}
         record.update(metrics)
         # floats (nearly every metric) need no conversion: one C-level pass finds the others
         if not _FLOAT_TYPE.issuperset(map(type, metrics.values())):
@@ -124,10 +141,57 @@ class JsonlLogger(BaseLogger):
         if not self._file.closed:
             self._file.close()
 
+    def _write_from_template(self, metrics: Mapping[str, float], step: int) -> bool:
+        """Write the line of a new step from its key set's template (NOTE [line templates]).
+
+        Returns:
+            False, writing nothing, unless every value is a finite float, every key a string
+            and ``step`` is not the last line's step (then the caller writes the record).
+        """
+        values = tuple(metrics.values())
+        # a sum of finite floats that overflows takes the encoder too (a rare, harmless miss)
+        if (
+            step == self._last_step
+            or not _FLOAT_TYPE.issuperset(map(type, values))
+            or not math.isfinite(sum(values))
+        ):
+            return False
+        keys = tuple(metrics)
+        template = self._template(keys)
+        if template is None:
+            return False
+        self._last_offset = self._file.tell()
+        self._file.write((template % (step, *values)).encode("utf-8"))
+        self._last_step, self._last_record, self._last_items = step, None, (keys, values)
+        return True
+
+    def _template(self, keys: tuple[Any, ...]) -> str | None:
+        """The line's %-format for ``keys`` (step first), or None when a key is no string."""
+        try:
+            return self._templates[keys]
+        except KeyError:
+            pass
+        if len(self._templates) >= _MAX_TEMPLATES:
+            self._templates.clear()
+        template = None
+        if all(type(key) is str for key in keys):
+            fields = [f"{_ENCODER.encode(STEP_KEY)}:%d"]
+            fields += [f"{_ENCODER.encode(key).replace('%', '%%')}:%r" for key in keys]
+            template = "{" + ",".join(fields) + "}\n"
+        self._templates[keys] = template
+        return template
+
+    def _last_line_record(self) -> dict[str, Any]:
+        """The record of the last line written (made from its keys and values if need be)."""
+        if self._last_record is None:
+            keys, values = self._last_items
+            self._last_record = {STEP_KEY: self._last_step, **dict(zip(keys, values, strict=True))}
+        return self._last_record
+
     def _write(self, record: dict[str, Any]) -> None:
         step = record[STEP_KEY]
         if step == self._last_step:
-            merged = {**self._last_record, **record}
+            merged = {**self._last_line_record(), **record}
             self._file.truncate(self._last_offset)
         else:
             merged = record  # every caller builds a fresh dict
