@@ -55,7 +55,8 @@ def test_batch_of_two_runs_as_one_array_and_completes(slurm_cluster, git_project
         ran = item.experiment_dir / "ran_0"
         assert ran.read_text() == str(item.experiment_dir / "config.yaml")
         logs = list((item.experiment_dir / "logs").glob("slurm-*.out"))
-        assert len(logs) == 1 and f"experiment {item.experiment_name} " in logs[0].read_text()
+        assert len(logs) == 1
+        assert f"experiment {item.experiment_name} job {item.job_id} " in logs[0].read_text()
         assert Path(read_code_version(item.experiment_dir).code_dir).is_dir()
 
 

@@ -26,6 +26,7 @@ from model_training_framework.launch.slurm.template import (
     default_template_text,
     sbatch_directives,
 )
+from model_training_framework.slurm_env import current_slurm_job_id
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -103,6 +104,32 @@ def test_default_template_renders_all_resources_like_golden():
     _bash_syntax_ok(script)
     assert "--exclusive" in sbatch_directives(script)
     assert "--mail-type=END" in sbatch_directives(script)
+
+
+JOB_ENVIRONMENTS = [
+    {},
+    {"SLURM_JOB_ID": "4242"},
+    # the array task that carries the array's own id, and one with an id of its own
+    {"SLURM_JOB_ID": "4242", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "1"},
+    {"SLURM_JOB_ID": "4243", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "0"},
+    {"SLURM_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "1"},
+    {"SLURM_JOB_ID": "", "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": "1"},
+]
+
+
+@pytest.mark.parametrize("slurm_env", JOB_ENVIRONMENTS)
+def test_log_line_names_the_job_as_current_slurm_job_id_does(tmp_path, slurm_env):
+    # An array task's own SLURM_JOB_ID is not what squeue, sacct, scancel and submission.json
+    # call it: the log line prints <array>_<task>, the same rule as the trainer's requeue.
+    context = _context(CODE_DIR=tmp_path, COMMAND=ShellCommand(["true"]))
+    script = SBATCHTemplateEngine(default_template_text()).render(context)
+    env = {"PATH": os.environ["PATH"], **slurm_env}
+    ran = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    expected = current_slurm_job_id(slurm_env) or "none"
+    assert f" job {expected} restart 0 " in ran.stdout, ran.stdout
 
 
 def test_empty_optional_directives_are_dropped():

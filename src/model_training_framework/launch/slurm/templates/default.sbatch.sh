@@ -30,7 +30,13 @@ export MTF_CODE_VERSION_FILE={{CODE_VERSION_FILE}}
 export PYTHONPATH={{CODE_DIR}}${PYTHONPATH:+:$PYTHONPATH}
 # Run from the code snapshot taken at submission, never from the live working tree.
 cd {{CODE_DIR}}
-echo "[mtf] experiment $MTF_EXPERIMENT_NAME job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
+# The job as squeue, sacct and scancel name it: <array>_<task> for an array task, whose own
+# SLURM_JOB_ID is another number (the rule of model_training_framework.slurm_env).
+job_id=${SLURM_JOB_ID:-none}
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_ARRAY_JOB_ID:-}" ] && [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
+  job_id=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}
+fi
+echo "[mtf] experiment $MTF_EXPERIMENT_NAME job $job_id restart ${SLURM_RESTART_COUNT:-0} host $(hostname)"
 # LAUNCH runs COMMAND ("PYTHON SCRIPT_PATH --config CONFIG_PATH" unless the launcher was given
 # another): exec'd for one task in total, through srun for more (nodes x ntasks-per-node).
 {{LAUNCH}}
