@@ -100,3 +100,32 @@ def test_single_experiment_uses_the_given_python(project):
     )
     item = launcher.submit_single_experiment({"experiment_name": "one"}, project / "job.py")
     assert item.is_success and item.job_id.startswith("local-")
+
+
+EXIT_BY_NAME = """\
+import os, pathlib, sys
+name = pathlib.Path(os.environ["MTF_EXPERIMENT_DIR"]).name
+sys.exit({"ok": 0, "preempted": 3, "interrupted": 130, "crashed": 1}[name])
+"""
+
+
+def test_the_live_log_tells_checkpointed_stops_from_failures(project, caplog):
+    """`mtf sweep --local` logs each experiment as its process ends. A run that checkpointed
+    and stopped (exit 3 after a preemption signal, 130 after Ctrl-C) was logged as 'failed',
+    which made a user think the work was lost; it says what happened and that a rerun
+    continues. Only the real failure is logged as failed."""
+    (project / "job.py").write_text(EXIT_BY_NAME)
+    names = ["ok", "preempted", "interrupted", "crashed"]
+    with caplog.at_level("INFO", logger="model_training_framework.launch.local"):
+        result = _launcher(project, max_concurrent=2).submit_experiment_batch(
+            [{"experiment_name": name} for name in names], project / "job.py"
+        )
+    assert [item.exit_code for item in result.results] == [0, 3, 130, 1]
+    lines = {
+        name: [r.getMessage() for r in caplog.records if name in r.getMessage()] for name in names
+    }
+    assert any("ok: completed" in line for line in lines["ok"]), lines
+    for name in ("preempted", "interrupted"):
+        assert any(f"{name}: {name} after a checkpoint" in line for line in lines[name]), lines
+        assert not any("failed" in line for line in lines[name]), lines
+    assert any("crashed failed: process exited with status 1" in line for line in lines["crashed"])

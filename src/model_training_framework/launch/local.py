@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from model_training_framework.experiment.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from model_training_framework.launch.base import (
     DEFAULT_COMMAND,
     BatchSubmissionResult,
@@ -148,11 +149,25 @@ def _finish(item: _Running) -> None:
         log.close()
     code = item.process.returncode
     item.result.exit_code = code
-    if code != 0:
-        item.result.error = (
-            f"process exited with status {code}; see {item.result.experiment_dir / 'logs'}"
+    name, logs = item.result.experiment_name, item.result.experiment_dir / "logs"
+    if code == 0:
+        logger.info("%s: completed", name)
+        return
+    item.result.error = f"process exited with status {code}; see {logs}"
+    stopped = _CHECKPOINTED_STOPS.get(code)
+    if stopped is None:
+        logger.error("%s failed: %s", name, item.result.error)
+    else:  # the run saved a checkpoint and stopped: nothing is lost, a rerun continues it
+        logger.warning(
+            "%s: %s after a checkpoint (exit %d); run the sweep again to continue it",
+            name,
+            stopped,
+            code,
         )
-        logger.error("%s failed: %s", item.result.experiment_name, item.result.error)
+
+
+# exit codes of the experiment runner for a run that checkpointed before it stopped
+_CHECKPOINTED_STOPS = {EXIT_PREEMPTED: "preempted", EXIT_INTERRUPTED: "interrupted"}
 
 
 def _check_max_concurrent(value: int) -> int:
