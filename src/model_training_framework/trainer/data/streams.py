@@ -46,14 +46,15 @@ from model_training_framework.trainer.data.pass_plan import (
 )
 from model_training_framework.trainer.data.seeds import derive_seed
 from model_training_framework.trainer.data.worker_seeds import WorkerSeededDataset
+from model_training_framework.trainer.torch_profiler import profiler_records
 
 __all__ = ["LoaderStream", "build_streams", "check_train_loader_classes", "loader_length"]
 
 logger = logging.getLogger(__name__)
 
-# NOTE [direct fetch] relies on two private torch names; without either, batches come by next().
+# NOTE [direct fetch] relies on two private torch names (this one and the one behind
+# profiler_records); without either, batches come by next().
 _SINGLE_PROCESS_ITER = getattr(_dataloader, "_SingleProcessDataLoaderIter", None)
-_profiler_records = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 
 _PASS = "pass_idx"
 _NEXT_BATCH = "next_batch_idx"
@@ -260,7 +261,7 @@ class LoaderStream:
             self._open(pass_idx, batch_idx)
         iterator = self._iterator
         assert iterator is not None
-        if self._reads_directly and not _profiler_records():
+        if self._reads_directly and not profiler_records():
             batch = iterator._next_data()  # NOTE [direct fetch]
         else:
             batch = next(iterator)

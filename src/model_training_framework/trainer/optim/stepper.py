@@ -20,13 +20,11 @@ import torch
 from model_training_framework.errors import CheckpointError
 from model_training_framework.trainer.optim.nonfinite import FiniteGuard, group_by_device
 from model_training_framework.trainer.optim.precision import Precision
+from model_training_framework.trainer.torch_profiler import profiler_records
 
 __all__ = ["OptimizerStepper", "ScheduledLR", "parse_schedulers"]
 
 _INTERVALS = ("step", "epoch")
-
-# NOTE [clearing gradients]: a private torch name; without it zero_grad() is always called.
-_profiler_records = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 
 
 def _check_steps_without_arguments(scheduler: Any, idx: int) -> None:
@@ -245,7 +243,7 @@ class OptimizerStepper:
         are read at every call: ``add_param_group`` is seen); an optimizer with its own
         ``zero_grad``, and every optimizer while the torch profiler records, get the call.
         """
-        if self._clears_directly and not _profiler_records():
+        if self._clears_directly and not profiler_records():
             for optimizer in self.optimizers:
                 for group in optimizer.param_groups:
                     for param in group["params"]:
