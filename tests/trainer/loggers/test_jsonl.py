@@ -170,6 +170,24 @@ def test_reopening_after_a_resume_drops_the_lines_of_later_steps(tmp_path):
     ]
 
 
+def test_dropping_lines_of_a_run_that_went_further_does_not_call_it_interrupted(tmp_path, caplog):
+    """A fresh start over a finished run (examples/weighted_multitask.py, which turns the
+    auto-resume off, run twice) drops the earlier run's lines after step 0. The message said
+    they were 'logged after step 0 by an interrupted run', though nothing was interrupted."""
+    first = JsonlLogger(tmp_path)
+    for step in (40, 50, 80):
+        first.log_scalars({"train/loss": float(step)}, step)
+    first.close()
+    with caplog.at_level("INFO", logger="model_training_framework.trainer.loggers.jsonl"):
+        JsonlLogger(tmp_path, keep_through_step=0).close()
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert "interrupted" not in message
+    assert message.endswith(
+        "metrics.jsonl: dropped 3 line(s) that an earlier run logged after step 0, "
+        "the step this run starts from"
+    )
+
+
 def test_reopening_without_a_resume_step_keeps_every_line(tmp_path):
     first = JsonlLogger(tmp_path)
     first.log_scalars({"train/loss": 1.0}, 9)

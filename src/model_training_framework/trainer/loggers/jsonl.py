@@ -213,7 +213,10 @@ class JsonlLogger(BaseLogger):
         if len(kept) != len(lines) or (lines and not lines[-1].endswith(b"\n")):
             atomic_write_bytes(self.path, b"".join(kept))
             _log.info(
-                "%s: dropped %d line(s) logged after step %d by an interrupted run",
+                # a run killed after its last checkpoint, or one that went further than a
+                # fresh start or an older starting checkpoint of the same directory
+                "%s: dropped %d line(s) that an earlier run logged after step %d, the step this "
+                "run starts from",
                 self.path,
                 len(lines) - len(kept),
                 step,
