@@ -36,6 +36,7 @@ PURE_MODULES = [
     "config.enums",
     "launch.slurm.template",
     "launch.slurm.parsing",
+    "launch.slurm.job_summary",
     "launch.slurm.launch",
 ]
 # errors.py is imported by PURE modules for their exception types; it must be stdlib-only too.

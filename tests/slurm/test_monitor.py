@@ -87,7 +87,15 @@ def test_finished_jobs_fall_back_to_sacct_then_jobcomp_then_unknown():
     states = _monitor(slurm, FakeClock()).get_job_states(["41", "42"])
     assert states["41"].state is JobState.FAILED and states["41"].source == "jobcomp"
     assert states["42"].state is JobState.UNKNOWN and states["42"].raw_state == NOT_FOUND
-    assert slurm.calls == ["squeue", "scontrol 41", "scontrol 42", "sacct", "jobcomp"]
+    # then the log itself: a bare id's row in sacct -c may be one task of an array by that id
+    assert slurm.calls == [
+        "squeue",
+        "scontrol 41",
+        "scontrol 42",
+        "sacct",
+        "jobcomp",
+        "jobcomp log",
+    ]
 
 
 # Captured from the test Slurm (22.05.8, jobcomp/filetxt): array 1's task 0 ran as job 4 and
@@ -108,6 +116,76 @@ def test_finished_array_tasks_are_found_in_the_jobcomp_log():
     assert states["1_0"].state is JobState.COMPLETED and states["1_0"].source == "jobcomp"
     assert states["1_1"].state is JobState.FAILED and states["1_1"].exit_code == 1
     assert slurm.calls[-3:] == ["sacct", "jobcomp", "jobcomp log"]
+
+
+def _jobcomp_record(job_id: int, state: str, exit_code: int, task: int | None = None) -> str:
+    array = f" ArrayJobId=1 ArrayTaskId={task}" if task is not None else ""
+    return (
+        f"JobId={job_id} UserId=root(0) Name=wrap JobState={state}{array} ExitCode={exit_code}:0\n"
+    )
+
+
+# Array 1: task 0 ran as job 2 and failed, task 1 (started last) kept the array's own id 1
+# and completed, so `sacct -c -j 1` prints "1|wrap|COMPLETED|0:0": one task's row, by the
+# array's id (checked on the test Slurm, 22.05.8).
+ARRAY_1_LOG = _jobcomp_record(2, "FAILED", 1, task=0) + _jobcomp_record(1, "COMPLETED", 0, task=1)
+
+
+def test_a_bare_array_id_is_every_task_not_the_row_sacct_c_prints_for_it():
+    slurm = ScriptedSlurm(
+        [""], jobcomp_rows="1|wrap|COMPLETED|0:0\n", jobcomp_text=ARRAY_1_LOG
+    )  # the controller has forgotten the array (MinJobAge)
+    monitor = _monitor(slurm, FakeClock())
+    states = monitor.get_job_states(["1"])
+    assert {job_id: info.state for job_id, info in states.items()} == {
+        "1_0": JobState.FAILED,
+        "1_1": JobState.COMPLETED,
+    }
+    overall = monitor.overall_states(states, ["1"])
+    assert set(overall) == {"1"} and overall["1"].state is JobState.FAILED
+    assert overall["1"].exit_code == 1
+
+
+def test_a_bare_array_id_adds_the_tasks_the_controller_has_forgotten():
+    # Task 0 ended long before task 1: squeue and scontrol no longer know it, only the log.
+    task_1 = "JobId=1 ArrayJobId=1 ArrayTaskId=1 JobName=wrap JobState={} Restarts=0 ExitCode=0:0\n"
+    slurm = ScriptedSlurm(
+        ["1_1|RUNNING|None|wrap\n", "1_1|COMPLETED|None|wrap\n"],
+        scontrol={"1": task_1.format("COMPLETED")},
+        jobcomp_rows="1|wrap|COMPLETED|0:0\n",
+        jobcomp_text=_jobcomp_record(2, "FAILED", 1, task=0),
+    )
+    clock = FakeClock()
+    monitor = _monitor(slurm, clock)
+    states = monitor.wait_for_jobs(["1"], timeout_s=100, poll_interval_s=10)
+    assert clock.sleeps == [10]  # not finished while task 1 ran
+    assert {job_id: info.state for job_id, info in states.items()} == {
+        "1_0": JobState.FAILED,
+        "1_1": JobState.COMPLETED,
+    }
+    assert states["1_1"].source == "scontrol" and states["1_0"].source == "jobcomp"
+    assert monitor.overall_states(states, ["1"])["1"].state is JobState.FAILED
+
+
+def test_the_controller_wins_over_older_log_records_of_the_same_task():
+    # Whatever the log's last record of a task says (here the failed run before a requeue),
+    # the controller's live state wins: the log only ever lags behind it.
+    slurm = ScriptedSlurm(
+        ["1_0|COMPLETED|None|wrap\n"], jobcomp_text=_jobcomp_record(2, "FAILED", 1, task=0)
+    )
+    states = _monitor(slurm, FakeClock()).get_job_states(["1"])
+    assert states["1_0"].state is JobState.COMPLETED and states["1_0"].source != "jobcomp"
+
+
+def test_overall_states_keep_plain_jobs_and_tasks_as_reported():
+    slurm = ScriptedSlurm(["4|FAILED|None|a\n5_0|RUNNING|None|b\n5_1|PENDING|None|b\n"])
+    monitor = _monitor(slurm, FakeClock())
+    states = monitor.get_job_states(["4", "5_1", "5"])
+    overall = monitor.overall_states(states, ["4", "5_1", "5"])
+    assert overall["4"] == states["4"] and overall["5_1"] == states["5_1"]
+    assert overall["5"].state is JobState.RUNNING and overall["5"].raw_state == (
+        "2 tasks: 1 PENDING, 1 RUNNING"
+    )
 
 
 def test_sacct_rows_are_used_when_accounting_is_enabled():

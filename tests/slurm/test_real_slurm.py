@@ -134,3 +134,58 @@ def test_ended_array_tasks_are_found_once_the_controller_forgets_them(slurm_clus
     assert (states[task_ids[0]].state, states[task_ids[0]].exit_code) == (JobState.COMPLETED, 0)
     assert (states[task_ids[1]].state, states[task_ids[1]].exit_code) == (JobState.FAILED, 1)
     assert {info.source for info in states.values()} == {source}
+
+
+class _ForgetsTaskZero(SlurmCommands):
+    """squeue and scontrol as once task 0 ended more than MinJobAge before its siblings."""
+
+    def squeue(self) -> str:
+        return "".join(line for line in super().squeue().splitlines(True) if "_0|" not in line)
+
+    def scontrol_show_job(self, job_id: str) -> str:
+        text = super().scontrol_show_job(job_id)
+        return "".join(line for line in text.splitlines(True) if " ArrayTaskId=0 " not in line)
+
+
+def _array_whose_first_task_fails(commands: SlurmCommands, tmp_path: Path) -> str:
+    # Task 1 starts last, so it keeps the array's own job id (NOTE [array task ids]).
+    script = tmp_path / "task.sh"
+    script.write_text("#!/bin/bash\nexit $((1 - SLURM_ARRAY_TASK_ID))\n")
+    return commands.sbatch(script, ["--array=0-1", f"--output={tmp_path}/%A_%a.out"])
+
+
+def test_a_bare_array_id_means_every_task_once_the_controller_forgets(slurm_cluster, tmp_path):
+    # sacct -c -j <array> prints one task's row by the array's id; the log names every task.
+    commands = SlurmCommands(env=slurm_cluster.env)
+    array_id = _array_whose_first_task_fails(commands, tmp_path)
+    SLURMJobMonitor(commands).wait_for_jobs([array_id], timeout_s=60, poll_interval_s=0.5)
+    forgetful = SLURMJobMonitor(_ForgetfulController(env=slurm_cluster.env))
+
+    deadline = time.monotonic() + 10  # the log record is written as the job ends
+    while len(states := forgetful.get_job_states([array_id])) < 2:
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+    assert {job_id: info.state for job_id, info in states.items()} == {
+        f"{array_id}_0": JobState.FAILED,
+        f"{array_id}_1": JobState.COMPLETED,
+    }
+    assert forgetful.overall_states(states, [array_id])[array_id].state is JobState.FAILED
+
+
+def test_a_bare_array_id_includes_tasks_the_controller_forgot(slurm_cluster, tmp_path):
+    commands = SlurmCommands(env=slurm_cluster.env)
+    array_id = _array_whose_first_task_fails(commands, tmp_path)
+    monitor = SLURMJobMonitor(_ForgetsTaskZero(env=slurm_cluster.env))
+
+    deadline = time.monotonic() + 10  # the log record is written as the job ends
+    while len(states := monitor.wait_for_jobs([array_id], 60, poll_interval_s=0.5)) < 2:
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+    assert {job_id: info.state for job_id, info in states.items()} == {
+        f"{array_id}_0": JobState.FAILED,
+        f"{array_id}_1": JobState.COMPLETED,
+    }
+    assert states[f"{array_id}_1"].source in {"squeue", "scontrol"}
+    assert monitor.overall_states(states, [array_id])[array_id].state is JobState.FAILED

@@ -13,6 +13,17 @@ Where states come from, in order (each only for ids the previous step did not se
    records name the array and task (``ArrayJobId=1234 ArrayTaskId=1``).
 
 Jobs found nowhere are reported as ``UNKNOWN`` with raw state ``"not found"``.
+
+NOTE [bare array ids]: a bare array id (``"1234"``) means every task of the array. The
+controller forgets each task ``MinJobAge`` after it ends, so a long array's early tasks may be
+gone while later ones still show: once every task the controller knows has ended, steps 3-5 run
+for the array too and add the forgotten tasks (the controller's own states win where both know a
+task). Without accounting, ``sacct -c -j 1234`` prints a single row ``1234``: the task that kept
+the array's own job id (NOTE [array task ids] in slurm_env.py), not the array; such a row is
+dropped wherever the array's tasks are found (the jobcomp log names them), and is reported as
+is only when they are found nowhere, e.g. where the log cannot be read here.
+:meth:`SLURMJobMonitor.overall_states` gives one state per requested id
+(:func:`~model_training_framework.launch.slurm.job_summary.summarize_job` for an array).
 """
 
 from __future__ import annotations
@@ -24,11 +35,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from model_training_framework.errors import LauncherError
 from model_training_framework.launch.slurm.commands import SlurmCommands
+from model_training_framework.launch.slurm.job_summary import summarize_job
 from model_training_framework.launch.slurm.parsing import (
     JobInfo,
     JobState,
     base_job_id,
     matches_job_id,
+    parse_job_id,
     parse_jobcomp_log,
     parse_sacct,
     parse_scontrol_jobs,
@@ -77,13 +90,15 @@ class SLURMJobMonitor:
         self.sleep = sleep
 
     def get_job_states(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        """Current state of each job; an array id (``"812"``) expands to its tasks.
+        """Current state of each job; an array id (``"812"``) expands to all its tasks.
 
         Args:
             job_ids: plain, array or array-task ids (``"811"``, ``"812"``, ``"812_3"``).
 
         Returns:
-            Reported job id -> :class:`JobInfo`; ids Slurm does not know map to UNKNOWN.
+            Reported job id -> :class:`JobInfo`, one entry per task of an array (also those the
+            controller has forgotten: NOTE [bare array ids]); ids Slurm does not know map to
+            UNKNOWN. :meth:`overall_states` turns this into one entry per requested id.
 
         Raises:
             LauncherError: a Slurm command failed.
@@ -105,9 +120,15 @@ class SLURMJobMonitor:
             found.update(
                 _select(parse_scontrol_jobs(self.commands.scontrol_show_job(base)), job_ids)
             )
-        missing = [job_id for job_id in job_ids if not _covered(job_id, found)]
+        # NOTE [bare array ids]: an array whose known tasks have all ended may have more.
+        missing = [
+            job_id
+            for job_id in job_ids
+            if not _covered(job_id, found) or _is_ended_array(job_id, found)
+        ]
         if missing:
-            found.update(self._from_accounting(missing))
+            found = {**self._from_accounting(missing), **found}  # the controller's states win
+        found = _without_array_rows(found)
         for job_id in job_ids:
             if not _covered(job_id, found):
                 found[job_id] = JobInfo(job_id, JobState.UNKNOWN, NOT_FOUND)
@@ -125,11 +146,13 @@ class SLURMJobMonitor:
             text = self.commands.sacct(rest, jobcomp=True)
             if text is not None:
                 found.update(_select(parse_sacct(text, source="jobcomp"), rest))
-        tasks = [job_id for job_id in rest if "_" in job_id and not _covered(job_id, found)]
-        if tasks:
+        # sacct -c shows array tasks by their own ids: the log is the only way to find the
+        # tasks of an array id, and to tell that a row sacct -c printed for it is one task's.
+        in_log = [job_id for job_id in rest if _is_bare(job_id) or not _covered(job_id, found)]
+        if in_log:
             text = self.commands.jobcomp_log()
             if text is not None:
-                found.update(_select(parse_jobcomp_log(text), tasks))
+                found.update(_select(parse_jobcomp_log(text), in_log))
         return found
 
     def wait_for_jobs(
@@ -165,6 +188,33 @@ class SLURMJobMonitor:
             self.sleep(min(poll_interval_s, remaining))
 
     @staticmethod
+    def overall_states(states: Mapping[str, JobInfo], job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """One state per requested id: a job or task as reported, an array over all its tasks.
+
+        Args:
+            states: what :meth:`get_job_states` or :meth:`wait_for_jobs` returned for ``job_ids``.
+            job_ids: the ids asked for.
+
+        Returns:
+            Requested id -> :class:`JobInfo`; an array id's is
+            :func:`~model_training_framework.launch.slurm.job_summary.summarize_job` of its
+            tasks: FAILED when a task failed and every task has ended, RUNNING while one runs.
+
+        Example:
+            >>> states = monitor.wait_for_jobs(["812"], timeout_s=3600)   # doctest: +SKIP
+            >>> monitor.overall_states(states, ["812"])["812"].state      # doctest: +SKIP
+            <JobState.FAILED: 'FAILED'>
+        """
+        overall = {}
+        for job_id in job_ids:
+            reported = [info for key, info in states.items() if matches_job_id(job_id, key)]
+            if [info.job_id for info in reported] == [job_id]:
+                overall[job_id] = reported[0]
+            else:
+                overall[job_id] = summarize_job(job_id, reported)
+        return overall
+
+    @staticmethod
     def summary(states: Mapping[str, JobInfo] | Iterable[JobInfo]) -> dict[str, int]:
         """Count jobs per state name, e.g. ``{"COMPLETED": 3, "FAILED": 1}``."""
         infos = states.values() if isinstance(states, Mapping) else states
@@ -181,3 +231,24 @@ def _select(infos: Iterable[JobInfo], job_ids: Sequence[str]) -> dict[str, JobIn
 
 def _covered(job_id: str, found: Mapping[str, JobInfo]) -> bool:
     return any(matches_job_id(job_id, reported) for reported in found)
+
+
+def _is_bare(job_id: str) -> bool:
+    """A plain job id or a whole array's: no task part."""
+    return parse_job_id(job_id)[1] is None
+
+
+def _is_ended_array(job_id: str, found: Mapping[str, JobInfo]) -> bool:
+    """A bare id reported as array tasks only, every one of them ended (NOTE [bare array ids])."""
+    reported = [info for key, info in found.items() if matches_job_id(job_id, key)]
+    return (
+        _is_bare(job_id)
+        and bool(reported)
+        and all(not _is_bare(info.job_id) and info.state.is_terminal for info in reported)
+    )
+
+
+def _without_array_rows(found: Mapping[str, JobInfo]) -> dict[str, JobInfo]:
+    """Drop a row reported by an array's own id once its tasks are known (NOTE [bare array ids])."""
+    arrays = {base_job_id(key) for key in found if not _is_bare(key)}
+    return {key: info for key, info in found.items() if not (_is_bare(key) and key in arrays)}
