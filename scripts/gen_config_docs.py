@@ -67,9 +67,13 @@ def type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def default_text(field: Any) -> str:
-    """The default value as shown in the tables."""
-    if field.default_factory is not None:
+def default_text(field: Any, section_default: BaseModel | None = None, name: str = "") -> str:
+    """The default value as shown in the tables: the value in ``section_default`` (the default
+    of the field holding this section, e.g. the SEQUENTIAL ``val_loader_config``) when there is
+    one, else the field's own default."""
+    if section_default is not None:
+        value = getattr(section_default, name)
+    elif field.default_factory is not None:
         value = field.default_factory()
     elif field.default is PydanticUndefined:
         return "required"
@@ -86,13 +90,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def section_table(model: type[BaseModel], prefix: str, fields: list[str]) -> list[str]:
-    """Markdown table of ``fields`` of ``model``."""
+def section_table(
+    model: type[BaseModel],
+    prefix: str,
+    fields: list[str],
+    section_default: BaseModel | None = None,
+) -> list[str]:
+    """Markdown table of ``fields`` of ``model`` (defaults from ``section_default`` if given)."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for name in fields:
         field = model.model_fields[name]
         lines.append(
-            f"| `{prefix}{name}` | {_cell(type_name(field.annotation))} | {_cell(default_text(field))} "
+            f"| `{prefix}{name}` | {_cell(type_name(field.annotation))} | {_cell(default_text(field, section_default, name))} "
             f"| {_cell(field.description or '')} |"
         )
     return lines
@@ -108,13 +117,19 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def render_model(model: type[BaseModel], title: str, prefix: str, fields: list[str]) -> list[str]:
+def render_model(
+    model: type[BaseModel],
+    title: str,
+    prefix: str,
+    fields: list[str],
+    section_default: BaseModel | None = None,
+) -> list[str]:
     """A heading, the model's docstring, its scalar fields, then one subsection per nested model."""
     doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
     lines = [f"## {title}", "", doc, ""] if doc else [f"## {title}", ""]
     scalar = [name for name in fields if _nested_model(model.model_fields[name].annotation) is None]
     nested = [name for name in fields if name not in scalar]
-    lines += [*section_table(model, prefix, scalar + nested), ""]
+    lines += [*section_table(model, prefix, scalar + nested, section_default), ""]
     for name in nested:
         section = _nested_model(model.model_fields[name].annotation)
         lines += render_model(
@@ -122,8 +137,15 @@ def render_model(model: type[BaseModel], title: str, prefix: str, fields: list[s
             f"`{prefix}{name}` ({section.__name__})",
             f"{prefix}{name}.",
             list(section.model_fields),
+            _field_default(model.model_fields[name], section),
         )
     return lines
+
+
+def _field_default(field: Any, section: type[BaseModel]) -> BaseModel | None:
+    """The section instance a field defaults to (None when it defaults to None or is required)."""
+    value = field.default_factory() if field.default_factory is not None else field.default
+    return value if isinstance(value, section) else None
 
 
 def render() -> str:

@@ -62,3 +62,20 @@ def test_every_trainer_and_experiment_field_is_documented():
         assert len(paths) > len(config.model_fields), "nested sections were not walked"
         missing = [path for path in paths if f"| `{path}` |" not in text]
         assert missing == [], f"{config.__name__} fields missing from configuration.md: {missing}"
+
+
+def _row(text: str, key: str) -> list[str]:
+    (line,) = [line for line in text.splitlines() if line.startswith(f"| `{key}` |")]
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+def test_section_defaults_are_those_of_the_parent_fields_default():
+    """The validation schedule defaults to SEQUENTIAL without cycling (its field's default), but
+    its rows showed MultiDataLoaderConfig's own defaults, round_robin and true."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    default = GenericTrainerConfig().val_loader_config
+    assert default.sampling_strategy.value == "sequential" and not default.cycle_short_loaders
+    assert _row(text, "val_loader_config.sampling_strategy")[2] == '`"sequential"`'
+    assert _row(text, "val_loader_config.cycle_short_loaders")[2] == "`False`"
+    assert _row(text, "train_loader_config.sampling_strategy")[2] == '`"round_robin"`'
+    assert _row(text, "train_loader_config.cycle_short_loaders")[2] == "`True`"
