@@ -16,6 +16,11 @@ milliseconds, so load from other processes hits them alike. Setup, the warm-up s
 final checkpoint are outside the timed window. The table shows medians over the rounds and the
 spread; the hook's own call is counted as framework cost. Target: <= 8 us per batch with 2 loaders and with 100.
 
+``--log-every N`` sets both log intervals (``log_loss_every_n_steps`` and
+``logging.log_scalars_every_n_steps``, default 50 each); ``--log-every 0`` switches both off,
+which leaves the cost of the steps between log steps: the difference to the default run is what
+the log steps cost (with many loaders a log step writes every loader's loss and timers).
+
 ``--calibrate`` adds the method's floor: the same interleaving around a "framework" that does
 nothing but run one step of a second raw loop per batch and call the hook (a Python loop, one
 call per batch, no trainer). No framework that calls a per-step hook can measure below it.
@@ -146,7 +151,17 @@ def measure_floor(num_loaders: int, steps: int, chunk: int) -> tuple[float, floa
     return 1e6 * interleave.framework_s / steps, 1e6 * interleave.raw_s / steps
 
 
-def measure(num_loaders: int, steps: int, chunk: int, root: Path) -> tuple[float, float]:
+def _log_settings(log_every: int | None) -> dict[str, object]:
+    """The trainer's log intervals for ``--log-every`` (None: the defaults, 0: off)."""
+    if log_every is None:
+        return {}
+    interval = log_every or None
+    return {"log_loss_every_n_steps": interval, "logging": {"log_scalars_every_n_steps": interval}}
+
+
+def measure(
+    num_loaders: int, steps: int, chunk: int, root: Path, log_every: int | None = None
+) -> tuple[float, float]:
     """(framework, raw) thread CPU microseconds per batch, interleaved in one trainer run."""
     per_loader = (steps + WARMUP) // num_loaders + 2
     names = [f"l{i}" for i in range(num_loaders)]
@@ -158,6 +173,7 @@ def measure(num_loaders: int, steps: int, chunk: int, root: Path) -> tuple[float
             sampling_strategy=SamplingStrategy.ROUND_ROBIN, dataloader_names=names
         ),
         checkpoint=CheckpointConfig(root_dir=str(root)),
+        **_log_settings(log_every),
     )
     model = make_model()
     trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.01)])
@@ -178,6 +194,12 @@ def main() -> None:
     parser.add_argument("--loaders", type=int, nargs="+", default=[2, 100])
     parser.add_argument("--chunk", type=int, default=20, help="steps per interleaved chunk")
     parser.add_argument(
+        "--log-every",
+        type=int,
+        default=None,
+        help="both log intervals in steps (default: the trainer's, 50); 0: logging off",
+    )
+    parser.add_argument(
         "--calibrate", action="store_true", help="also measure the method's floor (no trainer)"
     )
     args = parser.parse_args()
@@ -186,9 +208,11 @@ def main() -> None:
     rows = [(kind, n) for n in args.loaders for kind in kinds]
     costs: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
     raw_us: dict[tuple[str, int], list[float]] = {row: [] for row in rows}
+    log_every = "the default" if args.log_every is None else args.log_every or "never"
     print(
         f"{args.rounds} rounds x {args.steps} batches (+{WARMUP} warm-up), Linear(4, 1), "
-        f"batch {BATCH_SIZE}, SGD, round-robin loaders, torch threads 1"
+        f"batch {BATCH_SIZE}, SGD, round-robin loaders, torch threads 1, log every "
+        f"{log_every}"
     )
     with tempfile.TemporaryDirectory(prefix="mtf_cost_") as tmp:
         for round_idx in range(args.rounds):
@@ -198,7 +222,7 @@ def main() -> None:
                 if kind == "floor":
                     per_fw, per_raw = measure_floor(n, args.steps, args.chunk)
                 else:
-                    per_fw, per_raw = measure(n, args.steps, args.chunk, Path(tmp))
+                    per_fw, per_raw = measure(n, args.steps, args.chunk, Path(tmp), args.log_every)
                 costs[kind, n].append(per_fw - per_raw)
                 raw_us[kind, n].append(per_raw)
                 cells.append(f"{kind} {n} loaders {per_fw - per_raw:6.2f} us")
