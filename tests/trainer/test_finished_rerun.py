@@ -1,5 +1,6 @@
 """A finished run (completed or early-stopped) rerun under the same limits returns at once with
-its status and writes nothing to its run directory (SPEC section 10)."""
+its status and writes nothing to its run directory (SPEC section 10). A rerun that resumes an
+unfinished run, or finds it finished, says so once on the terminal."""
 
 from __future__ import annotations
 
@@ -81,9 +82,9 @@ def test_a_finished_run_rerun_with_the_same_limits_writes_nothing(tmp_path, caps
     assert changed == []
 
 
-# A user's script: two fits of the same run, the second one finds it finished. Python logging
-# is left as a fresh interpreter has it ("none"), or set up as mtf does ("info": basicConfig at
-# INFO on stderr).
+# A user's script: two fits of the same run; the second one, with max_epochs 1, finds it
+# finished, with max_epochs 2 resumes it. Python logging is left as a fresh interpreter has it
+# ("none"), or set up as mtf does ("info": basicConfig at INFO on stderr).
 _RERUN_SCRIPT = """
 import logging, sys
 import torch
@@ -92,7 +93,7 @@ from model_training_framework.trainer import (
     GenericTrainer, GenericTrainerConfig, MultiDataLoaderConfig,
 )
 
-root, logger_type, python_logging = sys.argv[1:4]
+root, logger_type, python_logging, rerun_epochs = sys.argv[1:5]
 if python_logging == "info":
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 for attempt in range(2):
@@ -114,8 +115,33 @@ for attempt in range(2):
     data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
     if attempt == 1:
         print("RERUN", file=sys.stderr, flush=True)
-    trainer.fit([DataLoader(data, batch_size=4)], max_epochs=1)
+    epochs = 1 if attempt == 0 else int(rerun_epochs)
+    trainer.fit([DataLoader(data, batch_size=4)], max_epochs=epochs)
 """
+
+
+def _rerun_says(root: Path, logger_type: str, python_logging: str, rerun_epochs: int) -> str:
+    """Run the script in a fresh interpreter; what it wrote on stderr once the rerun started
+    (it writes nothing of the kind on stdout)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RERUN_SCRIPT,
+            str(root),
+            logger_type,
+            python_logging,
+            str(rerun_epochs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" not in done.stdout
+    return done.stderr.split("RERUN\n", 1)[1]
 
 
 @pytest.mark.parametrize("python_logging", ["none", "info"])
@@ -125,17 +151,20 @@ def test_a_finished_rerun_says_nothing_to_do_once_on_the_terminal(
 ):
     # Without a console logger the line went only to Python logging at INFO, which shows
     # nothing unless the user set logging up: a rerun in a plain script was silent.
-    done = subprocess.run(
-        [sys.executable, "-c", _RERUN_SCRIPT, str(tmp_path), logger_type, python_logging],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    rerun_said = done.stderr.split("RERUN\n", 1)[1]
+    rerun_said = _rerun_says(tmp_path, logger_type, python_logging, rerun_epochs=1)
     lines = [line for line in rerun_said.splitlines() if "nothing to do" in line]
     assert len(lines) == 1, rerun_said  # on the terminal, once
     assert "the run already finished" in lines[0]
-    assert "nothing to do" not in done.stdout
+
+
+@pytest.mark.parametrize("python_logging", ["none", "info"])
+@pytest.mark.parametrize("logger_type", ["console", "tensorboard"])
+def test_a_resumed_run_says_where_it_resumed_from_once_on_the_terminal(
+    tmp_path, logger_type, python_logging
+):
+    # The same gap as the finished rerun's: without a console logger the "resumed from" line
+    # went only to Python logging at INFO, so a plain script resumed in silence.
+    rerun_said = _rerun_says(tmp_path, logger_type, python_logging, rerun_epochs=2)
+    lines = [line for line in rerun_said.splitlines() if "resumed from" in line]
+    assert len(lines) == 1, rerun_said  # on the terminal, once
+    assert "epoch_1_step_2.ckpt at epoch 1, step 2" in lines[0], lines[0]

@@ -208,11 +208,10 @@ def open_logger(
         return opened
     state = run.state
     notice = f"resumed from {run.checkpoint_path} at epoch {state.epoch}, step {state.global_step}"
-    # Recorded by every backend; the console logger (the default) shows it without any
-    # logging setup. Without it, the line goes to Python logging as before.
+    # Recorded by every backend; the console logger (the default) shows it.
     opened.log_text("resume", notice, state.global_step)
-    if not writes_to_console(config.logging):
-        logger.info("%s", notice)
+    if is_rank_zero and not writes_to_console(config.logging):
+        _say_without_console("resume", notice, state.global_step)
     return opened
 
 
@@ -220,11 +219,8 @@ def _finished_run_notice(config: GenericTrainerConfig, run: Run, *, is_rank_zero
     """Say once, on rank 0, that a finished run has nothing to do; the returned logger writes
     no file.
 
-    The user ran a command and must not get silence: the line goes to the console logger when
-    one is configured; else to Python logging when that shows an INFO record of this module
-    (``mtf`` sets it up on stderr, a user may route it to a file); else (a plain script leaves
-    logging at WARNING, so ``logger.info`` would show nothing) to stderr, as the console logger
-    writes it.
+    The line goes to the console logger when one is configured, else as
+    :func:`_say_without_console` says.
     """
     state = run.state
     how = "stopped early" if state.stopped_early_under == run.plan.limits() else "finished"
@@ -234,12 +230,23 @@ def _finished_run_notice(config: GenericTrainerConfig, run: Run, *, is_rank_zero
     )
     if not is_rank_zero:
         return NullLogger()
-    console = ConsoleLogger()
     if writes_to_console(config.logging):
+        console = ConsoleLogger()
         console.log_text("status", notice, state.global_step)
         return console
+    _say_without_console("status", notice, state.global_step)
+    return NullLogger()
+
+
+def _say_without_console(key: str, notice: str, step: int) -> None:
+    """Show ``notice`` once on rank 0's terminal when no console logger is configured.
+
+    The user ran a command and must not get silence: the line goes to Python logging when that
+    shows an INFO record of this module (``mtf`` sets it up on stderr, a user may route it to a
+    file), so it is not printed twice; else (a plain script leaves logging at WARNING, so
+    ``logger.info`` would show nothing) to stderr, as the console logger writes it.
+    """
     if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
         logger.info("%s", notice)
     else:
-        console.log_text("status", notice, state.global_step)
-    return NullLogger()
+        ConsoleLogger().log_text(key, notice, step)
