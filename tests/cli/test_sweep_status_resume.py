@@ -45,6 +45,18 @@ def test_dry_run_writes_every_experiment_and_shows_the_job_script(project, capsy
     assert not (project.root / "runs").exists()  # nothing trained
 
 
+def test_a_sweep_whose_names_differ_only_in_case_is_refused_before_writing(project, capsys):
+    # On macOS or Windows tiny_act-ReLU and tiny_act-relu are one directory: the second
+    # experiment would overwrite the first one's config.yaml and resume its run as its own.
+    grid = _grid(project, parameters={"model.act": ["ReLU", "relu"]})
+
+    assert main(["sweep", str(grid), "--dry-run"]) == EXIT_ERROR
+
+    err = capsys.readouterr().err
+    assert "tiny_act-ReLU" in err and "tiny_act-relu" in err and "only in case" in err
+    assert not (project.root / "experiments").exists()
+
+
 def test_dry_run_shows_exec_for_one_task_and_srun_for_more(project, capsys):
     grid = _grid(project)
     grid_dict = yaml.safe_load(grid.read_text())

@@ -30,10 +30,10 @@ ADVERSARIAL_VALUES = [
 ]  # fmt: skip
 
 
-def _distinct(values):
+def _distinct(values, identity=canonical_text):
     seen, result = set(), []
     for value in values:
-        text = canonical_text(value)
+        text = identity(value)
         if text not in seen:
             seen.add(text)
             result.append(value)
@@ -53,7 +53,8 @@ def test_names_do_not_depend_on_parameter_order():
 
 @pytest.mark.parametrize("strategy", [NamingStrategy.PARAMETER_BASED, NamingStrategy.HASH_BASED])
 def test_every_adversarial_value_gets_a_distinct_safe_name(strategy):
-    values = _distinct(ADVERSARIAL_VALUES)
+    # values whose names differ only in case (True / "True") are a clash: see the test below
+    values = _distinct(_distinct(ADVERSARIAL_VALUES), lambda v: encode_value(v).lower())
     names = name_experiments("base", [{"model.v": v} for v in values], strategy)
     assert len(set(names)) == len(values)
     for name in names:
@@ -135,6 +136,22 @@ def test_same_values_twice_in_one_sweep_is_an_error():
         name_experiments("b", [{"a": 1}, {"a": 1}])
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(True, "True"), (None, "None"), ("Adam", "adam"), ("ReLU", "relu"), (False, "FALSE")],
+)
+def test_names_that_differ_only_in_case_are_a_clash(first, second):
+    # base_k-true and base_k-True are one directory on a case-insensitive filesystem (macOS,
+    # Windows): the second experiment would resume or overwrite the first one's run.
+    with pytest.raises(ConfigError, match="only in case"):
+        name_experiments("base", [{"model.k": first}, {"model.k": second}])
+
+
+def test_keys_that_differ_only_in_case_are_a_clash_when_their_names_do():
+    with pytest.raises(ConfigError, match="only in case"):
+        name_experiments("base", [{"model.LR": 1}, {"model.lr": 1}])
+
+
 def test_abbreviations_are_unique_and_use_known_short_forms():
     shorts = abbreviate_keys(
         ["optimizer.lr", "scheduler.lr", "data.batch_size", "model.hidden_size", "model.num_heads"]
@@ -201,8 +218,12 @@ def test_random_sweeps_get_safe_short_unique_names(keys, rows, base, strategy):
             seen.add(identity)
             assignments.append(assignment)
     assume(assignments)
-    names = name_experiments(base, assignments, strategy)
-    assert len(set(names)) == len(assignments)
+    try:
+        names = name_experiments(base, assignments, strategy)
+    except ConfigError as err:  # names that differ only in case ("A" / "a") are refused
+        assert "only in case" in str(err)
+        return
+    assert len({name.lower() for name in names}) == len(assignments)
     for name in names:
         assert SAFE.match(name), name
         assert len(name) <= MAX_NAME_LENGTH

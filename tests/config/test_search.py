@@ -97,7 +97,9 @@ def test_names_are_stable_across_searches_and_extended_value_lists():
 
 
 def test_every_name_is_safe_and_equals_the_run_directory_name():
-    grid = ParameterGrid("g").add_parameter("custom_params.tag", ["a/b", "a b", "ä", "True", True])
+    grid = ParameterGrid("g").add_parameter(
+        "custom_params.tag", ["a/b", "a b", "ä", "True", "true"]
+    )
     experiments = ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
     names = [e.experiment_name for e in experiments]
     assert len(set(names)) == 5

@@ -16,7 +16,10 @@
 # A readable name of 120 characters or more is cut and gets ``_<12 hex sha256>`` of the full
 # assignment, which makes it exactly 120 long; readable names that fit are at most 119 long, so
 # the two kinds can never coincide. A clash that is left (a hash collision, or two grids giving
-# the very same values) is an error from :func:`name_experiments`, never an overwrite.
+# the very same values) is an error from :func:`name_experiments`, never an overwrite. So are two
+# names that differ only in case (``k-True`` for the string, ``k-true`` for the bool, or
+# ``act-ReLU`` / ``act-relu``): a case-insensitive filesystem (macOS, Windows) makes them one
+# directory. Encoding case away instead would rename every existing experiment with a capital.
 
 Example:
     >>> make_experiment_name("base", {"optimizer.lr": 0.001, "data.batch_size": 32})
@@ -338,13 +341,13 @@ def name_experiments(
 
     Raises:
         ConfigError: Two experiments get the same name (same values given twice, or a hash
-            collision); the message shows both assignments.
+            collision), or names that differ only in case; the message shows both assignments.
     """
     chosen = NamingStrategy.parse(strategy)
     abbreviations = abbreviate_keys(key for assignment in assignments for key in assignment)
     timestamp = (clock or datetime.now)() if chosen is NamingStrategy.TIMESTAMP_BASED else None
     names: list[str] = []
-    owners: dict[str, int] = {}
+    owners: dict[str, int] = {}  # lower-case name -> index (see NOTE [experiment names])
     for index, assignment in enumerate(assignments):
         name = make_experiment_name(
             base_name,
@@ -354,13 +357,30 @@ def name_experiments(
             timestamp=timestamp,
             index=index,
         )
-        if name in owners:
-            first = assignments[owners[name]]
-            raise ConfigError(
-                f"experiments {owners[name]} and {index} of the sweep are both named {name!r} "
-                f"(values {dict(first)!r} and {dict(assignment)!r}); remove the duplicate values "
-                "from the grids or add a parameter that tells them apart"
-            )
-        owners[name] = index
+        if name.lower() in owners:
+            _raise_clash(owners[name.lower()], index, names, name, assignments)
+        owners[name.lower()] = index
         names.append(name)
     return names
+
+
+def _raise_clash(
+    first_idx: int,
+    second_idx: int,
+    names: Sequence[str],
+    name: str,
+    assignments: Sequence[Mapping[str, Any]],
+) -> None:
+    first, second = dict(assignments[first_idx]), dict(assignments[second_idx])
+    if names[first_idx] == name:
+        raise ConfigError(
+            f"experiments {first_idx} and {second_idx} of the sweep are both named {name!r} "
+            f"(values {first!r} and {second!r}); remove the duplicate values from the grids or "
+            "add a parameter that tells them apart"
+        )
+    raise ConfigError(
+        f"experiments {first_idx} and {second_idx} of the sweep are named "
+        f"{names[first_idx]!r} and {name!r} (values {first!r} and {second!r}), which differ "
+        "only in case: on a case-insensitive filesystem (macOS, Windows) they are one run "
+        "directory; sweep one of the values in a sweep with another base experiment_name"
+    )
