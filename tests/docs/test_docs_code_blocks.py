@@ -56,3 +56,26 @@ def test_python_blocks_of_each_document_run(document, tmp_path):
     assert completed.returncode == 0, (
         f"the python blocks of {document.name} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
     )
+
+
+def test_quickstart_script_rerun_in_a_new_process_continues_on_the_same_data(tmp_path):
+    """docs/quickstart.md section 3: "Run the same script again and fit resumes ... Pass
+    max_epochs=5 to continue training." Each run is a new process, so the data the script makes
+    must be the same in each (with unseeded torch.randn the continued run trained on other
+    data). Two fresh runs of the script in two folders print the same result."""
+    script = runnable_blocks((ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8"))[0]
+    printed = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "quickstart.py").write_text(script, encoding="utf-8")
+        completed = subprocess.run(
+            [sys.executable, "quickstart.py"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        printed.append(completed.stdout)
+    assert printed[0] == printed[1]
