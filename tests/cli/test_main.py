@@ -112,3 +112,13 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_reported(monkeypatch, capfd):
     monkeypatch.setattr(status, "run_status", broken)
     assert cli_main.main(["status", "runs"]) == cli_main.EXIT_ERROR
     assert capfd.readouterr().err == "mtf: error: [Errno 32] Broken pipe\n"
+
+
+def test_sweep_help_names_the_folder_it_really_uses(capsys):
+    """Experiment directories go to experiments/<grid file name>/ (grid.yaml: experiments/grid),
+    not to the grid's `name:` key (spirals_sweep in examples/production/grid.yaml); the help of
+    --experiments-dir said '<grid name>'."""
+    with pytest.raises(SystemExit):
+        cli_main.main(["sweep", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: <project root>/experiments/<grid file name without .yaml>" in help_text

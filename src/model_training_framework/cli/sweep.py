@@ -251,7 +251,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--experiments-dir",
         type=Path,
         default=None,
-        help="parent of the experiment directories; default: <project root>/experiments/<grid name>",
+        help="parent of the experiment directories; default: "
+        "<project root>/experiments/<grid file name without .yaml>",
     )
     parser.add_argument(
         "--template", type=Path, default=None, help="sbatch template; default: the built-in one"
