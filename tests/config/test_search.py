@@ -270,6 +270,35 @@ def test_a_swept_old_key_that_becomes_two_keys_sets_both():
     ]
 
 
+@pytest.mark.parametrize(
+    ("old_key", "new_key", "old_values", "new_values"),
+    [
+        ("optimizer.learning_rate", "optimizer.lr", [0.1, 0.01], [0.2]),
+        ("training.epochs", "training.max_epochs", [1], [2, 3]),
+        ("performance.mixed_precision", "performance.use_amp", ["16-mixed"], [False]),
+    ],
+)
+def test_a_grid_sweeping_an_old_key_and_its_new_key_is_an_error(
+    old_key, new_key, old_values, new_values
+):
+    # Used to keep whichever value came last: learning_rate [0.1, 0.01] x lr [0.2] gave two
+    # experiments, named after learning_rate 0.1 and 0.01, that both trained with lr 0.2.
+    grid = ParameterGrid("g").add_parameter(old_key, old_values).add_parameter(new_key, new_values)
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ConfigError, match="conflicts with the deprecated key"),
+    ):
+        ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+
+
+def test_a_grid_giving_an_old_key_and_its_new_key_one_value_is_accepted():
+    grid = ParameterGrid("g").add_parameter("optimizer.learning_rate", [0.1])
+    grid.add_parameter("optimizer.lr", [0.1])
+    with pytest.warns(DeprecationWarning):
+        (experiment,) = ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
+    assert experiment.optimizer.lr == 0.1
+
+
 def test_a_swept_key_inside_a_renamed_section_lands_in_the_new_section():
     base = {"experiment_name": "base", "multi": {"dataloader_names": ["a", "b"]}}
     grid = ParameterGrid("g").add_parameter("multi.sampling_strategy", ["sequential", "weighted"])

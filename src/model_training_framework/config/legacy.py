@@ -341,23 +341,41 @@ def migrate_overrides(overrides: Mapping[str, Any], rules: Sequence[LegacyRule])
         The overrides under the new keys (``performance.mixed_precision`` becomes
         ``performance.use_amp`` and ``performance.amp_dtype``; a dropped key disappears).
 
+    Raises:
+        ConfigError: an old key and its new key (or two old keys that land on one new key)
+            are both given, with different values, as :func:`migrate_legacy_keys` does.
+
     Warns:
         DeprecationWarning: once per old key, naming the new key.
     """
     migrated: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # new key -> the key the user wrote
     for key, value in overrides.items():
-        path = tuple(key.split("."))
-        # The old key itself, or a key inside a renamed section (multi.sampling_strategy).
-        rule = next((r for r in rules if r.old_path == path[: len(r.old_path)]), None)
-        if rule is None:
-            migrated[key] = value
-            continue
-        nested: dict[str, Any] = {path[-1]: copy.deepcopy(value)}
-        for part in reversed(path[:-1]):
-            nested = {part: nested}
-        rule.apply(nested)
-        migrated.update(_dotted_leaves(nested, depth=len(path)))
+        for new_key, new_value in _migrated_override(key, value, rules).items():
+            if new_key in migrated and migrated[new_key] != new_value:
+                old, kept = (key, sources[new_key]) if key != new_key else (sources[new_key], key)
+                raise ConfigError(
+                    f"{new_key}: conflicts with the deprecated key '{old}' "
+                    f"({migrated[new_key]!r} vs {new_value!r}); remove '{old}' and keep "
+                    f"'{kept}'"
+                )
+            migrated[new_key] = new_value
+            sources[new_key] = key
     return migrated
+
+
+def _migrated_override(key: str, value: Any, rules: Sequence[LegacyRule]) -> dict[str, Any]:
+    """One dotted override under its new key(s) (itself when no rule renames it)."""
+    path = tuple(key.split("."))
+    # The old key itself, or a key inside a renamed section (multi.sampling_strategy).
+    rule = next((r for r in rules if r.old_path == path[: len(r.old_path)]), None)
+    if rule is None:
+        return {key: value}
+    nested: dict[str, Any] = {path[-1]: copy.deepcopy(value)}
+    for part in reversed(path[:-1]):
+        nested = {part: nested}
+    rule.apply(nested)
+    return _dotted_leaves(nested, depth=len(path))
 
 
 def _dotted_leaves(node: Any, depth: int, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
