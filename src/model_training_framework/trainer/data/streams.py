@@ -59,6 +59,17 @@ _SINGLE_PROCESS_ITER = getattr(_dataloader, "_SingleProcessDataLoaderIter", None
 _PASS = "pass_idx"
 _NEXT_BATCH = "next_batch_idx"
 _ITERABLE_STATE = "iterable_state"
+_SOURCE_ENDED = "source_ended"
+
+# NOTE [ended source]: DataLoader reads an IterableDataset item by item. When the items end in
+# the middle of a batch, it returns the short batch and remembers that the dataset ended
+# (its fetcher's private ``ended`` flag): only the next fetch raises StopIteration. The
+# dataset itself has already run past its end (a generator's code after its loop ran, often
+# moving the dataset to its next pass), so its state_dict() no longer says that the trainer's
+# pass still owes a StopIteration. The stream saves that flag next to the dataset's state, and
+# a resumed stream opened at that position ends the pass at its first fetch, as the live
+# iterator would have, instead of reading the dataset's next pass as the rest of this one.
+# Without the private flag (another torch), nothing is saved and resuming works as before.
 
 
 def loader_length(loader: DataLoader) -> int | None:
@@ -73,6 +84,13 @@ def _is_stateful(obj: object) -> bool:
     return callable(getattr(obj, "state_dict", None)) and callable(
         getattr(obj, "load_state_dict", None)
     )
+
+
+def _source_ended(iterator: Iterator[Any] | None) -> bool:
+    """Whether a single-process DataLoader iterator already saw its IterableDataset end
+    (NOTE [ended source]); False when torch does not say."""
+    fetcher = getattr(iterator, "_dataset_fetcher", None)
+    return getattr(fetcher, "ended", False) is True
 
 
 def check_train_loader_classes(loaders: Sequence[DataLoader]) -> None:
@@ -135,6 +153,8 @@ class LoaderStream:
         self._reads_directly = False  # NOTE [direct fetch]
         self._batches: PassBatches | None = None
         self._pending_iterable_state: Any = None
+        # where a restored pass had already ended (NOTE [ended source]), else None
+        self._ended_at: tuple[int, int] | None = None
         self._stateful_source: Any = None  # what holds an iterable loader's resume state
         self._generator = torch.Generator()
         if self._is_iterable:
@@ -241,6 +261,10 @@ class LoaderStream:
         if self._pending_iterable_state is not None and self._stateful_source is not None:
             self._stateful_source.load_state_dict(self._pending_iterable_state)
             self._pending_iterable_state = None
+            ended_at, self._ended_at = self._ended_at, None
+            if ended_at == (pass_idx, batch_idx):  # NOTE [ended source]
+                self._iterator = iter(())
+                return
         elif batch_idx > 0:
             logger.warning(
                 "train loader '%s' has no resume protocol: restarting it from its beginning "
@@ -306,6 +330,8 @@ class LoaderStream:
         state: dict[str, Any] = {_PASS: self._pass_idx, _NEXT_BATCH: self._next_batch}
         if self._stateful_source is not None:
             state[_ITERABLE_STATE] = self._stateful_source.state_dict()
+        if self._stateful_source is not None and self._stateful_source is not self.loader:
+            state[_SOURCE_ENDED] = _source_ended(self._iterator)  # NOTE [ended source]
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -315,6 +341,9 @@ class LoaderStream:
             self._next_batch = int(state[_NEXT_BATCH])
             if self._stateful_source is not None:
                 self._pending_iterable_state = state[_ITERABLE_STATE]
+            # absent from checkpoints written before NOTE [ended source]: not ended
+            ended = bool(state.get(_SOURCE_ENDED, False))
+            self._ended_at = (int(state[_PASS]), self._next_batch) if ended else None
         except KeyError as err:
             raise CheckpointError(
                 f"checkpoint has no loader state key {err} for loader '{self.name}'"
