@@ -239,6 +239,17 @@ def test_resume_of_an_unknown_name_lists_where_it_looked(project, capsys):
     assert "no experiment 'ghost'" in err and "runs/ghost/experiment.yaml" in err
 
 
+def test_resume_of_a_misspelt_name_suggests_the_close_ones(project, capsys):
+    """`mtf resume tiny_lr-0.1` after a sweep that made tiny_lr-0.01 and tiny_lr-0.02: the
+    error listed only where it looked; like an unknown config key, it names the close ones."""
+    assert main(["sweep", str(_grid(project)), "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["resume", "tiny_lr-0.1"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "no experiment 'tiny_lr-0.1'" in err
+    assert "did you mean 'tiny_lr-0.01' or 'tiny_lr-0.02'?" in err
+
+
 def _files(directory):
     return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 

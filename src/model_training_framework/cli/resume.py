@@ -14,6 +14,7 @@ from its own latest checkpoint.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 from pathlib import Path
 
@@ -51,9 +52,20 @@ def find_experiment_config(name: str, experiments_dir: Path, runs_dir: Path) -> 
     if record.is_file():
         return record
     raise FileNotFoundError(
-        f"no experiment {name!r}: looked for {experiments_dir}/**/{name}/config.yaml and {record}; "
-        "pass --experiments-dir or --runs-dir, or the run directory itself"
+        f"no experiment {name!r}{_close_names_hint(name, experiments_dir, runs_dir)}: looked for "
+        f"{experiments_dir}/**/{name}/config.yaml and {record}; pass --experiments-dir or "
+        "--runs-dir, or the run directory itself"
     )
+
+
+def _close_names_hint(name: str, experiments_dir: Path, runs_dir: Path) -> str:
+    """``" (did you mean 'a' or 'b'?)"`` for the known experiment names close to ``name``."""
+    from model_training_framework.experiment.entry import EXPERIMENT_RECORD
+
+    known = {p.parent.name for p in experiments_dir.rglob("*/config.yaml")}
+    known |= {p.parent.name for p in runs_dir.glob(f"*/{EXPERIMENT_RECORD}")}
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    return " (did you mean " + " or ".join(f"'{c}'" for c in sorted(close)) + "?)" if close else ""
 
 
 def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str | None) -> int:
