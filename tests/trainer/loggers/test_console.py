@@ -93,3 +93,34 @@ def test_a_replaced_stderr_is_asked_again_whether_it_is_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     logger.log_text("a", "three", 3)
     assert terminal.asked == 1 and "step 3 | a: three" in terminal.getvalue()
+
+
+def _many_loaders(count: int, split: str = "train") -> dict[str, float]:
+    return {f"{split}/dl_{i:03d}/loss": 0.25 + i / 1000 for i in range(count)}
+
+
+def test_up_to_eight_per_loader_losses_are_shown_one_by_one():
+    line = format_metrics_line({"train/loss": 0.3, **_many_loaders(8)}, step=50)
+    assert line.count("train/dl_") == 8
+
+
+def test_many_per_loader_losses_are_one_range_field_so_the_line_stays_concise():
+    metrics = {
+        "epoch": 2,
+        "train/loss": 0.3,
+        **_many_loaders(50),
+        "val/loss": 0.5,
+        **_many_loaders(3, "val"),
+        "train/lr/opt_0": 0.01,
+        "train/samples_per_sec": 1000.0,
+    }
+    assert format_metrics_line(metrics, step=100) == (
+        "epoch 2 step 100 | train/loss 0.3 | train/dl_*/loss 0.25..0.299 (50 loaders)"
+        " | val/loss 0.5 | val/dl_000/loss 0.25 | val/dl_001/loss 0.251 | val/dl_002/loss 0.252"
+        " | lr 0.01 | 1000 samples/s"
+    )
+
+
+def test_a_range_field_with_integer_values_is_formatted_like_single_values():
+    metrics = {f"val/dl_{i}/loss": i for i in range(10)}
+    assert format_metrics_line(metrics, step=7) == "step 7 | val/dl_*/loss 0..9 (10 loaders)"

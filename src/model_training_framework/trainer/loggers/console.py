@@ -8,6 +8,8 @@ Which keys appear, in this order (each group sorted, ``loss`` first):
 
 1. training aggregates ``train/<k>`` (no loader part), then per-loader ``train/dl_<name>/loss``;
 2. validation aggregates ``val/<k>``, then per-loader ``val/dl_<name>/loss``;
+   more than ``MAX_LOADERS_SHOWN`` (8) loaders' losses of a split are one range field,
+   ``train/dl_*/loss 0.25..0.31 (50 loaders)``, so that the line stays readable;
 3. learning rates ``train/lr/opt_<i>`` (shown as ``lr`` when there is one optimizer);
 4. throughput ``train/samples_per_sec`` (shown as ``N samples/s``).
 
@@ -82,7 +84,7 @@ class ConsoleLogger(BaseLogger):
 
 
 def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, float]]:
-    """Pick the keys shown on the console, in display order (see ``_select_keys``).
+    """Pick the keys shown on the console, in display order (see ``_select_fields``).
 
     Returns:
         ``(label, value)`` pairs; labels are the metric keys except ``lr`` for a single learning
@@ -91,12 +93,25 @@ def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, floa
     return [(label, metrics[key]) for label, key in _shown_keys(metrics).labels]
 
 
+class _Field(NamedTuple):
+    """One field of the line: a single key, or a range over many loaders' losses."""
+
+    label: str
+    keys: tuple[str, ...]
+
+    @property
+    def is_range(self) -> bool:
+        return len(self.keys) > 1
+
+
 class _Shown(NamedTuple):
     """The keys of one key set that the console shows, in display order."""
 
-    labels: list[tuple[str, str]]  # (label, key)
-    keys: tuple[str, ...]
-    template: str  # the fields as one %-format, for when every shown value is a float
+    labels: list[tuple[str, str]]  # (label, key) of every shown key, ranges' members included
+    fields: list[_Field]
+    single_keys: tuple[str, ...] | None  # the fields' keys when no field is a range
+    float_template: str  # the fields as one %-format of their values (a range: min and max)
+    text_template: str  # the same with %s, for values formatted one by one
 
 
 def _shown_keys(metrics: Mapping[str, float]) -> _Shown:
@@ -106,27 +121,47 @@ def _shown_keys(metrics: Mapping[str, float]) -> _Shown:
     if shown is None:  # the same keys come back at every log step: select them once
         if len(_SHOWN) >= _MAX_SELECTIONS:
             _SHOWN.clear()
-        labels = _select_keys(metrics)
-        template = _SEPARATOR.join(f"{label.replace('%', '%%')} %.4g" for label, _ in labels)
-        shown = _SHOWN[keys] = _Shown(labels, tuple(key for _, key in labels), template)
+        fields = _select_fields(metrics)
+        labels = [
+            (field.label if not field.is_range else key, key)
+            for field in fields
+            for key in field.keys
+        ]
+        any_range = any(field.is_range for field in fields)
+        shown = _SHOWN[keys] = _Shown(
+            labels,
+            fields,
+            None if any_range else tuple(field.keys[0] for field in fields),
+            _SEPARATOR.join(_field_format(field, "%.4g") for field in fields),
+            _SEPARATOR.join(_field_format(field, "%s") for field in fields),
+        )
     return shown
+
+
+def _field_format(field: _Field, value_format: str) -> str:
+    label = field.label.replace("%", "%%")
+    if field.is_range:
+        return f"{label} {value_format}..{value_format} ({len(field.keys)} loaders)"
+    return f"{label} {value_format}"
 
 
 # key tuple -> the keys shown, in display order
 _SHOWN: dict[tuple[str, ...], _Shown] = {}
 _MAX_SELECTIONS = 16
 _FLOAT_TYPE = frozenset({float})
+MAX_LOADERS_SHOWN = 8  # more per-loader losses in one split are shown as one range field
 
 
-def _select_keys(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+def _select_fields(metrics: Mapping[str, float]) -> list[_Field]:
     """Pick the keys shown on the console, in display order (see the module docstring).
 
     Args:
         metrics: All metrics of one logging step.
 
     Returns:
-        ``(label, key)`` pairs; labels are the metric keys except ``lr`` for a single learning
-        rate. Throughput is not included (``format_metrics_line`` appends it).
+        The fields; labels are the metric keys except ``lr`` for a single learning rate and
+        ``<split>/dl_*/loss`` for a range over more than ``MAX_LOADERS_SHOWN`` loaders' losses.
+        Throughput is not included (``format_metrics_line`` appends it).
     """
     train_aggregates, train_losses, val_aggregates, val_losses, rates = [], [], [], [], []
     for key in metrics:
@@ -139,18 +174,28 @@ def _select_keys(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
             _sort_into(parts, key, train_aggregates, train_losses)
         elif parts[0] == "val":
             _sort_into(parts, key, val_aggregates, val_losses)
-    ordered = [
-        *sorted(train_aggregates, key=_loss_first),
-        *sorted(train_losses),
-        *sorted(val_aggregates, key=_loss_first),
-        *sorted(val_losses),
+    fields = [
+        *_single_fields(sorted(train_aggregates, key=_loss_first)),
+        *_loader_loss_fields("train", sorted(train_losses)),
+        *_single_fields(sorted(val_aggregates, key=_loss_first)),
+        *_loader_loss_fields("val", sorted(val_losses)),
     ]
-    selected = [(key, key) for key in ordered]
     if len(rates) == 1:
-        selected.append(("lr", rates[0]))
+        fields.append(_Field("lr", (rates[0],)))
     else:
-        selected.extend((key, key) for key in sorted(rates))
-    return selected
+        fields.extend(_single_fields(sorted(rates)))
+    return fields
+
+
+def _single_fields(keys: list[str]) -> list[_Field]:
+    return [_Field(key, (key,)) for key in keys]
+
+
+def _loader_loss_fields(split: str, keys: list[str]) -> list[_Field]:
+    """One field per loader's loss, or one range field when there are too many to read."""
+    if len(keys) <= MAX_LOADERS_SHOWN:
+        return _single_fields(keys)
+    return [_Field(f"{split}/dl_*/loss", tuple(keys))]
 
 
 def format_metrics_line(metrics: Mapping[str, float], step: int) -> str:
@@ -170,20 +215,29 @@ def _metrics_line(metrics: Mapping[str, float], step: int, shown: _Shown) -> str
     """``format_metrics_line`` with the keys already selected (they are selected once a log)."""
     epoch = next((metrics[key] for key in EPOCH_KEYS if key in metrics), None)
     head = f"step {int(step)}" if epoch is None else f"epoch {int(epoch)} step {int(step)}"
-    values = tuple(map(metrics.__getitem__, shown.keys))
+    values = _field_values(metrics, shown)
     fields = [head]
-    if not values:
-        pass
-    elif _FLOAT_TYPE.issuperset(map(type, values)):  # one format call: what format_value gives
-        fields.append(shown.template % values)
-    else:
-        fields.extend(
-            f"{label} {format_value(value)}"
-            for (label, _), value in zip(shown.labels, values, strict=True)
-        )
+    if values and _FLOAT_TYPE.issuperset(map(type, values)):  # format_value's text, one call
+        fields.append(shown.float_template % values)
+    elif values:
+        fields.append(shown.text_template % tuple(map(format_value, values)))
     if THROUGHPUT_KEY in metrics:
         fields.append(f"{float(metrics[THROUGHPUT_KEY]):.0f} samples/s")
     return _SEPARATOR.join(fields)
+
+
+def _field_values(metrics: Mapping[str, float], shown: _Shown) -> tuple[float, ...]:
+    """The values the templates format, in order: one per field, a range's min and max."""
+    if shown.single_keys is not None:  # the usual case: no range field
+        return tuple(map(metrics.__getitem__, shown.single_keys))
+    values: list[float] = []
+    for field in shown.fields:
+        if field.is_range:
+            losses = [metrics[key] for key in field.keys]
+            values += (min(losses), max(losses))
+        else:
+            values.append(metrics[field.keys[0]])
+    return tuple(values)
 
 
 def format_value(value: float) -> str:
