@@ -153,6 +153,19 @@ def test_experiment_name_is_validated_for_directories():
     assert exp.experiment_name == "lr_0.1-bs_32"
 
 
+@pytest.mark.parametrize("cls", [ExperimentConfig, GenericTrainerConfig])
+def test_an_experiment_name_too_long_for_a_directory_is_refused_up_front(cls):
+    # It used to pass validation and fail at fit with "cannot open the run directory lock ...
+    # [Errno 36] File name too long ...; the run directory must be writable (check
+    # checkpoint.root_dir and its permissions)".
+    with pytest.raises(ConfigError, match=r"^experiment_name: .*255"):
+        cls(experiment_name="a" * 256)
+    config = cls(experiment_name="a" * 255)
+    with pytest.raises(ConfigError, match=r"^experiment_name: .*255"):
+        config.experiment_name = "b" * 300
+    assert config.experiment_name == "a" * 255
+
+
 def test_every_experiment_field_has_a_description():
     for model in (ExperimentConfig, OptimizerConfig, TrainingConfig, SlurmConfig):
         for name, field in model.model_fields.items():

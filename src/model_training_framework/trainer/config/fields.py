@@ -160,14 +160,23 @@ def canonical_signal_name(value: Any) -> str:
     return name
 
 
+MAX_DIRECTORY_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows filesystems
+
+
 def check_experiment_name(value: str) -> str:
-    """Refuse names that are only dots (``"."``, ``".."``): they are not usable directories.
+    """Refuse names that cannot be one directory name: only dots (``"."``, ``".."``), or longer
+    than :data:`MAX_DIRECTORY_NAME_BYTES` (the pattern allows ASCII only, one byte each).
 
     Raises:
-        ValueError: ``value`` consists of dots only.
+        ValueError: ``value`` consists of dots only or is too long.
     """
     if set(value) <= {"."}:
         raise ValueError(f"{value!r} cannot be used as a directory name; use letters or digits")
+    if len(value.encode("utf-8")) > MAX_DIRECTORY_NAME_BYTES:
+        raise ValueError(
+            f"{value[:40]!r}... has {len(value)} characters, but it names the run directory and "
+            f"a directory name holds at most {MAX_DIRECTORY_NAME_BYTES}; use a shorter name"
+        )
     return value
 
 

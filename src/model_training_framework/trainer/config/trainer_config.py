@@ -68,7 +68,7 @@ class GenericTrainerConfig(SerializableConfig):
         default="experiment",
         description=(
             "Names the run directory <checkpoint.root_dir>/<experiment_name>/; only letters, "
-            "digits, '.', '_' and '-'."
+            "digits, '.', '_' and '-', at most 255 characters (one directory name)."
         ),
     )
     seed: int | None = Field(
