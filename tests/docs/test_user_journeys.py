@@ -168,6 +168,26 @@ def _check_completed(run: str, epoch: int | None = None) -> Callable[[Path, str,
     return check
 
 
+def _check_trained_with_lr(lr: str) -> Callable[[Path, str, dict[str, str]], None]:
+    """The override took effect: a run trained to completion with that learning rate (on the
+    run the previous step finished, `--set optimizer.lr=...` alone only warns that the
+    checkpoint's optimizer state keeps the old value, and trains nothing)."""
+
+    def check(folder: Path, output: str, env: dict[str, str]) -> None:
+        import yaml
+
+        trained = []
+        for record in sorted((folder / "runs").glob("*/experiment.yaml")):
+            config = yaml.safe_load(record.read_text(encoding="utf-8"))
+            if str(config["optimizer"]["lr"]) == lr:
+                trained.append(record.parent.name)
+        assert len(trained) == 1, f"no run trained with lr {lr}:\n{output[-2000:]}"
+        assert _status_json(folder, trained[0])["status"] == "completed"
+        assert "do not take effect" not in output, output[-2000:]
+
+    return check
+
+
 def _check_sweep_statuses(expected: str) -> Callable[[Path, str, dict[str, str]], None]:
     def check(folder: Path, output: str, env: dict[str, str]) -> None:
         names = sorted(
@@ -197,6 +217,9 @@ def _wait_for_slurm_jobs(experiments: str) -> Callable[[Path, str, dict[str, str
     return check
 
 
+QUICKSTART_OVERRIDE = (
+    "mtf train experiment.yaml --set optimizer.lr=0.01 --set experiment_name=lr_0.01"
+)
 PRODUCTION = "examples/production"
 PRODUCTION_README = "examples/production/README.md"
 SLURM_MD = "docs/slurm.md"
@@ -239,9 +262,10 @@ JOURNEYS: dict[str, list[Step]] = {
             check=_check_completed("my_first_experiment", epoch=5),
         ),
         Step(
-            "mtf train experiment.yaml --set optimizer.lr=0.01",
+            QUICKSTART_OVERRIDE,
             ("docs/quickstart.md",),
             folder="quickstart",
+            check=_check_trained_with_lr("0.01"),
         ),
         Step(
             "mtf plot runs/my_first_experiment",
