@@ -75,7 +75,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--iterable-val", action="store_true", help="uneven iterable val: 5 batches, 3 on rank 1"
     )
-    parser.add_argument("--fail", default=None, help="WHERE:RANK:STEP (step|hook|loader|save)")
+    parser.add_argument(
+        "--fail",
+        default=None,
+        help="WHERE:RANK:STEP (step|val|hook|train_start|epoch_end|val_end|train_end|loader|save)",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader num_workers")
+    parser.add_argument("--persistent", action="store_true", help="persistent_workers")
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
     parser.add_argument("--check-collectives", action="store_true")
@@ -190,6 +196,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
 
     def validation_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         signal_in_validation(args, rank, trainer.global_step, batch_idx)
+        fault.check("val")
         x, y, _ = batch
         pred = trainer.model(x, 0)
         return {

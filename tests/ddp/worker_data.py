@@ -58,15 +58,16 @@ def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list
             return DataLoader(ValShard(data[name], rank), batch_size=args.batch)
         if args.iterable and name == "b":
             return DataLoader(RankShard(data[name], rank, 28 - 4 * rank), batch_size=args.batch)
+        workers = {"num_workers": args.workers, "persistent_workers": args.persistent}
         if args.single:
-            return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle)
+            return DataLoader(data[name], batch_size=2 * args.batch, shuffle=shuffle, **workers)
         if args.no_sampler:
-            return DataLoader(data[name], batch_size=args.batch, shuffle=shuffle)
+            return DataLoader(data[name], batch_size=args.batch, shuffle=shuffle, **workers)
         # explicit replicas and rank: no process group exists yet (the trainer makes it)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         sampler = DistributedSampler(
             data[name], num_replicas=world, rank=rank, shuffle=shuffle, seed=11
         )
-        return DataLoader(data[name], batch_size=args.batch, sampler=sampler)
+        return DataLoader(data[name], batch_size=args.batch, sampler=sampler, **workers)
 
     return [make("a", args.shuffle), make("b", args.shuffle)], [make("val", False)]

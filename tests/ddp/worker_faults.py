@@ -1,5 +1,7 @@
 """The failures ``ddp_worker.py --fail WHERE:RANK:STEP`` injects on one rank: in the training
-step, a hook, the loader (``FaultyDataset``) or rank 0's save (``FaultHooks``)."""
+step (``step``), the validation step (``val``), a hook (``hook``: after an optimizer step;
+``train_start``, ``epoch_end``, ``val_end``, ``train_end``), the loader (``loader``, also in
+DataLoader workers with ``--workers``; ``FaultyDataset``) or rank 0's save (``FaultHooks``)."""
 
 from __future__ import annotations
 
@@ -44,8 +46,19 @@ class FaultHooks(TrainerHooks):
         if dist.is_initialized():  # which backend the trainer's process group runs on
             print(f"BACKEND {dist.get_backend()} world {dist.get_world_size()}", flush=True)
 
+        self.fault.check("train_start")
+
     def on_after_optimizer_step(self, trainer, optimizer_idx):
         self.fault.check("hook")
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.fault.check("epoch_end")
+
+    def on_validation_end(self, trainer, *args):
+        self.fault.check("val_end")
+
+    def on_train_end(self, trainer, *args):
+        self.fault.check("train_end")
 
     def on_checkpoint_save(self, trainer, payload):
         if self.fault.due("save"):

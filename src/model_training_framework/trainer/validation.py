@@ -33,7 +33,7 @@ from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.devices import move_to_device
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.data.schedule import LoaderSchedule, Slot
-from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.data.streams import loader_length, stop_workers
 from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,
@@ -193,6 +193,11 @@ def run_validation(
                     names[idx],
                     outputs,
                 )
+    except BaseException:
+        # NOTE [worker signals]: the traceback keeps these iterators, and their workers, alive
+        for loader_idx, (_, iterator) in iterators.items():
+            stop_workers(iterator, loaders[loader_idx])
+        raise
     finally:
         model.train(was_training)
     accumulator.from_state(reduce_sum(accumulator.to_state()))

@@ -48,7 +48,13 @@ from model_training_framework.trainer.data.seeds import derive_seed
 from model_training_framework.trainer.data.worker_seeds import WorkerSeededDataset
 from model_training_framework.trainer.torch_profiler import profiler_records
 
-__all__ = ["LoaderStream", "build_streams", "check_train_loader_classes", "loader_length"]
+__all__ = [
+    "LoaderStream",
+    "build_streams",
+    "check_train_loader_classes",
+    "loader_length",
+    "stop_workers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -350,8 +356,10 @@ class LoaderStream:
             ) from err
 
     def close(self) -> None:
-        """Drop the live iterator (shuts down non-persistent workers)."""
-        self._iterator = None
+        """Shut down the live iterator's worker processes (persistent ones too) and drop it
+        (NOTE [worker signals]: a worker left alive would keep the process from exiting)."""
+        iterator, self._iterator = self._iterator, None
+        stop_workers(iterator, self._owned)
 
 
 def build_streams(
@@ -366,3 +374,25 @@ def build_streams(
         LoaderStream(loader, idx, name, base_seed, require_resumable=require_resumable)
         for idx, (loader, name) in enumerate(zip(loaders, names, strict=True))
     ]
+
+
+def stop_workers(iterator: Any, loader: Any = None) -> None:
+    """Shut down the worker processes of a DataLoader ``iterator`` now (NOTE [worker signals]).
+
+    A no-op for an iterator without worker processes (or None). When ``loader`` caches
+    ``iterator`` (``persistent_workers``), the cache is dropped too, so the loader's next
+    ``iter()`` starts fresh workers.
+
+    Args:
+        iterator: what ``iter(loader)`` returned, or None.
+        loader: the DataLoader it came from (None: not known).
+    """
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+    if (
+        loader is not None
+        and iterator is not None
+        and getattr(loader, "_iterator", None) is iterator
+    ):
+        loader._iterator = None

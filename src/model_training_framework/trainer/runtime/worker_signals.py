@@ -8,6 +8,14 @@ SIGTERM and the preemption signal (set first thing in each worker, before the us
 ``worker_init_fn``); the main process takes the preemption path (agreed stop, checkpoint,
 status "preempted"). Workers still end as usual: at the end of a pass (or when the trainer closes
 a persistent loader), when their parent dies (torch's watchdog), or on SIGKILL.
+
+Because they ignore SIGTERM, workers must not outlive the process's last Python code: at exit,
+``multiprocessing`` terminates its daemonic children with SIGTERM and then joins them without a
+timeout, so one live shielded worker keeps the process from ever exiting. Workers left alive by
+an error are the danger (the traceback keeps the iterator, and so its workers, alive; a
+persistent loader keeps them anyway), so the trainer shuts the workers of every iterator it
+opened down itself (``trainer.data.streams.stop_workers``): when a validation pass raises, and for the train
+loaders when ``fit`` ends, however it ends.
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""DDP failure modes a user meets (2-process Gloo on CPU, and the single-process runs they
+share code with): an error on one rank, with DataLoader worker processes alive, ends every
+process promptly, with the error naming the failing rank."""
+
+from __future__ import annotations
+
+import pytest
+
+from .launch import COMPARABLE, launch
+
+pytestmark = pytest.mark.ddp
+
+_EXIT_TIMEOUT_S = 60.0
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        # the validation pass's iterator (workers alive) is referenced by the traceback
+        ("val_step_with_workers", ["--fail", "val:0:0", "--workers", "2"]),
+        # persistent train workers outlive the pass that raised
+        ("step_with_persistent_workers", ["--fail", "step:0:3", "--workers", "2", "--persistent"]),
+    ],
+)
+def test_a_single_process_that_raises_with_dataloader_workers_alive_exits(tmp_path, name, args):
+    """The workers ignore SIGTERM (NOTE [worker signals]); left alive when fit raised, they
+    made the interpreter wait for them at exit, forever (multiprocessing's atexit join)."""
+    run = launch(tmp_path, name, *COMPARABLE, "--single", *args, nproc=0)
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) == 1, run.output()[-4000:]
+    assert "InjectedFailure: injected failure" in run.output()
+
+
+def test_a_rank_whose_validation_step_raises_with_loader_workers_stops_both_cleanly(tmp_path):
+    """The failing rank tears its process group down and exits; its peer's pending
+    collective breaks and it raises RankFailedError (not ended by the failure watch's grace
+    period, which is what happened while the workers kept the failing rank alive)."""
+    run = launch(tmp_path, "ddp_val_workers", *COMPARABLE, "--fail", "val:1:0", "--workers", "2")
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0, "the job must fail, not hang"
+    log = run.output()
+    assert "rank 1 failed: InjectedFailure: injected failure in the val" in log, log[-4000:]
+    assert "RankFailedError: rank 1 failed" in log, log[-4000:]
+    assert "is still busy" not in log, log[-4000:]
