@@ -82,6 +82,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader num_workers")
     parser.add_argument("--persistent", action="store_true", help="persistent_workers")
+    parser.add_argument(
+        "--rank-metric",
+        choices=["train", "val"],
+        default=None,
+        help="that step also returns a metric named after the rank (only_rank<r>)",
+    )
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
     parser.add_argument("--check-collectives", action="store_true")
@@ -183,6 +189,9 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
     trainer.add_hook(FaultHooks(fault))
     nan_rank, nan_step = map(int, (args.nonfinite_skip or "-1:-1").split(":"))
 
+    def rank_metric(where: str) -> dict[str, float]:
+        return {f"only_rank{rank}": 1.0} if args.rank_metric == where else {}
+
     def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         if args.slow_ms:
             time.sleep(args.slow_ms / 1000)
@@ -192,7 +201,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
         loss = torch.nn.functional.mse_loss(pred.float(), y)
         if rank == nan_rank and trainer.global_step == nan_step:
             loss = loss * float("nan")
-        return {"loss": loss}
+        return {"loss": loss, **rank_metric("train")}
 
     def validation_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         signal_in_validation(args, rank, trainer.global_step, batch_idx)
@@ -202,6 +211,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
         return {
             "loss": torch.nn.functional.mse_loss(pred.float(), y),
             "mae": (pred.float() - y).abs().mean(),
+            **rank_metric("val"),
         }
 
     trainer.set_training_step(training_step)

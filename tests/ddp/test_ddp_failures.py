@@ -40,3 +40,16 @@ def test_a_rank_whose_validation_step_raises_with_loader_workers_stops_both_clea
     assert "rank 1 failed: InjectedFailure: injected failure in the val" in log, log[-4000:]
     assert "RankFailedError: rank 1 failed" in log, log[-4000:]
     assert "is still busy" not in log, log[-4000:]
+
+
+@pytest.mark.parametrize("where", ["train", "val"])
+def test_metric_keys_that_differ_across_ranks_are_an_error_not_a_silent_mix(tmp_path, where):
+    """Each rank's step returns as many metrics, under other names (only_rank0, only_rank1):
+    the sums used to be added position by position, so rank 0 logged the sum of both ranks'
+    values under its own key."""
+    run = launch(tmp_path, f"keys_{where}", *COMPARABLE, "--rank-metric", where)
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0, "the ranks' metrics must not be mixed"
+    log = run.output()
+    assert log.count("RanksDisagreeError: metric keys differ across ranks") == 2, log[-4000:]
+    assert "only_rank0" in log and "only_rank1" in log, log[-4000:]
+    assert not list(run.run_dir.glob("final_rank*.pt"))

@@ -45,7 +45,7 @@ def test_reduce_sums_weighted_pairs_across_ranks():
     metrics.add(0, [("loss", 1.0)], num_samples=2)
     # another rank contributed a weighted sum of 6.0 over 2 samples
     means = metrics.pop_means(
-        lambda flat: [x + y for x, y in zip(flat, [6.0, 2.0] * 2, strict=True)]
+        lambda flat, keys: [x + y for x, y in zip(flat, [6.0, 2.0] * 2, strict=True)]
     )
     assert means["train/loss"] == pytest.approx((2 + 6) / 4)
 

@@ -129,7 +129,7 @@ def run_validation(
     aggregation: Any,
     primary_metric: str,
     custom_fn: Callable[..., Any] | None,
-    reduce_sum: Callable[[list[float]], list[float]],
+    reduce_sum: Callable[[list[float], Sequence[object]], list[float]],
     precision: Precision,
     profiler: NullProfiler,
     hooks: HookDispatcher,
@@ -200,7 +200,7 @@ def run_validation(
         raise
     finally:
         model.train(was_training)
-    accumulator.from_state(reduce_sum(accumulator.to_state()))
+    accumulator.from_state(reduce_sum(accumulator.to_state(), accumulator.layout()))
     per_loader = accumulator.means()
     results = {
         f"val/dl_{name}/{key}": value

@@ -190,10 +190,11 @@ class TrainMetrics:
         return samples
 
     def pop_means(
-        self, reduce: Callable[[list[float]], list[float]] | None = None
+        self, reduce: Callable[[list[float], list[str]], list[float]] | None = None
     ) -> dict[str, float]:
-        """Means since the last call (``reduce`` sums the flat [weighted sum, samples] pairs of
-        :meth:`WeightedMeans.to_flat` across ranks)."""
+        """Means since the last call (``reduce(flat, keys)`` sums the flat [weighted sum,
+        samples] pairs of :meth:`WeightedMeans.to_flat` across ranks; ``keys`` names them, so
+        the ranks can check that they hold the same metrics)."""
         sums: WeightedMeans[str] = WeightedMeans()
         add, key_pairs, fsum = sums.add, self._keys, math.fsum
         for name, per_loader in zip(self._names, self._values, strict=True):
@@ -212,7 +213,7 @@ class TrainMetrics:
                 add(keys[1], total, samples)
             per_loader.clear()
         if reduce is not None:
-            sums.load_flat(reduce(sums.to_flat()))
+            sums.load_flat(reduce(sums.to_flat(), sums.sorted_keys()))
         return sums.means()
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -172,16 +173,22 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         return int(tensor.item())
 
-    def reduce_sum(self, values: Sequence[float]) -> list[float]:
+    def reduce_sum(self, values: Sequence[float], keys: Sequence[object] = ()) -> list[float]:
         """Element-wise sum of ``values`` over all ranks.
+
+        Args:
+            values: this rank's values.
+            keys: what ``values`` hold, in order (metric names): when given, the ranks must
+                pass the same keys, not only as many values (checked in the same collective).
 
         Raises:
             RanksDisagreeError: on every rank, when the ranks passed lists of different lengths
-                (they accumulated different loaders or metric keys); nothing is summed then.
+                or different ``keys`` (they accumulated different loaders or metric keys);
+                nothing is summed then.
         """
         if not self.is_distributed:
             return list(values)
-        self._check_same_length(len(values))
+        self._check_same_layout(len(values), keys)
         if not values:
             return []
         tensor = torch.tensor(list(values), dtype=torch.float64)
@@ -293,10 +300,21 @@ class DistributedContext:
         if self.is_distributed:
             dist.barrier(group=self._host())
 
-    def _check_same_length(self, length: int) -> None:
-        tensor = torch.tensor([length, -length], dtype=torch.int64)
+    def _check_same_layout(self, length: int, keys: Sequence[object]) -> None:
+        # one all-reduce (MAX) of [n, -n, h, -h]: the lengths and the keys' checksums agree
+        # when each maximum equals the minimum (zlib.crc32, unlike hash(), is the same on every
+        # rank)
+        digest = zlib.crc32(repr(tuple(keys)).encode()) if keys else 0
+        tensor = torch.tensor([length, -length, digest, -digest], dtype=torch.int64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         longest, shortest = int(tensor[0]), -int(tensor[1])
+        if int(tensor[2]) != -int(tensor[3]):  # every rank sees it: all gather the keys
+            every_rank = self.gather_objects([str(key) for key in keys])
+            listed = "; ".join(f"rank {rank}: {names}" for rank, names in enumerate(every_rank))
+            raise RanksDisagreeError(
+                f"metric keys differ across ranks ({listed}); every rank's step functions "
+                "must return the same metric keys"
+            )
         if longest != shortest:
             raise RanksDisagreeError(
                 f"metric reduction across ranks got lists of {shortest} to {longest} values "
