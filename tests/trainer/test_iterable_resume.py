@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from model_training_framework.trainer import EpochLengthPolicy
 
-from .fit_helpers import make_config, make_trainer, mse_step
+from .fit_helpers import make_config, make_loader, make_trainer, mse_step
 
 
 class _Passes(IterableDataset):
@@ -72,3 +72,34 @@ def test_a_resume_just_after_a_short_last_batch_ends_that_pass_as_the_full_run_d
     model_split = torch.load(tmp_path / "split" / "latest.ckpt", weights_only=True)["model"]
     for key, value in model_full.items():
         assert torch.equal(value, model_split[key]), key
+
+
+def _fit_beside_a_map_loader(tmp_path, name, seen, max_steps=None):
+    """SEQUENTIAL, 4 batches an epoch: two of a map-style loader, then two of the stream."""
+    loader_cfg = {
+        "sampling_strategy": "sequential",
+        "epoch_length_policy": EpochLengthPolicy.FIXED_NUM_STEPS,
+        "steps_per_epoch": 4,
+    }
+
+    def step(trainer, batch, batch_idx, dataloader_idx, *rest):
+        seen.append((dataloader_idx, batch_idx, round(float(batch[0][0, 0]) * 1000)))
+        return mse_step(trainer, batch, batch_idx, dataloader_idx, *rest)
+
+    torch.manual_seed(0)
+    trainer = make_trainer(make_config(tmp_path, name=name, loader=loader_cfg), step=step)
+    loaders = [make_loader(8, 1, batch_size=2), DataLoader(_Passes(), batch_size=2)]
+    return trainer.fit(loaders, max_epochs=3, max_steps=max_steps)
+
+
+def test_a_checkpoint_saved_before_the_resumed_stream_is_read_again_keeps_its_position(tmp_path):
+    # The old code saved the dataset's live state, which a resumed stream only loads at its
+    # first fetch: a checkpoint written before that fetch held a fresh dataset (offset 0), and
+    # the run resumed from it read items 0 and 1 again instead of item 4.
+    full_seen, split_seen = [], []
+    full = _fit_beside_a_map_loader(tmp_path, "full", full_seen)
+    _fit_beside_a_map_loader(tmp_path, "split", split_seen, max_steps=4)  # stream at item 4
+    _fit_beside_a_map_loader(tmp_path, "split", split_seen, max_steps=6)  # map loader only
+    resumed = _fit_beside_a_map_loader(tmp_path, "split", split_seen)
+    assert split_seen == full_seen
+    assert resumed.data_fingerprint == full.data_fingerprint

@@ -161,6 +161,8 @@ class LoaderStream:
         self._pending_iterable_state: Any = None
         # where a restored pass had already ended (NOTE [ended source]), else None
         self._ended_at: tuple[int, int] | None = None
+        # the state restored and not yet opened: what a checkpoint saves until the next fetch
+        self._restored: dict[str, Any] | None = None
         self._stateful_source: Any = None  # what holds an iterable loader's resume state
         self._generator = torch.Generator()
         if self._is_iterable:
@@ -248,6 +250,7 @@ class LoaderStream:
         )
 
     def _open(self, pass_idx: int, batch_idx: int) -> None:
+        self._restored = None
         if self._is_iterable:
             self._open_iterable(pass_idx, batch_idx)
         else:
@@ -332,7 +335,11 @@ class LoaderStream:
 
     # ------------------------------------------------------------------ state protocol
     def state_dict(self) -> dict[str, Any]:
-        """Position bookkeeping; for iterable loaders also their own resume state."""
+        """Position bookkeeping; for iterable loaders also their own resume state. Until a
+        restored stream is read again, the state it was restored to (an iterable dataset only
+        loads it at that read)."""
+        if self._restored is not None:
+            return dict(self._restored)
         state: dict[str, Any] = {_PASS: self._pass_idx, _NEXT_BATCH: self._next_batch}
         if self._stateful_source is not None:
             state[_ITERABLE_STATE] = self._stateful_source.state_dict()
@@ -350,6 +357,7 @@ class LoaderStream:
             # absent from checkpoints written before NOTE [ended source]: not ended
             ended = bool(state.get(_SOURCE_ENDED, False))
             self._ended_at = (int(state[_PASS]), self._next_batch) if ended else None
+            self._restored = dict(state)
         except KeyError as err:
             raise CheckpointError(
                 f"checkpoint has no loader state key {err} for loader '{self.name}'"
