@@ -14,6 +14,7 @@ canvas directly, so the global pyplot backend of the calling process is left alo
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import logging
@@ -97,6 +98,20 @@ def read_metric_series(metrics_path: Path) -> dict[str, Series]:
     return {key: _sorted_series(points) for key, points in by_key.items()}
 
 
+def _missing_metrics_reason(run_dir: Path) -> str:
+    """Why ``run_dir`` has no metrics file, naming the run directories the user may have meant:
+    those inside it (a folder of runs was given) or a close sibling (a misspelt name)."""
+    if not run_dir.exists():
+        siblings = [p.parent.name for p in run_dir.parent.glob(f"*/{METRICS_FILENAME}")]
+        close = difflib.get_close_matches(run_dir.name, sorted(siblings), n=1)
+        hint = f" (did you mean {run_dir.parent / close[0]}?)" if close else ""
+        return f"{run_dir} does not exist{hint}"
+    runs = sorted(p.parent for p in run_dir.glob(f"*/{METRICS_FILENAME}"))
+    if runs:
+        return f"{run_dir} holds run directories: {', '.join(map(str, runs))}"
+    return f"no {METRICS_FILENAME} in {run_dir}"
+
+
 def plot_run(run_dir: Path | str, output: Path | str | None = None) -> Path:
     """Draw the run's losses, validation metrics, learning rates and throughput into a PNG.
 
@@ -120,7 +135,7 @@ def plot_run(run_dir: Path | str, output: Path | str | None = None) -> Path:
     metrics_path = run_dir / METRICS_FILENAME
     if not metrics_path.is_file():
         raise FileNotFoundError(
-            f"no {METRICS_FILENAME} in {run_dir}; pass the run directory the trainer wrote "
+            f"{_missing_metrics_reason(run_dir)}; pass the run directory the trainer wrote "
             f"(<checkpoint.root_dir>/<experiment_name>)"
         )
     series = read_metric_series(metrics_path)

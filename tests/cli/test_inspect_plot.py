@@ -92,3 +92,20 @@ def test_plot_of_a_folder_without_metrics_is_an_error(project, capsys):
     (project.root / "nothing").mkdir()
     assert main(["plot", "nothing"]) == EXIT_ERROR
     assert "no metrics.jsonl in nothing" in capsys.readouterr().err
+
+
+def test_plot_of_a_runs_folder_or_a_misspelt_run_names_the_run_directories(project, capsys):
+    """`mtf plot runs` (the folder of run directories) and `mtf plot runs/my_first_experimen`
+    (a typo) said only 'no metrics.jsonl in ...'; the error now names the run directories
+    there are, or the close one."""
+    for name in ("my_first_experiment", "lr_0.01"):
+        (project.root / "runs" / name).mkdir(parents=True)
+        (project.root / "runs" / name / "metrics.jsonl").write_text('{"step": 1}\n')
+
+    assert main(["plot", "runs"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "runs holds run directories: runs/lr_0.01, runs/my_first_experiment" in err
+
+    assert main(["plot", "runs/my_first_experimen"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "runs/my_first_experimen does not exist (did you mean runs/my_first_experiment?)" in err
