@@ -71,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--early-stop", type=int, default=None, help="patience (val/loss)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--nonfinite-skip", default=None, help="RANK:STEP: NaN loss there")
+    parser.add_argument("--nonfinite-raise", default=None, help="RANK:STEP: NaN loss there")
     parser.add_argument("--iterable", action="store_true", help="loader 'b' uneven iterable")
     parser.add_argument(
         "--iterable-val", action="store_true", help="uneven iterable val: 5 batches, 3 on rank 1"
@@ -187,7 +188,9 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
     trainer = GenericTrainer(config, model, optimizers)
     fault.trainer = trainer
     trainer.add_hook(FaultHooks(fault))
-    nan_rank, nan_step = map(int, (args.nonfinite_skip or "-1:-1").split(":"))
+    nan_rank, nan_step = map(
+        int, (args.nonfinite_skip or args.nonfinite_raise or "-1:-1").split(":")
+    )
 
     def rank_metric(where: str) -> dict[str, float]:
         return {f"only_rank{rank}": 1.0} if args.rank_metric == where else {}

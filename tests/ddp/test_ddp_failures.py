@@ -53,3 +53,15 @@ def test_metric_keys_that_differ_across_ranks_are_an_error_not_a_silent_mix(tmp_
     assert log.count("RanksDisagreeError: metric keys differ across ranks") == 2, log[-4000:]
     assert "only_rank0" in log and "only_rank1" in log, log[-4000:]
     assert not list(run.run_dir.glob("final_rank*.pt"))
+
+
+def test_a_nonfinite_loss_on_one_rank_stops_both_naming_that_rank(tmp_path):
+    """on_nonfinite_loss='raise' (default): the check is agreed, so every rank raises the same
+    error together; it used to be announced as 'rank 0 failed' (rank 1 had the NaN)."""
+    run = launch(tmp_path, "nan_rank1", *COMPARABLE, "--nonfinite-raise", "1:3")
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0
+    log = run.output()
+    error = "NonFiniteError: training loss not finite at global step 4 on rank 1,"
+    assert log.count(error) == 2, log[-4000:]  # each rank's traceback
+    assert "rank 0 failed" not in log, log[-4000:]
+    assert not list(run.run_dir.glob("final_rank*.pt"))

@@ -362,7 +362,13 @@ def open_run(
             logs_train_metrics=config.log_loss_every_n_steps is not None,
         ),
         checkpoints=checkpoints,
-        guard=build_guard(config.on_nonfinite_loss, device, reduce_max=dist.reduce_max),
+        guard=build_guard(
+            config.on_nonfinite_loss,
+            device,
+            reduce_max=dist.reduce_max,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        ),
         profiler=build_profiler(
             config.profile_training,
             plan.names,

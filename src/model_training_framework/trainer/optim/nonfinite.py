@@ -45,12 +45,15 @@ from typing import Any
 
 import torch
 
+from model_training_framework.trainer.runtime.distributed import AgreedError
+
 __all__ = [
     "HOST_READ_DEVICE_TYPES",
     "MAX_UNCHECKED_STEPS",
     "FiniteGuard",
     "GradientGroups",
     "HostFiniteGuard",
+    "NonFiniteError",
     "build_guard",
     "group_by_device",
 ]
@@ -86,12 +89,18 @@ class _Flags:
         self.one = torch.ones(1, device=device)
 
 
+class NonFiniteError(AgreedError, FloatingPointError):
+    """A loss or gradient was not finite (``on_nonfinite_loss="raise"``). The check is agreed
+    across ranks, so every rank raises it together, naming the rank that had it."""
+
+
 class FiniteGuard:
     """Keeps each step's losses and a gradient flag on the device; reads them when asked.
 
     Args:
         mode: ``"raise"`` or ``"skip"`` (``on_nonfinite_loss``).
         reduce_max: maps this rank's int to the maximum over ranks (identity in one process).
+        rank: this process's rank; world_size: number of ranks (the error names the rank).
 
     Example:
         >>> guard = FiniteGuard("raise")                      # doctest: +SKIP
@@ -100,9 +109,17 @@ class FiniteGuard:
         >>> guard.raise_if_bad()                              # at log steps and before saves
     """
 
-    def __init__(self, mode: str, *, reduce_max: Callable[[int], int] = lambda x: x) -> None:
+    def __init__(
+        self,
+        mode: str,
+        *,
+        reduce_max: Callable[[int], int] = lambda x: x,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.is_skip = mode == "skip"
         self._reduce_max = reduce_max
+        self._rank, self._world_size = rank, world_size
         self._flags: dict[torch.device, _Flags] = {}
         self._losses: list[torch.Tensor] = []
         self._window_ends: list[int] = []  # len(self._losses) when each window closed
@@ -165,22 +182,27 @@ class FiniteGuard:
         return flags
 
     # ------------------------------------------------------------------ checking
-    def first_bad_step(self) -> tuple[int, str] | None:
+    def first_bad_step(self) -> tuple[int, str, int] | None:
         """The first optimizer step since the last check whose loss or gradients were not
-        finite on any rank, and which of the two; forgets the checked values.
+        finite on any rank, which of the two, and the lowest rank where it was; forgets the
+        checked values.
 
         One host read when all is finite, and one collective under DDP: call it on every rank
         at the same point.
         """
         local = self._local_first_bad()
         self._forget()
-        # Encode (step, kind) so that MAX over ranks picks the earliest step, the loss first.
-        encoded = 0 if local is None else _BIG - (2 * local[0] + (local[1] == "gradients"))
+        # Encode (step, kind, rank) so that MAX over ranks picks the earliest step, the loss
+        # first, then the lowest rank.
+        encoded = 0
+        if local is not None:
+            kind = 2 * local[0] + (local[1] == "gradients")
+            encoded = _BIG - (kind * self._world_size + self._rank)
         agreed = self._reduce_max(encoded)
         if agreed == 0:
             return None
-        value = _BIG - agreed
-        return value // 2, "gradients" if value % 2 else "loss"
+        value, rank = divmod(_BIG - agreed, self._world_size)
+        return value // 2, "gradients" if value % 2 else "loss", rank
 
     def raise_if_bad(self) -> None:
         """``"raise"``: stop when a step since the last check was not finite (see NOTE).
@@ -188,7 +210,8 @@ class FiniteGuard:
         A collective under DDP: call it on every rank at the same point.
 
         Raises:
-            FloatingPointError: naming the first bad step; nothing was saved after it.
+            NonFiniteError: (a FloatingPointError) naming the first bad step and, under DDP,
+                its rank; nothing was saved after it.
         """
         if self.is_skip:
             return
@@ -196,15 +219,17 @@ class FiniteGuard:
         found = self.first_bad_step()
         if found is None:
             return
-        step, what = found
+        step, what, rank = found
+        on_rank = f" on rank {rank}" if self._world_size > 1 else ""
         unless_gradients = (
             " (or NaN/inf gradients of the step before it, which check_nonfinite_gradients=true "
             "would name)"
             if what == "loss"
             else ""
         )
-        raise FloatingPointError(
-            f"training {what} not finite at global step {step}, the first such step (found at "
+        raise NonFiniteError(
+            f"training {what} not finite at global step {step}{on_rank}, the first such step "
+            f"(found at "
             f"step {checked_at}){unless_gradients}. No checkpoint holds weights from step {step} "
             "on: a rerun resumes from the newest checkpoint, before it. Set "
             "on_nonfinite_loss='skip' to drop such steps, or lower the learning rate / enable "
@@ -262,8 +287,15 @@ class HostFiniteGuard(FiniteGuard):
     """The guard for CPU training: reads each value as it comes (see NOTE [host reads on the
     CPU]) and keeps only the first bad step; raises at the same points as ``FiniteGuard``."""
 
-    def __init__(self, mode: str, *, reduce_max: Callable[[int], int] = lambda x: x) -> None:
-        super().__init__(mode, reduce_max=reduce_max)
+    def __init__(
+        self,
+        mode: str,
+        *,
+        reduce_max: Callable[[int], int] = lambda x: x,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(mode, reduce_max=reduce_max, rank=rank, world_size=world_size)
         self._is_loss_bad = False  # a loss of the open window was not finite
         self._first_bad: tuple[int, str] | None = None
         self._last_step: int | None = None
@@ -325,12 +357,18 @@ class HostFiniteGuard(FiniteGuard):
 
 
 def build_guard(
-    mode: str, device: torch.device, *, reduce_max: Callable[[int], int] = lambda x: x
+    mode: str,
+    device: torch.device,
+    *,
+    reduce_max: Callable[[int], int] = lambda x: x,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> FiniteGuard:
     """The guard for training on ``device``: ``HostFiniteGuard`` on the CPU, else ``FiniteGuard``
     (see NOTE [host reads on the CPU])."""
     host = device.type in HOST_READ_DEVICE_TYPES
-    return (HostFiniteGuard if host else FiniteGuard)(mode, reduce_max=reduce_max)
+    guard_class = HostFiniteGuard if host else FiniteGuard
+    return guard_class(mode, reduce_max=reduce_max, rank=rank, world_size=world_size)
 
 
 def _stack_scalars(values: Sequence[torch.Tensor]) -> torch.Tensor:
