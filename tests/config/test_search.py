@@ -310,6 +310,17 @@ def test_a_swept_key_inside_a_renamed_section_lands_in_the_new_section():
     assert all(c.dataloader_names == ["a", "b"] for c in loaders)
 
 
+@pytest.mark.parametrize("grid_name", ["act", "other"])
+def test_a_name_differing_only_in_case_from_one_in_the_manifest_is_refused(tmp_path, grid_name):
+    # On macOS/Windows act-relu is act-ReLU's directory: a rerun that changed the value's case
+    # (same grid), or another grid in the same experiments dir, would resume that run as its own.
+    first = ParameterGrid("act").add_parameter("model.act", ["ReLU"])
+    ParameterGridSearch(BASE).add_grid(first).write_manifest(tmp_path)
+    second = ParameterGrid(grid_name).add_parameter("model.act", ["relu"])
+    with pytest.raises(ConfigError, match=r"base_act-relu.*only in case.*base_act-ReLU"):
+        ParameterGridSearch(BASE).add_grid(second).write_manifest(tmp_path)
+
+
 def test_a_kept_experiment_keeps_its_manifest_entry_or_records_its_config_on_disk(tmp_path):
     # mtf sweep leaves an experiment with a queued or running job as it is; its manifest entry
     # must describe what that job runs, not the new config.

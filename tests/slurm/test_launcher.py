@@ -207,6 +207,7 @@ def test_hostile_experiments_dir_is_quoted_in_scripts(git_project, tmp_path, hos
 @pytest.mark.parametrize(
     ("experiments", "error"),
     [([], "no experiments"), ([{"experiment_name": "a"}, {"experiment_name": "a"}], "unique"),
+     ([{"experiment_name": "RunA"}, {"experiment_name": "runa"}], "only in case"),
      ([{"experiment_name": "a", "slurm": {"gpu": 1}}], "unknown slurm key")],
 )  # fmt: skip
 def test_invalid_batches_are_rejected(git_project, tmp_path, experiments, error):

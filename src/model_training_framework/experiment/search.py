@@ -288,7 +288,8 @@ class ParameterGridSearch:
 
         Raises:
             ConfigError: A name clash, within this sweep or with an experiment of another grid
-                in the manifest already there, or an invalid experiment config.
+                in the manifest already there, a name that differs only in case from one in
+                the manifest, or an invalid experiment config.
         """
         path = Path(directory) / filename
         planned = self.plan()
@@ -347,15 +348,25 @@ def _refuse_other_grids(
 ) -> None:
     """Names depend on the base name and the swept values only, so another sweep into the same
     directory can give the same name; its experiment would replace this one's directory and
-    resume its run. The grid name tells a rerun of the same sweep apart."""
+    resume its run. The grid name tells a rerun of the same sweep apart. A name that differs
+    only in case from one in the manifest (``act-relu`` after ``act-ReLU``, from this grid
+    edited or another) is that directory too on a case-insensitive filesystem."""
+    by_lower = {name.lower(): name for name in earlier}
     for p in planned:
-        entry = earlier.get(p.name)
+        entry, twin = earlier.get(p.name), by_lower.get(p.name.lower(), p.name)
         grid = entry.get("grid") if isinstance(entry, Mapping) else None
         if grid is not None and grid != p.grid_name:
             raise ConfigError(
                 f"experiment {p.name!r} of grid {p.grid_name!r} has the name of an experiment of "
                 f"grid {grid!r} already in {path.parent} (see {path.name}), and both would use "
                 "one run directory; give this sweep's base config another experiment_name"
+            )
+        if twin != p.name:
+            raise ConfigError(
+                f"experiment {p.name!r} of grid {p.grid_name!r} differs only in case from "
+                f"{twin!r}, already in {path.parent} (see {path.name}): on a case-insensitive "
+                "filesystem (macOS, Windows) both are one directory; give this sweep's base "
+                "config another experiment_name or use another experiments directory"
             )
 
 

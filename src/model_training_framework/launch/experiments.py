@@ -128,7 +128,8 @@ def to_experiment_specs(experiments: Sequence[object]) -> list[ExperimentSpec]:
     """Validate experiments: names usable as directories and unique, slurm sections known.
 
     Raises:
-        ValueError: empty input, invalid or duplicate names, unknown slurm keys.
+        ValueError: empty input, invalid or duplicate names (or names that differ only in
+            case), unknown slurm keys.
         TypeError: not an experiment.
     """
     if (
@@ -144,7 +145,20 @@ def to_experiment_specs(experiments: Sequence[object]) -> list[ExperimentSpec]:
     duplicates = sorted({spec.name for spec in specs if spec.name in seen or seen.add(spec.name)})
     if duplicates:
         raise ValueError(f"experiment names must be unique within a batch; repeated: {duplicates}")
+    _refuse_case_twins([spec.name for spec in specs])
     return specs
+
+
+def _refuse_case_twins(names: Sequence[str]) -> None:
+    """Names that differ only in case are one directory on macOS and Windows filesystems."""
+    by_lower: dict[str, str] = {}
+    for name in names:
+        twin = by_lower.setdefault(name.lower(), name)
+        if twin != name:
+            raise ValueError(
+                f"experiment names {twin!r} and {name!r} differ only in case: on a "
+                "case-insensitive filesystem (macOS, Windows) they are one directory; rename one"
+            )
 
 
 def _checkpoint_root(source: object) -> str | None:
