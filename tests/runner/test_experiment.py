@@ -147,3 +147,25 @@ def test_a_run_whose_fit_raises_is_recorded_as_failed(module, tmp_path, monkeypa
         run_experiment(config)
     record = read_status(tmp_path / "runs" / "crashes")
     assert record["status"] == "failed" and "boom in step" in record["error"]
+
+
+@pytest.mark.parametrize(("rank", "expected"), [("0", 1), ("1", 0)])
+def test_the_closing_line_is_printed_by_rank_zero_only(
+    tmp_path, monkeypatch, caplog, rank, expected
+):
+    """docs/distributed.md's `torchrun --nproc_per_node=2 -m ...entry --config experiment.yaml`
+    ended with 'spirals: completed at step 96' twice, once per rank; only rank 0 logs (SPEC 5),
+    so the runner's closing line is rank 0's too."""
+    from model_training_framework.experiment import entry
+    from model_training_framework.trainer import FitResult, FitStatus
+
+    config_path = tmp_path / "experiment.yaml"
+    ExperimentConfig.from_dict({"experiment_name": "spirals"}).to_yaml(config_path)
+    finished = FitResult(status=FitStatus.COMPLETED, global_step=96, epoch=3)
+    monkeypatch.setattr(entry, "run_experiment", lambda *args, **kwargs: finished)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with caplog.at_level("INFO", logger=entry.__name__):
+        assert entry.main(["--config", str(config_path)]) == 0
+    closing = [r for r in caplog.records if "spirals: completed at step 96" in r.getMessage()]
+    assert len(closing) == expected

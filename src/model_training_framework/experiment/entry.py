@@ -67,6 +67,7 @@ from model_training_framework.experiment.exit_codes import (
 from model_training_framework.io_utils import atomic_write_text
 from model_training_framework.trainer.hooks import TrainerHooks
 from model_training_framework.trainer.results import FitResult
+from model_training_framework.trainer.runtime.launch_env import detect_launch
 
 __all__ = [
     "EXPERIMENT_RECORD",
@@ -315,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"error: {one_line_message(err)}\n")
         return EXIT_ERROR
-    logger.info(
-        "%s: %s at step %d", config.experiment_name, result.status.value, result.global_step
-    )
+    if detect_launch().rank == 0:  # only rank 0 logs (SPEC 5): one closing line per job
+        logger.info(
+            "%s: %s at step %d", config.experiment_name, result.status.value, result.global_step
+        )
     return exit_code_for(result.status)
 
 
