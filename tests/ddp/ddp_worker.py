@@ -83,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader num_workers")
     parser.add_argument("--persistent", action="store_true", help="persistent_workers")
+    parser.add_argument("--unequal-val", action="store_true", help="rank 1's val set is shorter")
     parser.add_argument(
         "--rank-metric",
         choices=["train", "val"],

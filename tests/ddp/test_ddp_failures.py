@@ -1,12 +1,18 @@
 """DDP failure modes a user meets (2-process Gloo on CPU, and the single-process runs they
 share code with): an error on one rank, with DataLoader worker processes alive, ends every
-process promptly, with the error naming the failing rank."""
+process promptly, with the error naming the failing rank; inputs that differ across ranks
+(metric keys, validation lengths, the world size of a checkpoint) are clear errors on every
+rank; a rank killed outright, or Ctrl-C to torchrun, leaves a run that resumes exactly."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from .launch import COMPARABLE, launch
+from ..trainer.resume_utils import assert_states_equal
+from .launch import COMPARABLE, RESUMABLE, launch
 
 pytestmark = pytest.mark.ddp
 
@@ -65,3 +71,64 @@ def test_a_nonfinite_loss_on_one_rank_stops_both_naming_that_rank(tmp_path):
     assert log.count(error) == 2, log[-4000:]  # each rank's traceback
     assert "rank 0 failed" not in log, log[-4000:]
     assert not list(run.run_dir.glob("final_rank*.pt"))
+
+
+def _assert_bitwise(reference, resumed) -> None:
+    for rank in (0, 1):
+        ref, got = reference.final(rank), resumed.final(rank)
+        assert got["status"] == "completed" and got["global_step"] == ref["global_step"]
+        assert got["fingerprint"] == ref["fingerprint"], f"rank {rank} saw different data"
+        assert_states_equal(ref["model"], got["model"], f"rank{rank}.model")
+        assert_states_equal(ref["optimizers"], got["optimizers"], f"rank{rank}.optimizers")
+
+
+@pytest.mark.slow
+def test_sigkill_of_one_rank_or_ctrl_c_to_torchrun_then_resume_bit_identically(tmp_path):
+    """SIGKILL of rank 1 alone: its peer's Gloo collective breaks, the job ends within seconds
+    and leaves only complete checkpoints. SIGINT to the torchrun parent (Ctrl-C in its
+    terminal; the workers run in sessions of their own): torchrun passes it on, both ranks
+    checkpoint at the same step and return 'interrupted'. Both runs, rerun, end bit-identical
+    to an uninterrupted run."""
+    reference = launch(tmp_path, "reference", *RESUMABLE)
+    killed = launch(tmp_path, "killed", *RESUMABLE)
+    interrupted = launch(tmp_path, "interrupted", *RESUMABLE)
+    for run in (killed, interrupted):
+        run.wait_for(
+            "a checkpoint and both pids",
+            lambda run=run: bool(run.checkpoint_steps()) and len(run.worker_pids()) == 2,
+        )
+    os.kill(killed.worker_pids()[1], signal.SIGKILL)
+    os.kill(interrupted.proc.pid, signal.SIGINT)
+    assert killed.wait(timeout=30) != 0 and interrupted.wait(timeout=60) != 0
+    assert not list(killed.run_dir.glob("final_rank*.pt")), "rank 0 must not finish alone"
+    assert not [p for p in killed.run_dir.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    finals = [interrupted.final(0), interrupted.final(1)]
+    assert [f["status"] for f in finals] == ["interrupted"] * 2, interrupted.output()[-4000:]
+    assert finals[0]["global_step"] == finals[1]["global_step"]
+    assert finals[0]["global_step"] in interrupted.checkpoint_steps()
+    for path in interrupted.run_dir.glob("final_rank*.pt"):
+        path.unlink()
+    assert reference.wait() == 0, reference.output()[-4000:]
+    for name in ("killed", "interrupted"):
+        again = launch(tmp_path, name, *RESUMABLE)
+        assert again.wait() == 0, again.output()[-4000:]
+        assert "resumed from" in again.output()
+        _assert_bitwise(reference, again)
+
+
+def test_resuming_a_one_process_run_with_two_ranks_is_a_clear_error_on_both(tmp_path):
+    first = launch(tmp_path, "grown", *COMPARABLE, "--single", "--max-steps", "2", nproc=0)
+    assert first.wait() == 0, first.output()[-4000:]
+    run = launch(tmp_path, "grown", *COMPARABLE)
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0
+    log = run.output()
+    assert "does not fit this run; nothing was written" in log and "world_size: 1 -> 2" in log
+    assert "RankZeroError: rank 0 failed, so rank 1 stops too: CheckpointError" in log
+
+
+def test_validation_loader_lengths_that_differ_across_ranks_are_a_clear_error(tmp_path):
+    run = launch(tmp_path, "unequal_val", *COMPARABLE, "--unequal-val", "--no-sampler")
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0
+    log = run.output()
+    assert log.count("RanksDisagreeError: validation loader lengths") == 2, log[-4000:]
+    assert "([[8], [6]])" in log, log[-4000:]

@@ -50,7 +50,11 @@ class ValShard(IterableDataset):
 
 
 def loaders(args: argparse.Namespace, rank: int) -> tuple[list[DataLoader], list[DataLoader]]:
-    sizes = {"a": 40, "b": 24 if args.unequal and rank == 1 else 32, "val": 32}
+    sizes = {
+        "a": 40,
+        "b": 24 if args.unequal and rank == 1 else 32,
+        "val": 24 if args.unequal_val and rank == 1 else 32,
+    }
     data = {name: dataset(n, seed) for seed, (name, n) in enumerate(sizes.items())}
 
     def make(name: str, shuffle: bool) -> DataLoader:
