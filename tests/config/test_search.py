@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import datetime
 
 import pytest
@@ -297,6 +298,29 @@ def test_a_grid_giving_an_old_key_and_its_new_key_one_value_is_accepted():
     with pytest.warns(DeprecationWarning):
         (experiment,) = ParameterGridSearch(BASE).add_grid(grid).generate_experiments()
     assert experiment.optimizer.lr == 0.1
+
+
+@pytest.mark.parametrize(
+    ("base", "when"),
+    [
+        ({"optimizer": {"type": "sgd"}}, {"optimizer.type": "sgd"}),  # a reference-era grid
+        ({"optimizer": {"name": "sgd"}}, {"optimizer.type": "sgd"}),
+        ({"training": {"epochs": 2}}, {"training.epochs": 2}),
+        ({"multi": {"burst_size": 2}}, {"multi.burst_size": 2}),
+    ],
+)
+def test_conditions_on_an_old_key_see_the_base_configs_value(base, when):
+    # The base config's old keys are renamed before expansion, so a condition written with the
+    # old key found nothing and the conditional value was silently never applied.
+    grid = ParameterGrid("g").add_parameter("seed", [1, 2])
+    grid.add_conditional_parameter("optimizer.weight_decay", [0.1], when=when)
+    grid.exclude_combinations([{**when, "seed": 2}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        search = ParameterGridSearch({"experiment_name": "b", **base}).add_grid(grid)
+        experiments = search.generate_experiments()
+        assert search.get_total_experiments() == 1
+    assert [(e.seed, e.optimizer.weight_decay) for e in experiments] == [(1, 0.1)]
 
 
 def test_a_swept_key_inside_a_renamed_section_lands_in_the_new_section():

@@ -17,11 +17,8 @@ from typing import Any
 
 import yaml
 
-from model_training_framework.config.legacy import (
-    EXPERIMENT_RULES,
-    migrate_legacy_keys,
-    migrate_overrides,
-)
+from model_training_framework.config.legacy import EXPERIMENT_RULES, migrate_legacy_keys
+from model_training_framework.config.legacy_overrides import migrate_overrides
 from model_training_framework.errors import ConfigError
 
 __all__ = ["add_parser", "apply_overrides", "run_train"]

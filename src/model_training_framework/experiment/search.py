@@ -25,11 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from model_training_framework.config.grid import ParameterGrid, merge_parameters
-from model_training_framework.config.legacy import (
-    EXPERIMENT_RULES,
-    migrate_legacy_keys,
-    migrate_overrides,
-)
+from model_training_framework.config.legacy import EXPERIMENT_RULES, migrate_legacy_keys
+from model_training_framework.config.legacy_overrides import migrate_overrides, with_old_spellings
 from model_training_framework.config.naming import NamingStrategy, name_experiments
 from model_training_framework.errors import ConfigError
 from model_training_framework.experiment.config import ExperimentConfig
@@ -99,6 +96,8 @@ class ParameterGridSearch:
                 f"ParameterGridSearch needs an ExperimentConfig or a mapping as base_config, "
                 f"got {type(base_config).__name__}"
             )
+        # what conditions, exclusions and constraints see: the base, old key names readable too
+        self._view_base = with_old_spellings(self._base_config, EXPERIMENT_RULES)
         self.grids: list[ParameterGrid] = []
         self.naming_strategy = NamingStrategy.PARAMETER_BASED
         self._clock = clock or datetime.now
@@ -161,7 +160,7 @@ class ParameterGridSearch:
         expanded = [
             (grid, parameters)
             for grid in self.grids
-            for parameters in grid.generate_permutations(self._base_config)
+            for parameters in grid.generate_permutations(self._view_base)
         ]
         naming_values = [
             {k: v for k, v in parameters.items() if k not in grid.computed_keys()}
@@ -180,7 +179,7 @@ class ParameterGridSearch:
 
     def get_total_experiments(self) -> int:
         """Return the number of experiments (the sum of the grids' counts over the base)."""
-        return sum(grid.get_parameter_count(self._base_config) for grid in self.grids)
+        return sum(grid.get_parameter_count(self._view_base) for grid in self.grids)
 
     def generate_experiments(self) -> list[ExperimentConfig]:
         """Return one validated :class:`ExperimentConfig` per experiment, named.
