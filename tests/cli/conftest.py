@@ -43,7 +43,7 @@ def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
 def preempting_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
     if trainer.global_step == int(os.environ["PREEMPT_AT_STEP"]) and not os.environ.get("PREEMPTED"):
         os.environ["PREEMPTED"] = "1"
-        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("PREEMPT_SIGNAL", "SIGUSR1")))
     return training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name)
 
 

@@ -93,6 +93,23 @@ def test_local_sweep_runs_every_experiment_and_status_reports_them(project, caps
     ]
 
 
+@pytest.mark.slow  # two subprocesses importing torch
+def test_local_sweep_reports_an_interrupted_experiment_as_interrupted(project, capsys, monkeypatch):
+    """An experiment whose process got Ctrl-C checkpointed and exited 130; the summary said
+    'failed (exit 130)' and the sweep exited 1, although a rerun continues it."""
+    monkeypatch.setenv("PREEMPT_AT_STEP", "1")
+    monkeypatch.setenv("PREEMPT_SIGNAL", "SIGINT")
+    grid = _grid(project)
+    base = yaml.safe_load((project.root / "base.yaml").read_text())
+    base["model"]["training_step"] = f"{project.module}.preempting_step"
+    (project.root / "base.yaml").write_text(yaml.safe_dump(base))
+
+    assert main(["sweep", str(grid), "--local", "--parallel", "2"]) == 130
+    out = capsys.readouterr().out
+    assert "failed" not in out
+    assert out.count(": interrupted; logs in") == 2
+
+
 def test_status_shows_pending_experiments_and_a_table(project, capsys):
     grid = _grid(project)
     main(["sweep", str(grid), "--dry-run"])

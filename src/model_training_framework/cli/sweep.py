@@ -85,20 +85,29 @@ def _dry_run(launcher: Any, search: Any, experiments: list[Any], max_concurrent:
 
 
 def _run_local(launcher: Any, search: Any, experiments: list[Any], parallel: int) -> int:
-    from model_training_framework.experiment.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED
+    from model_training_framework.experiment.exit_codes import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_PREEMPTED,
+    )
 
     result = launcher.submit_experiment_batch(experiments, None, parallel)
     _print_plan(search, result)
-    outcome = {0: "completed", EXIT_PREEMPTED: "preempted"}
+    # exit 3 and 130: the run checkpointed and stopped, and a rerun of the sweep continues it
+    outcome = {EXIT_OK: "completed", EXIT_PREEMPTED: "preempted", EXIT_INTERRUPTED: "interrupted"}
     for item in result.results:
         record = {"job_id": item.job_id, "exit_code": item.exit_code}
         (item.experiment_dir / LOCAL_RECORD).write_text(json.dumps(record) + "\n")
         state = outcome.get(item.exit_code, f"failed (exit {item.exit_code})")
         print(f"  {item.experiment_name}: {state}; logs in {item.experiment_dir / 'logs'}")
     codes = {item.exit_code for item in result.results}
-    if codes - {0, EXIT_PREEMPTED}:
+    if codes - set(outcome):
         return EXIT_FAILED
-    return EXIT_PREEMPTED if EXIT_PREEMPTED in codes else EXIT_OK
+    for code in (EXIT_INTERRUPTED, EXIT_PREEMPTED):
+        if code in codes:
+            return code
+    return EXIT_OK
 
 
 def _run_slurm(
