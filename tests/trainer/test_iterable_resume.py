@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from model_training_framework.trainer import EpochLengthPolicy
+from model_training_framework.trainer.data.streams import _source_ended
 
 from .fit_helpers import make_config, make_loader, make_trainer, mse_step
 
@@ -103,3 +104,14 @@ def test_a_checkpoint_saved_before_the_resumed_stream_is_read_again_keeps_its_po
     resumed = _fit_beside_a_map_loader(tmp_path, "split", split_seen)
     assert split_seen == full_seen
     assert resumed.data_fingerprint == full.data_fingerprint
+
+
+def test_the_installed_torch_still_says_when_a_pass_ended_inside_a_batch():
+    """The fix above reads DataLoader's private ``_dataset_fetcher.ended``; without it, the
+    stream silently falls back to 'not ended'. This pins it for the installed torch, so an
+    upgrade that drops it fails here instead of resuming such passes wrongly again."""
+    iterator = iter(DataLoader(_Passes(), batch_size=2))
+    assert not _source_ended(iterator)
+    batches = [next(iterator), next(iterator), next(iterator)]
+    assert [len(batch[0]) for batch in batches] == [2, 2, 1]
+    assert _source_ended(iterator)
