@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from worker_collectives import check_collectives, check_stuck_collective
 from worker_data import loaders
-from worker_faults import Fault, FaultHooks, FaultyDataset
+from worker_faults import Fault, FaultHooks, FaultyDataset, ReweighOnce
 from worker_model import DumpAtStart, Net, full_states
 
 from model_training_framework.trainer import (
@@ -84,6 +84,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader num_workers")
     parser.add_argument("--persistent", action="store_true", help="persistent_workers")
     parser.add_argument("--unequal-val", action="store_true", help="rank 1's val set is shorter")
+    parser.add_argument(
+        "--reweigh-on-rank0", action="store_true", help="update_loader_weights on rank 0 only"
+    )
     parser.add_argument(
         "--rank-metric",
         choices=["train", "val"],
@@ -219,6 +222,8 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
         }
 
     trainer.set_training_step(training_step)
+    if args.reweigh_on_rank0 and rank == 0:
+        trainer.add_hook(ReweighOnce(3, [1.0, 5.0]))
     trainer.set_validation_step(validation_step)
     if args.dump_start:
         trainer.add_hook(DumpAtStart(Path(args.out) / args.name))

@@ -132,3 +132,12 @@ def test_validation_loader_lengths_that_differ_across_ranks_are_a_clear_error(tm
     log = run.output()
     assert log.count("RanksDisagreeError: validation loader lengths") == 2, log[-4000:]
     assert "([[8], [6]])" in log, log[-4000:]
+
+
+def test_loader_weights_changed_on_one_rank_only_stop_both_saying_so(tmp_path):
+    """The ranks' schedules then differ, so they train on different loaders: caught where
+    their metric keys differ, with an error that names the likely cause."""
+    run = launch(tmp_path, "reweigh", "--strategy", "weighted", "--reweigh-on-rank0")
+    assert run.wait(timeout=_EXIT_TIMEOUT_S) != 0
+    log = run.output()
+    assert log.count("update_loader_weights on every rank with the same weights") == 2, log[-4000:]

@@ -74,3 +74,15 @@ class FaultyDataset(TensorDataset):
         if self.fault is not None:
             self.fault.check("loader")
         return super().__getitem__(index)
+
+
+class ReweighOnce(TrainerHooks):
+    """``--reweigh-on-rank0``: new WEIGHTED loader weights after optimizer step ``step``
+    (added on one rank only: a user mistake that makes the ranks' schedules differ)."""
+
+    def __init__(self, step: int, weights: list[float]) -> None:
+        self.step, self.weights = step, weights
+
+    def on_after_optimizer_step(self, trainer, optimizer_idx):
+        if trainer.global_step == self.step:
+            trainer.update_loader_weights(self.weights)

@@ -312,14 +312,16 @@ class DistributedContext:
             every_rank = self.gather_objects([str(key) for key in keys])
             listed = "; ".join(f"rank {rank}: {names}" for rank, names in enumerate(every_rank))
             raise RanksDisagreeError(
-                f"metric keys differ across ranks ({listed}); every rank's step functions "
-                "must return the same metric keys"
+                f"metric keys differ across ranks ({listed}); every rank must run the same "
+                "loaders (call update_loader_weights on every rank with the same weights) "
+                "and its step functions must return the same metric keys"
             )
         if longest != shortest:
             raise RanksDisagreeError(
                 f"metric reduction across ranks got lists of {shortest} to {longest} values "
-                f"(rank {self.rank} has {length}); every rank must run the same loaders and its "
-                "step functions must return the same metric keys on every rank"
+                f"(rank {self.rank} has {length}); every rank must run the same loaders (call "
+                "update_loader_weights on every rank with the same weights) and its step "
+                "functions must return the same metric keys on every rank"
             )
 
     # NOTE [host collectives]: decisions and metrics (stop flags, metric sums, objects) are
