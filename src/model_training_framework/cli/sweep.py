@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,25 @@ def _run_slurm(
             write_submission(item.experiment_dir, item.job_id, item.script_path)
             print(f"  {item.experiment_name}: job {item.job_id}")
         else:
-            print(f"  {item.experiment_name}: NOT submitted: {item.error}")
+            print(f"  {item.experiment_name}: NOT submitted (sbatch refused it, see below)")
+    _report_refusals(result.failed)
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _report_refusals(failed: list[Any]) -> None:
+    """Print each refused array once (its experiments share one error), with a hint."""
+    by_error: dict[str, list[str]] = {}
+    for item in failed:
+        by_error.setdefault(str(item.error), []).append(item.experiment_name)
+    for error, names in by_error.items():
+        print(
+            f"sbatch refused {len(names)} experiment(s), NOT submitted: {', '.join(names)}\n"
+            f"  {error.strip().replace(chr(10), chr(10) + '  ')}\n"
+            "  hint: request what the cluster has (the slurm section: mem, time, partition, "
+            "cpus_per_task, gpus_per_node; see 'sinfo -N -o \"%N %P %c %m %G %l\"'), then run "
+            "the sweep again: it submits the experiments that are not queued or running",
+            file=sys.stderr,
+        )
 
 
 def _without_active_jobs(experiments: list[Any], sweep_dir: Path, *, is_slurm: bool) -> list[Any]:

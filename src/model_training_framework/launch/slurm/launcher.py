@@ -281,7 +281,8 @@ class SLURMLauncher(Launcher):
         try:
             array_id = self.commands.sbatch(script)
         except LauncherError as err:
-            logger.error("sbatch refused the array of %d experiments: %s", len(prepared), err)
+            # the caller reports it (result.failed): logged here only for debugging
+            logger.debug("sbatch refused the array of %d experiments: %s", len(prepared), err)
             for result in results:
                 result.error = str(err)
             return
