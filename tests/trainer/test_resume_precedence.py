@@ -144,3 +144,24 @@ def test_a_resume_argument_that_is_not_a_path_is_refused_writing_nothing(tmp_pat
     with pytest.raises(TypeError, match=r"resume_from_checkpoint must be a path.*'latest'.*None"):
         _fit(tmp_path, "flag", max_epochs=1, resume_from=resume_from)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_run_directory_is_named_as_such_with_the_existing_runs(tmp_path):
+    # `mtf train --resume runs/nope` said "checkpoint runs/nope does not exist (none other in
+    # runs)", as if a checkpoint file were expected and runs/ held none.
+    runs = tmp_path / "runs"
+    (runs / "alpha").mkdir(parents=True)
+    (runs / "beta").mkdir()
+    with pytest.raises(CheckpointError) as caught:
+        _fit(tmp_path, "finetune", max_epochs=1, resume_from=runs / "nope")
+    message = str(caught.value)
+    assert "no run directory or checkpoint file" in message
+    assert f"run directories in {runs}: alpha, beta" in message
+    assert "none other" not in message
+
+
+def test_a_missing_run_directory_says_when_there_are_no_runs(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with pytest.raises(CheckpointError, match=r"no run directory or checkpoint file.*holds no run"):
+        _fit(tmp_path, "finetune", max_epochs=1, resume_from=runs / "nope")

@@ -217,7 +217,7 @@ def read_checkpoint(
             f"checkpoint files in it{listing}"
         )
     if not file.is_file():
-        raise CheckpointError(f"checkpoint {file} does not exist{_alternatives_hint(file)}")
+        raise CheckpointError(_missing_message(file))
     _verify_zip(file)
     try:
         content = torch.load(file, map_location=map_location, weights_only=weights_only)
@@ -292,6 +292,25 @@ def _damaged(file: Path, reason: object) -> CheckpointError:
         f"checkpoint {file} is truncated or corrupt ({reason}); resume from another "
         f"checkpoint{_alternatives_hint(file)}; if it is in the way, move it aside and keep it "
         "until you know what damaged it (a copy still running, a full disk)"
+    )
+
+
+def _missing_message(file: Path) -> str:
+    """Say that ``file`` is missing; a name without ``.ckpt`` may have meant a run directory."""
+    folder = file.parent
+    if file.suffix == ".ckpt" or not folder.is_dir():
+        return f"checkpoint {file} does not exist{_alternatives_hint(file)}"
+    runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    listing = (
+        f"run directories in {folder}: {', '.join(runs)}"
+        if runs
+        else f"{folder} holds no run directories"
+    )
+    files = sorted(p.name for p in folder.glob("*.ckpt") if p.is_file())
+    files_note = f"; checkpoint files there: {', '.join(files)}" if files else ""
+    return (
+        f"{file} does not exist: no run directory or checkpoint file of that name; "
+        f"{listing}{files_note}"
     )
 
 
