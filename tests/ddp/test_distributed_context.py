@@ -18,9 +18,11 @@ from model_training_framework.trainer.data.streams import LoaderStream
 from model_training_framework.trainer.runtime.distributed import (
     DistributedContext,
     Launch,
+    RanksDisagreeError,
     detect_launch,
 )
 from model_training_framework.trainer.runtime.loader_checks import (
+    check_loader_lengths_agree,
     has_distributed_sampler,
     loaders_without_distributed_sampler,
 )
@@ -151,3 +153,29 @@ def test_host_collectives_under_nccl_run_over_a_gloo_group_on_cpu_tensors(monkey
         assert dist.get_backend(ctx._host()) == "gloo"
     finally:
         dist.destroy_process_group()
+
+
+class _TwoRanks:
+    """What ``gather_objects`` returns on 2 ranks whose second rank has ``other`` settings."""
+
+    def __init__(self, other: dict[str, object]) -> None:
+        self.other = other
+
+    def gather_objects(self, obj):
+        lengths, settings = obj
+        return [obj, (lengths, {**settings, **self.other})]
+
+
+def test_a_setting_that_differs_across_ranks_is_named_in_a_readable_error():
+    loaders = [DataLoader(DATA, batch_size=4)]
+    settings = {"validation loader lengths": [3], "max_epochs": 2}
+    with pytest.raises(RanksDisagreeError) as raised:
+        check_loader_lengths_agree(_TwoRanks({"max_epochs": 3}), loaders, ["a"], settings)
+    assert str(raised.value).startswith("max_epochs: not the same on every rank ([2, 3]);")
+    with pytest.raises(RanksDisagreeError) as raised:
+        check_loader_lengths_agree(
+            _TwoRanks({"validation loader lengths": [4]}), loaders, ["a"], settings
+        )
+    assert str(raised.value).startswith(
+        "validation loader lengths: not the same on every rank ([[3], [4]]);"
+    )

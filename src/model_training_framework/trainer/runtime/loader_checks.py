@@ -84,7 +84,7 @@ def check_loader_lengths_agree(
         per_rank = [rank_settings[key] for _, rank_settings in gathered]
         if any(value != per_rank[0] for value in per_rank):
             raise RanksDisagreeError(
-                f"{key} differs across ranks ({per_rank}); every rank must take the same "
+                f"{key}: not the same on every rank ({per_rank}); every rank must take the same "
                 "decisions: call fit() with the same arguments on every rank and give "
                 "validation loaders a DistributedSampler so each rank gets equal batches"
             )
