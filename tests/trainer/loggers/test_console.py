@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import sys
 
+import pytest
+
 from model_training_framework.trainer.loggers import ConsoleLogger
 from model_training_framework.trainer.loggers.console import format_metrics_line
 
@@ -124,3 +126,36 @@ def test_many_per_loader_losses_are_one_range_field_so_the_line_stays_concise():
 def test_a_range_field_with_integer_values_is_formatted_like_single_values():
     metrics = {f"val/dl_{i}/loss": i for i in range(10)}
     assert format_metrics_line(metrics, step=7) == "step 7 | val/dl_*/loss 0..9 (10 loaders)"
+
+
+class _ClosedPipe(io.StringIO):
+    """A stream whose reader went away: every write fails with ``error``."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise self.error
+
+
+def test_a_broken_pipe_switches_the_console_off_once_and_training_goes_on(caplog):
+    # A BrokenPipeError (the reader of `mtf demo 2>&1 | head -3` quit) ended training.
+    stream = _ClosedPipe(BrokenPipeError(32, "Broken pipe"))
+    logger = ConsoleLogger(stream=stream)
+    with caplog.at_level("WARNING"):
+        logger.log_scalars(METRICS, step=1)
+        logger.log_scalars(METRICS, step=2)
+        logger.log_text("status", "resumed", step=2)
+    assert stream.writes == 1
+    assert [r.getMessage() for r in caplog.records if "console output" in r.getMessage()] == [
+        "console output stopped: its reader went away (broken pipe); training goes on"
+    ]
+
+
+def test_other_write_errors_of_the_console_still_raise():
+    logger = ConsoleLogger(stream=_ClosedPipe(OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="No space"):
+        logger.log_scalars(METRICS, step=1)

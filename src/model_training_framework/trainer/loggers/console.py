@@ -16,10 +16,15 @@ Which keys appear, in this order (each group sorted, ``loss`` first):
 Profiling keys (``profile/...``) and other per-loader metrics stay in the metrics file and the
 dashboards. On a terminal lines are written with ``tqdm.write`` so that they do not break a live
 progress bar; elsewhere they are written directly.
+
+Console output is a side channel: when its reader goes away (``mtf demo 2>&1 | head -3``), the
+write fails with ``BrokenPipeError``; the logger then stops writing for the rest of the run, notes
+it once through Python logging, and training goes on (the metrics file has every value).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from typing import NamedTuple, TextIO
@@ -29,6 +34,7 @@ from tqdm import tqdm
 from model_training_framework.trainer.loggers.base import BaseLogger
 
 __all__ = [
+    "CONSOLE_OFF_NOTICE",
     "EPOCH_KEYS",
     "THROUGHPUT_KEY",
     "ConsoleLogger",
@@ -41,6 +47,14 @@ EPOCH_KEYS = ("epoch", "train/epoch")
 THROUGHPUT_KEY = "train/samples_per_sec"
 _LR_PREFIX = "train/lr/"
 _SEPARATOR = " | "
+CONSOLE_OFF_NOTICE = "console output stopped: its reader went away (broken pipe); training goes on"
+
+logger = logging.getLogger(__name__)
+
+
+def note_console_off() -> None:
+    """Say (through Python logging) that a console stream's reader went away."""
+    logger.warning(CONSOLE_OFF_NOTICE)
 
 
 class ConsoleLogger(BaseLogger):
@@ -61,6 +75,7 @@ class ConsoleLogger(BaseLogger):
         # object (a system call), not at every line
         self._checked_stream: TextIO | None = None
         self._is_tty = False
+        self._is_off = False  # set when the stream's reader went away (a broken pipe)
 
     def log_scalars(self, metrics: Mapping[str, float], step: int) -> None:
         """Write the console line for ``metrics``; nothing when no shown key is present."""
@@ -73,14 +88,20 @@ class ConsoleLogger(BaseLogger):
         self._emit(f"step {int(step)}{_SEPARATOR}{key}: {text}")
 
     def _emit(self, line: str) -> None:
+        if self._is_off:
+            return
         stream = self._stream if self._stream is not None else sys.stderr
         if stream is not self._checked_stream:
             self._checked_stream, self._is_tty = stream, stream.isatty()
-        if self._is_tty:  # a live bar may be drawn there: let tqdm move it out of the way
-            tqdm.write(line, file=stream)
-        else:  # plain lines (CI logs, files): a direct write costs a fraction of tqdm.write
-            stream.write(line + "\n")
-            stream.flush()
+        try:
+            if self._is_tty:  # a live bar may be drawn there: let tqdm move it out of the way
+                tqdm.write(line, file=stream)
+            else:  # plain lines (CI logs, files): a direct write costs a fraction of tqdm.write
+                stream.write(line + "\n")
+                stream.flush()
+        except BrokenPipeError:  # the reader went away: a side channel, training goes on
+            self._is_off = True
+            note_console_off()
 
 
 def select_console_metrics(metrics: Mapping[str, float]) -> list[tuple[str, float]]:

@@ -8,6 +8,9 @@ nothing when disabled (``logging.progress_bar: false`` or a rank other than 0). 
 The display counts the *batches* of the current epoch (``batch 120/1000``); log lines name the
 global optimizer *step* (``epoch 1 step 1120``), a different number.
 
+When the stream's reader goes away (a broken pipe), the display shows nothing more for the rest of
+the run and training goes on (see the console logger).
+
 Live bar::
 
     epoch 1:  12%|██▍          | 120/1000 [00:15<01:50, 8.0batch/s, loss=0.431, a=0.41, b=0.45, 812 samples/s]
@@ -27,7 +30,11 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from tqdm import tqdm
 
-from model_training_framework.trainer.loggers.console import THROUGHPUT_KEY, format_value
+from model_training_framework.trainer.loggers.console import (
+    THROUGHPUT_KEY,
+    format_value,
+    note_console_off,
+)
 
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import LoggingConfig
@@ -91,16 +98,30 @@ class ProgressDisplay:
             epoch: Epoch number shown in the description.
             initial_batch: Batches already done (a resumed run mid-epoch).
         """
-        self._view.close()
-        self._view.start(total_batches, epoch, initial_batch)
+        try:
+            self._view.close()
+            self._view.start(total_batches, epoch, initial_batch)
+        except BrokenPipeError:
+            self._switch_off()
 
     def update(self, batch: int, metrics: Mapping[str, float] | None = None) -> None:
         """Move to ``batch`` batches done in the epoch and show the latest metrics."""
-        self._view.update(batch, metrics or {})
+        try:
+            self._view.update(batch, metrics or {})
+        except BrokenPipeError:
+            self._switch_off()
 
     def close(self) -> None:
         """Finish the current display; calling it again does nothing."""
-        self._view.close()
+        try:
+            self._view.close()
+        except BrokenPipeError:
+            self._switch_off()
+
+    def _switch_off(self) -> None:
+        """The stream's reader went away: show nothing more, training goes on."""
+        self._view = _NoView()
+        note_console_off()
 
 
 def build_progress_display(
