@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import torch
 from torch.utils.data import DataLoader
 
-from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.data.user_loaders import loader_length
 
 __all__ = [
     "check_fit_loaders",

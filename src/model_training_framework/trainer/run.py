@@ -26,9 +26,8 @@ from model_training_framework.trainer.checks import (
 )
 from model_training_framework.trainer.data.fingerprint import DataFingerprint, NullFingerprint
 from model_training_framework.trainer.data.schedule import LoaderSchedule, SamplingStrategy
-from model_training_framework.trainer.data.streams import (
-    LoaderStream,
-    build_streams,
+from model_training_framework.trainer.data.streams import LoaderStream, build_streams
+from model_training_framework.trainer.data.user_loaders import (
     check_train_loader_classes,
     loader_length,
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_training_framework.errors import ConfigError
 from model_training_framework.trainer.config import GenericTrainerConfig, SamplingStrategy
-from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.data.user_loaders import loader_length
 from model_training_framework.trainer.loggers import ConsoleLogger, Logger, NullLogger, build_logger
 from model_training_framework.trainer.loggers.factory import writes_to_console
 from model_training_framework.trainer.parts import TrainerParts

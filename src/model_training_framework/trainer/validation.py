@@ -33,7 +33,7 @@ from model_training_framework.trainer.data.batches import count_samples
 from model_training_framework.trainer.data.devices import move_to_device
 from model_training_framework.trainer.data.handover import fetch_scheduled
 from model_training_framework.trainer.data.schedule import LoaderSchedule, Slot
-from model_training_framework.trainer.data.streams import loader_length, stop_workers
+from model_training_framework.trainer.data.user_loaders import loader_length, stop_workers
 from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,

@@ -45,16 +45,11 @@ from model_training_framework.trainer.data.pass_plan import (
     set_sampler_epoch,
 )
 from model_training_framework.trainer.data.seeds import derive_seed
+from model_training_framework.trainer.data.user_loaders import is_stateful, stop_workers
 from model_training_framework.trainer.data.worker_seeds import WorkerSeededDataset
 from model_training_framework.trainer.torch_profiler import profiler_records
 
-__all__ = [
-    "LoaderStream",
-    "build_streams",
-    "check_train_loader_classes",
-    "loader_length",
-    "stop_workers",
-]
+__all__ = ["LoaderStream", "build_streams"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,49 +73,11 @@ _SOURCE_ENDED = "source_ended"
 # Without the private flag (another torch), nothing is saved and resuming works as before.
 
 
-def loader_length(loader: DataLoader) -> int | None:
-    """Number of batches in one pass of ``loader``, or None when it has no ``__len__``."""
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _is_stateful(obj: object) -> bool:
-    return callable(getattr(obj, "state_dict", None)) and callable(
-        getattr(obj, "load_state_dict", None)
-    )
-
-
 def _source_ended(iterator: Iterator[Any] | None) -> bool:
     """Whether a single-process DataLoader iterator already saw its IterableDataset end
     (NOTE [ended source]); False when torch does not say."""
     fetcher = getattr(iterator, "_dataset_fetcher", None)
     return getattr(fetcher, "ended", False) is True
-
-
-def check_train_loader_classes(loaders: Sequence[DataLoader]) -> None:
-    """A map-style train loader is read through the stream's own ``DataLoader`` (NOTE [exact
-    resume]), so a subclass's own ``__iter__`` would never run: refuse it rather than train on
-    other batches than it yields. torchdata's ``StatefulDataLoader`` (stateful) is fine.
-
-    Raises:
-        TypeError: a map-style train loader's class overrides ``__iter__``.
-    """
-    for idx, loader in enumerate(loaders):
-        own_iter = type(loader).__iter__ is not DataLoader.__iter__
-        if (
-            own_iter
-            and not isinstance(loader.dataset, IterableDataset)
-            and not _is_stateful(loader)
-        ):
-            raise TypeError(
-                f"train_loaders[{idx}] is a {type(loader).__name__}, a DataLoader subclass with "
-                "its own __iter__, which the trainer would not call: it reads a map-style "
-                "dataset through its own DataLoader (same dataset, sampler, collate_fn and "
-                "workers) so that a resumed run continues exactly. Move what __iter__ does into "
-                "the dataset, the collate_fn or the training step"
-            )
 
 
 class LoaderStream:
@@ -175,9 +132,9 @@ class LoaderStream:
 
     # ------------------------------------------------------------------ construction
     def _check_iterable_protocol(self, require_resumable: bool) -> None:
-        if _is_stateful(self.loader):
+        if is_stateful(self.loader):
             self._stateful_source = self.loader
-        elif _is_stateful(self.loader.dataset) and self.loader.num_workers == 0:
+        elif is_stateful(self.loader.dataset) and self.loader.num_workers == 0:
             self._stateful_source = self.loader.dataset
         elif require_resumable:
             raise ValueError(
@@ -382,25 +339,3 @@ def build_streams(
         LoaderStream(loader, idx, name, base_seed, require_resumable=require_resumable)
         for idx, (loader, name) in enumerate(zip(loaders, names, strict=True))
     ]
-
-
-def stop_workers(iterator: Any, loader: Any = None) -> None:
-    """Shut down the worker processes of a DataLoader ``iterator`` now (NOTE [worker signals]).
-
-    A no-op for an iterator without worker processes (or None). When ``loader`` caches
-    ``iterator`` (``persistent_workers``), the cache is dropped too, so the loader's next
-    ``iter()`` starts fresh workers.
-
-    Args:
-        iterator: what ``iter(loader)`` returned, or None.
-        loader: the DataLoader it came from (None: not known).
-    """
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if callable(shutdown):
-        shutdown()
-    if (
-        loader is not None
-        and iterator is not None
-        and getattr(loader, "_iterator", None) is iterator
-    ):
-        loader._iterator = None

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch.utils.data import DistributedSampler, IterableDataset
 
-from model_training_framework.trainer.data.streams import loader_length
+from model_training_framework.trainer.data.user_loaders import loader_length
 from model_training_framework.trainer.runtime.distributed import (
     DistributedContext,
     RanksDisagreeError,

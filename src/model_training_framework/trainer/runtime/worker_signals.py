@@ -14,7 +14,7 @@ Because they ignore SIGTERM, workers must not outlive the process's last Python 
 timeout, so one live shielded worker keeps the process from ever exiting. Workers left alive by
 an error are the danger (the traceback keeps the iterator, and so its workers, alive; a
 persistent loader keeps them anyway), so the trainer shuts the workers of every iterator it
-opened down itself (``trainer.data.streams.stop_workers``): when a validation pass raises, and for the train
+opened down itself (``trainer.data.user_loaders.stop_workers``): when a validation pass raises, and for the train
 loaders when ``fit`` ends, however it ends.
 """
 
