@@ -91,7 +91,7 @@ def parse_args() -> argparse.Namespace:
         "--rank-metric",
         choices=["train", "val"],
         default=None,
-        help="that step also returns a metric named after the rank (only_rank<r>)",
+        help="that step also returns a metric named after the rank (only_rank<r> = 10 + r)",
     )
     parser.add_argument("--own-process-group", action="store_true", help="init it ourselves")
     parser.add_argument("--linger-s", type=float, default=0.0, help="stay alive after an error")
@@ -197,7 +197,7 @@ def build_trainer(args: argparse.Namespace, model: Net, fault: Fault) -> Generic
     )
 
     def rank_metric(where: str) -> dict[str, float]:
-        return {f"only_rank{rank}": 1.0} if args.rank_metric == where else {}
+        return {f"only_rank{rank}": 10.0 + rank} if args.rank_metric == where else {}
 
     def training_step(trainer, batch, batch_idx, dataloader_idx, dataloader_name):
         if args.slow_ms:

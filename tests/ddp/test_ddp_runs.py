@@ -205,6 +205,10 @@ def test_collective_errors_reach_every_rank_instead_of_hanging(tmp_path):
             f"rank {rank} reduce_sum error: metric reduction across ranks got lists of 1 to 2"
             in log
         )
+        assert (
+            f"rank {rank} reduce_sum_by_slot error: the ranks accumulated metrics of different "
+            "loaders (rank 0: ['dl0']; rank 1: ['dl1'])" in log
+        )
         assert f"rank {rank} collectives done" in log
     assert "rank 0 rank_zero_call error: FileNotFoundError: no such checkpoint" in log
     assert "rank 1 rank_zero_call error: RankZeroError: rank 0 failed" in log

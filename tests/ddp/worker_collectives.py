@@ -23,6 +23,18 @@ def check_collectives(rank: int) -> int:
             ctx.reduce_sum([1.0] * (rank + 1))
         except ValueError as err:
             print(f"rank {rank} reduce_sum error: {err}", flush=True)
+        same = {("a", "loss", 0): 1.0 + rank, ("", "loss", 0): 1.0}
+        assert ctx.reduce_sum_by_slot(same) == {("a", "loss", 0): 3.0, ("", "loss", 0): 2.0}
+        own = {("a", "loss", 0): 1.0, ("a", f"only_rank{rank}", 0): 5.0 + rank}
+        assert ctx.reduce_sum_by_slot(own) == {
+            ("a", "loss", 0): 2.0,
+            ("a", f"only_rank{rank}", 0): 5.0 + rank,  # this rank's slots first, in its order
+            ("a", f"only_rank{1 - rank}", 0): 6.0 - rank,
+        }
+        try:
+            ctx.reduce_sum_by_slot({(f"dl{rank}", "loss", 0): 1.0})
+        except ValueError as err:
+            print(f"rank {rank} reduce_sum_by_slot error: {err}", flush=True)
         grads = [torch.full((2, 2), float(rank)), torch.full((3,), 2.0 * rank)]
         ctx.all_reduce_mean_(grads)
         assert torch.equal(grads[0], torch.full((2, 2), 0.5)) and torch.equal(

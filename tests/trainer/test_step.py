@@ -106,7 +106,7 @@ def test_validation_needs_only_what_it_is_given():
         aggregation=ValAggregation.MACRO_AVG_EQUAL_LOADERS,
         primary_metric="value",
         custom_fn=None,
-        reduce_sum=lambda values, keys: values,
+        reduce_sum=dict,
         precision=Precision(),
         profiler=NullProfiler(),
         hooks=HookDispatcher([Record()]),

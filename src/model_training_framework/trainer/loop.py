@@ -273,7 +273,7 @@ class FitLoop:
         run.guard.raise_if_bad()  # NOTE [non-finite steps]: read at logging steps
         run.last_train_log_step = state.global_step
         # summed over ranks only when there are several
-        metrics = run.metrics.pop_means(dist.reduce_sum if dist.is_distributed else None)
+        metrics = run.metrics.pop_means(dist.reduce_sum_by_slot if dist.is_distributed else None)
         now = time.perf_counter()
         samples = sum(dist.reduce_sum([float(run.metrics.pop_samples())]))
         metrics["train/samples_per_sec"] = samples / max(now - run.last_log_time, 1e-9)

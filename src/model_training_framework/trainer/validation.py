@@ -38,6 +38,7 @@ from model_training_framework.trainer.metrics.aggregation import (
     MetricAccumulator,
     aggregate_validation,
 )
+from model_training_framework.trainer.metrics.means import MetricSlot
 from model_training_framework.trainer.metrics.running import numeric_items
 from model_training_framework.trainer.run import build_schedule
 from model_training_framework.trainer.runtime.preemption import StopRequest
@@ -86,7 +87,7 @@ def validate(
         aggregation=config.validation.aggregation,
         primary_metric=config.validation.primary_metric,
         custom_fn=config.validation.resolve_aggregation_fn(),
-        reduce_sum=parts.dist.reduce_sum,
+        reduce_sum=parts.dist.reduce_sum_by_slot,
         precision=parts.precision,
         profiler=run.profiler,
         hooks=hooks,
@@ -129,7 +130,7 @@ def run_validation(
     aggregation: Any,
     primary_metric: str,
     custom_fn: Callable[..., Any] | None,
-    reduce_sum: Callable[[list[float], Sequence[object]], list[float]],
+    reduce_sum: Callable[[dict[MetricSlot, float]], dict[MetricSlot, float]],
     precision: Precision,
     profiler: NullProfiler,
     hooks: HookDispatcher,
@@ -200,7 +201,7 @@ def run_validation(
         raise
     finally:
         model.train(was_training)
-    accumulator.from_state(reduce_sum(accumulator.to_state(), accumulator.layout()))
+    accumulator.from_slots(reduce_sum(accumulator.to_slots()))
     per_loader = accumulator.means()
     results = {
         f"val/dl_{name}/{key}": value

@@ -23,7 +23,7 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 
-from model_training_framework.trainer.metrics.means import WeightedMeans
+from model_training_framework.trainer.metrics.means import MetricSlot, WeightedMeans
 
 __all__ = [
     "AGGREGATIONS",
@@ -230,13 +230,11 @@ class MetricAccumulator:
     ``num_samples`` to its weight (a :class:`~.means.WeightedMeans` keyed by (loader, metric));
     a metric reported by only some batches is averaged over the samples of those batches.
 
-    Cross-rank reduction: :meth:`to_state` gives the sample counts and sums as a flat list of
-    floats in the order of :meth:`layout` (the sample count of each loader, loaders sorted by
-    name, then a sum and a weight per (loader, metric), sorted). The trainer sums that list over
-    ranks (one ``all_reduce(SUM)`` of a float64 tensor) and writes it back with
-    :meth:`from_state`. All ranks must have the same layout, which holds when they run the same
-    schedule and their validation steps return the same keys; comparing :meth:`layout` across
-    ranks once checks it.
+    Cross-rank reduction: :meth:`to_slots` gives the sample counts and sums keyed by slot
+    (NOTE [metric slots] in :mod:`~.means`); the trainer sums them over ranks, over the union
+    of the ranks' slots (a metric one rank never returned is averaged over the batches of the
+    ranks that did), and writes them back with :meth:`from_slots`. :meth:`to_state` and
+    :meth:`from_state` are the same data as a flat list in :meth:`layout` order.
 
     Example:
         >>> acc = MetricAccumulator()
@@ -321,3 +319,24 @@ class MetricAccumulator:
         for loader, count in zip(loaders, state, strict=False):
             self._samples[loader] = round(count)
         self._sums.load_flat(state[len(loaders) :])
+
+    def to_slots(self) -> dict[MetricSlot, float]:
+        """The sample counts and sums keyed by slot (NOTE [metric slots]): ``(loader, "", 2)``
+        for a loader's sample count, ``(loader, metric, 0)`` and ``(.., 1)`` for a metric's
+        weighted sum and weight."""
+        slots: dict[MetricSlot, float] = {
+            (loader, "", 2): float(count) for loader, count in self._samples.items()
+        }
+        for (loader, key), total, weight in self._sums.items():
+            slots[loader, key, 0], slots[loader, key, 1] = total, weight
+        return slots
+
+    def from_slots(self, slots: Mapping[MetricSlot, float]) -> None:
+        """Replace the counts and sums with ``slots`` (e.g. every rank's :meth:`to_slots`,
+        summed over the union of their slots)."""
+        self.reset()
+        for (loader, key, part), value in slots.items():
+            if part == 2:
+                self._samples[loader] = round(value)
+            elif part == 0:
+                self._sums.add((loader, key), value, slots[loader, key, 1])

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from model_training_framework.errors import CheckpointError
-from model_training_framework.trainer.metrics.means import WeightedMeans
+from model_training_framework.trainer.metrics.means import MetricSlot, WeightedMeans
 
 __all__ = [
     "NullTrainMetrics",
@@ -190,11 +190,10 @@ class TrainMetrics:
         return samples
 
     def pop_means(
-        self, reduce: Callable[[list[float], list[str]], list[float]] | None = None
+        self, reduce: Callable[[dict[MetricSlot, float]], dict[MetricSlot, float]] | None = None
     ) -> dict[str, float]:
-        """Means since the last call (``reduce(flat, keys)`` sums the flat [weighted sum,
-        samples] pairs of :meth:`WeightedMeans.to_flat` across ranks; ``keys`` names them, so
-        the ranks can check that they hold the same metrics)."""
+        """Means since the last call (``reduce`` sums each rank's weighted sums and samples,
+        keyed by slot, across ranks: see NOTE [metric slots])."""
         sums: WeightedMeans[str] = WeightedMeans()
         add, key_pairs, fsum = sums.add, self._keys, math.fsum
         for name, per_loader in zip(self._names, self._values, strict=True):
@@ -212,9 +211,18 @@ class TrainMetrics:
                 add(keys[0], total, samples)
                 add(keys[1], total, samples)
             per_loader.clear()
-        if reduce is not None:
-            sums.load_flat(reduce(sums.to_flat(), sums.sorted_keys()))
-        return sums.means()
+        if reduce is None:
+            return sums.means()
+        return _means_of_slots(reduce(self._slots(sums)))
+
+    def _slots(self, sums: WeightedMeans[str]) -> dict[MetricSlot, float]:
+        """``sums`` keyed by slot: the loader of a ``train/dl_<name>/`` key, "" overall."""
+        loader_of = {keys[0]: name for (name, _), keys in self._keys.items()}
+        slots: dict[MetricSlot, float] = {}
+        for key, total, samples in sums.items():
+            loader = loader_of.get(key, "")
+            slots[loader, key, 0], slots[loader, key, 1] = total, samples
+        return slots
 
     def state_dict(self) -> dict[str, Any]:
         """Pending values as plain floats (so a resumed run logs the same means)."""
@@ -252,3 +260,12 @@ class NullTrainMetrics(TrainMetrics):
         self, loader_idx: int, outputs: Mapping[str, Any], loss_value: Any, num_samples: int
     ) -> None:
         """Ignore the step's outputs."""
+
+
+def _means_of_slots(slots: Mapping[MetricSlot, float]) -> dict[str, float]:
+    """Metric key -> mean, from slots summed across ranks (a key with no samples is left out)."""
+    sums: WeightedMeans[str] = WeightedMeans()
+    for (loader, key, part), value in slots.items():
+        if part == 0:
+            sums.add(key, value, slots[loader, key, 1])
+    return sums.means()

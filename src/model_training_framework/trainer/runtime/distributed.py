@@ -22,13 +22,19 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from model_training_framework.trainer.metrics.means import (
+    MetricSlot,
+    expand_to,
+    loaders_per_rank,
+    union_of_keys,
+)
 from model_training_framework.trainer.runtime.device_check import checked_device
 from model_training_framework.trainer.runtime.launch_env import Launch, detect_launch
 
@@ -69,7 +75,7 @@ class RankFailedError(AgreedError, RuntimeError):
 
 class RanksDisagreeError(AgreedError, ValueError):
     """Raised on every rank when the ranks were given different inputs (loader lengths, fit
-    arguments, metric keys)."""
+    arguments, the loaders whose metrics they accumulated)."""
 
 
 class RankZeroError(RankFailedError):
@@ -195,6 +201,40 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self._host())
         return tensor.tolist()
 
+    def reduce_sum_by_slot(self, values: Mapping[MetricSlot, float]) -> dict[MetricSlot, float]:
+        """Sum of each slot's value over all ranks, on every rank (see NOTE [metric slots]).
+
+        Ranks that hold the same slots are summed in one all-reduce (after the one that checks
+        it). Ranks that hold the same loaders but different metrics (a metric returned only for
+        some batches) are summed over the union of their slots, a rank adding 0.0 for a slot it
+        lacks: every rank gets every metric, averaged over the batches that returned it.
+
+        Raises:
+            RanksDisagreeError: on every rank, when the ranks' slots name different loaders
+                (their schedules differ); nothing is summed then.
+        """
+        if not self.is_distributed:
+            return dict(values)
+        slots = sorted(values, key=repr)
+        shortest, longest, keys_agree = self._layouts_agree(len(slots), slots)
+        if not keys_agree or shortest != longest:  # every rank sees it: gather the slots
+            every_rank = self.gather_objects(slots)
+            loaders = loaders_per_rank(every_rank)
+            if any(names != loaders[0] for names in loaders):
+                listed = "; ".join(f"rank {rank}: {names}" for rank, names in enumerate(loaders))
+                raise RanksDisagreeError(
+                    f"the ranks accumulated metrics of different loaders ({listed}); every rank "
+                    "must run the same loaders (call update_loader_weights on every rank with "
+                    "the same weights)"
+                )
+            slots = union_of_keys(every_rank)
+        if not slots:
+            return {}
+        tensor = torch.tensor(expand_to(values, slots), dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self._host())
+        summed = dict(zip(slots, tensor.tolist(), strict=True))
+        return {**{slot: summed[slot] for slot in values}, **summed}  # this rank's order first
+
     def all_reduce_mean_(self, tensors: Sequence[torch.Tensor]) -> None:
         """Average ``tensors`` in place over all ranks (one flat all-reduce per dtype).
 
@@ -300,15 +340,18 @@ class DistributedContext:
         if self.is_distributed:
             dist.barrier(group=self._host())
 
-    def _check_same_layout(self, length: int, keys: Sequence[object]) -> None:
-        # one all-reduce (MAX) of [n, -n, h, -h]: the lengths and the keys' checksums agree
-        # when each maximum equals the minimum (zlib.crc32, unlike hash(), is the same on every
-        # rank)
+    def _layouts_agree(self, length: int, keys: Sequence[object]) -> tuple[int, int, bool]:
+        # one all-reduce (MAX) of [n, -n, h, -h]: the shortest and longest length, and whether
+        # the keys' checksums agree (each maximum equals the minimum; zlib.crc32, unlike hash(),
+        # is the same on every rank); every rank gets the same answer
         digest = zlib.crc32(repr(tuple(keys)).encode()) if keys else 0
         tensor = torch.tensor([length, -length, digest, -digest], dtype=torch.int64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
-        longest, shortest = int(tensor[0]), -int(tensor[1])
-        if int(tensor[2]) != -int(tensor[3]):  # every rank sees it: all gather the keys
+        return -int(tensor[1]), int(tensor[0]), int(tensor[2]) == -int(tensor[3])
+
+    def _check_same_layout(self, length: int, keys: Sequence[object]) -> None:
+        shortest, longest, keys_agree = self._layouts_agree(length, keys)
+        if not keys_agree:  # every rank sees it: all gather the keys
             every_rank = self.gather_objects([str(key) for key in keys])
             listed = "; ".join(f"rank {rank}: {names}" for rank, names in enumerate(every_rank))
             raise RanksDisagreeError(
