@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "process_utils": 0,
     "slurm_env": 0,
     "version": 0,
+    "text": 0,
     "plotting": 0,
     "config": 1,
     "trainer": 2,

@@ -17,6 +17,7 @@ import pytest
 PACKAGE = "model_training_framework"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 PURE_MODULES = [
+    "text",
     "trainer.data.schedule",
     "trainer.data.cursor",
     "trainer.data.orders",

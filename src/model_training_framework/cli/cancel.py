@@ -51,6 +51,7 @@ def run_cancel(sweep_dir: Path, names: list[str]) -> int:
     from model_training_framework.launch.slurm.commands import SlurmCommands
     from model_training_framework.launch.slurm.monitor import SLURMJobMonitor
     from model_training_framework.launch.slurm.submissions import active_jobs, cancel_for_good
+    from model_training_framework.text import counted
 
     if not sweep_dir.is_dir():
         raise FileNotFoundError(
@@ -77,7 +78,7 @@ def run_cancel(sweep_dir: Path, names: list[str]) -> int:
     print("running jobs write a checkpoint and stop; resubmit the sweep to continue them")
     if failed:
         print(
-            f"mtf: {len(failed)} of {len(active)} jobs could not be cancelled: "
+            f"mtf: {len(failed)} of {counted(len(active), 'job')} could not be cancelled: "
             f"{', '.join(failed)} (see above; 'mtf status {sweep_dir}' shows their state)",
             file=sys.stderr,
         )

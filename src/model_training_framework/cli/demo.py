@@ -77,6 +77,7 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     import torch
 
     from model_training_framework.experiment.exit_codes import exit_code_for
+    from model_training_framework.text import counted
     from model_training_framework.trainer.config import (
         CheckpointConfig,
         GenericTrainerConfig,
@@ -121,10 +122,10 @@ def run_demo(run_root: Path, epochs: int, fresh: bool) -> int:
     result = trainer.fit(train_loaders=train, val_loaders=val, max_epochs=epochs)
     accuracy = result.metrics.get("val/accuracy")
     log.info(
-        "%s after %d epochs, %d steps; val/accuracy %s",
+        "%s after %s, %s; val/accuracy %s",
         result.status.value,
-        result.epoch,
-        result.global_step,
+        counted(result.epoch, "epoch"),
+        counted(result.global_step, "step"),
         "n/a" if accuracy is None else f"{accuracy:.3f}",
     )
     log.info("checkpoint: %s", result.checkpoint_path)

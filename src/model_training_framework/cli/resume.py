@@ -73,6 +73,7 @@ def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str
     from model_training_framework.experiment.config import ExperimentConfig
     from model_training_framework.experiment.entry import add_import_paths, run_experiment
     from model_training_framework.experiment.exit_codes import exit_code_for
+    from model_training_framework.text import counted
 
     config_path = find_experiment_config(name, experiments_dir, runs_dir)
     add_import_paths(config_path)
@@ -86,11 +87,11 @@ def run_resume(name: str, experiments_dir: Path, runs_dir: Path, checkpoint: str
     logger.info("resuming %s (config %s)", config.experiment_name, config_path)
     result = run_experiment(config, resume=checkpoint or "latest")
     logger.info(
-        "%s: %s after %d epoch(s), %d step(s)",
+        "%s: %s after %s, %s",
         config.experiment_name,
         result.status.value,
-        result.epoch,
-        result.global_step,
+        counted(result.epoch, "epoch"),
+        counted(result.global_step, "step"),
     )
     return exit_code_for(result.status)
 

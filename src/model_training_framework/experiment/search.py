@@ -32,6 +32,7 @@ from model_training_framework.errors import ConfigError
 from model_training_framework.experiment.config import ExperimentConfig
 from model_training_framework.experiment.grid_yaml import build_grid_document, read_grid_document
 from model_training_framework.experiment.manager import read_config_file, write_config_file
+from model_training_framework.text import counted
 
 __all__ = [
     "MANIFEST_FILENAME",
@@ -317,7 +318,7 @@ class ParameterGridSearch:
             "experiments": entries,
         }
         path = write_config_file(path, manifest)
-        logger.info("wrote manifest of %d experiments to %s", len(entries), path)
+        logger.info("wrote manifest of %s to %s", counted(len(entries), "experiment"), path)
         return path
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_training_framework.text import counted
 from model_training_framework.trainer.config import (
     GenericTrainerConfig,
     SamplingStrategy,
@@ -236,9 +237,9 @@ class FitLoop:
             return _STOP_STATUS[request]
         if early_stop:
             logger.info(
-                "early stopping: %s did not improve for %d evaluations",
+                "early stopping: %s did not improve for %s",
                 run.early_stopping.metric,
-                run.early_stopping.patience,
+                counted(run.early_stopping.patience, "evaluation"),
             )
             return FitStatus.EARLY_STOPPED
         return None

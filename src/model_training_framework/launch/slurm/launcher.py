@@ -56,6 +56,7 @@ from model_training_framework.launch.slurm.template import (
     sbatch_directives,
 )
 from model_training_framework.launch.snapshot import CodeVersion
+from model_training_framework.text import counted
 
 __all__ = [
     "CLI_TRAIN_COMMAND",
@@ -282,14 +283,16 @@ class SLURMLauncher(Launcher):
             array_id = self.commands.sbatch(script)
         except LauncherError as err:
             # the caller reports it (result.failed): logged here only for debugging
-            logger.debug("sbatch refused the array of %d experiments: %s", len(prepared), err)
+            logger.debug(
+                "sbatch refused the array of %s: %s", counted(len(prepared), "experiment"), err
+            )
             for result in results:
                 result.error = str(err)
             return
         outcome.array_job_ids.append(array_id)
         for task_idx, result in enumerate(results):
             result.job_id = f"{array_id}_{task_idx}"
-        logger.info("submitted %d experiments as job array %s", len(prepared), array_id)
+        logger.info("submitted %s as job array %s", counted(len(prepared), "experiment"), array_id)
 
 
 def _num_tasks(spec: ExperimentSpec) -> int:
