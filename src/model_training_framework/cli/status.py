@@ -5,8 +5,9 @@ written by ``mtf sweep``) and run directories (holding ``status.json``, written 
 and sweep jobs, or only checkpoints: runs started from Python, such as ``mtf demo``, show as
 ``checkpointed`` with the latest checkpoint's epoch and step).
 For each experiment it shows the run's status (``running``, ``completed``, ``preempted``, ``failed``, ...,
-or ``pending`` when it has not started; ``failed`` also for a ``--local`` run whose process
-exited non-zero before training, see its ``logs/``), epoch, step, the latest ``val/loss`` or ``train/loss``
+or ``pending`` when it has not started; ``not submitted`` when sbatch refused it and it has no
+job; ``failed`` also for a ``--local`` run whose process exited non-zero before training, see its
+``logs/``), epoch, step, the latest ``val/loss`` or ``train/loss``
 and, for Slurm submissions, the job id and its state when ``squeue`` is available.
 
 A run whose directory lock (``.lock``) a live process holds is ``running``, whatever its files
@@ -35,6 +36,8 @@ _METRICS = "metrics.jsonl"
 _PROGRESS = ("epoch", "global_step", "metrics")
 _TAIL_BYTES = 1 << 16  # enough for the last records of any run's metrics.jsonl
 RUNNING = "running"
+PENDING = "pending"
+NOT_SUBMITTED = "not submitted"
 STALE = "stale"
 
 
@@ -52,6 +55,7 @@ class ExperimentStatus:
     job_id: str | None = None
     job_state: str | None = None
     owner: str | None = None
+    submit_error: str | None = None
 
 
 def _find(root: Path, filename: str) -> list[Path]:
@@ -81,7 +85,7 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
         read_status(run_dir)
         or _record_from_checkpoint(run_dir)
         or _record_from_local_run(experiment_dir)
-        or {"status": "pending"}
+        or {"status": PENDING}
     )
     metrics = record.get("metrics") or {}
     loss_key = next((key for key in _LOSS_KEYS if key in metrics), None)
@@ -111,10 +115,22 @@ def _row(name: str, run_dir: Path, experiment_dir: Path | None) -> ExperimentSta
         owner=owner,
     )
     if experiment_dir is not None:
-        from model_training_framework.launch.slurm.submissions import read_submitted_job
-
-        row.job_id = read_submitted_job(experiment_dir)
+        _add_submission(row, experiment_dir, has_record=record.get("status") != PENDING)
     return row
+
+
+def _add_submission(row: ExperimentStatus, experiment_dir: Path, *, has_record: bool) -> None:
+    """The job recorded by ``mtf sweep --slurm``; an experiment that sbatch refused and that has
+    no job and no run is ``not submitted``, not ``pending`` (nothing is queued for it)."""
+    from model_training_framework.launch.slurm.submissions import (
+        read_submit_error,
+        read_submitted_job,
+    )
+
+    row.job_id = read_submitted_job(experiment_dir)
+    row.submit_error = read_submit_error(experiment_dir)
+    if row.submit_error is not None and row.job_id is None and not has_record:
+        row.status = NOT_SUBMITTED
 
 
 def _progress_from_metrics(run_dir: Path) -> dict | None:
@@ -219,6 +235,8 @@ def _format(row: ExperimentStatus) -> list[str]:
         if row.job_id is None
         else f"job {row.job_id}" + (f" {row.job_state}" if row.job_state else "")
     )
+    if row.submit_error is not None:
+        job = f"{job}; resubmission refused by sbatch" if job else "refused by sbatch"
     epoch = "" if row.epoch is None else str(row.epoch)
     step = "" if row.global_step is None else str(row.global_step)
     return [row.name, row.status, epoch, step, loss, job, row.owner or ""]

@@ -115,7 +115,7 @@ def _run_slurm(
     launcher: Any, search: Any, experiments: list[Any], max_concurrent: int | None
 ) -> int:
     from model_training_framework.experiment.exit_codes import EXIT_FAILED, EXIT_OK
-    from model_training_framework.launch.slurm.submissions import write_submission
+    from model_training_framework.launch.slurm.submissions import write_refusal, write_submission
 
     result = launcher.submit_experiment_batch(experiments, None, max_concurrent)
     _print_plan(search, result)
@@ -124,6 +124,7 @@ def _run_slurm(
             write_submission(item.experiment_dir, item.job_id, item.script_path)
             print(f"  {item.experiment_name}: job {item.job_id}")
         else:
+            write_refusal(item.experiment_dir, str(item.error), item.script_path)
             print(f"  {item.experiment_name}: NOT submitted (sbatch refused it, see below)")
     _report_refusals(result.failed)
     return EXIT_FAILED if result.failed else EXIT_OK

@@ -27,7 +27,9 @@ __all__ = [
     "SUBMISSION_RECORD",
     "active_jobs",
     "cancel_for_good",
+    "read_submit_error",
     "read_submitted_job",
+    "write_refusal",
     "write_submission",
 ]
 
@@ -40,12 +42,35 @@ def write_submission(experiment_dir: Path, job_id: str, script: Path) -> None:
     atomic_write_text(experiment_dir / SUBMISSION_RECORD, json.dumps(record) + "\n")
 
 
-def read_submitted_job(experiment_dir: Path) -> str | None:
-    """The job id recorded for the experiment, or None when it was never submitted."""
+def write_refusal(experiment_dir: Path, error: str, script: Path) -> None:
+    """Record that sbatch refused the experiment's latest submission (``error``: its message).
+
+    A job id recorded by an earlier submission is kept (with ``--resubmit-active`` that job may
+    still be queued or running); without one the experiment has no job: ``mtf status`` shows it
+    as ``not submitted``, and a later sweep submits it.
+    """
+    record = {"job_id": read_submitted_job(experiment_dir), "script": str(script), "error": error}
+    atomic_write_text(experiment_dir / SUBMISSION_RECORD, json.dumps(record) + "\n")
+
+
+def _read_record(experiment_dir: Path) -> dict:
     path = experiment_dir / SUBMISSION_RECORD
     if not path.is_file():
-        return None
-    return str(json.loads(path.read_text(encoding="utf-8"))["job_id"])
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_submitted_job(experiment_dir: Path) -> str | None:
+    """The job id recorded for the experiment, or None when it was never submitted (or sbatch
+    refused every submission of it)."""
+    job_id = _read_record(experiment_dir).get("job_id")
+    return None if job_id is None else str(job_id)
+
+
+def read_submit_error(experiment_dir: Path) -> str | None:
+    """sbatch's message when it refused the experiment's latest submission, else None."""
+    error = _read_record(experiment_dir).get("error")
+    return None if error is None else str(error)
 
 
 def active_jobs(experiment_dirs: Sequence[Path], monitor: SLURMJobMonitor) -> dict[Path, JobInfo]:
