@@ -19,6 +19,7 @@ from model_training_framework.trainer.loggers import ConsoleLogger
 from model_training_framework.trainer.metrics.progress import (
     ProgressDisplay,
     build_progress_display,
+    format_eta,
     format_progress_postfix,
 )
 
@@ -203,3 +204,25 @@ def test_other_write_errors_of_the_progress_lines_still_raise():
     progress.start(total_batches=10, epoch=0)
     with pytest.raises(OSError, match="No space"):
         progress.update(5, METRICS)
+
+
+def test_the_eta_of_an_epoch_shorter_than_a_second_is_not_zero():
+    # The demo's epochs take a fraction of a second, and the ETA (whole seconds) read 0:00:00
+    # at 33% as at 100%.
+    stream, clock = io.StringIO(), _Clock()
+    progress = ProgressDisplay(stream=stream, clock=clock)
+    progress.start(total_batches=90, epoch=0)
+    clock.now_s += 0.02
+    progress.update(30, {})
+    assert stream.getvalue().splitlines() == ["epoch 0 batch 30/90 (33%) | ETA <1s"]
+
+
+def test_format_eta_shows_hours_minutes_seconds_and_under_a_second():
+    assert [format_eta(s) for s in (0.0, 0.04, 0.99, 1.0, 110.2, 3725.0)] == [
+        "0:00:00",
+        "<1s",
+        "<1s",
+        "0:00:01",
+        "0:01:50",
+        "1:02:05",
+    ]

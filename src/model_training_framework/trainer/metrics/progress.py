@@ -39,7 +39,7 @@ from model_training_framework.trainer.loggers.console import (
 if TYPE_CHECKING:
     from model_training_framework.trainer.config import LoggingConfig
 
-__all__ = ["ProgressDisplay", "build_progress_display", "format_progress_postfix"]
+__all__ = ["ProgressDisplay", "build_progress_display", "format_eta", "format_progress_postfix"]
 
 _TRAIN_LOSS_KEY = "train/loss"
 
@@ -256,5 +256,20 @@ class _PlainLines:
         done = batch - self._first_batch
         if self._total and done > 0:
             remaining_s = (now - self._started_at) / done * (self._total - batch)
-            fields.append(f"ETA {datetime.timedelta(seconds=round(max(remaining_s, 0.0)))}")
+            fields.append(f"ETA {format_eta(remaining_s)}")
         return " | ".join(fields)
+
+
+def format_eta(remaining_s: float) -> str:
+    """The time left as ``H:MM:SS``; under a second (but not done) as ``<1s``.
+
+    Whole seconds alone showed ``0:00:00`` all through an epoch shorter than a second (the
+    demo's), as if it were over.
+
+    Example:
+        >>> format_eta(110.2), format_eta(0.04), format_eta(0.0)
+        ('0:01:50', '<1s', '0:00:00')
+    """
+    if 0.0 < remaining_s < 1.0:
+        return "<1s"
+    return str(datetime.timedelta(seconds=round(max(remaining_s, 0.0))))
