@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from model_training_framework.trainer import (
     GenericTrainer,
     GenericTrainerConfig,
     MultiDataLoaderConfig,
+    TrainerHooks,
 )
 from model_training_framework.trainer.config import LoggingConfig
 from model_training_framework.trainer.loggers import ConsoleLogger
@@ -226,3 +228,52 @@ def test_format_eta_shows_hours_minutes_seconds_and_under_a_second():
         "0:01:50",
         "1:02:05",
     ]
+
+
+def test_the_same_position_is_shown_once_per_epoch():
+    stream, clock = io.StringIO(), _Clock()
+    progress = ProgressDisplay(stream=stream, min_interval_s=0.0, clock=clock)
+    progress.start(total_batches=4, epoch=0)
+    progress.update(4, {"train/loss": 1.0})
+    progress.update(4, {"train/loss": 1.0})  # the epoch end repeats the last logged position
+    progress.close()
+    assert stream.getvalue().splitlines() == ["epoch 0 batch 4/4 (100%) | loss=1 | ETA 0:00:00"]
+
+
+class _SaveMarker(TrainerHooks):
+    def on_checkpoint_save(self, trainer, checkpoint):
+        sys.stderr.write("SAVING\n")
+
+
+@pytest.mark.parametrize("log_every", [4, 3])
+def test_an_epochs_last_progress_line_comes_before_its_validation_and_checkpoint(
+    tmp_path, capsys, log_every
+):
+    # Not on a terminal, "epoch 0 batch 8/8" was printed when the next epoch started: after
+    # the epoch's validation line and its checkpoint's save line. With a log interval that
+    # does not divide the epoch, the epoch's last line even stayed at batch 6/8.
+    config = GenericTrainerConfig(
+        experiment_name="order",
+        train_loader_config=MultiDataLoaderConfig(),
+        checkpoint=CheckpointConfig(root_dir=str(tmp_path)),
+        log_loss_every_n_steps=log_every,
+    )
+    model = torch.nn.Linear(2, 1)
+    trainer = GenericTrainer(config, model, [torch.optim.SGD(model.parameters(), lr=0.1)])
+    step = lambda trainer, batch, *args: {  # noqa: E731
+        "loss": torch.nn.functional.mse_loss(trainer.model(batch[0]), batch[1])
+    }
+    trainer.set_training_step(step)
+    trainer.set_validation_step(step)
+    trainer.add_hook(_SaveMarker())
+    data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
+    loader = DataLoader(data, batch_size=2)
+    trainer.fit([loader], [loader], max_epochs=2)
+    lines = capsys.readouterr().err.splitlines()
+    for epoch, step in ((0, 8), (1, 16)):
+        last = lines.index(next(x for x in lines if x.startswith(f"epoch {epoch} batch 8/8")))
+        validation = next(
+            i for i, x in enumerate(lines) if f"step {step} |" in x and "val/loss" in x
+        )
+        saving = lines.index("SAVING", validation)
+        assert last < validation < saving, lines

@@ -198,6 +198,9 @@ class FitLoop:
             else {}
         )
         metrics.update(self._flush_train_metrics())
+        # the epoch's last progress line, before the lines of its validation and checkpoint
+        run.progress.update(run.schedule_position(), {**state.last_metrics, **metrics})
+        run.progress.close()
         if (
             config.validation.frequency == ValidationFrequency.PER_EPOCH
             and completed % config.validate_every_n_epochs == 0

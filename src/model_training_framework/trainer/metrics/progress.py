@@ -3,7 +3,9 @@
 The view is chosen once, when the display is built: a live bar when the stream is a TTY, plain
 lines at most every ``min_interval_s`` seconds when it is not (CI and SLURM logs stay readable),
 nothing when disabled (``logging.progress_bar: false`` or a rank other than 0). The trainer calls
-``update`` at log intervals only, and each call costs a few microseconds.
+``update`` at log intervals only, and each call costs a few microseconds; when an epoch's batches
+are done it shows the epoch's end and closes the display, so that the epoch's last progress line
+comes before the lines of its validation and checkpoint.
 
 The display counts the *batches* of the current epoch (``batch 120/1000``); log lines name the
 global optimizer *step* (``epoch 1 step 1120``), a different number.
@@ -214,6 +216,7 @@ class _PlainLines:
         self._first_batch = 0
         self._started_at = 0.0
         self._last_line_at: float | None = None
+        self._shown_batch: int | None = None  # the position of the last line shown
         # (batch, metrics, time) of the newest update not shown yet; its line is built only
         # when it is printed (most updates are replaced before then)
         self._pending: tuple[int, dict[str, float], float] | None = None
@@ -223,11 +226,12 @@ class _PlainLines:
         self._epoch, self._total, self._first_batch = epoch, total_batches, initial_batch
         self._started_at = self._clock()
         self._last_line_at = None
+        self._shown_batch = None
         self._pending = None
         self._is_open = True
 
     def update(self, batch: int, metrics: Mapping[str, float]) -> None:
-        if not self._is_open:
+        if not self._is_open or batch == self._shown_batch:  # no progress since the last line
             return
         now = self._clock()
         self._pending = (batch, dict(metrics), now)
@@ -245,7 +249,7 @@ class _PlainLines:
         batch, metrics, updated_at = self._pending
         line = self._line(batch, format_progress_postfix(metrics), updated_at)
         tqdm.write(line, file=self._stream)
-        self._last_line_at, self._pending = now, None
+        self._last_line_at, self._pending, self._shown_batch = now, None, batch
 
     def _line(self, batch: int, postfix: str, now: float) -> str:
         fields = [f"epoch {self._epoch} batch {batch}"]
