@@ -125,19 +125,20 @@ def _run_slurm(
             print(f"  {item.experiment_name}: job {item.job_id}")
         else:
             write_refusal(item.experiment_dir, str(item.error), item.script_path)
-            print(f"  {item.experiment_name}: NOT submitted (sbatch refused it, see below)")
+            print(f"  {item.experiment_name}: NOT submitted (see below)")
     _report_refusals(result.failed)
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
 def _report_refusals(failed: list[Any]) -> None:
-    """Print each refused array once (its experiments share one error), with a hint."""
+    """Print each array that sbatch refused (or that could not be submitted) once: its
+    experiments share one error. A hint follows."""
     by_error: dict[str, list[str]] = {}
     for item in failed:
         by_error.setdefault(str(item.error), []).append(item.experiment_name)
     for error, names in by_error.items():
         print(
-            f"sbatch refused {len(names)} experiment(s), NOT submitted: {', '.join(names)}\n"
+            f"{len(names)} experiment(s) NOT submitted: {', '.join(names)}\n"
             f"  {error.strip().replace(chr(10), chr(10) + '  ')}\n"
             "  hint: request what the cluster has (the slurm section: mem, time, partition, "
             "cpus_per_task, gpus_per_node; see 'sinfo -N -o \"%N %P %c %m %G %l\"'), then run "

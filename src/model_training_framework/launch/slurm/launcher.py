@@ -281,13 +281,15 @@ class SLURMLauncher(Launcher):
             return
         try:
             array_id = self.commands.sbatch(script)
-        except LauncherError as err:
-            # the caller reports it (result.failed): logged here only for debugging
+        except (LauncherError, OSError) as err:
+            # OSError: sbatch could not be run. Either way the arrays submitted before this one
+            # stay in the outcome; the caller reports the failure (result.failed).
             logger.debug(
                 "sbatch refused the array of %s: %s", counted(len(prepared), "experiment"), err
             )
+            message = str(err) if isinstance(err, LauncherError) else f"cannot run sbatch: {err}"
             for result in results:
-                result.error = str(err)
+                result.error = message
             return
         outcome.array_job_ids.append(array_id)
         for task_idx, result in enumerate(results):
