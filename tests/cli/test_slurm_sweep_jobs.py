@@ -103,7 +103,9 @@ def test_cancel_checkpoints_the_run_and_the_job_stays_cancelled(project, slurm_e
 
 
 def _active(commands: SlurmCommands, job_ids: list[str]) -> list[str]:
-    states = SLURMJobMonitor(commands).get_job_states(job_ids)
+    monitor = SLURMJobMonitor(commands)
+    # squeue lists a pending array under its bare id, which get_job_states expands to tasks
+    states = monitor.overall_states(monitor.get_job_states(job_ids), job_ids)
     return [job_id for job_id in job_ids if states[job_id].state in ACTIVE_STATES]
 
 
