@@ -173,10 +173,10 @@ def test_accumulator_reset_forgets_everything():
     acc.add("a", {"loss": 1.0}, num_samples=2)
     acc.reset()
 
-    assert acc.means() == {} and acc.samples() == {} and acc.to_state() == []
+    assert acc.means() == {} and acc.samples() == {} and acc.to_slots() == {}
 
 
-def test_summed_states_of_two_ranks_give_the_means_over_both():
+def test_summed_slots_of_two_ranks_give_the_means_over_both():
     rank0, rank1, together = MetricAccumulator(), MetricAccumulator(), MetricAccumulator()
     batches0 = [("b", {"loss": 2.0, "acc": 0.5}, 4), ("a", {"loss": 1.0, "acc": 1.0}, 2)]
     batches1 = [("b", {"loss": 6.0, "acc": 0.0}, 4), ("a", {"loss": 3.0, "acc": 0.0}, 2)]
@@ -186,32 +186,34 @@ def test_summed_states_of_two_ranks_give_the_means_over_both():
     for name, metrics, n in batches1:
         rank1.add(name, metrics, n)
         together.add(name, metrics, n)
-    assert rank0.layout() == rank1.layout()
+    slots0, slots1 = rank0.to_slots(), rank1.to_slots()
+    assert slots0.keys() == slots1.keys()
 
-    summed = [x + y for x, y in zip(rank0.to_state(), rank1.to_state(), strict=True)]
-    rank0.from_state(summed)
+    rank0.from_slots({slot: slots0[slot] + slots1[slot] for slot in slots0})
 
     _assert_nested_close(rank0.means(), together.means())
     assert rank0.samples() == together.samples() == {"a": 4, "b": 8}
 
 
-def test_state_order_does_not_depend_on_insertion_order():
+def test_slots_do_not_depend_on_insertion_order():
     first, second = MetricAccumulator(), MetricAccumulator()
     first.add("a", {"x": 1.0, "y": 2.0}, 1)
     first.add("b", {"x": 3.0}, 1)
     second.add("b", {"x": 3.0}, 1)
     second.add("a", {"y": 2.0, "x": 1.0}, 1)
 
-    assert first.layout() == second.layout()
-    assert first.to_state() == second.to_state()
+    assert first.to_slots() == second.to_slots()
 
 
-def test_from_state_with_wrong_length_explains_the_mismatch():
-    acc = MetricAccumulator()
-    acc.add("a", {"loss": 1.0}, 1)
+def test_from_slots_replaces_the_counts_and_sums():
+    acc, source = MetricAccumulator(), MetricAccumulator()
+    acc.add("old", {"loss": 9.0}, 5)
+    source.add("a", {"loss": 1.0, "acc": 0.5}, 2)
+    source.add("a", {"loss": 4.0}, 1)
 
-    with pytest.raises(ValueError, match="same loaders"):
-        acc.from_state([1.0, 2.0])
+    acc.from_slots(source.to_slots())
+
+    assert acc.means() == source.means() and acc.samples() == source.samples() == {"a": 3}
 
 
 def test_module_imports_only_the_standard_library():

@@ -131,16 +131,14 @@ def test_training_and_validation_means_are_the_same_arithmetic():
     assert validation.means()["a"]["loss"] == pytest.approx(expected, rel=1e-15)
 
 
-def test_weighted_means_reduce_across_ranks_and_refuse_different_keys():
-    rank0, rank1 = WeightedMeans(), WeightedMeans()
-    rank0.add("loss", 2.0 * 3, 3)
-    rank1.add("loss", 6.0 * 1, 1)
-    rank0.load_flat([x + y for x, y in zip(rank0.to_flat(), rank1.to_flat(), strict=True)])
-    assert rank0.means() == {"loss": 3.0}
-
-    rank1.add("acc", 1.0, 1)
-    with pytest.raises(ValueError, match=r"every rank must add the same keys \['acc', 'loss'\]"):
-        rank1.load_flat(rank0.to_flat())
+def test_two_ranks_slots_give_the_mean_over_all_samples_not_a_mean_of_rank_means():
+    rank0, rank1 = TrainMetrics(["a"]), TrainMetrics(["a"])
+    rank0.add(0, [("loss", 2.0)], num_samples=3)
+    rank1.add(0, [("loss", 6.0)], num_samples=1)
+    rank1_slots: dict = {}
+    rank1.pop_means(lambda slots: rank1_slots.update(slots) or slots)
+    means = rank0.pop_means(lambda slots: _two_ranks(slots, rank1_slots))
+    assert means["train/loss"] == means["train/dl_a/loss"] == 3.0
 
 
 def test_weighted_means_skip_keys_without_weight():

@@ -5,8 +5,8 @@ Two pieces, both free of torch so that they can be tested (and reasoned about) a
 - :class:`MetricAccumulator` collects, for each validation loader, the sample-weighted sum of
   every metric over the batches of a validation pass, and turns them into per-loader means
   (with :class:`~.means.WeightedMeans`, the running means that training metrics use too).
-  Its sums travel as one flat list of floats so that the trainer can ``all_reduce`` them
-  across ranks in a single collective.
+  Its counts and sums travel keyed by slot (NOTE [metric slots] in :mod:`~.means`) so that
+  the trainer can sum them across ranks.
 - :func:`aggregate_validation` combines the per-loader means into the cross-loader values that
   the trainer logs as ``val/<metric>`` (it logs the per-loader means as
   ``val/dl_<name>/<metric>`` itself). The rule is chosen by ``validation.aggregation``.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from enum import Enum
 
 from model_training_framework.trainer.metrics.means import MetricSlot, WeightedMeans
@@ -233,8 +233,7 @@ class MetricAccumulator:
     Cross-rank reduction: :meth:`to_slots` gives the sample counts and sums keyed by slot
     (NOTE [metric slots] in :mod:`~.means`); the trainer sums them over ranks, over the union
     of the ranks' slots (a metric one rank never returned is averaged over the batches of the
-    ranks that did), and writes them back with :meth:`from_slots`. :meth:`to_state` and
-    :meth:`from_state` are the same data as a flat list in :meth:`layout` order.
+    ranks that did), and writes them back with :meth:`from_slots`.
 
     Example:
         >>> acc = MetricAccumulator()
@@ -283,42 +282,6 @@ class MetricAccumulator:
         """Forget everything (start of a new validation pass)."""
         self._samples.clear()
         self._sums.clear()
-
-    def layout(self) -> tuple[tuple[str, str | None], ...]:
-        """The order of :meth:`to_state`: ``(loader, None)`` for each sample count, then the
-        ``(loader, metric)`` pairs (each contributing a sum and a weight)."""
-        return tuple((loader, None) for loader in sorted(self._samples)) + tuple(
-            self._sums.sorted_keys()
-        )
-
-    def to_state(self) -> list[float]:
-        """The sample counts and sums as a flat list in :meth:`layout` order (a sample count is
-        one float; a metric is two: its weighted sum, then its weight)."""
-        counts = [float(self._samples[loader]) for loader in sorted(self._samples)]
-        return counts + self._sums.to_flat()
-
-    def from_state(self, state: Sequence[float]) -> None:
-        """Overwrite the counts and sums with ``state`` (e.g. the sum of every rank's
-        :meth:`to_state`).
-
-        Args:
-            state: floats in this accumulator's :meth:`layout` order.
-
-        Raises:
-            ValueError: ``state`` does not have the length of this accumulator's layout (the
-                ranks accumulated different loaders or metrics).
-        """
-        loaders = sorted(self._samples)
-        expected = len(loaders) + 2 * len(self._sums)
-        if len(state) != expected:
-            raise ValueError(
-                f"metric state has {len(state)} values but this accumulator's layout needs "
-                f"{expected} ({self.layout()}); every rank must validate the same loaders and "
-                f"return the same metric keys"
-            )
-        for loader, count in zip(loaders, state, strict=False):
-            self._samples[loader] = round(count)
-        self._sums.load_flat(state[len(loaders) :])
 
     def to_slots(self) -> dict[MetricSlot, float]:
         """The sample counts and sums keyed by slot (NOTE [metric slots]): ``(loader, "", 2)``

@@ -2,9 +2,9 @@
 metrics.
 
 Each key holds a weighted sum and its weight (usually a number of samples); its mean is
-``sum / weight``. The sums travel as one flat list of floats (``[sum, weight]`` per key, keys
-sorted), so that every rank's sums can be added up in a single ``all_reduce`` before the means
-are taken: the mean over all ranks' samples, not a mean of per-rank means.
+``sum / weight``. Under DDP the sums and weights travel keyed by slot (NOTE [metric slots]), so
+that every rank's sums are added up before the means are taken: the mean over all ranks'
+samples, not a mean of per-rank means.
 
 Example:
     >>> means = WeightedMeans()
@@ -76,29 +76,6 @@ class WeightedMeans(Generic[K]):
     def items(self) -> list[tuple[K, float, float]]:
         """``(key, weighted sum, weight)`` of every key, in first-added order."""
         return [(key, total, weight) for key, (total, weight) in self._sums.items()]
-
-    def sorted_keys(self) -> list[K]:
-        """The keys in the order of :meth:`to_flat` (sorted, so the same on every rank)."""
-        return sorted(self._sums)  # type: ignore[type-var]
-
-    def to_flat(self) -> list[float]:
-        """``[sum, weight]`` of each key of :meth:`sorted_keys`, as one flat list."""
-        return [x for key in self.sorted_keys() for x in self._sums[key]]
-
-    def load_flat(self, flat: Sequence[float]) -> None:
-        """Overwrite the sums with ``flat`` (e.g. every rank's :meth:`to_flat`, added up).
-
-        Raises:
-            ValueError: ``flat`` does not hold two floats per key (the ranks added different keys).
-        """
-        keys = self.sorted_keys()
-        if len(flat) != 2 * len(keys):
-            raise ValueError(
-                f"got {len(flat)} values for {len(keys)} running means (two each: sum, weight); "
-                f"every rank must add the same keys {keys}"
-            )
-        for index, key in enumerate(keys):
-            self._sums[key] = [flat[2 * index], flat[2 * index + 1]]
 
     def clear(self) -> None:
         """Forget every key."""

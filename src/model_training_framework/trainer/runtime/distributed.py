@@ -179,22 +179,17 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         return int(tensor.item())
 
-    def reduce_sum(self, values: Sequence[float], keys: Sequence[object] = ()) -> list[float]:
-        """Element-wise sum of ``values`` over all ranks.
-
-        Args:
-            values: this rank's values.
-            keys: what ``values`` hold, in order (metric names): when given, the ranks must
-                pass the same keys, not only as many values (checked in the same collective).
+    def reduce_sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum of ``values`` over all ranks (metric sums are summed by slot, with
+        :meth:`reduce_sum_by_slot`).
 
         Raises:
-            RanksDisagreeError: on every rank, when the ranks passed lists of different lengths
-                or different ``keys`` (they accumulated different loaders or metric keys);
+            RanksDisagreeError: on every rank, when the ranks passed lists of different lengths;
                 nothing is summed then.
         """
         if not self.is_distributed:
             return list(values)
-        self._check_same_layout(len(values), keys)
+        self._check_same_length(len(values))
         if not values:
             return []
         tensor = torch.tensor(list(values), dtype=torch.float64)
@@ -349,16 +344,8 @@ class DistributedContext:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._host())
         return -int(tensor[1]), int(tensor[0]), int(tensor[2]) == -int(tensor[3])
 
-    def _check_same_layout(self, length: int, keys: Sequence[object]) -> None:
-        shortest, longest, keys_agree = self._layouts_agree(length, keys)
-        if not keys_agree:  # every rank sees it: all gather the keys
-            every_rank = self.gather_objects([str(key) for key in keys])
-            listed = "; ".join(f"rank {rank}: {names}" for rank, names in enumerate(every_rank))
-            raise RanksDisagreeError(
-                f"metric keys differ across ranks ({listed}); every rank must run the same "
-                "loaders (call update_loader_weights on every rank with the same weights) "
-                "and its step functions must return the same metric keys"
-            )
+    def _check_same_length(self, length: int) -> None:
+        shortest, longest, _ = self._layouts_agree(length, ())
         if longest != shortest:
             raise RanksDisagreeError(
                 f"metric reduction across ranks got lists of {shortest} to {longest} values "
