@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 
@@ -29,3 +30,22 @@ def _default_sigint_handler():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+class _FailingStream(io.StringIO):
+    """A text stream whose every write fails with ``error`` (e.g. a pipe whose reader quit)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise self.error
+
+
+@pytest.fixture
+def failing_stream() -> type[_FailingStream]:
+    """Make a stream whose writes fail: ``failing_stream(BrokenPipeError(32, "Broken pipe"))``."""
+    return _FailingStream

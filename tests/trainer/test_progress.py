@@ -174,22 +174,9 @@ def test_trainer_progress_counts_the_epochs_batches_while_log_lines_name_the_glo
     assert not any(" step 8/8" in line or " step 16/" in line for line in lines), lines
 
 
-class _ClosedPipe(io.StringIO):
-    """A stream whose reader went away: every write fails with ``error``."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__()
-        self.error = error
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        raise self.error
-
-
-def test_a_broken_pipe_switches_the_progress_lines_off_for_the_rest_of_the_run():
+def test_a_broken_pipe_switches_the_progress_lines_off_for_the_rest_of_the_run(failing_stream):
     # A BrokenPipeError from a progress line ended training (`mtf demo 2>&1 | head -3`).
-    stream = _ClosedPipe(BrokenPipeError(32, "Broken pipe"))
+    stream = failing_stream(BrokenPipeError(32, "Broken pipe"))
     progress = ProgressDisplay(stream=stream, min_interval_s=0.0)
     progress.start(total_batches=10, epoch=0)
     progress.update(5, METRICS)
@@ -201,8 +188,10 @@ def test_a_broken_pipe_switches_the_progress_lines_off_for_the_rest_of_the_run()
     assert stream.writes == 1
 
 
-def test_other_write_errors_of_the_progress_lines_still_raise():
-    progress = ProgressDisplay(stream=_ClosedPipe(OSError(28, "No space left")), min_interval_s=0)
+def test_other_write_errors_of_the_progress_lines_still_raise(failing_stream):
+    progress = ProgressDisplay(
+        stream=failing_stream(OSError(28, "No space left")), min_interval_s=0
+    )
     progress.start(total_batches=10, epoch=0)
     with pytest.raises(OSError, match="No space"):
         progress.update(5, METRICS)

@@ -128,22 +128,9 @@ def test_a_range_field_with_integer_values_is_formatted_like_single_values():
     assert format_metrics_line(metrics, step=7) == "step 7 | val/dl_*/loss 0..9 (10 loaders)"
 
 
-class _ClosedPipe(io.StringIO):
-    """A stream whose reader went away: every write fails with ``error``."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__()
-        self.error = error
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        raise self.error
-
-
-def test_a_broken_pipe_switches_the_console_off_once_and_training_goes_on(caplog):
+def test_a_broken_pipe_switches_the_console_off_once_and_training_goes_on(caplog, failing_stream):
     # A BrokenPipeError (the reader of `mtf demo 2>&1 | head -3` quit) ended training.
-    stream = _ClosedPipe(BrokenPipeError(32, "Broken pipe"))
+    stream = failing_stream(BrokenPipeError(32, "Broken pipe"))
     logger = ConsoleLogger(stream=stream)
     with caplog.at_level("WARNING"):
         logger.log_scalars(METRICS, step=1)
@@ -155,7 +142,7 @@ def test_a_broken_pipe_switches_the_console_off_once_and_training_goes_on(caplog
     ]
 
 
-def test_other_write_errors_of_the_console_still_raise():
-    logger = ConsoleLogger(stream=_ClosedPipe(OSError(28, "No space left on device")))
+def test_other_write_errors_of_the_console_still_raise(failing_stream):
+    logger = ConsoleLogger(stream=failing_stream(OSError(28, "No space left on device")))
     with pytest.raises(OSError, match="No space"):
         logger.log_scalars(METRICS, step=1)
